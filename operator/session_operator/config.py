@@ -1,0 +1,434 @@
+"""Every setting of the operator, its default and its validation (SPEC §4).
+
+Defaults live here and nowhere else: handlers, timers and the HTTP server receive a
+:class:`Settings`. Values come from, highest precedence first, command-line flags (passed to
+:func:`load_settings` as keyword overrides), ``XG2G_SESSION_*`` environment variables, a YAML
+file with the camelCase keys of SPEC §4, and the defaults below.
+
+An invalid configuration stops the operator at start: :func:`load_settings` raises
+:class:`ConfigError` with one line per bad setting, naming it as the user wrote it
+(``XG2G_SESSION_LEASE_TTL``, ``leaseTTL`` or ``--lease-ttl``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+ENV_PREFIX = "XG2G_SESSION_"
+
+_DURATION_HINT = "must be a positive duration like 60s, 2m, 1h30m"
+_INCONSISTENT = "inconsistent_settings"
+_TTL_BELOW_MINIMUM = "lease_ttl_below_minimum"
+_TLS_UNPAIRED = "tls_files_unpaired"
+_MIN_HEARTBEATS_PER_TTL = 3
+_TIMES = "\N{MULTIPLICATION SIGN}"
+
+_SECONDS_PER_UNIT = {
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_BARE_SECONDS = re.compile(_NUMBER)
+# `ms` is listed before `m` so that "500ms" is not read as 500 minutes and a stray "s".
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|h|m|s)")
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|h|m|s))+")
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``problems`` holds one readable line per bad setting."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse a duration: a number of seconds, or units ``ms``, ``s``, ``m``, ``h`` in sequence.
+
+    ``60``, ``"60"``, ``"60s"``, ``"2m"``, ``"1h30m"``, ``"1.5s"`` and ``"500ms"`` are
+    accepted; a ``timedelta`` is returned as is. Precision is one microsecond. Anything else
+    raises ``ValueError`` naming the value. Whether zero or a negative value makes sense is
+    the caller's decision.
+    """
+    if isinstance(value, timedelta):
+        return value
+    seconds: Decimal
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        try:
+            seconds = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"not a duration: {value!r}") from None
+        if not seconds.is_finite():
+            raise ValueError(f"not a duration: {value!r}")
+    elif isinstance(value, str):
+        text = value.strip()
+        if _BARE_SECONDS.fullmatch(text):
+            seconds = Decimal(text)
+        elif _DURATION.fullmatch(text):
+            seconds = sum(
+                (
+                    Decimal(number) * _SECONDS_PER_UNIT[unit]
+                    for number, unit in _DURATION_PART.findall(text)
+                ),
+                Decimal(0),
+            )
+        else:
+            raise ValueError(
+                f"not a duration like 60s, 2m, 1h30m, 500ms or a number of seconds: {value!r}"
+            )
+    else:
+        raise ValueError(f"not a duration: {value!r}")
+    try:
+        return timedelta(microseconds=int(seconds.scaleb(6)))
+    except OverflowError:
+        raise ValueError(f"duration too large: {value!r}") from None
+
+
+def _format_duration(value: timedelta) -> str:
+    """Render a duration as seconds, the unit every duration setting accepts."""
+    seconds = Decimal(value // timedelta(microseconds=1)).scaleb(-6).normalize()
+    return f"{seconds:f}s"
+
+
+def _positive_duration(value: Any) -> timedelta:
+    try:
+        duration = parse_duration(value)
+    except ValueError:
+        duration = timedelta(0)
+    if duration <= timedelta(0):
+        raise PydanticCustomError("duration", _DURATION_HINT)
+    return duration
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return value
+    raise PydanticCustomError("port", "must be a port number from 1 to 65535")
+
+
+def _host(value: Any) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise PydanticCustomError("host", "must be a host name or IP address to listen on")
+
+
+def _namespace(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        name = value.strip()
+        if not name:
+            return None
+        if _NAMESPACE.fullmatch(name):
+            return name
+    raise PydanticCustomError(
+        "namespace",
+        "must be a namespace name (lowercase letters, digits and '-', at most 63 characters),"
+        " or empty for all namespaces",
+    )
+
+
+def _optional_path(value: Any) -> Path | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str):
+        return Path(value.strip())
+    raise PydanticCustomError("path", "must be a file path")
+
+
+def _audiences(value: Any) -> list[str]:
+    items: list[Any]
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        items = [None]
+    if not all(isinstance(item, str) for item in items):
+        raise PydanticCustomError(
+            "audiences", "must be a list of token audiences, in the environment comma separated"
+        )
+    return [item.strip() for item in items if item.strip()]
+
+
+def _log_level(value: Any) -> str:
+    if isinstance(value, str) and value.strip().upper() in logging.getLevelNamesMapping():
+        return value.strip().upper()
+    raise PydanticCustomError("log_level", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+
+
+def _log_format(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in ("json", "text"):
+        return value.strip().lower()
+    raise PydanticCustomError("log_format", "must be json or text")
+
+
+Duration = Annotated[timedelta, BeforeValidator(_positive_duration)]
+"""A positive duration setting, parsed by :func:`parse_duration`."""
+
+
+class Settings(BaseSettings):
+    """The operator's configuration. Defaults are defined here only."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, case_sensitive=False, extra="forbid", frozen=True
+    )
+
+    lease_ttl: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Lease length granted by each accepted heartbeat, for new sessions.",
+    )
+    heartbeat_interval: Duration = Field(
+        default=timedelta(seconds=5),
+        description="How often clients should beat; also the idempotency window.",
+    )
+    expiry_check_interval: Duration = Field(
+        default=timedelta(seconds=10),
+        description="Period of the backstop timer that expires lapsed sessions.",
+    )
+    stop_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="How long a stop may take before it is forced to its terminal state.",
+    )
+    retention: Duration = Field(
+        default=timedelta(hours=24),
+        description="How long terminal sessions are kept before they are deleted.",
+    )
+    namespace: Annotated[str | None, BeforeValidator(_namespace)] = Field(
+        default=None, description="Namespace to watch; None watches all namespaces."
+    )
+    api_host: Annotated[str, BeforeValidator(_host)] = Field(
+        default="0.0.0.0", description="Address the heartbeat API listens on."
+    )
+    api_port: Annotated[int, BeforeValidator(_port)] = Field(
+        default=8080, description="Port the heartbeat API listens on."
+    )
+    tls_cert_file: Annotated[Path | None, BeforeValidator(_optional_path)] = Field(
+        default=None, description="PEM certificate of the heartbeat API; with tls_key_file."
+    )
+    tls_key_file: Annotated[Path | None, BeforeValidator(_optional_path)] = Field(
+        default=None, description="PEM private key of the heartbeat API; with tls_cert_file."
+    )
+    token_audiences: Annotated[list[str], NoDecode, BeforeValidator(_audiences)] = Field(
+        default_factory=list,
+        description="Audiences for TokenReview; empty means the apiserver's default.",
+    )
+    auth_cache_ttl: Duration = Field(
+        default=timedelta(seconds=10),
+        description="How long authentication and authorization decisions are cached.",
+    )
+    log_level: Annotated[str, BeforeValidator(_log_level)] = Field(
+        default="WARNING", description="Name of a logging level, like INFO."
+    )
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_log_format)] = Field(
+        default="json", description="Log line format."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read explicit values and the environment only; the YAML file is merged by
+        :func:`load_settings`, below the environment."""
+        return init_settings, env_settings
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Self:
+        codes: list[str] = []
+        summaries: list[str] = []
+        if self.lease_ttl < _MIN_HEARTBEATS_PER_TTL * self.heartbeat_interval:
+            codes.append(_TTL_BELOW_MINIMUM)
+            summaries.append(
+                f"lease_ttl ({_format_duration(self.lease_ttl)}) must be at least"
+                f" {_MIN_HEARTBEATS_PER_TTL} {_TIMES} heartbeat_interval"
+                f" ({_format_duration(self.heartbeat_interval)})"
+            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            codes.append(_TLS_UNPAIRED)
+            summaries.append("tls_cert_file and tls_key_file must be given together")
+        if codes:
+            raise PydanticCustomError(
+                _INCONSISTENT, "{summary}", {"summary": "; ".join(summaries), "codes": codes}
+            )
+        return self
+
+
+# camelCase keys of the YAML file (SPEC §4), by field name.
+FILE_KEYS: Mapping[str, str] = {
+    "lease_ttl": "leaseTTL",
+    "heartbeat_interval": "heartbeatInterval",
+    "expiry_check_interval": "expiryCheckInterval",
+    "stop_timeout": "stopTimeout",
+    "retention": "retention",
+    "namespace": "namespace",
+    "api_host": "apiHost",
+    "api_port": "apiPort",
+    "tls_cert_file": "tlsCertFile",
+    "tls_key_file": "tlsKeyFile",
+    "token_audiences": "tokenAudiences",
+    "auth_cache_ttl": "authCacheTTL",
+    "log_level": "logLevel",
+    "log_format": "logFormat",
+}
+_FIELD_BY_FILE_KEY = {key: field for field, key in FILE_KEYS.items()}
+
+
+@dataclass(frozen=True)
+class _Given:
+    """A value as the user wrote it, and the name they wrote it under."""
+
+    label: str
+    raw: Any
+
+
+def env_name(field: str) -> str:
+    """Return the environment variable that sets ``field``, like ``XG2G_SESSION_LEASE_TTL``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def flag_name(field: str) -> str:
+    """Return the command-line flag named in errors about an override, like ``--lease-ttl``."""
+    return "--" + field.replace("_", "-")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from flags, environment, YAML file and defaults, in that precedence.
+
+    ``overrides`` are command-line flag values keyed by field name; ``None`` means the flag
+    was not given. The YAML file uses the camelCase keys of SPEC §4; unknown keys are an
+    error. Any invalid value raises :class:`ConfigError` with one line per bad setting.
+    """
+    given_overrides = {field: raw for field, raw in overrides.items() if raw is not None}
+    unknown = sorted(set(given_overrides) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting {flag_name(field)}" for field in unknown)
+    from_file = _read_config_file(config_file) if config_file is not None else {}
+    try:
+        from_env: dict[str, Any] = EnvSettingsSource(Settings)()
+    except SettingsError as error:
+        raise ConfigError([f"environment: {error}"]) from None
+
+    given: dict[str, _Given] = {}
+    given.update((f, _Given(FILE_KEYS[f], raw)) for f, raw in from_file.items())
+    given.update((f, _Given(env_name(f), raw)) for f, raw in from_env.items())
+    given.update((f, _Given(flag_name(f), raw)) for f, raw in given_overrides.items())
+
+    # The environment outranks the file, but explicit arguments outrank the environment in
+    # pydantic-settings, so a file value is passed only where the environment is silent.
+    explicit: dict[str, Any] = {
+        f: raw for f, raw in from_file.items() if f not in from_env
+    } | given_overrides
+    try:
+        return Settings(**explicit)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, given)) from None
+    except SettingsError as error:
+        raise ConfigError([f"environment: {error}"]) from None
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    """Read the YAML file into raw values by field name; reject unknown keys."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read config file: {error.strerror or error}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: must be a mapping of settings like 'leaseTTL: 60s'"])
+    problems = [_unknown_key(path, key) for key in data if key not in _FIELD_BY_FILE_KEY]
+    if problems:
+        raise ConfigError(problems)
+    return {_FIELD_BY_FILE_KEY[key]: raw for key, raw in data.items()}
+
+
+def _unknown_key(path: Path, key: object) -> str:
+    line = f"{path}: unknown setting {key!r}"
+    if isinstance(key, str):
+        folded = {known.lower(): known for known in _FIELD_BY_FILE_KEY}
+        close = folded.get(key.lower()) or next(
+            iter(difflib.get_close_matches(key, list(_FIELD_BY_FILE_KEY), n=1)), None
+        )
+        if close is not None:
+            line += f", did you mean {close!r}?"
+    return line
+
+
+def _describe(error: ValidationError, given: Mapping[str, _Given]) -> list[str]:
+    """Turn a pydantic error into one line per bad setting, named as the user wrote it."""
+    lines: list[str] = []
+    described: set[str] = set()
+    for item in error.errors():
+        loc = item["loc"]
+        if item["type"] == _INCONSISTENT:
+            lines.extend(_describe_relation(code, given) for code in item["ctx"]["codes"])
+        elif loc and isinstance(loc[0], str) and loc[0] not in described:
+            field = loc[0]
+            described.add(field)
+            source = given.get(field)
+            label = source.label if source else env_name(field)
+            raw = source.raw if source else item["input"]
+            lines.append(f"{label}: {item['msg']} (got {raw!r})")
+    return lines
+
+
+def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:
+    def label(field: str) -> str:
+        source = given.get(field)
+        return source.label if source else env_name(field)
+
+    def shown(field: str) -> str:
+        source = given.get(field)
+        if source is not None and isinstance(source.raw, str):
+            return source.raw.strip()
+        raw = source.raw if source is not None else Settings.model_fields[field].default
+        return _format_duration(parse_duration(raw))
+
+    if code == _TTL_BELOW_MINIMUM:
+        return (
+            f"{label('lease_ttl')} ({shown('lease_ttl')}) must be at least"
+            f" {_MIN_HEARTBEATS_PER_TTL} {_TIMES} {label('heartbeat_interval')}"
+            f" ({shown('heartbeat_interval')})"
+        )
+    return f"{label('tls_cert_file')} and {label('tls_key_file')} must be given together"

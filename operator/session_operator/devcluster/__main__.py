@@ -1,0 +1,87 @@
+"""``python -m session_operator.devcluster``: build the binaries, or run a local cluster.
+
+- ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl.
+- ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
+- ``run``: like ``up``, plus the operator itself in the foreground (what ``make run`` does).
+  With ``KUBECONFIG`` set, no local control plane is started: the operator runs against
+  that cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from session_operator.devcluster.binaries import BuildError, ensure_built, find_repo_root, toolchain
+from session_operator.devcluster.cluster import ControlPlaneError, KubectlError, LocalControlPlane
+
+SAMPLE_SESSION = "hack/samples/session.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m session_operator.devcluster")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build the control-plane binaries into the cache")
+    up = commands.add_parser("up", help="start a local control plane and wait")
+    run = commands.add_parser(
+        "run", help="start a local control plane (unless KUBECONFIG) and run the operator"
+    )
+    for sub in (up, run):
+        sub.add_argument("--workdir", type=Path, help="keep the cluster's files here")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            chain = ensure_built(toolchain())
+            versions = f"{chain.kube_version} (etcd {chain.etcd_version})"
+            print(f"control plane {versions} in {chain.kube_dir.parent}")
+            return 0
+        if args.command == "run" and os.environ.get("KUBECONFIG"):
+            print(f"using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}", flush=True)
+            return _run_operator(os.environ["KUBECONFIG"])
+        return _with_local_cluster(args.workdir, run_operator=args.command == "run")
+    except (BuildError, ControlPlaneError, KubectlError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
+    chain = ensure_built(toolchain())
+    started = time.monotonic()
+    print(
+        f"starting etcd {chain.etcd_version} + kube-apiserver {chain.kube_version} on loopback ...",
+        flush=True,
+    )
+    with LocalControlPlane(chain, workdir=workdir) as cluster:
+        repo = find_repo_root()
+        cluster.kubectl("apply", "--server-side", "-f", str(repo / "crds"))
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s", "crd/sessions.xg2g.io"
+        )
+        print(f"control plane ready in {time.monotonic() - started:.1f}s; CRDs installed\n")
+        kubectl = f"{chain.kubectl} --kubeconfig={cluster.kubeconfig}"
+        print("From another terminal:")
+        print(f"  export KUBECONFIG={cluster.kubeconfig}")
+        print(f"  {kubectl} apply -f {repo / SAMPLE_SESSION}")
+        print(f"  {kubectl} get sessions -A -w\n", flush=True)
+        if run_operator:
+            return _run_operator(str(cluster.kubeconfig))
+        print("Ctrl-C stops the control plane.", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def _run_operator(kubeconfig: str) -> int:
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    command = [sys.executable, "-m", "session_operator", "run"]
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

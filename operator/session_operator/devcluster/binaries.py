@@ -1,0 +1,213 @@
+"""Build and locate the local control plane's binaries.
+
+The binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) are built
+from the Go wrapper modules under ``hack/controlplane/`` through the Go module
+proxy, once, into a cache outside the repository keyed by version. Later runs
+find them there and start in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+
+
+class BuildError(RuntimeError):
+    """A control-plane binary could not be built."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Paths of the control-plane binaries of one Kubernetes and one etcd version."""
+
+    kube_version: str
+    etcd_version: str
+    kube_dir: Path
+    etcd_dir: Path
+
+    @property
+    def etcd(self) -> Path:
+        """The etcd server binary."""
+        return self.etcd_dir / "etcd"
+
+    @property
+    def kube_apiserver(self) -> Path:
+        """The kube-apiserver binary."""
+        return self.kube_dir / "kube-apiserver"
+
+    @property
+    def kube_controller_manager(self) -> Path:
+        """The kube-controller-manager binary."""
+        return self.kube_dir / "kube-controller-manager"
+
+    @property
+    def kubectl(self) -> Path:
+        """The kubectl binary matching the apiserver's version."""
+        return self.kube_dir / "kubectl"
+
+    def missing(self) -> list[Path]:
+        """Binaries not yet in the cache."""
+        paths = [self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kubectl]
+        return [path for path in paths if not os.access(path, os.X_OK)]
+
+
+def cache_root() -> Path:
+    """The binary cache: ``$XG2G_BIN_CACHE`` or ``$XDG_CACHE_HOME/session-lease-operator/bin``."""
+    explicit = os.environ.get("XG2G_BIN_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "session-lease-operator" / "bin"
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The checkout holding ``hack/controlplane`` (searched upwards from *start* or cwd)."""
+    candidates = [start or Path.cwd(), Path(__file__).resolve()]
+    for origin in candidates:
+        for directory in [origin, *origin.parents]:
+            if (directory / "hack" / "controlplane" / "kubernetes" / "go.mod").is_file():
+                return directory
+    raise BuildError(
+        "cannot find hack/controlplane/: run from a checkout of session-lease-operator"
+    )
+
+
+def pinned_version(go_mod: Path, module: str) -> str:
+    """The version a wrapper's go.mod requires for *module*."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(), re.M)
+    if not match:
+        raise BuildError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
+def toolchain(kube_version: str | None = None, repo_root: Path | None = None) -> Toolchain:
+    """The toolchain for *kube_version* (default: the version pinned in the wrapper's go.mod)."""
+    controlplane = find_repo_root(repo_root) / "hack" / "controlplane"
+    kube = kube_version or os.environ.get("KUBE_VERSION") or ""
+    kube = kube or pinned_version(controlplane / "kubernetes" / "go.mod", "k8s.io/kubernetes")
+    etcd = pinned_version(controlplane / "etcd" / "go.mod", "go.etcd.io/etcd/server/v3")
+    root = cache_root()
+    return Toolchain(kube, etcd, root / kube, root / f"etcd-{etcd}")
+
+
+def ensure_built(chain: Toolchain, repo_root: Path | None = None) -> Toolchain:
+    """Build whatever binaries of *chain* are missing, printing progress; return *chain*."""
+    if not chain.missing():
+        return chain
+    if shutil.which("go") is None:
+        raise BuildError(
+            "the Go toolchain is needed to build the local control plane (go not on PATH)"
+        )
+    controlplane = find_repo_root(repo_root) / "hack" / "controlplane"
+    if not os.access(chain.etcd, os.X_OK):
+        _build_module(controlplane / "etcd", {"etcd": "."}, chain.etcd_dir, ldflags="-s -w")
+    kube_missing = [
+        name for name in KUBE_COMPONENTS if not os.access(chain.kube_dir / name, os.X_OK)
+    ]
+    if kube_missing:
+        with _KubeModuleAt(controlplane / "kubernetes", chain.kube_version) as module:
+            _build_module(
+                module,
+                {name: f"./{name}" for name in kube_missing},
+                chain.kube_dir,
+                ldflags=_version_ldflags(chain.kube_version),
+            )
+    return chain
+
+
+def _version_ldflags(kube_version: str) -> str:
+    match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+", kube_version)
+    if not match:
+        raise BuildError(f"KUBE_VERSION must look like v1.37.2, not {kube_version!r}")
+    major, minor = match.groups()
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-s -w -X {pkg}.gitVersion={kube_version} -X {pkg}.gitMajor={major}"
+        f" -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean"
+    )
+
+
+class _KubeModuleAt:
+    """Context manager yielding the wrapper module, re-pinned in a scratch copy if needed."""
+
+    def __init__(self, module: Path, kube_version: str) -> None:
+        self._module = module
+        self._version = kube_version
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> Path:
+        go_mod = self._module / "go.mod"
+        if pinned_version(go_mod, "k8s.io/kubernetes") == self._version:
+            return self._module
+        self._scratch = tempfile.TemporaryDirectory(prefix="controlplane-")
+        copy = Path(self._scratch.name) / "kubernetes"
+        shutil.copytree(self._module, copy)
+        staging = "v0." + self._version.removeprefix("v1.")
+        text = re.sub(r"(k8s\.io/kubernetes\s+)v\S+", rf"\g<1>{self._version}", go_mod.read_text())
+        text = re.sub(r"(=>\s+k8s\.io/\S+\s+)v\S+", rf"\g<1>{staging}", text)
+        (copy / "go.mod").write_text(text)
+        print(f"re-pinning the wrapper module to {self._version} (staging {staging})", flush=True)
+        _run_go(["go", "mod", "tidy"], copy)
+        return copy
+
+    def __exit__(self, *exc: object) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+
+def _run_go(argv: list[str], cwd: Path) -> None:
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"{' '.join(argv)} failed in {cwd}:\n{result.stderr[-4000:]}")
+
+
+def _build_module(module: Path, targets: dict[str, str], out_dir: Path, ldflags: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, package in targets.items():
+        started = time.monotonic()
+        print(f"building {name} into {out_dir} (first time only; takes minutes)", flush=True)
+        _run_go(["go", "mod", "download"], module)
+        total = _count_deps(module, package)
+        partial = out_dir / f".{name}.partial"
+        argv = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package]
+        process = subprocess.Popen(
+            argv, cwd=module, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        assert process.stderr is not None
+        step = 25 if sys.stdout.isatty() else 250
+        tail: list[str] = []
+        for compiled, line in enumerate(process.stderr, start=1):
+            tail = [*tail[-40:], line]
+            if compiled % step == 0:
+                _progress(name, compiled, total, started)
+        if process.wait() != 0:
+            raise BuildError(f"go build of {name} failed:\n{''.join(tail)}")
+        partial.rename(out_dir / name)
+        _progress(name, total, total, started)
+        print(flush=True)
+
+
+def _count_deps(module: Path, package: str) -> int:
+    result = subprocess.run(
+        ["go", "list", "-deps", package], cwd=module, capture_output=True, text=True, check=False
+    )
+    return max(1, len(result.stdout.splitlines()))
+
+
+def _progress(name: str, done: int, total: int, started: float) -> None:
+    done = min(done, total)
+    width = 30
+    filled = width * done // total
+    bar = "#" * filled + "." * (width - filled)
+    elapsed = time.monotonic() - started
+    end = "\r" if sys.stdout.isatty() else "\n"
+    print(f"  {name:<24} [{bar}] {done:>5}/{total} packages {elapsed:6.0f}s", end=end, flush=True)

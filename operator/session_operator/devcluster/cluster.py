@@ -1,0 +1,347 @@
+"""Run a real local control plane (etcd, kube-apiserver, kube-controller-manager) on loopback.
+
+The envtest way: real binaries on free ports in a temporary directory, an admin
+token, a ServiceAccount signing key pair (so ServiceAccount tokens and TokenReview
+work), RBAC authorization, and a kubeconfig for clients. Every process is stopped
+when the control plane is stopped, when the owning process exits, and on a
+SIGTERM; a child also dies with its parent (``PR_SET_PDEATHSIG``) should the
+parent be killed outright.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from session_operator.devcluster.binaries import Toolchain
+
+ADMIN_USER = "xg2g-admin"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """A control-plane component failed to start or become ready."""
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries its stderr."""
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """A kubectl binary bound to one kubeconfig."""
+
+    binary: Path
+    kubeconfig: Path
+
+    def __call__(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``kubectl ARGS``; raise :class:`KubectlError` on a non-zero exit when *check*."""
+        argv = [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(
+            argv, input=input_text, capture_output=True, text=True, check=False, timeout=120
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
+        return result
+
+
+@dataclass
+class _Component:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class LocalControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager, started and stopped together.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    toolchain: Toolchain
+    workdir: Path | None = None
+    etcd_fsync: bool = True
+    startup_timeout: float = 60.0
+    components: list[_Component] = field(default_factory=list, init=False)
+    kubeconfig: Path = field(init=False)
+    etcd_url: str = field(init=False)
+    server: str = field(init=False)
+    admin_token: str = field(init=False)
+    ca_file: Path = field(init=False)
+    _owns_workdir: bool = field(default=False, init=False)
+
+    def __enter__(self) -> LocalControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start etcd, then kube-apiserver, then kube-controller-manager; wait for each."""
+        missing = self.toolchain.missing()
+        if missing:
+            raise ControlPlaneError(f"control-plane binaries missing: {missing}; build them first")
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="xg2g-controlplane-"))
+            self._owns_workdir = True
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        previous_sigterm = signal.getsignal(signal.SIGTERM)
+        if previous_sigterm in (signal.SIG_DFL, None):
+            # Turn a plain SIGTERM into SystemExit so context managers and fixtures stop us.
+            signal.signal(signal.SIGTERM, _raise_system_exit)
+        try:
+            self._start_etcd()
+            self._start_apiserver()
+            self._start_controller_manager()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every component (newest first) and remove a temporary working directory."""
+        for component in reversed(self.components):
+            _terminate(component)
+        self.components.clear()
+        if self._owns_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def component(self, name: str) -> subprocess.Popen[bytes]:
+        """The running process of component *name* (for fault-injection tests)."""
+        for component in self.components:
+            if component.name == name and component.process is not None:
+                return component.process
+        raise KeyError(name)
+
+    @property
+    def kubectl(self) -> Kubectl:
+        """The matching kubectl, pointed at this control plane."""
+        return Kubectl(self.toolchain.kubectl, self.kubeconfig)
+
+    # -- components ---------------------------------------------------------------
+
+    def _start_etcd(self) -> None:
+        assert self.workdir is not None
+        client_port, peer_port = _free_port(), _free_port()
+        client_url = f"http://127.0.0.1:{client_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        argv = [
+            str(self.toolchain.etcd),
+            "--name=default",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+            "--log-level=warn",
+        ]
+        if not self.etcd_fsync:
+            argv.append("--unsafe-no-fsync")
+        self.etcd_url = client_url
+        component = self._spawn("etcd", argv)
+        self._wait_until(component, lambda: _http_ok(f"{client_url}/health"))
+
+    def _start_apiserver(self) -> None:
+        assert self.workdir is not None
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        service_account_key = pki / "service-account.key"
+        _write_rsa_key(service_account_key)
+        self.admin_token = secrets.token_urlsafe(32)
+        tokens = pki / "tokens.csv"
+        tokens.write_text(f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+        tokens.chmod(0o600)
+        port = _free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        argv = [
+            str(self.toolchain.kube_apiserver),
+            f"--etcd-servers={self.etcd_url}",
+            f"--cert-dir={pki}",
+            f"--secure-port={port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--service-cluster-ip-range=10.96.0.0/24",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={service_account_key}",
+            f"--service-account-signing-key-file={service_account_key}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",
+        ]
+        component = self._spawn("kube-apiserver", argv)
+        self.ca_file = pki / "apiserver.crt"
+        self._wait_until(component, lambda: self.ca_file.exists())
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig_document()))
+        self.kubeconfig.chmod(0o600)
+        self._wait_until(component, lambda: self._apiserver_ready())
+
+    def _start_controller_manager(self) -> None:
+        assert self.workdir is not None
+        pki = self.workdir / "pki"
+        argv = [
+            str(self.toolchain.kube_controller_manager),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            f"--service-account-private-key-file={pki / 'service-account.key'}",
+            f"--root-ca-file={self.ca_file}",
+            "--controllers=*,-nodeipam,-nodelifecycle",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+        ]
+        component = self._spawn("kube-controller-manager", argv)
+        # The ServiceAccount controller creating `default` shows the controllers run.
+        self._wait_until(component, self._default_service_account_exists)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> _Component:
+        assert self.workdir is not None
+        component = _Component(name, list(argv), self.workdir / f"{name}.log")
+        with component.log_path.open("wb") as log:
+            component.process = subprocess.Popen(
+                component.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.components.append(component)
+        return component
+
+    def _wait_until(self, component: _Component, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        assert component.process is not None
+        while time.monotonic() < deadline:
+            if component.process.poll() is not None:
+                raise ControlPlaneError(
+                    f"{component.name} exited with code {component.process.returncode}"
+                    f" during start\n{_log_excerpt(component.log_path)}"
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise ControlPlaneError(
+            f"{component.name} not ready after {self.startup_timeout:.0f}s\n"
+            f"{_log_excerpt(component.log_path)}"
+        )
+
+    def _apiserver_ready(self) -> bool:
+        return _http_ok(f"{self.server}/readyz", token=self.admin_token, ca_file=self.ca_file)
+
+    def _default_service_account_exists(self) -> bool:
+        url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
+        return _http_ok(url, token=self.admin_token, ca_file=self.ca_file)
+
+    def _kubeconfig_document(self) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
+            ],
+            "users": [{"name": ADMIN_USER, "user": {"token": self.admin_token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": ADMIN_USER}}],
+            "current-context": "local",
+        }
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _write_rsa_key(path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+def _http_ok(url: str, token: str | None = None, ca_file: Path | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _terminate(component: _Component, grace: float = 10.0) -> None:
+    process = component.process
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _raise_system_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _log_excerpt(path: Path, head: int = 15, tail: int = 25) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    if len(lines) <= head + tail:
+        shown = lines
+    else:
+        shown = [*lines[:head], f"... ({len(lines) - head - tail} lines) ...", *lines[-tail:]]
+    return f"--- {path} ---\n" + "\n".join(shown)

@@ -1,0 +1,547 @@
+"""Configuration (SPEC §4): defaults, duration formats, precedence, one-line errors."""
+
+# The expected messages spell the rule with a multiplication sign, as users read it.
+# ruff: noqa: RUF001
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from session_operator.config import (
+    FILE_KEYS,
+    ConfigError,
+    Settings,
+    load_settings,
+    parse_duration,
+)
+
+pytestmark = pytest.mark.unit
+
+DURATION_SETTINGS = [
+    ("lease_ttl", "XG2G_SESSION_LEASE_TTL", "leaseTTL"),
+    ("heartbeat_interval", "XG2G_SESSION_HEARTBEAT_INTERVAL", "heartbeatInterval"),
+    ("expiry_check_interval", "XG2G_SESSION_EXPIRY_CHECK_INTERVAL", "expiryCheckInterval"),
+    ("stop_timeout", "XG2G_SESSION_STOP_TIMEOUT", "stopTimeout"),
+    ("retention", "XG2G_SESSION_RETENTION", "retention"),
+    ("auth_cache_ttl", "XG2G_SESSION_AUTH_CACHE_TTL", "authCacheTTL"),
+]
+DURATION_HINT = "must be a positive duration like 60s, 2m, 1h30m"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test without XG2G_SESSION_* variables from the outer environment."""
+    for name in list(os.environ):
+        if name.upper().startswith("XG2G_SESSION_"):
+            monkeypatch.delenv(name)
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(*args: Path | None, **overrides: Any) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(*args, **overrides)
+    return caught.value
+
+
+# --- defaults ------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_spec_table() -> None:
+    settings = load_settings()
+    assert settings.lease_ttl == timedelta(seconds=60)
+    assert settings.heartbeat_interval == timedelta(seconds=5)
+    assert settings.expiry_check_interval == timedelta(seconds=10)
+    assert settings.stop_timeout == timedelta(seconds=60)
+    assert settings.retention == timedelta(hours=24)
+
+
+def test_defaults_of_the_other_settings() -> None:
+    settings = load_settings()
+    assert settings.namespace is None
+    assert settings.api_host == "0.0.0.0"
+    assert settings.api_port == 8080
+    assert settings.tls_cert_file is None
+    assert settings.tls_key_file is None
+    assert settings.token_audiences == []
+    assert settings.auth_cache_ttl == timedelta(seconds=10)
+    assert settings.log_level == "WARNING"
+    assert settings.log_format == "json"
+
+
+def test_settings_are_immutable() -> None:
+    settings = load_settings()
+    with pytest.raises(pydantic.ValidationError):
+        settings.lease_ttl = timedelta(seconds=1)  # type: ignore[misc]
+
+
+def test_every_setting_has_a_file_key() -> None:
+    assert set(FILE_KEYS) == set(Settings.model_fields)
+
+
+# --- durations -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (60, timedelta(seconds=60)),
+        (1.5, timedelta(seconds=1.5)),
+        ("60", timedelta(seconds=60)),
+        ("2.5", timedelta(seconds=2.5)),
+        ("60s", timedelta(seconds=60)),
+        ("2m", timedelta(minutes=2)),
+        ("1h", timedelta(hours=1)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1h30m15s", timedelta(hours=1, minutes=30, seconds=15)),
+        ("1.5s", timedelta(milliseconds=1500)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("1m500ms", timedelta(minutes=1, milliseconds=500)),
+        ("0.001s", timedelta(milliseconds=1)),
+        (" 10s ", timedelta(seconds=10)),
+        ("0s", timedelta(0)),
+        (timedelta(seconds=7), timedelta(seconds=7)),
+    ],
+)
+def test_parse_duration_accepts(value: str | int | float | timedelta, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "   ", "abc", "s", "5x", "5 s", "1h30", "-5s", "+5s", "1.2.3s", "1e3", "5M", "nan"],
+)
+def test_parse_duration_rejects_text(value: str) -> None:
+    with pytest.raises(ValueError, match="not a duration like 60s, 2m, 1h30m"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("value", [True, float("nan"), float("inf")])
+def test_parse_duration_rejects_non_durations(value: float) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(value)
+
+
+def test_parse_duration_rejects_overflow_readably() -> None:
+    with pytest.raises(ValueError, match="too large"):
+        parse_duration("99999999999999h")
+
+
+@pytest.mark.parametrize(("field", "env", "_key"), DURATION_SETTINGS)
+def test_duration_setting_reads_units_from_environment(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "24h")  # room for a long heartbeat interval
+    monkeypatch.setenv(env, "1h30m")
+    assert getattr(load_settings(), field) == timedelta(hours=1, minutes=30)
+
+
+@pytest.mark.parametrize(("field", "env", "_key"), DURATION_SETTINGS)
+@pytest.mark.parametrize("bad", ["0", "0s", "0ms", "-1s", "-5", "soon", ""])
+def test_invalid_duration_in_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str, bad: str
+) -> None:
+    monkeypatch.setenv(env, bad)
+    error = config_error()
+    assert error.problems == (f"{env}: {DURATION_HINT} (got {bad!r})",)
+
+
+@pytest.mark.parametrize(("field", "_env", "key"), DURATION_SETTINGS)
+@pytest.mark.parametrize("bad", ["0", "-3", "'2 minutes'"])
+def test_invalid_duration_in_file_names_the_key(
+    tmp_path: Path, field: str, _env: str, key: str, bad: str
+) -> None:
+    path = write_config(tmp_path, f"{key}: {bad}\n")
+    error = config_error(path)
+    raw = {"0": 0, "-3": -3, "'2 minutes'": "2 minutes"}[bad]
+    assert error.problems == (f"{key}: {DURATION_HINT} (got {raw!r})",)
+
+
+@pytest.mark.parametrize(("field", "_env", "_key"), DURATION_SETTINGS)
+def test_invalid_duration_override_names_the_flag(field: str, _env: str, _key: str) -> None:
+    error = config_error(**{field: "0s"})
+    flag = "--" + field.replace("_", "-")
+    assert error.problems == (f"{flag}: {DURATION_HINT} (got '0s')",)
+
+
+def test_zero_timedelta_is_invalid() -> None:
+    error = config_error(stop_timeout=timedelta(0))
+    assert error.problems == (f"--stop-timeout: {DURATION_HINT} (got datetime.timedelta(0))",)
+
+
+# --- lease TTL against heartbeat interval --------------------------------------------------
+
+
+def test_ttl_below_three_intervals_names_both_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_HEARTBEAT_INTERVAL", "30s")
+    error = config_error()
+    assert str(error) == (
+        "XG2G_SESSION_LEASE_TTL (60s) must be at least 3 × XG2G_SESSION_HEARTBEAT_INTERVAL (30s)"
+    )
+
+
+def test_ttl_of_exactly_three_intervals_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "15s")
+    monkeypatch.setenv("XG2G_SESSION_HEARTBEAT_INTERVAL", "5s")
+    settings = load_settings()
+    assert settings.lease_ttl == 3 * settings.heartbeat_interval
+
+
+def test_ttl_one_millisecond_below_three_intervals_is_invalid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "14999ms")
+    error = config_error()
+    assert error.problems == (
+        "XG2G_SESSION_LEASE_TTL (14999ms) must be at least 3 × XG2G_SESSION_HEARTBEAT_INTERVAL"
+        " (5s)",
+    )
+
+
+def test_ttl_rule_names_file_keys_as_written(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "leaseTTL: 10\nheartbeatInterval: 1m\n")
+    error = config_error(path)
+    assert error.problems == ("leaseTTL (10s) must be at least 3 × heartbeatInterval (1m)",)
+
+
+def test_ttl_rule_names_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_HEARTBEAT_INTERVAL", "10s")
+    error = config_error(lease_ttl=timedelta(seconds=20))
+    assert error.problems == (
+        "--lease-ttl (20s) must be at least 3 × XG2G_SESSION_HEARTBEAT_INTERVAL (10s)",
+    )
+
+
+def test_ttl_rule_holds_for_direct_construction() -> None:
+    with pytest.raises(pydantic.ValidationError, match="must be at least 3"):
+        Settings(lease_ttl=timedelta(seconds=10), heartbeat_interval=timedelta(seconds=5))
+
+
+# --- TLS files -----------------------------------------------------------------------------
+
+
+def test_tls_files_given_together_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_TLS_CERT_FILE", "/tls/tls.crt")
+    monkeypatch.setenv("XG2G_SESSION_TLS_KEY_FILE", "/tls/tls.key")
+    settings = load_settings()
+    assert settings.tls_cert_file == Path("/tls/tls.crt")
+    assert settings.tls_key_file == Path("/tls/tls.key")
+
+
+def test_tls_certificate_without_key_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_TLS_CERT_FILE", "/tls/tls.crt")
+    error = config_error()
+    assert error.problems == (
+        "XG2G_SESSION_TLS_CERT_FILE and XG2G_SESSION_TLS_KEY_FILE must be given together",
+    )
+
+
+def test_tls_key_without_certificate_is_invalid(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "tlsKeyFile: /tls/tls.key\n")
+    error = config_error(path)
+    assert error.problems == ("XG2G_SESSION_TLS_CERT_FILE and tlsKeyFile must be given together",)
+
+
+def test_empty_tls_variables_mean_no_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_TLS_CERT_FILE", "")
+    monkeypatch.setenv("XG2G_SESSION_TLS_KEY_FILE", "")
+    settings = load_settings()
+    assert settings.tls_cert_file is None
+    assert settings.tls_key_file is None
+
+
+def test_both_cross_field_problems_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "10s")
+    monkeypatch.setenv("XG2G_SESSION_TLS_KEY_FILE", "/tls/tls.key")
+    error = config_error()
+    assert error.problems == (
+        "XG2G_SESSION_LEASE_TTL (10s) must be at least 3 × XG2G_SESSION_HEARTBEAT_INTERVAL (5s)",
+        "XG2G_SESSION_TLS_CERT_FILE and XG2G_SESSION_TLS_KEY_FILE must be given together",
+    )
+
+
+# --- other settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("8443", 8443), ("65535", 65535)])
+def test_api_port_accepts_valid_ports(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_API_PORT", value)
+    assert load_settings().api_port == expected
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "-1", "http", "80.5", ""])
+def test_api_port_rejects_invalid_ports(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("XG2G_SESSION_API_PORT", value)
+    error = config_error()
+    assert error.problems == (
+        f"XG2G_SESSION_API_PORT: must be a port number from 1 to 65535 (got {value!r})",
+    )
+
+
+def test_api_host_must_not_be_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_API_HOST", " ")
+    error = config_error()
+    assert error.problems == (
+        "XG2G_SESSION_API_HOST: must be a host name or IP address to listen on (got ' ')",
+    )
+
+
+@pytest.mark.parametrize(("value", "expected"), [("debug", "DEBUG"), ("Info", "INFO")])
+def test_log_level_accepts_level_names_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LOG_LEVEL", value)
+    assert load_settings().log_level == expected
+
+
+def test_log_level_rejects_unknown_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LOG_LEVEL", "verbose")
+    error = config_error()
+    assert error.problems == (
+        "XG2G_SESSION_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        " (got 'verbose')",
+    )
+
+
+def test_log_format_accepts_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LOG_FORMAT", "TEXT")
+    assert load_settings().log_format == "text"
+
+
+def test_log_format_rejects_other_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LOG_FORMAT", "xml")
+    error = config_error()
+    assert error.problems == ("XG2G_SESSION_LOG_FORMAT: must be json or text (got 'xml')",)
+
+
+def test_namespace_limits_the_operator_to_one_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_NAMESPACE", "media")
+    assert load_settings().namespace == "media"
+
+
+def test_empty_namespace_means_all_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_NAMESPACE", "")
+    assert load_settings().namespace is None
+
+
+@pytest.mark.parametrize("value", ["Media", "media_room", "-media", "a" * 64])
+def test_namespace_must_be_a_namespace_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("XG2G_SESSION_NAMESPACE", value)
+    error = config_error()
+    assert len(error.problems) == 1
+    assert error.problems[0].startswith("XG2G_SESSION_NAMESPACE: must be a namespace name")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a,b", ["a", "b"]),
+        (" api , https://kubernetes.default.svc ,", ["api", "https://kubernetes.default.svc"]),
+        ("", []),
+    ],
+)
+def test_token_audiences_are_comma_separated_in_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_TOKEN_AUDIENCES", value)
+    assert load_settings().token_audiences == expected
+
+
+def test_token_audiences_are_a_list_in_the_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "tokenAudiences: [session-operator, api]\n")
+    assert load_settings(path).token_audiences == ["session-operator", "api"]
+
+
+def test_token_audiences_reject_non_strings(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "tokenAudiences: [1, 2]\n")
+    error = config_error(path)
+    assert error.problems == (
+        "tokenAudiences: must be a list of token audiences, in the environment comma separated"
+        " (got [1, 2])",
+    )
+
+
+# --- the YAML file and precedence ----------------------------------------------------------
+
+
+def test_file_accepts_every_spec_key(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+leaseTTL: 2m
+heartbeatInterval: 10s
+expiryCheckInterval: 30
+stopTimeout: 1m30s
+retention: 48h
+namespace: media
+apiHost: 127.0.0.1
+apiPort: 8443
+tlsCertFile: /tls/tls.crt
+tlsKeyFile: /tls/tls.key
+tokenAudiences: [session-operator]
+authCacheTTL: 500ms
+logLevel: info
+logFormat: text
+""",
+    )
+    settings = load_settings(path)
+    assert settings == Settings(
+        lease_ttl=timedelta(minutes=2),
+        heartbeat_interval=timedelta(seconds=10),
+        expiry_check_interval=timedelta(seconds=30),
+        stop_timeout=timedelta(seconds=90),
+        retention=timedelta(hours=48),
+        namespace="media",
+        api_host="127.0.0.1",
+        api_port=8443,
+        tls_cert_file=Path("/tls/tls.crt"),
+        tls_key_file=Path("/tls/tls.key"),
+        token_audiences=["session-operator"],
+        auth_cache_ttl=timedelta(milliseconds=500),
+        log_level="INFO",
+        log_format="text",
+    )
+
+
+def test_file_overrides_defaults(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "stopTimeout: 2m\n")
+    settings = load_settings(path)
+    assert settings.stop_timeout == timedelta(minutes=2)
+    assert settings.lease_ttl == timedelta(seconds=60)
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path, "leaseTTL: 2m\nretention: 1h\n")
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "3m")
+    settings = load_settings(path)
+    assert settings.lease_ttl == timedelta(minutes=3)
+    assert settings.retention == timedelta(hours=1)
+
+
+def test_overrides_win_over_environment_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, "leaseTTL: 2m\n")
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "3m")
+    assert load_settings(path, lease_ttl="4m").lease_ttl == timedelta(minutes=4)
+
+
+def test_override_of_none_means_flag_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "3m")
+    assert load_settings(lease_ttl=None).lease_ttl == timedelta(minutes=3)
+
+
+def test_invalid_file_value_is_ignored_when_environment_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, "leaseTTL: 0\n")
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "90s")
+    assert load_settings(path).lease_ttl == timedelta(seconds=90)
+
+
+def test_environment_value_is_named_even_when_file_has_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, "leaseTTL: 90s\n")
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "never")
+    error = config_error(path)
+    assert error.problems == (f"XG2G_SESSION_LEASE_TTL: {DURATION_HINT} (got 'never')",)
+
+
+def test_lowercase_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("xg2g_session_retention", "2h")
+    assert load_settings().retention == timedelta(hours=2)
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    assert load_settings(write_config(tmp_path, "")) == load_settings()
+
+
+def test_unknown_file_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "leaseTtl: 60s\nheartbeatIntervall: 5s\nbogus: 1\n")
+    error = config_error(path)
+    assert error.problems == (
+        f"{path}: unknown setting 'leaseTtl', did you mean 'leaseTTL'?",
+        f"{path}: unknown setting 'heartbeatIntervall', did you mean 'heartbeatInterval'?",
+        f"{path}: unknown setting 'bogus'",
+    )
+
+
+def test_environment_style_key_in_file_is_unknown(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "lease_ttl: 60s\n")
+    error = config_error(path)
+    assert len(error.problems) == 1
+    assert error.problems[0].startswith(f"{path}: unknown setting 'lease_ttl'")
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    error = config_error(path)
+    assert error.problems == (f"{path}: cannot read config file: No such file or directory",)
+
+
+def test_invalid_yaml_is_one_line_with_its_position(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "leaseTTL: 60s\n  heartbeatInterval: [5s\n")
+    error = config_error(path)
+    assert len(error.problems) == 1
+    assert error.problems[0].startswith(f"{path}: not valid YAML at line 2")
+    assert "\n" not in str(error)
+
+
+def test_file_must_be_a_mapping(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "- leaseTTL\n- 60s\n")
+    error = config_error(path)
+    assert error.problems == (f"{path}: must be a mapping of settings like 'leaseTTL: 60s'",)
+
+
+def test_unknown_override_is_an_error() -> None:
+    error = config_error(lease_tll="60s")
+    assert error.problems == ("unknown setting --lease-tll",)
+
+
+# --- the error as a whole ------------------------------------------------------------------
+
+
+def test_every_bad_setting_gets_exactly_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, "apiPort: 0\nlogFormat: xml\n")
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "0s")
+    monkeypatch.setenv("XG2G_SESSION_RETENTION", "forever")
+    error = config_error(path, log_level="chatty")
+    assert sorted(error.problems) == sorted(
+        [
+            f"XG2G_SESSION_LEASE_TTL: {DURATION_HINT} (got '0s')",
+            f"XG2G_SESSION_RETENTION: {DURATION_HINT} (got 'forever')",
+            "apiPort: must be a port number from 1 to 65535 (got 0)",
+            "logFormat: must be json or text (got 'xml')",
+            "--log-level: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (got 'chatty')",
+        ]
+    )
+    assert str(error).splitlines() == list(error.problems)
+
+
+def test_error_carries_no_pydantic_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_API_PORT", "http")
+    error = config_error()
+    assert "validation error" not in str(error)
+    assert "pydantic" not in str(error)
+    assert "[type=" not in str(error)
+    assert error.__cause__ is None
+    assert error.__suppress_context__ is True
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
