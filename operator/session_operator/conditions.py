@@ -1,0 +1,54 @@
+"""``metav1.Condition`` entries of a Session: ``Ready`` and ``LeaseValid`` (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+READY = "Ready"
+LEASE_VALID = "LeaseValid"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition as the operator wants it; time and generation are added on write."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def merged_conditions(
+    existing: Sequence[Mapping[str, Any]],
+    updates: Sequence[Condition],
+    now: datetime,
+    generation: int,
+) -> list[dict[str, Any]]:
+    """*existing* with *updates* applied; ``lastTransitionTime`` moves only on a status change."""
+    merged = {str(entry.get("type")): dict(entry) for entry in existing}
+    for update in updates:
+        status = "True" if update.status else "False"
+        previous = merged.get(update.type)
+        unchanged = previous is not None and previous.get("status") == status
+        transition = (
+            previous["lastTransitionTime"]
+            if unchanged and previous and previous.get("lastTransitionTime")
+            else _whole_seconds(now)
+        )
+        merged[update.type] = {
+            "type": update.type,
+            "status": status,
+            "reason": update.reason,
+            "message": update.message,
+            "lastTransitionTime": transition,
+            "observedGeneration": generation,
+        }
+    return list(merged.values())
+
+
+def _whole_seconds(now: datetime) -> str:
+    # metav1.Condition.lastTransitionTime is a metav1.Time: RFC 3339 in whole seconds.
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

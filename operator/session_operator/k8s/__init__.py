@@ -1,0 +1,1 @@
+"""Kubernetes I/O: every call the operator and the heartbeat API make to the apiserver."""

@@ -1,0 +1,53 @@
+"""The workload of a Session: one Pod from ``spec.template``, owned and labelled."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from session_operator.k8s.errors import PreconditionFailed
+from session_operator.k8s.rest import Rest
+from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION, Session
+
+
+def workload_pod(session: Session) -> dict[str, Any]:
+    """The Pod for *session*: its template, named after it, labelled and controlled by it."""
+    template = copy.deepcopy(session.spec.template or {})
+    metadata = template.get("metadata") or {}
+    labels = {**(metadata.get("labels") or {}), SESSION_LABEL: session.ref.name}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": session.ref.name,
+            "namespace": session.ref.namespace,
+            "labels": labels,
+            "annotations": metadata.get("annotations") or {},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": session.ref.name,
+                    "uid": session.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": template.get("spec") or {},
+    }
+
+
+class PodApi:
+    """Pod calls of the operator."""
+
+    def __init__(self, rest: Rest) -> None:
+        self._rest = rest
+
+    async def create_workload(self, session: Session) -> None:
+        """Create the session's Pod; an existing one (an earlier attempt) is fine."""
+        try:
+            path = f"/api/v1/namespaces/{session.ref.namespace}/pods"
+            await self._rest.request("POST", path, body=workload_pod(session))
+        except PreconditionFailed:
+            return  # 409 AlreadyExists: created by an earlier attempt.

@@ -1,0 +1,48 @@
+"""One typed way to call the apiserver: JSON in, JSON out, errors translated.
+
+Built on kubernetes_asyncio's ApiClient (kubeconfig, in-cluster credentials, TLS,
+token refresh), without its generated models: the operator works with plain JSON
+bodies and Session models of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from kubernetes_asyncio import client
+
+from session_operator.k8s.errors import translated
+
+JSON = "application/json"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Rest:
+    """Raw REST calls through an authenticated ApiClient."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._client = api_client
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        content_type: str = JSON,
+        query: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send one request; return the decoded JSON object or raise a ``KubernetesError``."""
+        call = self._client.call_api(
+            path,
+            method,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": JSON},
+            body=body,
+            response_types_map={200: "object", 201: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
+        return cast(dict[str, Any], await translated(call))

@@ -1,0 +1,102 @@
+"""The local control plane behaves like a real cluster: version, tokens, garbage collection."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Cluster, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_apiserver_reports_the_pinned_kubernetes_version(cluster: Cluster) -> None:
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    server = version["serverVersion"]
+    assert server["gitVersion"].startswith("v1.")
+    assert server["gitVersion"] == version["clientVersion"]["gitVersion"]
+    assert server["minor"] == server["gitVersion"].split(".")[1]
+
+
+def test_service_account_token_passes_token_review(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("create", "serviceaccount", "probe", "-n", namespace)
+    token = cluster.kubectl("create", "token", "probe", "-n", namespace).stdout.strip()
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    }
+    result = cluster.kubectl("create", "-o", "json", "-f", "-", input_text=json.dumps(review))
+    status = json.loads(result.stdout)["status"]
+    assert status["authenticated"] is True
+    assert status["user"]["username"] == f"system:serviceaccount:{namespace}:probe"
+
+
+def test_garbage_collector_deletes_dependents_of_a_deleted_owner(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("create", "configmap", "owner", "-n", namespace)
+    owner_uid = cluster.kubectl(
+        "get", "configmap", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
+    ).stdout
+    dependent = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "dependent",
+            "namespace": namespace,
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
+            ],
+        },
+    }
+    cluster.kubectl("create", "-f", "-", input_text=json.dumps(dependent))
+    cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
+
+    def dependent_gone() -> bool:
+        found = cluster.kubectl("get", "configmap", "dependent", "-n", namespace, check=False)
+        return found.returncode != 0 and "NotFound" in found.stderr
+
+    assert wait_for(dependent_gone, timeout=30), "the garbage collector left the dependent"
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_stopping_the_harness_leaves_no_component_running(
+    cluster: Cluster, stop_signal: signal.Signals
+) -> None:
+    script = (
+        "import sys, time\n"
+        "from session_operator.devcluster import LocalControlPlane, toolchain\n"
+        "with LocalControlPlane(toolchain()) as plane:\n"
+        "    print(' '.join(str(c.process.pid) for c in plane.components), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    harness = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
+    )
+    assert harness.stdout is not None
+    pids = [int(pid) for pid in harness.stdout.readline().split()]
+    assert len(pids) == 3, "etcd, kube-apiserver and kube-controller-manager should run"
+    harness.send_signal(stop_signal)
+    harness.wait(timeout=60)
+    assert wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=30), (
+        f"components still running after {stop_signal.name}: {[p for p in pids if _alive(p)]}"
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

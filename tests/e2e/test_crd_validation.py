@@ -1,0 +1,485 @@
+"""The Session CRD refuses bad objects in the apiserver itself (SPEC §1, §2).
+
+No operator runs here: every spec and status write comes from the test through kubectl, so
+each test shows what the apiserver alone accepts and refuses, and with which message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import yaml
+
+from session_operator.devcluster import Kubectl
+from session_operator.lease import SessionState, can_transition
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "sessions.xg2g.io.yaml"
+STOP_STATES = {SessionState.STOPPING, SessionState.STOPPED, SessionState.FAILED}
+POD_TEMPLATE: dict[str, Any] = {
+    "metadata": {"labels": {"app": "player"}},
+    "spec": {"containers": [{"name": "player", "image": "registry.example/player:1.0"}]},
+}
+
+
+class ClusterWithKubectl(Protocol):
+    """What these tests use of the ``cluster`` fixture."""
+
+    @property
+    def kubectl(self) -> Kubectl: ...
+
+
+Result = subprocess.CompletedProcess[str]
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def session_manifest(name: str, namespace: str, spec: Mapping[str, Any] | None = None) -> str:
+    """A Session manifest (JSON, which kubectl reads as YAML); no ``spec`` if *spec* is None."""
+    body: dict[str, Any] = {
+        "apiVersion": "xg2g.io/v1alpha1",
+        "kind": "Session",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+    if spec is not None:
+        body["spec"] = dict(spec)
+    return json.dumps(body)
+
+
+def apply_session(
+    cluster: ClusterWithKubectl,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any] | None = None,
+    check: bool = True,
+) -> Result:
+    """Server-side apply a Session, as a GitOps tool or ``kubectl apply --server-side`` does."""
+    manifest = session_manifest(name, namespace, spec)
+    return cluster.kubectl("apply", "--server-side", "-f", "-", input_text=manifest, check=check)
+
+
+def patch_spec(
+    cluster: ClusterWithKubectl, namespace: str, name: str, patch: Mapping[str, Any]
+) -> Result:
+    """A merge patch of the main resource (spec); never raises, so a refusal can be inspected."""
+    args = ["patch", "session", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch)]
+    return cluster.kubectl(*args, check=False)
+
+
+def patch_status(
+    cluster: ClusterWithKubectl,
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any] | None,
+    check: bool = True,
+) -> Result:
+    """A merge patch of ``/status``, what the operator writes; ``None`` removes status."""
+    args = ["patch", "session", name, "-n", namespace, "--subresource=status", "--type=merge"]
+    return cluster.kubectl(*args, "-p", json.dumps({"status": status}), check=check)
+
+
+def get_session(cluster: ClusterWithKubectl, namespace: str, name: str) -> dict[str, Any]:
+    """The stored Session."""
+    result = cluster.kubectl("get", "session", name, "-n", namespace, "-o", "json")
+    body: dict[str, Any] = json.loads(result.stdout)
+    return body
+
+
+def status_in(state: SessionState, reason: str | None = None) -> dict[str, str]:
+    """A minimal status in *state*; stop states carry the stopReason they require.
+
+    The reason defaults to the one the operator would write: ``FAILED`` for ``failed``,
+    ``USER_STOPPED`` otherwise.
+    """
+    if state not in STOP_STATES:
+        return {"state": state.value}
+    default = "FAILED" if state is SessionState.FAILED else "USER_STOPPED"
+    return {"state": state.value, "stopReason": reason or default}
+
+
+def assert_refused(result: Result, *fragments: str) -> None:
+    """The apiserver refused the write, with a message containing every fragment."""
+    assert result.returncode != 0, f"accepted, expected a refusal: {result.stdout}"
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in: {result.stderr}"
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339, UTC, milliseconds: how the operator writes times."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- spec: accepted -----------------------------------------------------------------------
+
+
+def test_session_without_lease_is_accepted_and_stop_defaults_to_false(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "no-lease")
+
+    spec = get_session(cluster, namespace, "no-lease")["spec"]
+
+    assert spec == {"stop": False}
+
+
+def test_session_with_lease_and_template_is_accepted(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5}
+    apply_session(cluster, namespace, "leased", {"lease": lease, "template": POD_TEMPLATE})
+
+    spec = get_session(cluster, namespace, "leased")["spec"]
+
+    assert spec == {"lease": lease, "stop": False, "template": POD_TEMPLATE}
+
+
+def test_ttl_of_exactly_three_heartbeat_intervals_is_accepted(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 15, "heartbeatIntervalSeconds": 5}
+
+    result = apply_session(cluster, namespace, "tight", {"lease": lease}, check=False)
+
+    assert result.returncode == 0, result.stderr
+
+
+# -- spec: refused on create --------------------------------------------------------------
+
+
+def test_negative_ttl_is_refused(cluster: ClusterWithKubectl, namespace: str) -> None:
+    lease = {"ttlSeconds": -60, "heartbeatIntervalSeconds": 5}
+
+    result = apply_session(cluster, namespace, "negative", {"lease": lease}, check=False)
+
+    assert_refused(result, "spec.lease.ttlSeconds", "should be greater than or equal to 3")
+
+
+def test_ttl_below_three_heartbeat_intervals_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 10, "heartbeatIntervalSeconds": 5}
+
+    result = apply_session(cluster, namespace, "short", {"lease": lease}, check=False)
+
+    assert_refused(
+        result, "spec.lease.ttlSeconds must be at least 3 times heartbeatIntervalSeconds"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lease", "missing"),
+    [
+        ({"ttlSeconds": 60}, "spec.lease.heartbeatIntervalSeconds: Required value"),
+        ({"heartbeatIntervalSeconds": 5}, "spec.lease.ttlSeconds: Required value"),
+    ],
+    ids=["ttl-only", "interval-only"],
+)
+def test_lease_with_only_one_of_its_two_fields_is_refused(
+    cluster: ClusterWithKubectl, namespace: str, lease: dict[str, int], missing: str
+) -> None:
+    result = apply_session(cluster, namespace, "half", {"lease": lease}, check=False)
+
+    assert_refused(result, missing)
+
+
+def test_name_of_63_characters_is_accepted(cluster: ClusterWithKubectl, namespace: str) -> None:
+    result = apply_session(cluster, namespace, "n" * 63, check=False)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_name_of_64_characters_is_refused(cluster: ClusterWithKubectl, namespace: str) -> None:
+    result = apply_session(cluster, namespace, "n" * 64, check=False)
+
+    assert_refused(result, "metadata.name must be at most 63 characters")
+
+
+# -- spec: refused on update --------------------------------------------------------------
+
+
+def test_changing_lease_is_refused(cluster: ClusterWithKubectl, namespace: str) -> None:
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5}
+    apply_session(cluster, namespace, "fixed", {"lease": lease})
+
+    result = patch_spec(cluster, namespace, "fixed", {"spec": {"lease": {"ttlSeconds": 120}}})
+
+    assert_refused(result, "spec.lease is immutable")
+    assert get_session(cluster, namespace, "fixed")["spec"]["lease"] == lease
+
+
+def test_adding_lease_after_creation_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "bare")
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5}
+
+    result = patch_spec(cluster, namespace, "bare", {"spec": {"lease": lease}})
+
+    assert_refused(result, "spec.lease cannot be added or removed after the Session is created")
+
+
+def test_removing_lease_after_creation_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5}
+    apply_session(cluster, namespace, "leased", {"lease": lease})
+
+    result = patch_spec(cluster, namespace, "leased", {"spec": {"lease": None}})
+
+    assert_refused(result, "spec.lease cannot be added or removed after the Session is created")
+
+
+@pytest.mark.parametrize(
+    "template_patch",
+    [
+        {"spec": {"containers": [{"name": "player", "image": "registry.example/player:2.0"}]}},
+        {"metadata": {"labels": {"app": "recorder"}}},
+        # Same number of keys, a different key: CEL equality on free-form objects skips keys
+        # missing on one side, so this proves the schema compares every key.
+        {"spec": {"containers": None, "volumes": [{"name": "cache", "emptyDir": {}}]}},
+    ],
+    ids=["image", "labels", "key-swapped"],
+)
+def test_changing_template_is_refused(
+    cluster: ClusterWithKubectl, namespace: str, template_patch: dict[str, Any]
+) -> None:
+    apply_session(cluster, namespace, "workload", {"template": POD_TEMPLATE})
+
+    result = patch_spec(cluster, namespace, "workload", {"spec": {"template": template_patch}})
+
+    assert_refused(result, "spec.template is immutable")
+    assert get_session(cluster, namespace, "workload")["spec"]["template"] == POD_TEMPLATE
+
+
+def test_adding_template_after_creation_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "bare")
+
+    result = patch_spec(cluster, namespace, "bare", {"spec": {"template": POD_TEMPLATE}})
+
+    assert_refused(result, "spec.template cannot be added or removed after the Session is created")
+
+
+def test_removing_template_after_creation_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "workload", {"template": POD_TEMPLATE})
+
+    result = patch_spec(cluster, namespace, "workload", {"spec": {"template": None}})
+
+    assert_refused(result, "spec.template cannot be added or removed after the Session is created")
+
+
+def test_setting_stop_to_true_is_accepted(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "stoppable")
+
+    result = patch_spec(cluster, namespace, "stoppable", {"spec": {"stop": True}})
+
+    assert result.returncode == 0, result.stderr
+    assert get_session(cluster, namespace, "stoppable")["spec"]["stop"] is True
+
+
+def test_stop_cannot_be_set_back_to_false(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "stopped", {"stop": True})
+
+    result = patch_spec(cluster, namespace, "stopped", {"spec": {"stop": False}})
+
+    assert_refused(result, "spec.stop cannot be unset")
+
+
+def test_stop_cannot_be_unset_by_reapplying_the_object_without_it(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5}
+    apply_session(cluster, namespace, "gitops", {"lease": lease})
+    apply_session(cluster, namespace, "gitops", {"lease": lease, "stop": True})
+
+    result = apply_session(cluster, namespace, "gitops", {"lease": lease}, check=False)
+
+    assert_refused(result, "spec.stop cannot be unset")
+    assert get_session(cluster, namespace, "gitops")["spec"]["stop"] is True
+
+
+# -- status writes ------------------------------------------------------------------------
+
+
+def test_status_without_state_is_refused(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "s")
+
+    result = patch_status(cluster, namespace, "s", {"sessionID": "abc"}, check=False)
+
+    assert_refused(result, "status.state: Required value")
+
+
+def test_unknown_stop_reason_is_refused(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "s")
+
+    result = patch_status(
+        cluster, namespace, "s", {"state": "stopped", "stopReason": "BORED"}, check=False
+    )
+
+    assert_refused(result, "status.stopReason", 'Unsupported value: "BORED"')
+
+
+def test_stop_state_without_stop_reason_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "ready"})
+
+    result = patch_status(cluster, namespace, "s", {"state": "stopping"}, check=False)
+
+    assert_refused(result, "status.stopReason is required when status.state is stopping")
+
+
+@pytest.mark.parametrize("terminal", [SessionState.STOPPED, SessionState.FAILED])
+def test_terminal_session_cannot_become_live_again(
+    cluster: ClusterWithKubectl, namespace: str, terminal: SessionState
+) -> None:
+    apply_session(cluster, namespace, "done")
+    patch_status(cluster, namespace, "done", status_in(terminal))
+
+    result = patch_status(cluster, namespace, "done", {"state": "ready"}, check=False)
+
+    assert_refused(result, "stopped and failed are terminal")
+    assert get_session(cluster, namespace, "done")["status"]["state"] == terminal.value
+
+
+def test_second_different_stop_reason_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "stopping", "stopReason": "USER_STOPPED"})
+
+    result = patch_status(cluster, namespace, "s", {"stopReason": "LEASE_EXPIRED"}, check=False)
+
+    assert_refused(result, "status.stopReason is set once")
+    assert get_session(cluster, namespace, "s")["status"]["stopReason"] == "USER_STOPPED"
+
+
+def test_stop_reason_cannot_be_removed(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "stopping", "stopReason": "LEASE_EXPIRED"})
+
+    result = patch_status(
+        cluster, namespace, "s", {"state": "stopping", "stopReason": None}, check=False
+    )
+
+    assert_refused(result, "status.stopReason is set once")
+
+
+def test_stopping_session_cannot_return_to_ready(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "ready"})
+    patch_status(cluster, namespace, "s", {"state": "stopping", "stopReason": "LEASE_EXPIRED"})
+
+    result = patch_status(cluster, namespace, "s", {"state": "ready"}, check=False)
+
+    assert_refused(result, "status.state cannot go from stopping back to a live state")
+
+
+def test_ready_session_cannot_go_back_to_new(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "ready"})
+
+    result = patch_status(cluster, namespace, "s", {"state": "new"}, check=False)
+
+    assert_refused(result, "status.state cannot go back from ready to new")
+
+
+def test_status_cannot_be_removed(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "ready"})
+
+    result = patch_status(cluster, namespace, "s", None, check=False)
+
+    assert_refused(result, "status cannot be removed once it has been written")
+    assert get_session(cluster, namespace, "s")["status"]["state"] == "ready"
+
+
+def test_apiserver_allows_exactly_the_transitions_of_the_state_machine(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    """Every (from, to) pair: accepted iff ``lease.can_transition`` allows it or it stays put."""
+    pairs = list(itertools.product(SessionState, repeat=2))
+    names = {pair: f"{pair[0].value}-to-{pair[1].value}" for pair in pairs}
+    manifests = [session_manifest(name, namespace) for name in names.values()]
+    cluster.kubectl("create", "-f", "-", input_text="\n---\n".join(manifests))
+    disagreements = []
+    for (current, target), name in names.items():
+        # One reason for both writes, so that only the state rules are under test here.
+        reason = "FAILED" if SessionState.FAILED in (current, target) else "USER_STOPPED"
+        patch_status(cluster, namespace, name, status_in(current, reason))
+        result = patch_status(cluster, namespace, name, status_in(target, reason), check=False)
+        expected = current == target or can_transition(current, target)
+        if (result.returncode == 0) != expected:
+            verdict = "accepted" if result.returncode == 0 else f"refused: {result.stderr}"
+            disagreements.append(f"{current.value} -> {target.value} {verdict}")
+    assert disagreements == []
+
+
+# -- reading sessions ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def ready_and_starting(cluster: ClusterWithKubectl, namespace: str) -> datetime:
+    """Two sessions with a status as the operator writes it; returns their lease expiry."""
+    now = datetime.now(UTC)
+    expires = now + timedelta(minutes=10)
+    lease = {"leaseExpiresAt": rfc3339(expires), "lastHeartbeat": rfc3339(now)}
+    apply_session(cluster, namespace, "living-room")
+    apply_session(cluster, namespace, "kitchen")
+    patch_status(cluster, namespace, "living-room", {"state": "ready", **lease})
+    patch_status(cluster, namespace, "kitchen", {"state": "starting", **lease})
+    return expires
+
+
+def test_get_shows_state_expiry_heartbeat_and_reason_columns(
+    cluster: ClusterWithKubectl, namespace: str, ready_and_starting: datetime
+) -> None:
+    output = cluster.kubectl("get", "sess", "living-room", "-n", namespace).stdout
+
+    header, row = (re.split(r"\s{2,}", line.strip()) for line in output.splitlines())
+    assert header == ["NAME", "STATE", "EXPIRES", "LAST HEARTBEAT", "REASON", "AGE"]
+    assert row[:3] == ["living-room", "ready", rfc3339(ready_and_starting)]
+    assert "<invalid>" not in output
+
+
+def test_field_selector_on_state_filters_sessions(
+    cluster: ClusterWithKubectl, namespace: str, ready_and_starting: datetime
+) -> None:
+    result = cluster.kubectl(
+        "get", "sess", "-n", namespace, "--field-selector", "status.state=ready", "-o", "name"
+    )
+
+    assert result.stdout.split() == ["session.xg2g.io/living-room"]
+
+
+def test_every_schema_field_has_a_description() -> None:
+    """``kubectl explain`` has something to say about every field."""
+    document = yaml.safe_load(CRD_FILE.read_text())
+    schema = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    undescribed = []
+    pending: list[tuple[str, dict[str, Any]]] = [("Session", schema)]
+    while pending:
+        path, node = pending.pop()
+        # The root metadata may carry nothing but its type; the apiserver documents ObjectMeta.
+        if "type" in node and not node.get("description") and path != "Session.metadata":
+            undescribed.append(path)
+        pending.extend(
+            (f"{path}.{key}", child) for key, child in node.get("properties", {}).items()
+        )
+        if "items" in node:
+            pending.append((f"{path}[]", node["items"]))
+    assert undescribed == []
