@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -64,7 +64,7 @@ class StopSession:
     patch: JsonPatch
     event_reason: str
     event_note: str
-    lag: timedelta = field(default=timedelta(0))
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def next_step(session: Session, now: datetime, defaults: LeaseDefaults) -> Step:
     if lease is None:
         return _initialise(session, now, defaults)
     if should_expire(now, lease):
-        return _stop(session, now, StopReason.LEASE_EXPIRED, lag=now - lease.expires_at)
+        return _stop(session, now, StopReason.LEASE_EXPIRED)
     if lease.state in LIVE_STATES and session.spec.stop:
         return _stop(session, now, StopReason.USER_STOPPED)
     if session.labels.get(STATE_LABEL) != lease.state:
@@ -147,9 +147,7 @@ def _start_patch(session: Session, now: datetime) -> JsonPatch:
     return _transition_patch(session, SessionState.STARTING, now, [ready], {})
 
 
-def _stop(
-    session: Session, now: datetime, reason: StopReason, lag: timedelta = timedelta(0)
-) -> StopSession:
+def _stop(session: Session, now: datetime, reason: StopReason) -> StopSession:
     previous = session.status.state
     assert previous is not None
     target = terminal_state_for(reason)
@@ -174,7 +172,8 @@ def _stop(
         test_expiry=reason is StopReason.LEASE_EXPIRED,
     )
     note = f"{message}; {previous.value} -> {target.value} ({reason.value})"
-    return StopSession(reason, previous, patch, event_reason, note, lag)
+    expires_at = session.status.lease_expires_at if reason is StopReason.LEASE_EXPIRED else None
+    return StopSession(reason, previous, patch, event_reason, note, expires_at)
 
 
 def _transition_patch(

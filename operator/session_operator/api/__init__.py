@@ -1,0 +1,1 @@
+"""The operator's HTTP server: probes, metrics, and the heartbeat API."""

@@ -1,0 +1,51 @@
+"""The aiohttp server in kopf's event loop: ``/healthz``, ``/readyz``, ``/metrics``."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from session_operator import metrics
+from session_operator.config import Settings
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def create_app(ready: Callable[[], bool]) -> web.Application:
+    """The probe and metrics routes; *ready* answers ``/readyz``."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"}, headers=NO_STORE)
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.json_response({"status": "ready"}, headers=NO_STORE)
+        return web.json_response({"status": "not ready"}, status=503, headers=NO_STORE)
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.REGISTRY)
+        response = web.Response(body=body, headers=NO_STORE)
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    return app
+
+
+async def start_server(app: web.Application, settings: Settings) -> web.AppRunner:
+    """Serve *app* on the configured address (HTTPS when a certificate is configured)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    context = None
+    if settings.tls_cert_file and settings.tls_key_file:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    site = web.TCPSite(runner, settings.api_host, settings.api_port, ssl_context=context)
+    await site.start()
+    return runner

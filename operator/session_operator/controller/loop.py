@@ -1,0 +1,105 @@
+"""The control loop: watch events in, reconciles out, one lease deadline per Session.
+
+kopf delivers every watch event (``observe``) and, as a backstop, a label-filtered
+timer for live Sessions (``recheck``). Both only queue the Session; workers reconcile
+it and hand its lease deadline to the scheduler, which queues it again on the dot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from session_operator.controller.deadlines import DeadlineScheduler
+from session_operator.controller.reconciler import Reconciler
+from session_operator.controller.store import SessionStore
+from session_operator.controller.workqueue import WorkQueue
+from session_operator.k8s.errors import KubernetesError
+from session_operator.models import Session, SessionRef
+
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+
+logger = logging.getLogger(__name__)
+
+
+class SessionController:
+    """Queues Sessions from watch events and deadlines; reconciles them with N workers."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        store: SessionStore,
+        clock: Callable[[], datetime],
+        workers: int = 16,
+    ) -> None:
+        self.store = store
+        self._reconciler = reconciler
+        self._queue: WorkQueue[SessionRef] = WorkQueue()
+        self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(self._queue.add, clock)
+        self._workers = workers
+        self._failures: dict[SessionRef, int] = {}
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Take one watch event: remember the object and queue it (or forget it)."""
+        session = Session.from_body(body)
+        if event_type == "DELETED":
+            self.store.remove(session.ref)
+            self._deadlines.cancel(session.ref)
+            return
+        self.store.update(session)
+        self._queue.add(session.ref)
+
+    def recheck(self, body: Mapping[str, Any]) -> None:
+        """Queue a Session again (the periodic backstop for its deadline)."""
+        self.observe("MODIFIED", body)
+
+    async def run(self) -> None:
+        """Run the deadline scheduler and the workers until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._deadlines.run())
+            for _ in range(self._workers):
+                tasks.create_task(self._work())
+
+    async def _work(self) -> None:
+        while True:
+            ref = await self._queue.get()
+            try:
+                await self._reconcile(ref)
+            finally:
+                self._queue.done(ref)
+
+    async def _reconcile(self, ref: SessionRef) -> None:
+        session = self.store.get(ref)
+        if session is None:
+            return
+        try:
+            outcome = await self._reconciler.reconcile(session)
+        except KubernetesError as error:
+            self._retry_later(ref, error)
+            return
+        except Exception:
+            logger.exception("%s: reconcile failed", ref)
+            self._retry_later(ref, None)
+            return
+        self._failures.pop(ref, None)
+        if outcome.session is None:
+            self.store.remove(ref)
+            self._deadlines.cancel(ref)
+            return
+        self.store.update(outcome.session)
+        if outcome.deadline is None:
+            self._deadlines.cancel(ref)
+        else:
+            self._deadlines.schedule(ref, outcome.deadline)
+
+    def _retry_later(self, ref: SessionRef, error: KubernetesError | None) -> None:
+        failures = self._failures.get(ref, 0) + 1
+        self._failures[ref] = failures
+        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+        if error is not None:
+            logger.warning("%s: %s; retrying in %.1fs", ref, error, delay)
+        self._queue.add_after(ref, delay)

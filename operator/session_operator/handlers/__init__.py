@@ -1,0 +1,1 @@
+"""kopf wiring: which events and timers reach the control loop. Thin on purpose."""

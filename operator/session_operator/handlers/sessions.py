@@ -1,0 +1,51 @@
+"""kopf handlers for Sessions: every watch event, and the label-filtered expiry backstop.
+
+``@kopf.on.event`` adds no finalizer and writes nothing; it feeds the controller,
+which owns every decision and every write. The timer serves only Sessions whose
+``xg2g.io/state`` label is a live state, at ``expiryCheckInterval``: it catches a
+deadline the exact scheduler could have missed (it never should).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from session_operator.config import Settings
+from session_operator.controller.loop import SessionController
+from session_operator.lease import LIVE_STATES
+from session_operator.models import GROUP, PLURAL, STATE_LABEL, VERSION
+
+_LIVE_LABEL_VALUES = frozenset(state.value for state in LIVE_STATES)
+
+
+def has_live_state_label(value: str | None, **_: Any) -> bool:
+    """kopf label filter: the ``xg2g.io/state`` label names a live state."""
+    return value in _LIVE_LABEL_VALUES
+
+
+def register_session_handlers(
+    registry: kopf.OperatorRegistry, controller: SessionController, settings: Settings
+) -> None:
+    """Register the Session handlers of *controller* in *registry*."""
+
+    @kopf.on.login(registry=registry)
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as the operator's own client (kubeconfig or in-cluster).
+        return await kopf.login_via_async_client(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def session_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.observe(event["type"], event["object"])
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        interval=settings.expiry_check_interval.total_seconds(),
+        labels={STATE_LABEL: has_live_state_label},
+    )
+    async def expiry_backstop(body: kopf.Body, **_: Any) -> None:
+        controller.recheck(body)
