@@ -53,13 +53,19 @@ def kopf_settings() -> kopf.OperatorSettings:
         prefix="xg2g.io", key="last-handled-configuration"
     )
     settings.watching.server_timeout = 300
+    # Stop promptly on SIGTERM: a lease decision in flight is a compare-and-set write,
+    # safe to abandon; the next leader (or restart) decides again.
+    settings.batching.exit_timeout = 0.5
+    settings.batching.idle_timeout = 0.5
+    settings.background.instant_exit_timeout = 0.5
     settings.networking.request_timeout = 30
     return settings
 
 
 async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve probes and metrics."""
-    rest = Rest(await connect())
+    api_client = await connect()
+    rest = Rest(api_client)
     store = SessionStore()
     reconciler = Reconciler(
         SessionApi(rest),
@@ -76,6 +82,9 @@ async def run_operator(settings: Settings) -> None:
     ready = asyncio.Event()
     runner = await start_server(create_app(ready.is_set), settings)
     loop_task = asyncio.create_task(controller.run(), name="session-controller")
+    # Let the controller spawn its workers now: kopf treats tasks born after its start as
+    # its own and, on exit, waits for them before cancelling them.
+    await asyncio.sleep(0)
     try:
         await kopf.operator(
             registry=registry,
@@ -90,3 +99,4 @@ async def run_operator(settings: Settings) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await loop_task
         await runner.cleanup()
+        await api_client.close()

@@ -8,7 +8,12 @@ same tests against an existing cluster instead (kind, a dev cluster).
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,3 +73,90 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return condition()
+
+
+class OperatorProcess:
+    """``session-operator run`` as a child process against the test cluster."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str]) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.port = free_port()
+        self._env = env
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the operator's HTTP server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the operator and wait until ``/readyz`` answers 200."""
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "XG2G_SESSION_API_HOST": "127.0.0.1",
+            "XG2G_SESSION_API_PORT": str(self.port),
+            "XG2G_SESSION_LOG_FORMAT": "text",
+            "XG2G_SESSION_LOG_LEVEL": "INFO",
+            **self._env,
+        }
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "session_operator", "run"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if not wait_for(self._ready, timeout=30):
+            self.stop()
+            raise AssertionError(f"operator not ready:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        """Stop the operator (SIGTERM, then SIGKILL after 10 s)."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET *path* from the operator's HTTP server: (status, body)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def _ready(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise AssertionError(f"operator exited:\n{self.log_path.read_text()[-4000:]}")
+        try:
+            return self.get("/readyz")[0] == 200
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator, running for the whole e2e session (tests may stop and restart it)."""
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(
+        cluster.kubeconfig, log_path, {"XG2G_SESSION_EXPIRY_CHECK_INTERVAL": "10s"}
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -18,6 +18,7 @@ from session_operator.controller.reconciler import Reconciler
 from session_operator.controller.store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
 from session_operator.k8s.errors import KubernetesError
+from session_operator.lease import LIVE_STATES
 from session_operator.models import Session, SessionRef
 
 RETRY_FIRST_SECONDS = 0.5
@@ -79,11 +80,11 @@ class SessionController:
         try:
             outcome = await self._reconciler.reconcile(session)
         except KubernetesError as error:
-            self._retry_later(ref, error)
+            self._retry_later(session, error)
             return
         except Exception:
             logger.exception("%s: reconcile failed", ref)
-            self._retry_later(ref, None)
+            self._retry_later(session, None)
             return
         self._failures.pop(ref, None)
         if outcome.session is None:
@@ -96,7 +97,12 @@ class SessionController:
         else:
             self._deadlines.schedule(ref, outcome.deadline)
 
-    def _retry_later(self, ref: SessionRef, error: KubernetesError | None) -> None:
+    def _retry_later(self, session: Session, error: KubernetesError | None) -> None:
+        ref = session.ref
+        # A step that keeps failing (a refused Pod, say) must not hold the lease open.
+        lease = session.lease()
+        if lease is not None and lease.state in LIVE_STATES:
+            self._deadlines.schedule(ref, lease.expires_at)
         failures = self._failures.get(ref, 0) + 1
         self._failures[ref] = failures
         delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))

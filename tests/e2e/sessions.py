@@ -1,0 +1,52 @@
+"""Helpers for e2e tests that create and watch Sessions through kubectl."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from session_operator.timestamps import parse_timestamp
+from tests.e2e.conftest import Cluster
+
+
+def create_session(
+    cluster: Cluster, namespace: str, name: str, spec: dict[str, Any] | None = None
+) -> None:
+    """Apply a Session with *spec*."""
+    body = {
+        "apiVersion": "xg2g.io/v1alpha1",
+        "kind": "Session",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec or {},
+    }
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(body))
+
+
+def read_session(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """The Session as stored now."""
+    output = cluster.kubectl("get", "session", name, "-n", namespace, "-o", "json").stdout
+    body: dict[str, Any] = json.loads(output)
+    return body
+
+
+def wait_for_state(
+    cluster: Cluster, namespace: str, name: str, states: set[str], timeout: float
+) -> tuple[dict[str, Any], datetime]:
+    """Poll until the Session's state is one of *states*; the object and when it was seen."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = read_session(cluster, namespace, name)
+        if body.get("status", {}).get("state") in states:
+            return body, datetime.now().astimezone()
+        time.sleep(0.05)
+    raise AssertionError(
+        f"{namespace}/{name} not in {states} after {timeout}s: {body.get('status')}"
+    )
+
+
+def status_time(body: dict[str, Any], field: str) -> datetime:
+    """A timestamp field of the Session's status, parsed."""
+    return parse_timestamp(body["status"][field])
