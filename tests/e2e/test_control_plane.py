@@ -83,6 +83,9 @@ def test_stopping_the_harness_leaves_no_component_running(
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
+        # A background job of a non-interactive shell (CI) starts with SIGINT ignored;
+        # a terminal's Ctrl-C would find it at its default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert harness.stdout is not None
     pids = [int(pid) for pid in harness.stdout.readline().split()]
