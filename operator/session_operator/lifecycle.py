@@ -1,11 +1,15 @@
-"""What the operator does next for a Session (pure): decide a step from the stored object.
+"""What the operator does next for a Session (pure): decide a step from what it observed.
 
-The operator's data path reads top to bottom here: a new Session gets its status and
-lease (``InitialiseStatus``); a template starts a workload (``StartWorkload``); the
-``xg2g.io/state`` label follows the state (``MirrorStateLabel``); a lease that ran out
-or a ``spec.stop`` stops the session (``StopSession``); otherwise the operator waits
-for the lease deadline (``WaitUntil``). Each step carries the exact write to make,
-compare-and-set included; ``k8s/`` applies it.
+The data path reads top to bottom here. A new Session gets its status and lease
+(``InitialiseStatus``); a template starts a Pod (``StartWorkload``) and the session is
+``ready`` when the Pod is (``MarkReady``); the ``xg2g.io/state`` label follows the state
+(``MirrorStateLabel``). A lapsed lease, ``spec.stop`` or a failed Pod stops the session
+(``StopSession``): straight to its terminal state when it runs no workload, else to
+``stopping`` while its objects are released (``ReleaseObjects``, then ``FinishStop``),
+forced after ``stopTimeout``. Terminal sessions are deleted after ``retention``
+(``DeleteSession``); until then the operator waits (``WaitUntil``).
+
+Each step carries the exact write to make, compare-and-set included; ``k8s/`` applies it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, TypeAlias
 from session_operator.conditions import LEASE_VALID, READY, Condition, merged_conditions
 from session_operator.lease import (
     LIVE_STATES,
+    TERMINAL_STATES,
     SessionState,
     StopReason,
     initial_lease_expiry,
@@ -26,17 +31,33 @@ from session_operator.lease import (
     terminal_state_for,
 )
 from session_operator.models import STATE_LABEL, Session
-from session_operator.timestamps import format_timestamp
+from session_operator.timestamps import format_timestamp, parse_timestamp
+from session_operator.workload import Workload
 
 JsonPatch: TypeAlias = list[dict[str, Any]]
 
+# How often a stop that waits for objects to go away looks again (Pod events also wake it).
+RELEASE_POLL = timedelta(seconds=1)
+
 
 @dataclass(frozen=True)
-class LeaseDefaults:
-    """The lease given to Sessions whose spec names none (from the config)."""
+class LifecycleSettings:
+    """The configured values the lifecycle needs (from ``Settings``)."""
 
-    ttl: timedelta
+    lease_ttl: timedelta
     heartbeat_interval: timedelta
+    stop_timeout: timedelta
+    retention: timedelta
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A compare-and-set status write and the one Event it deserves."""
+
+    patch: JsonPatch
+    event_reason: str
+    event_note: str
+    warning: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,21 +71,36 @@ class InitialiseStatus:
 
 @dataclass(frozen=True)
 class StartWorkload:
-    """Create the session's Pod, then move ``new → starting`` with *patch*."""
+    """Create the session's Pod, then apply *transition* (``new → starting``)."""
 
-    patch: JsonPatch
+    transition: Transition
+
+
+@dataclass(frozen=True)
+class MarkReady:
+    """The Pod is Ready: ``starting → ready``."""
+
+    transition: Transition
 
 
 @dataclass(frozen=True)
 class StopSession:
-    """Stop a live session for *reason* with the compare-and-set *patch*."""
+    """Stop a live session for *reason* (to ``stopping``, or straight to the end)."""
 
     reason: StopReason
     previous_state: SessionState
-    patch: JsonPatch
-    event_reason: str
-    event_note: str
+    transition: Transition
     lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseObjects:
+    """Delete what the stopping session controls; then ``finish`` (or wait, or force)."""
+
+    reason: StopReason
+    finish: Transition
+    force: Transition
+    stop_deadline: datetime
 
 
 @dataclass(frozen=True)
@@ -75,41 +111,110 @@ class MirrorStateLabel:
 
 
 @dataclass(frozen=True)
+class DeleteSession:
+    """The terminal session has been kept for ``retention``: delete it."""
+
+
+@dataclass(frozen=True)
 class WaitUntil:
     """Nothing to do now; look again at *deadline* (``None``: only on the next change)."""
 
     deadline: datetime | None
 
 
-Step: TypeAlias = InitialiseStatus | StartWorkload | StopSession | MirrorStateLabel | WaitUntil
+Step: TypeAlias = (
+    InitialiseStatus
+    | StartWorkload
+    | MarkReady
+    | StopSession
+    | ReleaseObjects
+    | MirrorStateLabel
+    | DeleteSession
+    | WaitUntil
+)
 
 
-def next_step(session: Session, now: datetime, defaults: LeaseDefaults) -> Step:
-    """The one thing to do next for *session* at *now*."""
+def next_step(
+    session: Session, now: datetime, settings: LifecycleSettings, workload: Workload | None
+) -> Step:
+    """The one thing to do next for *session* at *now*.
+
+    *workload* is the observed Pod of a session with a template (``None`` when the
+    caller did not look: sessions without a template, or states that do not need it).
+    """
+    if session.deleting:
+        return WaitUntil(None)  # the deletion handler releases and lets the object go
     lease = session.lease()
     if lease is None:
-        return _initialise(session, now, defaults)
+        return _initialise(session, now, settings)
+    state = lease.state
     if should_expire(now, lease):
-        return _stop(session, now, StopReason.LEASE_EXPIRED)
-    if lease.state in LIVE_STATES and session.spec.stop:
-        return _stop(session, now, StopReason.USER_STOPPED)
-    if session.labels.get(STATE_LABEL) != lease.state:
-        return MirrorStateLabel(lease.state)
-    if lease.state is SessionState.NEW and session.spec.template is not None:
-        return StartWorkload(_start_patch(session, now))
-    if lease.state in LIVE_STATES:
+        return stop_session(session, now, StopReason.LEASE_EXPIRED)
+    if state in LIVE_STATES and session.spec.stop:
+        return stop_session(session, now, StopReason.USER_STOPPED)
+    failure = _workload_failure(state, workload)
+    if failure is not None:
+        return stop_session(session, now, StopReason.FAILED, failure)
+    if session.labels.get(STATE_LABEL) != state:
+        return MirrorStateLabel(state)
+    if state is SessionState.NEW and session.spec.template is not None:
+        return StartWorkload(_start(session, now))
+    if state is SessionState.STARTING and workload is not None and _pod_ready(workload):
+        return MarkReady(_ready(session, now))
+    if state is SessionState.STOPPING:
+        return release_step(session, now, settings)
+    if state in LIVE_STATES:
         return WaitUntil(lease.expires_at)
-    return WaitUntil(None)
+    return _retain(session, now, settings)
 
 
-def _initialise(session: Session, now: datetime, defaults: LeaseDefaults) -> InitialiseStatus:
+def stop_session(
+    session: Session, now: datetime, reason: StopReason, detail: str = ""
+) -> StopSession:
+    """Stop a live *session*: to ``stopping`` when it may own objects, else to the end."""
+    previous = session.status.state
+    assert previous in LIVE_STATES, f"only a live session can be stopped, not {previous}"
+    message = _stop_message(session, reason, detail)
+    releases = session.spec.template is not None
+    target = SessionState.STOPPING if releases else terminal_state_for(reason)
+    extra: dict[str, Any] = {"stopReason": reason.value}
+    if not releases:
+        extra["stoppedAt"] = format_timestamp(now)
+    conditions = [
+        Condition(READY, False, _camel(reason), message),
+        # LeaseValid turns False exactly when a stop begins: its lastTransitionTime is
+        # where the stop timeout counts from.
+        Condition(LEASE_VALID, False, _camel(reason), message),
+    ]
+    patch = _transition_patch(
+        session,
+        target,
+        now,
+        conditions,
+        extra,
+        # An expiry must lose against a heartbeat that extended the lease meanwhile.
+        test_expiry=reason is StopReason.LEASE_EXPIRED,
+    )
+    if reason is StopReason.LEASE_EXPIRED:
+        event_reason = "LeaseExpired"
+    elif releases:
+        event_reason = "Stopping"  # "Stopped" or "Failed" follows once released
+    else:
+        event_reason = "Failed" if reason is StopReason.FAILED else "Stopped"
+    note = f"{message}; {previous.value} -> {target.value} ({reason.value})"
+    transition = Transition(patch, event_reason, note, warning=reason is StopReason.FAILED)
+    expires_at = session.status.lease_expires_at if reason is StopReason.LEASE_EXPIRED else None
+    return StopSession(reason, previous, transition, expires_at)
+
+
+def _initialise(session: Session, now: datetime, settings: LifecycleSettings) -> InitialiseStatus:
     spec = session.spec
     if spec.lease is not None:
         ttl_seconds = spec.lease.ttl_seconds
         interval_seconds = spec.lease.heartbeat_interval_seconds
     else:
-        ttl_seconds = math.ceil(defaults.ttl.total_seconds())
-        interval_seconds = math.ceil(defaults.heartbeat_interval.total_seconds())
+        ttl_seconds = math.ceil(settings.lease_ttl.total_seconds())
+        interval_seconds = math.ceil(settings.heartbeat_interval.total_seconds())
     expires_at = initial_lease_expiry(session.created_at, timedelta(seconds=ttl_seconds))
     status: dict[str, Any] = {
         "sessionID": session.uid,
@@ -142,38 +247,98 @@ def _initialise(session: Session, now: datetime, defaults: LeaseDefaults) -> Ini
     return InitialiseStatus(status, reason, note)
 
 
-def _start_patch(session: Session, now: datetime) -> JsonPatch:
+def _start(session: Session, now: datetime) -> Transition:
     ready = Condition(READY, False, "WorkloadStarting", "the workload Pod is not Ready yet")
-    return _transition_patch(session, SessionState.STARTING, now, [ready], {})
+    patch = _transition_patch(session, SessionState.STARTING, now, [ready], {})
+    note = f"workload Pod {session.ref.name} created; waiting for it to become Ready"
+    return Transition(patch, "Starting", note)
 
 
-def _stop(session: Session, now: datetime, reason: StopReason) -> StopSession:
-    previous = session.status.state
-    assert previous is not None
+def _ready(session: Session, now: datetime) -> Transition:
+    ready = Condition(READY, True, "WorkloadReady", f"workload Pod {session.ref.name} is Ready")
+    patch = _transition_patch(session, SessionState.READY, now, [ready], {})
+    return Transition(patch, "Ready", f"workload Pod {session.ref.name} is Ready")
+
+
+def release_step(session: Session, now: datetime, settings: LifecycleSettings) -> ReleaseObjects:
+    """How a ``stopping`` session ends: *finish* once released, *force* at the deadline."""
+    reason = session.status.stop_reason or StopReason.CLEANUP
     target = terminal_state_for(reason)
-    if reason is StopReason.LEASE_EXPIRED:
-        message = f"no heartbeat renewed the lease by {session.raw_status['leaseExpiresAt']}"
-        event_reason = "LeaseExpired"
-    else:
-        message = "spec.stop was set"
-        event_reason = "Stopped"
-    conditions = [
-        Condition(READY, False, _camel(reason), message),
-        Condition(LEASE_VALID, False, _camel(reason), message),
-    ]
-    extra = {"stopReason": reason.value, "stoppedAt": format_timestamp(now)}
-    patch = _transition_patch(
-        session,
-        target,
-        now,
-        conditions,
-        extra,
-        # An expiry must lose against a heartbeat that extended the lease meanwhile.
-        test_expiry=reason is StopReason.LEASE_EXPIRED,
+    stopped_at = {"stoppedAt": format_timestamp(now)}
+    # The conditions already say why the session stopped; finishing keeps that message.
+    finish = Transition(
+        _transition_patch(session, target, now, [], stopped_at),
+        "Failed" if target is SessionState.FAILED else "Stopped",
+        f"objects released; stopping -> {target.value} ({reason.value})",
+        warning=target is SessionState.FAILED,
     )
-    note = f"{message}; {previous.value} -> {target.value} ({reason.value})"
-    expires_at = session.status.lease_expires_at if reason is StopReason.LEASE_EXPIRED else None
-    return StopSession(reason, previous, patch, event_reason, note, expires_at)
+    why = _condition_message(session, READY)
+    timed_out = Condition(
+        READY,
+        False,
+        "StopTimeout",
+        f"{why}; stop forced: objects still present after {settings.stop_timeout}",
+    )
+    force = Transition(
+        _transition_patch(session, target, now, [timed_out], stopped_at),
+        "StopTimeout",
+        f"objects not released within {settings.stop_timeout}; forced to {target.value}"
+        f" ({reason.value})",
+        warning=True,
+    )
+    return ReleaseObjects(reason, finish, force, _stop_began(session) + settings.stop_timeout)
+
+
+def _retain(session: Session, now: datetime, settings: LifecycleSettings) -> Step:
+    stopped_at = session.status.stopped_at
+    if session.status.state not in TERMINAL_STATES or stopped_at is None:
+        return WaitUntil(None)
+    delete_at = stopped_at + settings.retention
+    return DeleteSession() if now >= delete_at else WaitUntil(delete_at)
+
+
+def _workload_failure(state: SessionState, workload: Workload | None) -> str | None:
+    if workload is None or state not in LIVE_STATES:
+        return None
+    pod = workload.pod
+    if pod is None:
+        if state is SessionState.NEW:
+            return None  # not created yet
+        return "the workload Pod vanished"
+    if pod.failed:
+        detail = f": {pod.message}" if pod.message else ""
+        return f"the workload Pod {pod.name} ended (phase {pod.phase}){detail}"
+    return None
+
+
+def _pod_ready(workload: Workload) -> bool:
+    return workload.pod is not None and workload.pod.ready
+
+
+def _condition_message(session: Session, condition_type: str) -> str:
+    for condition in session.status.conditions:
+        if condition.get("type") == condition_type:
+            return str(condition.get("message") or "")
+    return ""
+
+
+def _stop_began(session: Session) -> datetime:
+    for condition in session.status.conditions:
+        if condition.get("type") == LEASE_VALID and condition.get("status") == "False":
+            return parse_timestamp(str(condition["lastTransitionTime"]))
+    # A status edited by hand without the condition: count from the last status write
+    # we know of rather than from now, so the stop is still forced in the end.
+    return session.status.lease_expires_at or session.created_at
+
+
+def _stop_message(session: Session, reason: StopReason, detail: str) -> str:
+    if reason is StopReason.LEASE_EXPIRED:
+        return f"no heartbeat renewed the lease by {session.raw_status['leaseExpiresAt']}"
+    if reason is StopReason.USER_STOPPED:
+        return "spec.stop was set"
+    if reason is StopReason.CLEANUP:
+        return "the Session is being deleted"
+    return detail or "the workload failed"
 
 
 def _transition_patch(

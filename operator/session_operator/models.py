@@ -76,6 +76,7 @@ class Session(_Model):
     generation: int
     created_at: datetime
     labels: Mapping[str, str]
+    deleting: bool
     spec: SessionSpec
     status: SessionStatus
     raw_status: Mapping[str, Any]
@@ -92,6 +93,7 @@ class Session(_Model):
             generation=metadata.get("generation", 0),
             created_at=metadata["creationTimestamp"],
             labels=dict(metadata.get("labels") or {}),
+            deleting=bool(metadata.get("deletionTimestamp")),
             spec=SessionSpec.model_validate(body.get("spec") or {}),
             status=SessionStatus.model_validate(raw_status),
             raw_status=raw_status,

@@ -1,27 +1,32 @@
-"""Assemble and run the operator: kopf, the control loop, and the HTTP server, one loop."""
+"""Assemble and run the operator: kopf, the control loop, and the HTTP server, one loop;
+or the heartbeat API alone (``serve-api``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import signal
 from datetime import UTC, datetime
 
 import kopf
 
 from session_operator import metrics
 from session_operator.api.server import create_app, start_server
+from session_operator.api.wiring import build_heartbeat_api
 from session_operator.config import Settings
 from session_operator.controller.loop import SessionController
-from session_operator.controller.reconciler import Reconciler
+from session_operator.controller.pods import PodStore
+from session_operator.controller.reconciler import Kubernetes, Reconciler
 from session_operator.controller.store import SessionStore
 from session_operator.handlers.sessions import register_session_handlers
 from session_operator.k8s.client import connect
 from session_operator.k8s.events import EventRecorder
+from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
-from session_operator.lifecycle import LeaseDefaults
+from session_operator.lifecycle import LifecycleSettings
 
 FINALIZER = "xg2g.io/session-lease-operator"
 
@@ -62,26 +67,35 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
+def build_controller(rest: Rest, settings: Settings) -> SessionController:
+    """The control loop with its stores, reconciler and apiserver calls."""
+    kube = Kubernetes(SessionApi(rest), PodApi(rest), OwnedObjects(rest), EventRecorder(rest))
+    lifecycle = LifecycleSettings(
+        lease_ttl=settings.lease_ttl,
+        heartbeat_interval=settings.heartbeat_interval,
+        stop_timeout=settings.stop_timeout,
+        retention=settings.retention,
+    )
+    pods = PodStore()
+    reconciler = Reconciler(kube, pods, lifecycle, utc_now)
+    return SessionController(reconciler, SessionStore(), pods, utc_now)
+
+
 async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve probes and metrics."""
     api_client = await connect()
     rest = Rest(api_client)
-    store = SessionStore()
-    reconciler = Reconciler(
-        SessionApi(rest),
-        PodApi(rest),
-        EventRecorder(rest),
-        LeaseDefaults(settings.lease_ttl, settings.heartbeat_interval),
-        utc_now,
-    )
-    controller = SessionController(reconciler, store, utc_now)
-    metrics.register_session_gauge(store.count_by_state)
+    controller = build_controller(rest, settings)
+    metrics.register_session_gauge(controller.store.count_by_state)
 
     registry = kopf.OperatorRegistry()
     register_session_handlers(registry, controller, settings)
     ready = asyncio.Event()
-    runner = await start_server(create_app(ready.is_set), settings)
+    api = build_heartbeat_api(api_client, settings, utc_now)
+    app = create_app(lambda: ready.is_set() and api.cache.synced, api.routes)
+    runner = await start_server(app, settings)
     loop_task = asyncio.create_task(controller.run(), name="session-controller")
+    cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
     # its own and, on exit, waits for them before cancelling them.
     await asyncio.sleep(0)
@@ -95,8 +109,29 @@ async def run_operator(settings: Settings) -> None:
             ready_flag=ready,
         )
     finally:
-        loop_task.cancel()
+        for task in (loop_task, cache_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await runner.cleanup()
+        await api_client.close()
+
+
+async def serve_api(settings: Settings) -> None:
+    """Run only the heartbeat API (no kopf, no lifecycle writes) until SIGINT/SIGTERM.
+
+    It keeps no state of its own, so any number of these may serve beside the operator.
+    """
+    api_client = await connect()
+    api = build_heartbeat_api(api_client, settings, utc_now)
+    runner = await start_server(create_app(lambda: api.cache.synced, api.routes), settings)
+    cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, cache_task.cancel)
+    try:
         with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
+            await cache_task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         await runner.cleanup()
         await api_client.close()

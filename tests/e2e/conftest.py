@@ -78,11 +78,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
 class OperatorProcess:
     """``session-operator run`` as a child process against the test cluster."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, env: dict[str, str], command: str = "run"
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.port = free_port()
         self._env = env
+        self._command = command
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,7 +106,7 @@ class OperatorProcess:
         }
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "session_operator", "run"],
+                [sys.executable, "-m", "session_operator", self._command],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -160,3 +163,36 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+HEARTBEAT_AUDIENCE = "session-heartbeat"
+"""The token audience the ``heartbeat_api`` fixture is configured for."""
+
+
+@pytest.fixture(scope="session")
+def heartbeat_api(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """``session-operator serve-api`` alone (no kopf): tokens must have the audience
+    :data:`HEARTBEAT_AUDIENCE`, and auth decisions are cached for one second only."""
+    log_path = tmp_path_factory.mktemp("serve-api") / "serve-api.log"
+    process = OperatorProcess(
+        cluster.kubeconfig,
+        log_path,
+        {
+            "XG2G_SESSION_TOKEN_AUDIENCES": HEARTBEAT_AUDIENCE,
+            "XG2G_SESSION_AUTH_CACHE_TTL": "1s",
+        },
+        command="serve-api",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def heartbeat_role(cluster: Cluster) -> str:
+    """The ClusterRole ``session-heartbeat`` of manifests/rbac, applied; its name."""
+    manifest = REPO / "manifests" / "rbac" / "session-heartbeat-clusterrole.yaml"
+    cluster.kubectl("apply", "-f", str(manifest))
+    return "session-heartbeat"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from session_operator.controller.reconciler import Reconciler
+from session_operator.controller.pods import PodStore
+from session_operator.controller.reconciler import Kubernetes, Reconciler
 from session_operator.k8s.client import connect
 from session_operator.k8s.errors import PreconditionFailed
 from session_operator.k8s.events import EventRecorder
+from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import JsonPatch, SessionApi
 from session_operator.lease import SessionState, StopReason
-from session_operator.lifecycle import LeaseDefaults
+from session_operator.lifecycle import LifecycleSettings
 from session_operator.models import Session, SessionRef
 from session_operator.timestamps import format_timestamp
 from tests.e2e.conftest import Cluster, OperatorProcess
@@ -63,13 +65,14 @@ async def test_stop_racing_a_lease_extension_never_stops_the_extended_session(
         )  # fmt: skip
 
         clock = _Clock(old_expiry + timedelta(seconds=1))  # the stale lease has lapsed
-        reconciler = Reconciler(
-            sessions,
-            PodApi(rest),
-            EventRecorder(rest),
-            LeaseDefaults(timedelta(seconds=60), timedelta(seconds=5)),
-            clock,
+        kube = Kubernetes(sessions, PodApi(rest), OwnedObjects(rest), EventRecorder(rest))
+        settings = LifecycleSettings(
+            lease_ttl=timedelta(seconds=60),
+            heartbeat_interval=timedelta(seconds=5),
+            stop_timeout=timedelta(seconds=60),
+            retention=timedelta(hours=24),
         )
+        reconciler = Reconciler(kube, PodStore(), settings, clock)
         outcome = await reconciler.reconcile(stale)
 
         assert sessions.lost_writes == 1, "the stop must have been refused by the patch test"

@@ -14,12 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from session_operator.controller.deadlines import DeadlineScheduler
+from session_operator.controller.pods import PodStore
 from session_operator.controller.reconciler import Reconciler
 from session_operator.controller.store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
 from session_operator.k8s.errors import KubernetesError
 from session_operator.lease import LIVE_STATES
 from session_operator.models import Session, SessionRef
+from session_operator.workload import summarize_pod
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -34,10 +36,12 @@ class SessionController:
         self,
         reconciler: Reconciler,
         store: SessionStore,
+        pods: PodStore,
         clock: Callable[[], datetime],
         workers: int = 16,
     ) -> None:
         self.store = store
+        self.pods = pods
         self._reconciler = reconciler
         self._queue: WorkQueue[SessionRef] = WorkQueue()
         self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(self._queue.add, clock)
@@ -54,9 +58,24 @@ class SessionController:
         self.store.update(session)
         self._queue.add(session.ref)
 
+    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Take one watch event of a labelled Pod: remember it, queue its Session."""
+        pod = summarize_pod(body)
+        if pod is None:
+            return
+        if event_type == "DELETED":
+            self.pods.remove(pod)
+        else:
+            self.pods.update(pod)
+        self._queue.add(pod.session)
+
     def recheck(self, body: Mapping[str, Any]) -> None:
         """Queue a Session again (the periodic backstop for its deadline)."""
         self.observe("MODIFIED", body)
+
+    async def clean_up(self, body: Mapping[str, Any]) -> int:
+        """Release a Session being deleted; how many of its objects still exist."""
+        return await self._reconciler.clean_up(Session.from_body(body))
 
     async def run(self) -> None:
         """Run the deadline scheduler and the workers until cancelled."""

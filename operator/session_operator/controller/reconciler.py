@@ -1,7 +1,7 @@
 """Apply the lifecycle's steps to one Session until it has nothing left to do now.
 
-Every write is compare-and-set. When one loses (the object changed under it), the
-Session is read again and the next step is decided from the fresh object: a stop
+Every status write is compare-and-set. When one loses (the object changed under it),
+the Session is read again and the next step is decided from the fresh object: a stop
 never overrides a lease that a heartbeat just extended.
 """
 
@@ -13,21 +13,32 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from session_operator import metrics
-from session_operator.k8s.errors import PreconditionFailed, Rejected
+from session_operator.controller.pods import PodStore
+from session_operator.k8s.errors import NotFound, PreconditionFailed, Rejected
 from session_operator.k8s.events import EventRecorder
+from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.sessions import SessionApi
-from session_operator.lease import StopReason
+from session_operator.lease import LIVE_STATES, SessionState, StopReason
 from session_operator.lifecycle import (
+    RELEASE_POLL,
+    DeleteSession,
     InitialiseStatus,
-    LeaseDefaults,
+    LifecycleSettings,
+    MarkReady,
     MirrorStateLabel,
+    ReleaseObjects,
     StartWorkload,
+    Step,
     StopSession,
+    Transition,
     WaitUntil,
     next_step,
+    release_step,
+    stop_session,
 )
 from session_operator.models import Session
+from session_operator.workload import Workload
 
 MAX_STEPS = 8
 
@@ -42,73 +53,146 @@ class Outcome:
     deadline: datetime | None
 
 
+@dataclass(frozen=True)
+class Kubernetes:
+    """The apiserver calls the reconciler makes."""
+
+    sessions: SessionApi
+    pods: PodApi
+    owned: OwnedObjects
+    events: EventRecorder
+
+
 class Reconciler:
     """Drives one Session through its lifecycle with compare-and-set writes."""
 
     def __init__(
         self,
-        sessions: SessionApi,
-        pods: PodApi,
-        events: EventRecorder,
-        defaults: LeaseDefaults,
+        kube: Kubernetes,
+        pod_store: PodStore,
+        settings: LifecycleSettings,
         clock: Callable[[], datetime],
     ) -> None:
-        self._sessions = sessions
-        self._pods = pods
-        self._events = events
-        self._defaults = defaults
+        self._kube = kube
+        self._pod_store = pod_store
+        self._settings = settings
         self._clock = clock
 
     async def reconcile(self, session: Session) -> Outcome:
-        """Take steps until the Session waits for its deadline (or is gone).
+        """Take steps until the Session waits for a deadline (or is gone).
 
-        Raises ``ApiUnavailable`` when the apiserver cannot be reached; the caller retries.
+        Raises ``KubernetesError`` when the apiserver fails; the caller retries.
         """
         current: Session | None = session
         for _ in range(MAX_STEPS):
             if current is None:
                 return Outcome(None, None)
-            step = next_step(current, self._clock(), self._defaults)
+            workload = await self._workload(current)
+            step = next_step(current, self._clock(), self._settings, workload)
             if isinstance(step, WaitUntil):
                 return Outcome(current, step.deadline)
             try:
-                current = await self._apply(current, step)
+                result = await self._apply(current, step)
             except PreconditionFailed:
-                current = await self._sessions.get(current.ref)
+                current = await self._kube.sessions.get(current.ref)
+                continue
+            if isinstance(result, Outcome):
+                return result
+            current = result
         logger.warning("%s: still changing after %d steps; will look again", session.ref, MAX_STEPS)
         return Outcome(current, self._clock())
 
-    async def _apply(
-        self,
-        session: Session,
-        step: InitialiseStatus | StartWorkload | StopSession | MirrorStateLabel,
-    ) -> Session:
+    async def clean_up(self, session: Session) -> int:
+        """Stop a Session being deleted (``CLEANUP``) and release its objects.
+
+        Returns how many objects still exist; the caller keeps the finalizer until that
+        is 0. After ``stopTimeout`` the stop is forced (Warning Event) and 0 returned.
+        """
+        current: Session | None = session
+        while current is not None and current.status.state in LIVE_STATES:
+            stop = stop_session(current, self._clock(), StopReason.CLEANUP)
+            try:
+                current = await self._transition(current, stop.transition)
+            except PreconditionFailed:
+                current = await self._kube.sessions.get(current.ref)
+        if current is None:
+            return 0
+        remaining = await self._kube.owned.release(current)
+        if current.status.state is SessionState.STOPPING:
+            release = release_step(current, self._clock(), self._settings)
+            if remaining == 0:
+                await self._transition(current, release.finish)
+            elif self._clock() >= release.stop_deadline:
+                await self._transition(current, release.force)
+                return 0
+        return remaining
+
+    async def _apply(self, session: Session, step: Step) -> Session | Outcome:
         ref = session.ref
         if isinstance(step, MirrorStateLabel):
-            return await self._sessions.set_state_label(ref, step.state.value)
+            return await self._kube.sessions.set_state_label(ref, step.state.value)
         if isinstance(step, InitialiseStatus):
-            updated = await self._sessions.write_status_at_version(
+            updated = await self._kube.sessions.write_status_at_version(
                 ref, step.status, session.resource_version
             )
-            await self._events.record(updated, step.event_reason, step.event_note, self._clock())
+            await self._kube.events.record(
+                updated, step.event_reason, step.event_note, self._clock()
+            )
             return updated
         if isinstance(step, StartWorkload):
             try:
-                await self._pods.create_workload(session)
+                await self._kube.pods.create_workload(session)
             except Rejected as error:
                 logger.warning("%s: the workload Pod was refused: %s", ref, error)
                 raise
-            updated = await self._sessions.patch_status(ref, step.patch)
-            note = f"workload Pod {ref.name} created; waiting for it to become Ready"
-            await self._events.record(updated, "Starting", note, self._clock())
+            return await self._transition(session, step.transition)
+        if isinstance(step, MarkReady):
+            return await self._transition(session, step.transition)
+        if isinstance(step, StopSession):
+            updated = await self._transition(session, step.transition)
+            if step.lease_expires_at is not None:
+                lag = self._clock() - step.lease_expires_at
+                metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
+                metrics.EXPIRY_LAG.observe(lag.total_seconds())
             return updated
-        updated = await self._sessions.patch_status(ref, step.patch)
-        if step.lease_expires_at is not None:
-            lag = self._clock() - step.lease_expires_at
-            metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
-            metrics.EXPIRY_LAG.observe(lag.total_seconds())
-        warning = step.reason is StopReason.FAILED
-        await self._events.record(
-            updated, step.event_reason, step.event_note, self._clock(), warning=warning
+        if isinstance(step, ReleaseObjects):
+            return await self._release(session, step)
+        if isinstance(step, DeleteSession):
+            await self._kube.sessions.delete(session)
+            return Outcome(None, None)
+        raise AssertionError(f"unhandled step {step!r}")
+
+    async def _release(self, session: Session, step: ReleaseObjects) -> Session | Outcome:
+        remaining = await self._kube.owned.release(session)
+        if remaining == 0:
+            return await self._transition(session, step.finish)
+        now = self._clock()
+        if now >= step.stop_deadline:
+            return await self._transition(session, step.force)
+        return Outcome(session, min(now + RELEASE_POLL, step.stop_deadline))
+
+    async def _transition(self, session: Session, transition: Transition) -> Session:
+        updated = await self._kube.sessions.patch_status(session.ref, transition.patch)
+        await self._kube.events.record(
+            updated,
+            transition.event_reason,
+            transition.event_note,
+            self._clock(),
+            warning=transition.warning,
         )
         return updated
+
+    async def _workload(self, session: Session) -> Workload | None:
+        """The session's Pod as observed, or ``None`` when the lifecycle does not need it."""
+        if session.spec.template is None or session.status.state not in LIVE_STATES:
+            return None
+        pod = self._pod_store.get(session.ref, session.uid)
+        if pod is None and session.status.state is not SessionState.NEW:
+            # Missing from the watch (a fresh start, or really gone): ask before failing.
+            try:
+                pod = await self._kube.pods.read_workload(session)
+            except NotFound:
+                pod = None
+            if pod is not None:
+                self._pod_store.update(pod)
+        return Workload(pod)

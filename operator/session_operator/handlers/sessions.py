@@ -1,9 +1,10 @@
-"""kopf handlers for Sessions: every watch event, and the label-filtered expiry backstop.
+"""kopf handlers: Session and workload Pod events, deletion, and the expiry backstop.
 
 ``@kopf.on.event`` adds no finalizer and writes nothing; it feeds the controller,
-which owns every decision and every write. The timer serves only Sessions whose
-``xg2g.io/state`` label is a live state, at ``expiryCheckInterval``: it catches a
-deadline the exact scheduler could have missed (it never should).
+which owns every decision and every write. ``@kopf.on.delete`` holds kopf's finalizer
+while a deleted Session is stopped (``CLEANUP``) and its objects are released. The
+timer serves only Sessions whose ``xg2g.io/state`` label is a live state, at
+``expiryCheckInterval``: it catches a deadline the exact scheduler could have missed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import kopf
 from session_operator.config import Settings
 from session_operator.controller.loop import SessionController
 from session_operator.lease import LIVE_STATES
-from session_operator.models import GROUP, PLURAL, STATE_LABEL, VERSION
+from session_operator.models import GROUP, PLURAL, SESSION_LABEL, STATE_LABEL, VERSION
 
 _LIVE_LABEL_VALUES = frozenset(state.value for state in LIVE_STATES)
 
@@ -38,6 +39,17 @@ def register_session_handlers(
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def session_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.observe(event["type"], event["object"])
+
+    @kopf.on.event("", "v1", "pods", labels={SESSION_LABEL: kopf.PRESENT}, registry=registry)
+    async def workload_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.observe_pod(event["type"], event["object"])
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    async def session_deleted(body: kopf.Body, **_: Any) -> None:
+        # kopf holds its finalizer until this returns: CLEANUP, then the objects go.
+        remaining = await controller.clean_up(body)
+        if remaining:
+            raise kopf.TemporaryError(f"waiting for {remaining} owned objects to go", delay=1)
 
     @kopf.timer(
         GROUP,

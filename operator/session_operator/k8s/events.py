@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
+import time
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,9 @@ class EventRecorder:
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{session.ref.name}.{uuid.uuid4().hex[:16]}",
+                # Named like kubelet's Events (name.<hex nanoseconds>): unique, and listed
+                # in the order they happened (kubectl describe keeps the list order).
+                "name": f"{session.ref.name}.{time.time_ns():x}",
                 "namespace": session.ref.namespace,
             },
             "eventTime": _micro_time(now),

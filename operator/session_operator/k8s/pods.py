@@ -8,6 +8,7 @@ from typing import Any
 from session_operator.k8s.errors import PreconditionFailed
 from session_operator.k8s.rest import Rest
 from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION, Session
+from session_operator.workload import PodSummary, summarize_pod
 
 
 def workload_pod(session: Session) -> dict[str, Any]:
@@ -51,3 +52,8 @@ class PodApi:
             await self._rest.request("POST", path, body=workload_pod(session))
         except PreconditionFailed:
             return  # 409 AlreadyExists: created by an earlier attempt.
+
+    async def read_workload(self, session: Session) -> PodSummary | None:
+        """The session's Pod as stored now (``NotFound`` when it does not exist)."""
+        path = f"/api/v1/namespaces/{session.ref.namespace}/pods/{session.ref.name}"
+        return summarize_pod(await self._rest.request("GET", path))

@@ -20,10 +20,15 @@ MERGE_PATCH = "application/merge-patch+json"
 
 
 class Rest:
-    """Raw REST calls through an authenticated ApiClient."""
+    """Raw REST calls through an authenticated ApiClient.
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    *timeout* bounds each call, in seconds (``None``: no limit). The heartbeat API uses a
+    short one, so that a stalled apiserver is answered with ``ApiUnavailable`` in time.
+    """
+
+    def __init__(self, api_client: client.ApiClient, *, timeout: float | None = None) -> None:
         self._client = api_client
+        self._timeout = timeout
 
     async def request(
         self,
@@ -44,5 +49,6 @@ class Rest:
             response_types_map={200: "object", 201: "object"},
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
+            _request_timeout=self._timeout,
         )
         return cast(dict[str, Any], await translated(call))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from session_operator.k8s.errors import NotFound
+from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.rest import JSON_PATCH, MERGE_PATCH, Rest
 from session_operator.models import GROUP, PLURAL, STATE_LABEL, VERSION, Session, SessionRef
 
@@ -62,3 +62,11 @@ class SessionApi:
             "PATCH", session_path(ref), body=patch, content_type=MERGE_PATCH
         )
         return Session.from_body(body)
+
+    async def delete(self, session: Session) -> None:
+        """Delete *session* (this very object: a uid precondition); gone already is fine."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": session.uid}}
+        try:
+            await self._rest.request("DELETE", session_path(session.ref), body=body)
+        except (NotFound, PreconditionFailed):
+            return

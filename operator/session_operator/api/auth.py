@@ -1,0 +1,178 @@
+"""Who is calling, and may they beat this session: TokenReview, then SubjectAccessReview.
+
+A heartbeat carries ``Authorization: Bearer <token>``, usually a projected ServiceAccount
+token. The apiserver says who it is (TokenReview, with the configured audiences) and whether
+that identity may ``create`` ``sessions/heartbeat`` in group ``xg2g.io`` for this session
+(SubjectAccessReview), the Kubernetes form of the seed's ``v3:write`` scope. Decisions are
+cached for a short TTL. A review that cannot be made raises ``ApiUnavailable`` (503): an
+outage is never answered as 401 or 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from session_operator.api.decision_cache import DecisionCache
+from session_operator.api.errors import Forbidden, Unauthenticated
+from session_operator.k8s.rest import Rest
+from session_operator.models import GROUP, PLURAL, SessionRef
+
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+SUBJECT_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+HEARTBEAT_VERB = "create"
+HEARTBEAT_SUBRESOURCE = "heartbeat"
+MAX_TOKEN_LENGTH = 16_384
+# Bearer tokens (JWTs, opaque tokens) are visible ASCII; anything else is refused unread.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated identity, as TokenReview reports it."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenVerdict:
+    """What TokenReview said of a token: the caller, or why there is none."""
+
+    caller: Caller | None
+    reason: str = ""
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; else :class:`Unauthenticated`."""
+    if not authorization or not authorization.strip():
+        raise Unauthenticated("no bearer token: send 'Authorization: Bearer <token>'")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    if len(token) > MAX_TOKEN_LENGTH or not _TOKEN.fullmatch(token):
+        raise Unauthenticated("the bearer token is malformed")
+    return token
+
+
+def token_review_body(token: str, audiences: Sequence[str]) -> dict[str, Any]:
+    """A TokenReview of *token*; empty *audiences* means the apiserver's own."""
+    spec: dict[str, Any] = {"token": token}
+    if audiences:
+        spec["audiences"] = list(audiences)
+    return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+
+
+def token_verdict(review: Mapping[str, Any]) -> TokenVerdict:
+    """Read the apiserver's answer to a TokenReview."""
+    status = review.get("status") or {}
+    user = status.get("user") or {}
+    if not status.get("authenticated") or not user.get("username"):
+        return TokenVerdict(None, "the bearer token is not valid")
+    extra = user.get("extra") or {}
+    return TokenVerdict(
+        Caller(
+            username=str(user["username"]),
+            uid=str(user.get("uid") or ""),
+            groups=tuple(str(group) for group in user.get("groups") or ()),
+            extra=tuple(
+                sorted((str(key), tuple(str(v) for v in values)) for key, values in extra.items())
+            ),
+        )
+    )
+
+
+def heartbeat_access_review_body(caller: Caller, ref: SessionRef) -> dict[str, Any]:
+    """A SubjectAccessReview: may *caller* ``create sessions/heartbeat`` on *ref*?"""
+    spec: dict[str, Any] = {
+        "user": caller.username,
+        "groups": list(caller.groups),
+        "resourceAttributes": {
+            "namespace": ref.namespace,
+            "verb": HEARTBEAT_VERB,
+            "group": GROUP,
+            "resource": PLURAL,
+            "subresource": HEARTBEAT_SUBRESOURCE,
+            "name": ref.name,
+        },
+    }
+    if caller.uid:
+        spec["uid"] = caller.uid
+    if caller.extra:
+        spec["extra"] = {key: list(values) for key, values in caller.extra}
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": spec,
+    }
+
+
+def access_allowed(review: Mapping[str, Any]) -> bool:
+    """Read the apiserver's answer to a SubjectAccessReview: allowed and not denied."""
+    status = review.get("status") or {}
+    return bool(status.get("allowed")) and not status.get("denied")
+
+
+class Authenticator:
+    """Bearer token → :class:`Caller`, by TokenReview, cached for the TTL."""
+
+    def __init__(self, rest: Rest, audiences: Sequence[str], cache_ttl: timedelta) -> None:
+        self._rest = rest
+        self._audiences = tuple(audiences)
+        self._verdicts: DecisionCache[bytes, TokenVerdict] = DecisionCache(
+            cache_ttl.total_seconds()
+        )
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The caller behind an ``Authorization`` header.
+
+        Raises :class:`Unauthenticated` for a missing, malformed or refused token, and
+        ``ApiUnavailable`` when the TokenReview cannot be made.
+        """
+        token = bearer_token(authorization)
+        # The cache holds digests, never tokens.
+        key = hashlib.sha256(token.encode()).digest()
+        verdict = await self._verdicts.get_or_load(key, lambda: self._review(token))
+        if verdict.caller is None:
+            raise Unauthenticated(verdict.reason)
+        return verdict.caller
+
+    async def _review(self, token: str) -> TokenVerdict:
+        body = token_review_body(token, self._audiences)
+        return token_verdict(await self._rest.request("POST", TOKEN_REVIEWS, body=body))
+
+
+class HeartbeatAuthorizer:
+    """May a caller beat a session? SubjectAccessReview, cached for the TTL."""
+
+    def __init__(self, rest: Rest, cache_ttl: timedelta) -> None:
+        self._rest = rest
+        self._decisions: DecisionCache[tuple[Caller, SessionRef], bool] = DecisionCache(
+            cache_ttl.total_seconds()
+        )
+
+    async def authorize(self, caller: Caller, ref: SessionRef) -> None:
+        """Return if *caller* may beat *ref*; raise :class:`Forbidden` if not.
+
+        Raises ``ApiUnavailable`` when the SubjectAccessReview cannot be made.
+        """
+        allowed = await self._decisions.get_or_load(
+            (caller, ref), lambda: self._review(caller, ref)
+        )
+        if not allowed:
+            raise Forbidden(
+                f'User "{caller.username}" cannot {HEARTBEAT_VERB} resource'
+                f' "{PLURAL}/{HEARTBEAT_SUBRESOURCE}" in API group "{GROUP}"'
+                f' in the namespace "{ref.namespace}"'
+            )
+
+    async def _review(self, caller: Caller, ref: SessionRef) -> bool:
+        body = heartbeat_access_review_body(caller, ref)
+        return access_allowed(await self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body))

@@ -1,0 +1,51 @@
+"""Assemble the heartbeat API from one apiserver connection and the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from kubernetes_asyncio import client
+
+from session_operator.api.auth import Authenticator, HeartbeatAuthorizer
+from session_operator.api.cache import SessionCache, sessions_path
+from session_operator.api.heartbeat import HeartbeatService
+from session_operator.api.lookup import SessionLookup
+from session_operator.api.routes import HeartbeatRoutes
+from session_operator.config import Settings
+from session_operator.k8s.rest import Rest
+from session_operator.k8s.sessions import SessionApi
+from session_operator.k8s.watch import ListWatch
+
+# Every apiserver call on the request path gives up after this long, so that a stalled
+# apiserver is answered with 503 in a few seconds rather than a hung request.
+REQUEST_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class HeartbeatApi:
+    """The API's routes and the Session cache they read (run :meth:`SessionCache.run`)."""
+
+    cache: SessionCache
+    routes: HeartbeatRoutes
+
+
+def build_heartbeat_api(
+    api_client: client.ApiClient, settings: Settings, clock: Callable[[], datetime]
+) -> HeartbeatApi:
+    """The heartbeat API over *api_client*, reading the wall clock through *clock*."""
+    rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS)
+    cache = SessionCache.for_namespace(api_client, settings.namespace)
+    sessions = SessionApi(rest)
+    lookup = SessionLookup(
+        cache,
+        sessions,
+        ListWatch(api_client, rest, sessions_path(settings.namespace)),
+        settings.namespace,
+    )
+    service = HeartbeatService(
+        lookup, HeartbeatAuthorizer(rest, settings.auth_cache_ttl), sessions, clock
+    )
+    authenticator = Authenticator(rest, settings.token_audiences, settings.auth_cache_ttl)
+    return HeartbeatApi(cache, HeartbeatRoutes(authenticator, service))

@@ -1,0 +1,239 @@
+"""A heartbeat client for in-cluster programs: keep one Session alive from the background.
+
+::
+
+    async with HeartbeatClient("https://session-lease-operator.ops:8080", "media/living-room",
+                               ssl=ssl.create_default_context(cafile=CA)) as client:
+        async with client.in_background() as heartbeat:
+            await play()                      # beats go out meanwhile
+            if heartbeat.ended is not None:   # the session was stopped (410) or deleted (404)
+                ...
+
+The client beats at the session's ``heartbeat_interval`` (from each answer), reads the
+token file before every beat (projected ServiceAccount tokens rotate), backs off on 503,
+409 and network failures (never waiting longer than one interval, and never less than a
+``Retry-After``), and stops and reports when the API answers 410 Gone or 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import ValidationError
+
+from session_operator.api.bodies import HeartbeatBody
+
+DEFAULT_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+REQUEST_TIMEOUT_SECONDS = 5.0
+# Until the first answer names the session's interval: the operator's default interval.
+DEFAULT_INTERVAL_SECONDS = 5.0
+FIRST_BACKOFF_SECONDS = 0.5
+_ENDING_STATUSES = frozenset({404, 410})
+
+logger = logging.getLogger(__name__)
+
+
+class HeartbeatFailed(Exception):
+    """A heartbeat was not acknowledged: refused by the API, or the API was not reached.
+
+    ``status`` is the HTTP status (``None`` when no answer came), ``problem`` the
+    problem+json document, ``retry_after`` the seconds the API asked to wait.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        problem: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem: Mapping[str, Any] = problem or {}
+        self.retry_after = retry_after
+
+    @property
+    def session_ended(self) -> bool:
+        """True for 410 Gone (stopping, stopped, expired) and 404: beating again is futile."""
+        return self.status in _ENDING_STATUSES
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    """Why a client stopped beating: the API's final answer."""
+
+    status: int
+    state: str | None
+    stop_reason: str | None
+    detail: str
+
+
+class Backoff:
+    """Delays between retries: doubling from *first*, at most *cap*, never below Retry-After."""
+
+    def __init__(self, first: float = FIRST_BACKOFF_SECONDS) -> None:
+        self._first = first
+        self._next = first
+
+    def delay(self, cap: float, retry_after: float | None = None) -> float:
+        """The delay before the next retry (and double the one after it)."""
+        current = min(self._next, cap)
+        self._next = min(self._next * 2, cap)
+        return max(current, retry_after or 0.0)
+
+    def reset(self) -> None:
+        """Start again from *first* (after a success)."""
+        self._next = self._first
+
+
+def heartbeat_path(session: str) -> str:
+    """The heartbeat path of *session*: ``namespace/name``, or a ``status.sessionID``."""
+    namespace, slash, name = session.partition("/")
+    if slash:
+        return f"/api/v3/namespaces/{_segment(namespace)}/sessions/{_segment(name)}/heartbeat"
+    return f"/api/v3/sessions/{_segment(session)}/heartbeat"
+
+
+class HeartbeatClient:
+    """Heartbeats for one session, to the API at *url* (like ``https://host:8080``)."""
+
+    def __init__(
+        self,
+        url: str,
+        session: str,
+        *,
+        token_file: Path = DEFAULT_TOKEN_FILE,
+        ssl: ssl_module.SSLContext | None = None,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
+        self.session = session
+        self._url = url.rstrip("/") + heartbeat_path(session)
+        self._token_file = token_file
+        self._ssl = ssl
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def beat(self) -> HeartbeatBody:
+        """Send one heartbeat; return the acknowledgement or raise :class:`HeartbeatFailed`."""
+        token = self._read_token()
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._http.post(
+                self._url, headers={"Authorization": f"Bearer {token}"}, ssl=self._ssl or True
+            ) as response:
+                text = await response.text()
+                if response.status == 200:
+                    return HeartbeatBody.model_validate_json(text)
+                raise _refusal(response.status, text, response.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError, ValidationError) as error:
+            raise HeartbeatFailed(f"heartbeat to {self._url} failed: {error!r}") from error
+
+    async def keep_alive(self) -> SessionEnded:
+        """Beat at the session's interval until the API says the session has ended."""
+        backoff = Backoff()
+        interval = DEFAULT_INTERVAL_SECONDS
+        while True:
+            try:
+                ack = await self.beat()
+            except HeartbeatFailed as failure:
+                if failure.session_ended:
+                    ended = _ended(failure)
+                    logger.warning("session %s ended: %s", self.session, ended.detail)
+                    return ended
+                delay = backoff.delay(interval, failure.retry_after)
+                logger.warning("%s; retrying in %.1fs", failure, delay)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            interval = float(ack.heartbeat_interval)
+            await asyncio.sleep(interval)
+
+    @contextlib.asynccontextmanager
+    async def in_background(self) -> AsyncIterator[BackgroundHeartbeat]:
+        """Keep the session alive while the block runs; stop beating when it exits."""
+        task = asyncio.create_task(self.keep_alive(), name=f"heartbeat {self.session}")
+        try:
+            yield BackgroundHeartbeat(task)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _read_token(self) -> str:
+        try:
+            return self._token_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise HeartbeatFailed(f"cannot read token file {self._token_file}: {error}") from error
+
+
+class BackgroundHeartbeat:
+    """A running :meth:`HeartbeatClient.keep_alive`."""
+
+    def __init__(self, task: asyncio.Task[SessionEnded]) -> None:
+        self._task = task
+
+    @property
+    def ended(self) -> SessionEnded | None:
+        """Why beating stopped, once the session has ended; ``None`` while it goes on."""
+        if self._task.done() and not self._task.cancelled():
+            return self._task.result()
+        return None
+
+    async def wait(self) -> SessionEnded:
+        """Wait until the session has ended."""
+        return await asyncio.shield(self._task)
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _refusal(status: int, text: str, retry_after: str | None) -> HeartbeatFailed:
+    try:
+        problem = json.loads(text)
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):
+        problem = {}
+    detail = str(problem.get("detail") or text[:200])
+    seconds = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+    return HeartbeatFailed(f"heartbeat refused ({status}): {detail}", status, problem, seconds)
+
+
+def _ended(failure: HeartbeatFailed) -> SessionEnded:
+    problem = failure.problem
+    return SessionEnded(
+        status=failure.status or 0,
+        state=problem.get("state"),
+        stop_reason=problem.get("stop_reason"),
+        detail=str(problem.get("detail") or failure),
+    )

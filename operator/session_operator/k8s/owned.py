@@ -1,0 +1,60 @@
+"""Release a Session's objects: those labelled ``xg2g.io/session=<name>`` AND controlled by it.
+
+A labelled object that another owner controls (or nobody) is left alone, so labelling a
+foreign object never gets it deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from session_operator.k8s.errors import NotFound, PreconditionFailed
+from session_operator.k8s.rest import Rest
+from session_operator.models import SESSION_LABEL, Session
+
+# The kinds a session's workload may consist of, as API collection paths.
+RELEASED_KINDS = ("pods", "services", "configmaps", "secrets", "persistentvolumeclaims")
+
+
+class OwnedObjects:
+    """Lists and deletes the objects a Session controls."""
+
+    def __init__(self, rest: Rest) -> None:
+        self._rest = rest
+
+    async def release(self, session: Session) -> int:
+        """Ask for the deletion of every controlled object; return how many still exist."""
+        remaining = 0
+        for kind in RELEASED_KINDS:
+            for item in await self._controlled(session, kind):
+                remaining += 1
+                if not item["metadata"].get("deletionTimestamp"):
+                    await self._delete(session, kind, item)
+        return remaining
+
+    async def _controlled(self, session: Session, kind: str) -> list[Mapping[str, Any]]:
+        path = f"/api/v1/namespaces/{session.ref.namespace}/{kind}"
+        listing = await self._rest.request(
+            "GET", path, query={"labelSelector": f"{SESSION_LABEL}={session.ref.name}"}
+        )
+        return [item for item in listing.get("items") or () if _controlled_by(item, session.uid)]
+
+    async def _delete(self, session: Session, kind: str, item: Mapping[str, Any]) -> None:
+        metadata = item["metadata"]
+        path = f"/api/v1/namespaces/{session.ref.namespace}/{kind}/{metadata['name']}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": metadata["uid"]},
+        }
+        try:
+            await self._rest.request("DELETE", path, body=body)
+        except (NotFound, PreconditionFailed):
+            return  # already gone, or replaced by another object of that name
+
+
+def _controlled_by(item: Mapping[str, Any], uid: str) -> bool:
+    references = item.get("metadata", {}).get("ownerReferences") or ()
+    return any(ref.get("controller") and ref.get("uid") == uid for ref in references)

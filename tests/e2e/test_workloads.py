@@ -1,0 +1,298 @@
+"""Workloads and every stop path: the session's Pod comes and, whatever happens, goes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Cluster, OperatorProcess, wait_for
+from tests.e2e.sessions import create_session, read_session, wait_for_state
+
+UNSCHEDULED_POD = {"spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}
+LONG_LEASE = {"lease": {"ttlSeconds": 600, "heartbeatIntervalSeconds": 5}}
+SHORT_LEASE = {"lease": {"ttlSeconds": 3, "heartbeatIntervalSeconds": 1}}
+
+
+def pods_of(cluster: Cluster, namespace: str, session: str) -> list[str]:
+    """Names of the Pods labelled for *session*."""
+    output = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"xg2g.io/session={session}", "-o", "name"
+    ).stdout
+    return output.split()
+
+
+def set_pod_status(cluster: Cluster, namespace: str, pod: str, status: dict[str, object]) -> None:
+    """Play the kubelet: write the Pod's status."""
+    cluster.kubectl(
+        "patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+
+
+READY_POD_STATUS = {
+    "phase": "Running",
+    "conditions": [{"type": "Ready", "status": "True"}],
+}
+
+
+def start_ready_session(
+    cluster: Cluster, namespace: str, name: str, lease: dict[str, object]
+) -> None:
+    """A session whose Pod the test made Ready."""
+    create_session(cluster, namespace, name, {**lease, "template": UNSCHEDULED_POD})
+    wait_for_state(cluster, namespace, name, {"starting"}, timeout=5)
+    set_pod_status(cluster, namespace, name, READY_POD_STATUS)
+    wait_for_state(cluster, namespace, name, {"ready"}, timeout=5)
+
+
+def event_reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    """The Event reasons about Session *name*, oldest first."""
+    events = json.loads(
+        cluster.kubectl(
+            "get", "events.events.k8s.io", "-n", namespace, "-o", "json",
+            "--field-selector", f"regarding.name={name}",
+        ).stdout
+    )["items"]  # fmt: skip
+    return [event["reason"] for event in sorted(events, key=lambda e: e["metadata"]["name"])]
+
+
+def test_template_session_is_starting_until_its_pod_is_ready(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    create_session(cluster, namespace, "player", {**LONG_LEASE, "template": UNSCHEDULED_POD})
+    body, _ = wait_for_state(cluster, namespace, "player", {"starting"}, timeout=5)
+    pod = json.loads(cluster.kubectl("get", "pod", "player", "-n", namespace, "-o", "json").stdout)
+    assert pod["metadata"]["labels"]["xg2g.io/session"] == "player"
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == (
+        "Session",
+        body["metadata"]["uid"],
+        True,
+    )
+
+    set_pod_status(cluster, namespace, "player", READY_POD_STATUS)
+    body, _ = wait_for_state(cluster, namespace, "player", {"ready"}, timeout=5)
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "WorkloadReady")
+
+
+@pytest.mark.parametrize("state", ["new", "starting", "ready"])
+def test_lease_expiry_in_every_live_state_stops_the_session_and_deletes_its_pod(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, state: str
+) -> None:
+    if state == "new":
+        cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
+        assert wait_for(
+            lambda: (
+                "pods"
+                in cluster.kubectl(
+                    "get", "quota", "no-pods", "-n", namespace, "-o", "jsonpath={.status.hard}"
+                ).stdout
+            ),
+            timeout=10,
+        )
+        create_session(cluster, namespace, "s", {**SHORT_LEASE, "template": UNSCHEDULED_POD})
+        wait_for_state(cluster, namespace, "s", {"new"}, timeout=5)
+    elif state == "starting":
+        create_session(cluster, namespace, "s", {**SHORT_LEASE, "template": UNSCHEDULED_POD})
+        wait_for_state(cluster, namespace, "s", {"starting"}, timeout=5)
+        assert pods_of(cluster, namespace, "s") == ["pod/s"]
+    else:
+        lease = {"lease": {"ttlSeconds": 6, "heartbeatIntervalSeconds": 2}}
+        start_ready_session(cluster, namespace, "s", lease)
+        assert pods_of(cluster, namespace, "s") == ["pod/s"]
+
+    body, _ = wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=15)
+    assert body["status"]["stopReason"] == "LEASE_EXPIRED"
+    assert pods_of(cluster, namespace, "s") == []
+    reasons = event_reasons(cluster, namespace, "s")
+    assert reasons[-2:] == ["LeaseExpired", "Stopped"]
+
+
+def test_spec_stop_stops_the_session_and_deletes_its_pod(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    start_ready_session(cluster, namespace, "s", LONG_LEASE)
+    cluster.kubectl(
+        "patch", "session", "s", "-n", namespace, "--type=merge", "-p", '{"spec":{"stop":true}}'
+    )
+    body, _ = wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=10)
+    assert body["status"]["stopReason"] == "USER_STOPPED"
+    assert pods_of(cluster, namespace, "s") == []
+    assert event_reasons(cluster, namespace, "s")[-2:] == ["Stopping", "Stopped"]
+
+
+def test_session_created_stopped_never_starts(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    create_session(cluster, namespace, "s", {"stop": True, "template": UNSCHEDULED_POD})
+    body, _ = wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=5)
+    assert body["status"]["stopReason"] == "USER_STOPPED"
+    assert pods_of(cluster, namespace, "s") == []
+
+
+def test_failed_pod_fails_the_session_for_good(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    start_ready_session(cluster, namespace, "s", LONG_LEASE)
+    set_pod_status(cluster, namespace, "s", {"phase": "Failed", "reason": "OOMKilled"})
+    body, _ = wait_for_state(cluster, namespace, "s", {"failed"}, timeout=10)
+    assert body["status"]["stopReason"] == "FAILED"
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert "OOMKilled" in ready["message"] or "Failed" in ready["message"]
+    assert pods_of(cluster, namespace, "s") == []
+
+    # Whatever happens next, the session never returns to a live state.
+    refused = cluster.kubectl(
+        "patch", "session", "s", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", '{"status":{"state":"ready"}}', check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert read_session(cluster, namespace, "s")["status"]["state"] == "failed"
+
+
+def test_vanished_pod_fails_the_session(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    start_ready_session(cluster, namespace, "s", LONG_LEASE)
+    cluster.kubectl("delete", "pod", "s", "-n", namespace, "--wait=true")
+    body, _ = wait_for_state(cluster, namespace, "s", {"failed"}, timeout=10)
+    assert body["status"]["stopReason"] == "FAILED"
+
+
+def test_release_deletes_only_objects_the_session_controls(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    start_ready_session(cluster, namespace, "s", LONG_LEASE)
+    uid = read_session(cluster, namespace, "s")["metadata"]["uid"]
+    labels = {"xg2g.io/session": "s"}
+    owned = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "owned",
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {"apiVersion": "xg2g.io/v1alpha1", "kind": "Session", "name": "s", "uid": uid,
+                 "controller": True},
+            ],
+        },
+    }  # fmt: skip
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "foreign", "namespace": namespace, "labels": labels},
+    }
+    for body in (owned, foreign):
+        cluster.kubectl("create", "-f", "-", input_text=json.dumps(body))
+
+    cluster.kubectl(
+        "patch", "session", "s", "-n", namespace, "--type=merge", "-p", '{"spec":{"stop":true}}'
+    )
+    wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=10)
+    configmaps = cluster.kubectl(
+        "get", "configmaps", "-n", namespace, "-l", "xg2g.io/session=s", "-o", "name"
+    ).stdout.split()
+    assert configmaps == ["configmap/foreign"]
+
+
+def test_deleting_a_live_session_releases_its_pod_then_lets_it_go(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    start_ready_session(cluster, namespace, "s", LONG_LEASE)
+    cluster.kubectl("delete", "session", "s", "-n", namespace, "--timeout=30s")
+    assert cluster.kubectl("get", "session", "s", "-n", namespace, check=False).returncode != 0
+    assert wait_for(lambda: pods_of(cluster, namespace, "s") == [], timeout=10)
+    notes = cluster.kubectl(
+        "get", "events.events.k8s.io", "-n", namespace, "-o", "jsonpath={.items[*].note}"
+    ).stdout
+    assert "CLEANUP" in notes
+
+
+def test_describe_tells_the_story_in_order(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    lease = {"lease": {"ttlSeconds": 6, "heartbeatIntervalSeconds": 2}}
+    start_ready_session(cluster, namespace, "s", lease)
+    wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=15)
+    described = cluster.kubectl("describe", "session", "s", "-n", namespace).stdout
+    events = described[described.index("Events:") :]
+    positions = [
+        events.index(reason)
+        for reason in ("Created", "Starting", "Ready", "LeaseExpired", "Stopped")
+    ]
+    assert positions == sorted(positions), events
+
+
+@pytest.fixture
+def short_timers_operator(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """An operator for one namespace with a 3 s stop timeout and 3 s retention."""
+    operator.stop()
+    special = OperatorProcess(
+        cluster.kubeconfig,
+        tmp_path / "operator.log",
+        {
+            "XG2G_SESSION_NAMESPACE": namespace,
+            "XG2G_SESSION_STOP_TIMEOUT": "3s",
+            "XG2G_SESSION_RETENTION": "3s",
+        },
+    )
+    try:
+        special.start()
+        yield special
+    finally:
+        special.stop()
+        operator.start()
+
+
+def test_stop_blocked_by_a_finalizer_is_forced_after_the_stop_timeout(
+    cluster: Cluster, short_timers_operator: OperatorProcess, namespace: str
+) -> None:
+    start_ready_session(cluster, namespace, "s", LONG_LEASE)
+    cluster.kubectl(
+        "patch", "pod", "s", "-n", namespace, "--type=merge",
+        "-p", '{"metadata":{"finalizers":["example.com/never"]}}',
+    )  # fmt: skip
+    try:
+        cluster.kubectl(
+            "patch", "session", "s", "-n", namespace, "--type=merge", "-p", '{"spec":{"stop":true}}'
+        )
+        wait_for_state(cluster, namespace, "s", {"stopping"}, timeout=5)
+        body, _ = wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=10)
+        assert body["status"]["stopReason"] == "USER_STOPPED"
+        warnings = cluster.kubectl(
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.items[?(@.type=='Warning')].reason}",
+        ).stdout.split()
+        assert "StopTimeout" in warnings
+    finally:
+        cluster.kubectl(
+            "patch", "pod", "s", "-n", namespace, "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}', check=False,
+        )  # fmt: skip
+
+
+def test_retention_deletes_terminal_sessions_and_keeps_live_ones(
+    cluster: Cluster, short_timers_operator: OperatorProcess, namespace: str
+) -> None:
+    create_session(cluster, namespace, "done", {"stop": True})
+    create_session(cluster, namespace, "live", LONG_LEASE)
+    wait_for_state(cluster, namespace, "done", {"stopped"}, timeout=5)
+
+    def done_deleted() -> bool:
+        return (
+            cluster.kubectl("get", "session", "done", "-n", namespace, check=False).returncode != 0
+        )
+
+    assert wait_for(done_deleted, timeout=10)
+    assert read_session(cluster, namespace, "live")["status"]["state"] == "ready"

@@ -1,0 +1,1265 @@
+"""What the operator does next for a Session (SPEC §1, §2, issue 6), decided from the stored
+object and its observed workload Pod."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from session_operator.lease import SessionState, StopReason
+from session_operator.lifecycle import (
+    DeleteSession,
+    InitialiseStatus,
+    JsonPatch,
+    LifecycleSettings,
+    MarkReady,
+    MirrorStateLabel,
+    ReleaseObjects,
+    StartWorkload,
+    Step,
+    StopSession,
+    Transition,
+    WaitUntil,
+    next_step,
+    release_step,
+    stop_session,
+)
+from session_operator.models import STATE_LABEL, Session, SessionRef
+from session_operator.timestamps import format_timestamp
+from session_operator.workload import PodSummary, Workload
+
+pytestmark = pytest.mark.unit
+
+MS = timedelta(milliseconds=1)
+UID = "6f1c1f9e-0000-4000-8000-000000000001"
+CREATED = "2026-11-23T10:00:00.123Z"
+CREATED_AT = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
+EXPIRES = "2026-11-23T10:01:00.123Z"
+EXPIRES_AT = datetime(2026, 11, 23, 10, 1, 0, 123000, tzinfo=UTC)
+LAST_HEARTBEAT = "2026-11-23T10:00:00.123Z"
+STOP_TIMEOUT = timedelta(seconds=60)
+RETENTION = timedelta(hours=24)
+SETTINGS = LifecycleSettings(
+    lease_ttl=timedelta(seconds=60),
+    heartbeat_interval=timedelta(seconds=5),
+    stop_timeout=STOP_TIMEOUT,
+    retention=RETENTION,
+)
+TEMPLATE: dict[str, Any] = {"spec": {"containers": [{"name": "player", "image": "busybox"}]}}
+GENERATION = 3
+# Well inside the lease: nothing expires at this instant.
+MIDWAY = EXPIRES_AT - timedelta(seconds=30)
+
+LIVE = [SessionState.NEW, SessionState.STARTING, SessionState.READY]
+TERMINAL = [SessionState.STOPPED, SessionState.FAILED]
+
+
+def make_body(
+    *,
+    spec: Mapping[str, Any] | None = None,
+    status: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    created: str = CREATED,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "xg2g.io/v1alpha1",
+        "kind": "Session",
+        "metadata": {
+            "name": "living-room",
+            "namespace": "media",
+            "uid": UID,
+            "resourceVersion": "42",
+            "generation": GENERATION,
+            "creationTimestamp": created,
+            "labels": dict(labels or {}),
+        },
+        "spec": dict(spec or {}),
+        "status": dict(status or {}),
+    }
+
+
+def live_status(
+    state: SessionState = SessionState.READY, expires: str = EXPIRES, **extra: Any
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "state": state.value,
+        "sessionID": UID,
+        "leaseTTLSeconds": 60,
+        "heartbeatInterval": 5,
+        "leaseExpiresAt": expires,
+        "lastHeartbeat": LAST_HEARTBEAT,
+        "observedGeneration": GENERATION,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "NoWorkload",
+                "message": "the session runs no workload",
+                "lastTransitionTime": "2026-11-23T10:00:00Z",
+                "observedGeneration": GENERATION,
+            },
+            {
+                "type": "LeaseValid",
+                "status": "True",
+                "reason": "LeaseGranted",
+                "message": f"lease runs until {expires}",
+                "lastTransitionTime": "2026-11-23T10:00:00Z",
+                "observedGeneration": GENERATION,
+            },
+        ],
+    }
+    status.update(extra)
+    return status
+
+
+def stored(
+    state: SessionState = SessionState.READY,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    expires: str = EXPIRES,
+    label: str | None = "same",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A body as stored after initialisation; *label* ``"same"`` mirrors the state."""
+    labels = {STATE_LABEL: state.value if label == "same" else label} if label else {}
+    return make_body(spec=spec, status=live_status(state, expires, **extra), labels=labels)
+
+
+def with_template(state: SessionState, **extra: Any) -> dict[str, Any]:
+    return stored(state, spec={"template": TEMPLATE}, **extra)
+
+
+def session_of(body: Mapping[str, Any]) -> Session:
+    return Session.from_body(body)
+
+
+def deleting(body: Mapping[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(dict(body))
+    result["metadata"]["deletionTimestamp"] = "2026-11-23T10:00:30Z"
+    return result
+
+
+def pod(
+    *, phase: str = "Running", ready: bool = False, message: str = "", name: str = "living-room"
+) -> Workload:
+    """The observed workload of the session: one Pod it controls."""
+    return Workload(
+        PodSummary(
+            session=SessionRef(namespace="media", name="living-room"),
+            name=name,
+            controller_uid=UID,
+            phase=phase,
+            ready=ready,
+            message=message,
+        )
+    )
+
+
+NO_POD = Workload(None)
+
+
+def decide(
+    body: Mapping[str, Any],
+    now: datetime,
+    workload: Workload | None = None,
+    settings: LifecycleSettings = SETTINGS,
+) -> Step:
+    return next_step(session_of(body), now, settings, workload)
+
+
+class PatchTestFailed(Exception):
+    """A JSON-patch ``test`` operation did not match (the apiserver answers 422)."""
+
+
+def apply_patch(body: Mapping[str, Any], patch: JsonPatch) -> dict[str, Any]:
+    """Apply the subset of RFC 6902 the lifecycle writes (test, add, replace) to a copy."""
+    result = copy.deepcopy(dict(body))
+    for operation in patch:
+        *parents, leaf = operation["path"].strip("/").split("/")
+        target = result
+        for part in parents:
+            target = target[part]
+        if operation["op"] == "test":
+            if leaf not in target or target[leaf] != operation["value"]:
+                raise PatchTestFailed(f"{operation['path']}: {target.get(leaf)!r}")
+        elif operation["op"] == "replace":
+            assert leaf in target, f"replace of a missing member {operation['path']}"
+            target[leaf] = operation["value"]
+        elif operation["op"] == "add":
+            target[leaf] = operation["value"]
+        else:
+            raise AssertionError(f"unexpected op {operation['op']}")
+    return result
+
+
+def applied(body: Mapping[str, Any], transition: Transition) -> dict[str, Any]:
+    """*body* after *transition*'s status write and the label mirror that follows it."""
+    result = apply_patch(body, transition.patch)
+    result["metadata"]["labels"][STATE_LABEL] = result["status"]["state"]
+    return result
+
+
+def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    matches = [entry for entry in status["conditions"] if entry["type"] == kind]
+    assert len(matches) == 1, status["conditions"]
+    return dict(matches[0])
+
+
+def ops_on(patch: JsonPatch, path: str) -> list[dict[str, Any]]:
+    return [operation for operation in patch if operation["path"] == path]
+
+
+def cas_tests(patch: JsonPatch) -> list[dict[str, Any]]:
+    return [operation for operation in patch if operation["op"] == "test"]
+
+
+# The instant a stop of a session with a template began, and where its timeout counts from:
+# LeaseValid's lastTransitionTime is a metav1.Time, in whole seconds.
+STOP_BEGAN = datetime(2026, 11, 23, 10, 0, 40, 700000, tzinfo=UTC)
+STOP_BEGAN_CONDITION = datetime(2026, 11, 23, 10, 0, 40, tzinfo=UTC)
+
+
+def stopping_body(
+    reason: StopReason = StopReason.USER_STOPPED, *, template: bool = True
+) -> dict[str, Any]:
+    """A ready session stopped at ``STOP_BEGAN`` for *reason*, as stored afterwards."""
+    body = with_template(SessionState.READY) if template else stored(SessionState.READY)
+    stop = stop_session(session_of(body), STOP_BEGAN, reason)
+    result = applied(body, stop.transition)
+    assert result["status"]["state"] == "stopping"
+    return result
+
+
+STOPPED_AT = "2026-11-23T10:02:00.456Z"
+STOPPED_AT_TIME = datetime(2026, 11, 23, 10, 2, 0, 456000, tzinfo=UTC)
+
+
+def terminal_body(state: SessionState, **extra: Any) -> dict[str, Any]:
+    reason = "FAILED" if state is SessionState.FAILED else "LEASE_EXPIRED"
+    return with_template(state, stopReason=reason, stoppedAt=STOPPED_AT, **extra)
+
+
+# --- a new Session gets its status and lease ------------------------------------------------
+
+
+def test_uninitialised_session_without_template_is_initialised_ready() -> None:
+    now = CREATED_AT + timedelta(seconds=1)
+    step = decide(make_body(), now)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["state"] == "ready"
+    assert "stopReason" not in step.status
+    assert "stoppedAt" not in step.status
+    assert step.event_reason == "Ready"
+
+
+def test_uninitialised_session_with_template_is_initialised_new() -> None:
+    body = make_body(spec={"template": TEMPLATE})
+    step = decide(body, CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["state"] == "new"
+    assert "stopReason" not in step.status
+    assert step.event_reason == "Created"
+
+
+def test_session_created_with_stop_is_initialised_stopped_user_stopped() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 2, 456789, tzinfo=UTC)
+    body = make_body(spec={"stop": True, "template": TEMPLATE})
+    step = decide(body, now)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["state"] == "stopped"
+    assert step.status["stopReason"] == "USER_STOPPED"
+    assert step.status["stoppedAt"] == "2026-11-23T10:00:02.456Z"
+    assert condition(step.status, "Ready")["status"] == "False"
+    assert condition(step.status, "LeaseValid")["status"] == "False"
+
+
+def test_initial_lease_comes_from_spec_lease() -> None:
+    body = make_body(spec={"lease": {"ttlSeconds": 30, "heartbeatIntervalSeconds": 2}})
+    step = decide(body, CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["leaseTTLSeconds"] == 30
+    assert step.status["heartbeatInterval"] == 2
+    assert step.status["leaseExpiresAt"] == "2026-11-23T10:00:30.123Z"
+
+
+def test_initial_lease_without_spec_lease_uses_the_configured_defaults() -> None:
+    step = decide(make_body(), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["leaseTTLSeconds"] == 60
+    assert step.status["heartbeatInterval"] == 5
+    assert step.status["leaseExpiresAt"] == "2026-11-23T10:01:00.123Z"
+
+
+def test_default_lease_is_rounded_up_to_whole_seconds() -> None:
+    settings = LifecycleSettings(
+        lease_ttl=timedelta(seconds=59, milliseconds=200),
+        heartbeat_interval=timedelta(seconds=4, milliseconds=1),
+        stop_timeout=STOP_TIMEOUT,
+        retention=RETENTION,
+    )
+    step = decide(make_body(), CREATED_AT, settings=settings)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["leaseTTLSeconds"] == 60
+    assert step.status["heartbeatInterval"] == 5
+    assert type(step.status["leaseTTLSeconds"]) is int
+    assert type(step.status["heartbeatInterval"]) is int
+    assert step.status["leaseExpiresAt"] == "2026-11-23T10:01:00.123Z"
+
+
+def test_initial_lease_expiry_is_creation_plus_ttl_with_milliseconds() -> None:
+    body = make_body(created="2026-11-23T23:59:30Z")
+    step = decide(body, CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["leaseExpiresAt"] == "2026-11-24T00:00:30.000Z"
+
+
+def test_initial_lease_counts_from_creation_not_from_now() -> None:
+    # After an outage the operator initialises late; the lease still ran from creation.
+    now = CREATED_AT + timedelta(hours=2)
+    step = decide(make_body(), now)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["leaseExpiresAt"] == "2026-11-23T10:01:00.123Z"
+
+
+def test_initial_status_records_session_id_and_observed_generation() -> None:
+    step = decide(make_body(), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["sessionID"] == UID
+    assert step.status["observedGeneration"] == GENERATION
+    assert "lastHeartbeat" not in step.status
+
+
+def test_initial_conditions_are_ready_and_lease_valid() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 1, 999999, tzinfo=UTC)
+    step = decide(make_body(), now)
+
+    assert isinstance(step, InitialiseStatus)
+    assert sorted(entry["type"] for entry in step.status["conditions"]) == ["LeaseValid", "Ready"]
+    ready = condition(step.status, "Ready")
+    lease_valid = condition(step.status, "LeaseValid")
+    assert ready["status"] == "True"
+    assert lease_valid["status"] == "True"
+    for entry in (ready, lease_valid):
+        assert entry["lastTransitionTime"] == "2026-11-23T10:00:01Z"
+        assert entry["observedGeneration"] == GENERATION
+        assert entry["reason"]
+        assert entry["reason"][0].isupper()
+
+
+def test_initial_conditions_with_template_are_not_ready_yet() -> None:
+    step = decide(make_body(spec={"template": TEMPLATE}), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert condition(step.status, "Ready")["status"] == "False"
+    assert condition(step.status, "LeaseValid")["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        pytest.param({}, id="no-status"),
+        pytest.param({"state": "ready"}, id="state-without-lease"),
+        pytest.param({"leaseExpiresAt": EXPIRES, "leaseTTLSeconds": 60}, id="lease-without-state"),
+    ],
+)
+def test_status_without_state_and_lease_is_initialised(status: dict[str, Any]) -> None:
+    step = decide(make_body(status=status), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+
+
+# --- a lease that ran out stops the session -------------------------------------------------
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_live_session_expires_exactly_at_lease_expires_at(state: SessionState) -> None:
+    body = stored(state, spec={"template": TEMPLATE} if state is SessionState.NEW else None)
+    step = decide(body, EXPIRES_AT)
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.LEASE_EXPIRED
+    assert step.previous_state is state
+    assert step.lease_expires_at == EXPIRES_AT
+    assert step.transition.event_reason == "LeaseExpired"
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_live_session_one_millisecond_before_expiry_is_not_stopped(state: SessionState) -> None:
+    body = stored(state, spec={"template": TEMPLATE} if state is SessionState.NEW else None)
+    step = decide(body, EXPIRES_AT - MS)
+
+    assert not isinstance(step, StopSession)
+
+
+@pytest.mark.parametrize(
+    ("state", "workload"),
+    [
+        (SessionState.NEW, NO_POD),
+        (SessionState.STARTING, pod(ready=False)),
+        (SessionState.READY, pod(ready=True)),
+    ],
+)
+def test_live_session_with_a_workload_expires_exactly_at_lease_expires_at(
+    state: SessionState, workload: Workload
+) -> None:
+    step = decide(with_template(state), EXPIRES_AT, workload)
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.LEASE_EXPIRED
+    assert step.previous_state is state
+
+
+def test_ready_session_one_millisecond_before_expiry_waits_until_expiry() -> None:
+    step = decide(stored(SessionState.READY), EXPIRES_AT - MS)
+
+    assert step == WaitUntil(EXPIRES_AT)
+
+
+def test_session_one_millisecond_before_expiry_with_a_stale_label_mirrors_the_label() -> None:
+    body = stored(SessionState.READY, label="new")
+    step = decide(body, EXPIRES_AT - MS)
+
+    assert step == MirrorStateLabel(SessionState.READY)
+
+
+def test_expiry_patch_tests_state_and_expiry_with_the_raw_stored_strings() -> None:
+    # Stored in a form the operator would not write itself: the test must not re-format it.
+    raw_expiry = "2026-11-23T11:01:00.123000+01:00"
+    body = stored(SessionState.STARTING, expires=raw_expiry)
+    step = decide(body, EXPIRES_AT)
+
+    assert isinstance(step, StopSession)
+    patch = step.transition.patch
+    tests = cas_tests(patch)
+    assert tests == [
+        {"op": "test", "path": "/status/state", "value": "starting"},
+        {"op": "test", "path": "/status/leaseExpiresAt", "value": raw_expiry},
+    ]
+    writes = [i for i, operation in enumerate(patch) if operation["op"] != "test"]
+    assert writes
+    assert min(writes) == len(tests), "the tests come before every write"
+
+
+def test_expiry_patch_stops_the_session_with_reason_and_time() -> None:
+    now = EXPIRES_AT + timedelta(microseconds=456789)
+    body = stored(SessionState.READY)
+    step = decide(body, now)
+
+    assert isinstance(step, StopSession)
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["state"] == "stopped"
+    assert status["stopReason"] == "LEASE_EXPIRED"
+    assert status["stoppedAt"] == format_timestamp(now) == "2026-11-23T10:01:00.579Z"
+    assert status["observedGeneration"] == GENERATION
+    assert status["leaseExpiresAt"] == EXPIRES
+    assert status["lastHeartbeat"] == LAST_HEARTBEAT
+
+
+def test_expiry_patch_marks_ready_and_lease_valid_false_as_lease_expired() -> None:
+    now = datetime(2026, 11, 23, 10, 1, 0, 900000, tzinfo=UTC)
+    body = stored(SessionState.READY)
+    step = decide(body, now)
+
+    assert isinstance(step, StopSession)
+    status = apply_patch(body, step.transition.patch)["status"]
+    for kind in ("Ready", "LeaseValid"):
+        entry = condition(status, kind)
+        assert entry["status"] == "False"
+        assert entry["reason"] == "LeaseExpired"
+        assert entry["lastTransitionTime"] == "2026-11-23T10:01:00Z"
+        assert entry["observedGeneration"] == GENERATION
+
+
+def test_expiry_patch_loses_against_a_heartbeat_that_extended_the_lease() -> None:
+    body = stored(SessionState.READY)
+    step = decide(body, EXPIRES_AT)
+    assert isinstance(step, StopSession)
+
+    extended = copy.deepcopy(body)
+    extended["status"]["leaseExpiresAt"] = "2026-11-23T10:02:00.000Z"
+    with pytest.raises(PatchTestFailed):
+        apply_patch(extended, step.transition.patch)
+
+
+def test_expiry_patch_of_a_session_with_a_workload_loses_against_an_extended_lease() -> None:
+    body = with_template(SessionState.READY)
+    step = decide(body, EXPIRES_AT, pod(ready=True))
+    assert isinstance(step, StopSession)
+
+    extended = copy.deepcopy(body)
+    extended["status"]["leaseExpiresAt"] = "2026-11-23T10:02:00.000Z"
+    with pytest.raises(PatchTestFailed):
+        apply_patch(extended, step.transition.patch)
+
+
+def test_expiry_patch_loses_against_a_state_change() -> None:
+    body = stored(SessionState.STARTING)
+    step = decide(body, EXPIRES_AT)
+    assert isinstance(step, StopSession)
+
+    moved = copy.deepcopy(body)
+    moved["status"]["state"] = "ready"
+    with pytest.raises(PatchTestFailed):
+        apply_patch(moved, step.transition.patch)
+
+
+def test_expired_session_with_spec_stop_is_stopped_as_lease_expired() -> None:
+    # At this instant the API already reports LEASE_EXPIRED (rule 1); the stored reason agrees.
+    body = stored(SessionState.READY, spec={"stop": True})
+    step = decide(body, EXPIRES_AT)
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.LEASE_EXPIRED
+
+
+def test_stop_of_a_session_running_a_workload_goes_to_stopping_while_it_is_released() -> None:
+    body = with_template(SessionState.READY)
+    step = decide(body, EXPIRES_AT, pod(ready=True))
+
+    assert isinstance(step, StopSession)
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["state"] == "stopping"
+    assert status["stopReason"] == "LEASE_EXPIRED"
+
+
+# --- every stop: to `stopping` when the session may own objects, else to the end -------------
+
+
+@pytest.mark.parametrize("reason", list(StopReason))
+@pytest.mark.parametrize("state", LIVE)
+def test_stop_of_a_session_with_a_template_goes_to_stopping_without_stopped_at(
+    state: SessionState, reason: StopReason
+) -> None:
+    body = with_template(state)
+    step = stop_session(session_of(body), MIDWAY, reason)
+
+    assert step.reason is reason
+    assert step.previous_state is state
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["state"] == "stopping"
+    assert status["stopReason"] == reason.value
+    assert "stoppedAt" not in status
+    assert ops_on(step.transition.patch, "/status/stoppedAt") == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "terminal"),
+    [
+        (StopReason.USER_STOPPED, "stopped"),
+        (StopReason.LEASE_EXPIRED, "stopped"),
+        (StopReason.CLEANUP, "stopped"),
+        (StopReason.FAILED, "failed"),
+    ],
+)
+@pytest.mark.parametrize("state", LIVE)
+def test_stop_of_a_session_without_a_template_is_terminal_in_one_write(
+    state: SessionState, reason: StopReason, terminal: str
+) -> None:
+    now = datetime(2026, 11, 23, 10, 0, 30, 456789, tzinfo=UTC)
+    body = stored(state)
+    step = stop_session(session_of(body), now, reason)
+
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["state"] == terminal
+    assert status["stopReason"] == reason.value
+    assert status["stoppedAt"] == "2026-11-23T10:00:30.456Z"
+
+
+@pytest.mark.parametrize("template", [False, True])
+def test_stop_turns_lease_valid_false_at_the_moment_it_begins(template: bool) -> None:
+    body = with_template(SessionState.READY) if template else stored(SessionState.READY)
+    step = stop_session(session_of(body), STOP_BEGAN, StopReason.USER_STOPPED)
+
+    status = apply_patch(body, step.transition.patch)["status"]
+    lease_valid = condition(status, "LeaseValid")
+    assert lease_valid["status"] == "False"
+    assert lease_valid["reason"] == "UserStopped"
+    assert lease_valid["lastTransitionTime"] == "2026-11-23T10:00:40Z"
+    ready = condition(status, "Ready")
+    assert ready["status"] == "False"
+    assert ready["reason"] == "UserStopped"
+
+
+def test_stop_keeps_the_lease_fields_it_does_not_own() -> None:
+    body = with_template(SessionState.READY)
+    step = stop_session(session_of(body), MIDWAY, StopReason.CLEANUP)
+
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["leaseExpiresAt"] == EXPIRES
+    assert status["lastHeartbeat"] == LAST_HEARTBEAT
+    assert status["observedGeneration"] == GENERATION
+
+
+@pytest.mark.parametrize("reason", [StopReason.USER_STOPPED, StopReason.CLEANUP, StopReason.FAILED])
+def test_stop_for_another_reason_than_expiry_tests_only_the_state(reason: StopReason) -> None:
+    step = stop_session(session_of(with_template(SessionState.READY)), MIDWAY, reason)
+
+    assert cas_tests(step.transition.patch) == [
+        {"op": "test", "path": "/status/state", "value": "ready"}
+    ]
+    assert step.lease_expires_at is None
+
+
+def test_cleanup_stop_names_its_reason_in_the_event() -> None:
+    step = stop_session(session_of(with_template(SessionState.READY)), MIDWAY, StopReason.CLEANUP)
+
+    assert "CLEANUP" in step.transition.event_note
+
+
+# --- spec.stop stops a live session ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", LIVE)
+def test_spec_stop_on_a_live_session_stops_it_user_stopped(state: SessionState) -> None:
+    body = stored(state, spec={"stop": True})
+    step = decide(body, MIDWAY)
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.USER_STOPPED
+    assert step.previous_state is state
+    assert step.lease_expires_at is None
+    assert step.transition.event_reason == "Stopped"
+
+
+@pytest.mark.parametrize(
+    ("state", "workload"),
+    [
+        (SessionState.NEW, NO_POD),
+        (SessionState.STARTING, pod(ready=False)),
+        (SessionState.READY, pod(ready=True)),
+    ],
+)
+def test_spec_stop_on_a_session_with_a_workload_goes_to_stopping(
+    state: SessionState, workload: Workload
+) -> None:
+    body = stored(state, spec={"stop": True, "template": TEMPLATE})
+    step = decide(body, MIDWAY, workload)
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.USER_STOPPED
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["state"] == "stopping"
+    assert status["stopReason"] == "USER_STOPPED"
+    assert "stoppedAt" not in status
+
+
+def test_user_stop_patch_tests_the_state_but_not_the_expiry() -> None:
+    now = MIDWAY
+    body = stored(SessionState.READY, spec={"stop": True})
+    step = decide(body, now)
+
+    assert isinstance(step, StopSession)
+    patch = step.transition.patch
+    assert cas_tests(patch) == [{"op": "test", "path": "/status/state", "value": "ready"}]
+    assert ops_on(patch, "/status/leaseExpiresAt") == []
+    # A heartbeat that extended the lease meanwhile does not cancel a user's stop.
+    extended = copy.deepcopy(body)
+    extended["status"]["leaseExpiresAt"] = "2026-11-23T10:05:00.000Z"
+    status = apply_patch(extended, patch)["status"]
+    assert status["state"] == "stopped"
+    assert status["stopReason"] == "USER_STOPPED"
+    assert status["stoppedAt"] == format_timestamp(now)
+    assert condition(status, "Ready")["status"] == "False"
+    assert condition(status, "Ready")["reason"] == "UserStopped"
+
+
+# --- the workload: started, ready, failed or vanished ----------------------------------------
+
+
+def test_new_session_with_template_starts_its_workload() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 1, 500000, tzinfo=UTC)
+    body = stored(SessionState.NEW, spec={"template": TEMPLATE})
+    step = decide(body, now)
+
+    assert isinstance(step, StartWorkload)
+    patch = step.transition.patch
+    assert patch[0] == {"op": "test", "path": "/status/state", "value": "new"}
+    status = apply_patch(body, patch)["status"]
+    assert status["state"] == "starting"
+    assert "stopReason" not in status
+    assert status["leaseExpiresAt"] == EXPIRES
+    ready = condition(status, "Ready")
+    assert ready["status"] == "False"
+    assert ready["lastTransitionTime"] == "2026-11-23T10:00:01Z"
+    assert condition(status, "LeaseValid")["status"] == "True"
+
+
+def test_new_session_whose_pod_does_not_exist_yet_starts_it_and_is_not_failed() -> None:
+    step = decide(with_template(SessionState.NEW), MIDWAY, NO_POD)
+
+    assert isinstance(step, StartWorkload)
+    assert step.transition.event_reason == "Starting"
+
+
+def test_start_patch_loses_when_the_session_is_no_longer_new() -> None:
+    body = stored(SessionState.NEW, spec={"template": TEMPLATE})
+    step = decide(body, CREATED_AT)
+    assert isinstance(step, StartWorkload)
+
+    stopped = copy.deepcopy(body)
+    stopped["status"]["state"] = "stopped"
+    with pytest.raises(PatchTestFailed):
+        apply_patch(stopped, step.transition.patch)
+
+
+def test_starting_session_whose_pod_is_ready_is_marked_ready() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 7, 250000, tzinfo=UTC)
+    body = with_template(SessionState.STARTING)
+    step = decide(body, now, pod(ready=True))
+
+    assert isinstance(step, MarkReady)
+    patch = step.transition.patch
+    assert cas_tests(patch) == [{"op": "test", "path": "/status/state", "value": "starting"}]
+    status = apply_patch(body, patch)["status"]
+    assert status["state"] == "ready"
+    assert "stopReason" not in status
+    assert "stoppedAt" not in status
+    assert status["leaseExpiresAt"] == EXPIRES
+    assert condition(status, "LeaseValid")["status"] == "True"
+
+
+def test_mark_ready_turns_the_ready_condition_true_at_that_moment() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 7, 250000, tzinfo=UTC)
+    body = with_template(SessionState.NEW)
+    start = decide(body, CREATED_AT)
+    assert isinstance(start, StartWorkload)
+    starting = applied(body, start.transition)
+
+    step = decide(starting, now, pod(ready=True))
+
+    assert isinstance(step, MarkReady)
+    ready = condition(apply_patch(starting, step.transition.patch)["status"], "Ready")
+    assert ready["status"] == "True"
+    assert ready["reason"] == "WorkloadReady"
+    assert ready["lastTransitionTime"] == "2026-11-23T10:00:07Z"
+
+
+def test_mark_ready_loses_when_the_session_was_stopped_meanwhile() -> None:
+    body = with_template(SessionState.STARTING)
+    step = decide(body, MIDWAY, pod(ready=True))
+    assert isinstance(step, MarkReady)
+
+    stopping = copy.deepcopy(body)
+    stopping["status"]["state"] = "stopping"
+    with pytest.raises(PatchTestFailed):
+        apply_patch(stopping, step.transition.patch)
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Running"])
+def test_starting_session_whose_pod_is_not_ready_waits_until_expiry(phase: str) -> None:
+    step = decide(with_template(SessionState.STARTING), MIDWAY, pod(phase=phase, ready=False))
+
+    assert step == WaitUntil(EXPIRES_AT)
+
+
+@pytest.mark.parametrize(
+    ("state", "workload"),
+    [
+        pytest.param(SessionState.STARTING, pod(ready=False), id="starting"),
+        pytest.param(SessionState.READY, pod(ready=True), id="ready"),
+        pytest.param(SessionState.READY, pod(ready=False), id="ready-pod-unready"),
+        pytest.param(SessionState.READY, None, id="ready-not-looked-at"),
+    ],
+)
+def test_started_session_with_template_waits_until_expiry(
+    state: SessionState, workload: Workload | None
+) -> None:
+    step = decide(with_template(state), CREATED_AT, workload)
+
+    assert step == WaitUntil(EXPIRES_AT)
+
+
+@pytest.mark.parametrize("state", [SessionState.STARTING, SessionState.READY])
+def test_live_session_whose_pod_vanished_is_stopped_failed(state: SessionState) -> None:
+    body = with_template(state)
+    step = decide(body, MIDWAY, NO_POD)
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.FAILED
+    assert step.previous_state is state
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["stopReason"] == "FAILED"
+    assert status["state"] == "stopping"
+    assert "vanished" in condition(status, "Ready")["message"]
+    assert "vanished" in step.transition.event_note
+
+
+@pytest.mark.parametrize("phase", ["Failed", "Succeeded"])
+@pytest.mark.parametrize("state", LIVE)
+def test_live_session_whose_pod_ended_is_stopped_failed_with_the_pods_message(
+    state: SessionState, phase: str
+) -> None:
+    body = with_template(state)
+    message = "container player: OOMKilled"
+    step = decide(body, MIDWAY, pod(phase=phase, message=message))
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.FAILED
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert status["stopReason"] == "FAILED"
+    for kind in ("Ready", "LeaseValid"):
+        assert message in condition(status, kind)["message"]
+        assert phase in condition(status, kind)["message"]
+        assert condition(status, kind)["reason"] == "Failed"
+    assert message in step.transition.event_note
+
+
+def test_pod_that_ended_without_a_message_still_says_which_phase() -> None:
+    step = decide(with_template(SessionState.READY), MIDWAY, pod(phase="Failed"))
+
+    assert isinstance(step, StopSession)
+    status = apply_patch(with_template(SessionState.READY), step.transition.patch)["status"]
+    assert "phase Failed" in condition(status, "Ready")["message"]
+
+
+def test_failed_pod_of_an_expired_session_stops_it_as_lease_expired() -> None:
+    # Expiry is exact: at leaseExpiresAt the API already reports LEASE_EXPIRED.
+    step = decide(with_template(SessionState.READY), EXPIRES_AT, pod(phase="Failed"))
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.LEASE_EXPIRED
+
+
+def test_spec_stop_wins_over_a_failed_pod() -> None:
+    body = stored(SessionState.READY, spec={"stop": True, "template": TEMPLATE})
+    step = decide(body, MIDWAY, pod(phase="Failed"))
+
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.USER_STOPPED
+
+
+# --- stopping: release the objects, then the terminal state, forced after stopTimeout --------
+
+
+@pytest.mark.parametrize("reason", list(StopReason))
+def test_stopping_session_releases_its_objects(reason: StopReason) -> None:
+    body = stopping_body(reason)
+    step = decide(body, STOP_BEGAN + timedelta(seconds=1))
+
+    assert isinstance(step, ReleaseObjects)
+    assert step.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("reason", "terminal", "event_reason", "warning"),
+    [
+        (StopReason.USER_STOPPED, "stopped", "Stopped", False),
+        (StopReason.LEASE_EXPIRED, "stopped", "Stopped", False),
+        (StopReason.CLEANUP, "stopped", "Stopped", False),
+        (StopReason.FAILED, "failed", "Failed", True),
+    ],
+)
+def test_release_finish_goes_to_the_terminal_state_with_stopped_at(
+    reason: StopReason, terminal: str, event_reason: str, warning: bool
+) -> None:
+    now = datetime(2026, 11, 23, 10, 0, 42, 345678, tzinfo=UTC)
+    body = stopping_body(reason)
+    step = decide(body, now)
+    assert isinstance(step, ReleaseObjects)
+
+    finish = step.finish
+    assert cas_tests(finish.patch) == [{"op": "test", "path": "/status/state", "value": "stopping"}]
+    assert ops_on(finish.patch, "/status/stopReason") == []
+    status = apply_patch(body, finish.patch)["status"]
+    assert status["state"] == terminal
+    assert status["stopReason"] == reason.value
+    assert status["stoppedAt"] == "2026-11-23T10:00:42.345Z"
+    assert condition(status, "Ready")["status"] == "False"
+    assert condition(status, "LeaseValid")["status"] == "False"
+    assert finish.event_reason == event_reason
+    assert finish.warning is warning
+
+
+@pytest.mark.parametrize(
+    ("reason", "terminal"),
+    [
+        (StopReason.USER_STOPPED, "stopped"),
+        (StopReason.LEASE_EXPIRED, "stopped"),
+        (StopReason.CLEANUP, "stopped"),
+        (StopReason.FAILED, "failed"),
+    ],
+)
+def test_release_force_is_a_warning_stop_timeout_that_keeps_the_reason(
+    reason: StopReason, terminal: str
+) -> None:
+    now = STOP_BEGAN_CONDITION + STOP_TIMEOUT
+    body = stopping_body(reason)
+    step = decide(body, now)
+    assert isinstance(step, ReleaseObjects)
+
+    force = step.force
+    assert force.event_reason == "StopTimeout"
+    assert force.warning is True
+    assert reason.value in force.event_note
+    assert cas_tests(force.patch) == [{"op": "test", "path": "/status/state", "value": "stopping"}]
+    assert ops_on(force.patch, "/status/stopReason") == []
+    status = apply_patch(body, force.patch)["status"]
+    assert status["state"] == terminal
+    assert status["stopReason"] == reason.value
+    assert status["stoppedAt"] == format_timestamp(now)
+    assert condition(status, "Ready")["reason"] == "StopTimeout"
+
+
+def test_release_loses_when_the_stop_was_already_finished() -> None:
+    body = stopping_body(StopReason.USER_STOPPED)
+    step = decide(body, STOP_BEGAN + timedelta(seconds=2))
+    assert isinstance(step, ReleaseObjects)
+
+    stopped = copy.deepcopy(body)
+    stopped["status"]["state"] = "stopped"
+    for transition in (step.finish, step.force):
+        with pytest.raises(PatchTestFailed):
+            apply_patch(stopped, transition.patch)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        STOP_BEGAN,
+        STOP_BEGAN + timedelta(seconds=5),
+        STOP_BEGAN_CONDITION + STOP_TIMEOUT,
+        STOP_BEGAN + timedelta(hours=3),
+    ],
+)
+def test_stop_deadline_is_lease_valid_false_transition_plus_stop_timeout(now: datetime) -> None:
+    body = stopping_body(StopReason.LEASE_EXPIRED)
+    assert condition(body["status"], "LeaseValid")["lastTransitionTime"] == "2026-11-23T10:00:40Z"
+
+    step = decide(body, now)
+
+    assert isinstance(step, ReleaseObjects)
+    # Counted from when the stop began, not from whenever the operator looks.
+    assert step.stop_deadline == STOP_BEGAN_CONDITION + STOP_TIMEOUT
+
+
+def test_stop_deadline_follows_the_configured_stop_timeout() -> None:
+    settings = LifecycleSettings(
+        lease_ttl=timedelta(seconds=60),
+        heartbeat_interval=timedelta(seconds=5),
+        stop_timeout=timedelta(seconds=7),
+        retention=RETENTION,
+    )
+    step = decide(stopping_body(), STOP_BEGAN, settings=settings)
+
+    assert isinstance(step, ReleaseObjects)
+    assert step.stop_deadline == STOP_BEGAN_CONDITION + timedelta(seconds=7)
+
+
+def test_release_step_matches_what_next_step_decides_for_a_stopping_session() -> None:
+    body = stopping_body(StopReason.FAILED)
+    now = STOP_BEGAN + timedelta(seconds=3)
+
+    assert release_step(session_of(body), now, SETTINGS) == decide(body, now)
+
+
+def test_release_step_of_a_stopping_session_without_a_reason_ends_as_cleanup() -> None:
+    body = stopping_body()
+    del body["status"]["stopReason"]
+
+    step = release_step(session_of(body), STOP_BEGAN, SETTINGS)
+
+    assert step.reason is StopReason.CLEANUP
+    assert apply_patch(body, step.finish.patch)["status"]["state"] == "stopped"
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_stopping_session_is_never_expired_or_stopped_again(stop: bool) -> None:
+    body = stored(SessionState.STOPPING, spec={"stop": stop}, stopReason="USER_STOPPED")
+    for now in (EXPIRES_AT, EXPIRES_AT + timedelta(hours=1)):
+        step = decide(body, now)
+        assert isinstance(step, ReleaseObjects)
+        assert step.reason is StopReason.USER_STOPPED
+
+
+def test_stopping_session_is_released_even_if_its_pod_vanished() -> None:
+    step = decide(stopping_body(StopReason.USER_STOPPED), EXPIRES_AT, NO_POD)
+
+    assert isinstance(step, ReleaseObjects)
+    assert step.reason is StopReason.USER_STOPPED
+
+
+# --- terminal sessions are kept for `retention` after stoppedAt, then deleted ----------------
+
+
+@pytest.mark.parametrize("state", TERMINAL)
+def test_terminal_session_waits_until_stopped_at_plus_retention(state: SessionState) -> None:
+    body = terminal_body(state)
+    for now in (STOPPED_AT_TIME, STOPPED_AT_TIME + RETENTION - MS):
+        assert decide(body, now) == WaitUntil(STOPPED_AT_TIME + RETENTION)
+
+
+@pytest.mark.parametrize("state", TERMINAL)
+@pytest.mark.parametrize("after", [timedelta(0), MS, timedelta(days=3)])
+def test_terminal_session_is_deleted_at_or_after_retention(
+    state: SessionState, after: timedelta
+) -> None:
+    body = terminal_body(state)
+
+    assert decide(body, STOPPED_AT_TIME + RETENTION + after) == DeleteSession()
+
+
+def test_retention_follows_the_configured_value() -> None:
+    settings = LifecycleSettings(
+        lease_ttl=timedelta(seconds=60),
+        heartbeat_interval=timedelta(seconds=5),
+        stop_timeout=STOP_TIMEOUT,
+        retention=timedelta(seconds=3),
+    )
+    body = terminal_body(SessionState.STOPPED)
+
+    assert decide(body, STOPPED_AT_TIME, settings=settings) == WaitUntil(
+        STOPPED_AT_TIME + timedelta(seconds=3)
+    )
+    assert decide(body, STOPPED_AT_TIME + timedelta(seconds=3), settings=settings) == (
+        DeleteSession()
+    )
+
+
+@pytest.mark.parametrize("state", TERMINAL)
+@pytest.mark.parametrize("stop", [False, True])
+def test_terminal_session_is_never_stopped_again(state: SessionState, stop: bool) -> None:
+    body = stored(state, spec={"stop": stop}, stopReason="LEASE_EXPIRED", stoppedAt=STOPPED_AT)
+    for now in (EXPIRES_AT - MS, EXPIRES_AT, STOPPED_AT_TIME + timedelta(hours=1)):
+        step = decide(body, now, NO_POD)
+        assert step == WaitUntil(STOPPED_AT_TIME + RETENTION)
+
+
+@pytest.mark.parametrize("state", TERMINAL)
+@pytest.mark.parametrize("stop", [False, True])
+def test_terminal_session_without_stopped_at_waits_for_nothing(
+    state: SessionState, stop: bool
+) -> None:
+    body = stored(state, spec={"stop": stop}, stopReason="LEASE_EXPIRED")
+    for now in (EXPIRES_AT - MS, EXPIRES_AT, EXPIRES_AT + timedelta(days=1)):
+        assert decide(body, now) == WaitUntil(None)
+
+
+# --- a Session being deleted is left to the deletion handler ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(stored(SessionState.READY), id="ready"),
+        pytest.param(with_template(SessionState.STARTING), id="starting-with-template"),
+        pytest.param(stored(SessionState.READY, spec={"stop": True}), id="spec-stop"),
+        pytest.param(stopping_body(), id="stopping"),
+        pytest.param(terminal_body(SessionState.STOPPED), id="stopped"),
+        pytest.param(stored(SessionState.READY, label="new"), id="stale-label"),
+    ],
+)
+def test_session_being_deleted_waits_for_nothing(body: dict[str, Any]) -> None:
+    for now in (MIDWAY, EXPIRES_AT, STOPPED_AT_TIME + RETENTION + timedelta(days=1)):
+        for workload in (None, NO_POD, pod(phase="Failed")):
+            assert decide(deleting(body), now, workload) == WaitUntil(None)
+
+
+def test_deletion_timestamp_is_what_marks_a_session_deleting() -> None:
+    body = stored(SessionState.READY)
+
+    assert decide(body, EXPIRES_AT) != WaitUntil(None)
+    assert session_of(deleting(body)).deleting
+    assert not session_of(body).deleting
+
+
+# --- every transition emits one Event, its reason CamelCase ----------------------------------
+
+
+def _start() -> Transition:
+    step = decide(with_template(SessionState.NEW), MIDWAY, NO_POD)
+    assert isinstance(step, StartWorkload)
+    return step.transition
+
+
+def _mark_ready() -> Transition:
+    step = decide(with_template(SessionState.STARTING), MIDWAY, pod(ready=True))
+    assert isinstance(step, MarkReady)
+    return step.transition
+
+
+def _stop(body: dict[str, Any], reason: StopReason) -> Callable[[], Transition]:
+    return lambda: stop_session(session_of(body), MIDWAY, reason).transition
+
+
+def _expire(body: dict[str, Any], workload: Workload | None) -> Callable[[], Transition]:
+    def transition() -> Transition:
+        step = decide(body, EXPIRES_AT, workload)
+        assert isinstance(step, StopSession)
+        return step.transition
+
+    return transition
+
+
+def _pod_failed() -> Transition:
+    step = decide(with_template(SessionState.READY), MIDWAY, pod(phase="Failed"))
+    assert isinstance(step, StopSession)
+    return step.transition
+
+
+def _finish(reason: StopReason) -> Callable[[], Transition]:
+    return lambda: release_step(session_of(stopping_body(reason)), MIDWAY, SETTINGS).finish
+
+
+def _force() -> Transition:
+    return release_step(session_of(stopping_body()), MIDWAY, SETTINGS).force
+
+
+@pytest.mark.parametrize(
+    ("make", "event_reason", "warning"),
+    [
+        pytest.param(_start, "Starting", False, id="new-to-starting"),
+        pytest.param(_mark_ready, "Ready", False, id="starting-to-ready"),
+        pytest.param(
+            _expire(stored(SessionState.READY), None), "LeaseExpired", False, id="expiry-to-end"
+        ),
+        pytest.param(
+            _expire(with_template(SessionState.READY), pod(ready=True)),
+            "LeaseExpired",
+            False,
+            id="expiry-to-stopping",
+        ),
+        pytest.param(
+            _stop(with_template(SessionState.READY), StopReason.USER_STOPPED),
+            "Stopping",
+            False,
+            id="user-stop-to-stopping",
+        ),
+        pytest.param(
+            _stop(stored(SessionState.READY), StopReason.USER_STOPPED),
+            "Stopped",
+            False,
+            id="user-stop-to-end",
+        ),
+        pytest.param(
+            _stop(with_template(SessionState.READY), StopReason.CLEANUP),
+            "Stopping",
+            False,
+            id="cleanup-to-stopping",
+        ),
+        pytest.param(
+            _stop(stored(SessionState.READY), StopReason.CLEANUP),
+            "Stopped",
+            False,
+            id="cleanup-to-end",
+        ),
+        pytest.param(_pod_failed, "Stopping", True, id="pod-failed-to-stopping"),
+        pytest.param(
+            _stop(stored(SessionState.READY), StopReason.FAILED),
+            "Failed",
+            True,
+            id="failed-to-end",
+        ),
+        pytest.param(_finish(StopReason.USER_STOPPED), "Stopped", False, id="stopping-to-stopped"),
+        pytest.param(_finish(StopReason.CLEANUP), "Stopped", False, id="cleanup-to-stopped"),
+        pytest.param(_finish(StopReason.FAILED), "Failed", True, id="stopping-to-failed"),
+        pytest.param(_force, "StopTimeout", True, id="stop-forced"),
+    ],
+)
+def test_every_transition_names_its_event(
+    make: Callable[[], Transition], event_reason: str, warning: bool
+) -> None:
+    transition = make()
+
+    assert transition.event_reason == event_reason
+    assert transition.warning is warning
+    assert transition.event_note
+    assert transition.event_reason[0].isupper()
+    assert transition.event_reason.isalnum()
+
+
+@pytest.mark.parametrize(
+    ("body", "event_reason"),
+    [
+        pytest.param(make_body(), "Ready", id="no-template"),
+        pytest.param(make_body(spec={"template": TEMPLATE}), "Created", id="template"),
+        pytest.param(make_body(spec={"stop": True}), "Stopped", id="created-stopped"),
+    ],
+)
+def test_initialisation_names_its_event(body: dict[str, Any], event_reason: str) -> None:
+    step = decide(body, CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.event_reason == event_reason
+    assert step.event_note
+
+
+# --- the state label follows the state ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "label"),
+    [
+        (state, label)
+        for state in SessionState
+        for label in (None, "new", "ready", "stopping")
+        if label != state.value
+    ],
+)
+def test_label_that_differs_from_the_state_is_mirrored(
+    state: SessionState, label: str | None
+) -> None:
+    body = stored(state, label=label)
+    step = decide(body, MIDWAY)
+
+    assert step == MirrorStateLabel(state)
+
+
+def test_label_is_mirrored_before_the_workload_starts() -> None:
+    body = stored(SessionState.NEW, spec={"template": TEMPLATE}, label=None)
+    step = decide(body, CREATED_AT)
+
+    assert step == MirrorStateLabel(SessionState.NEW)
+
+
+def test_label_is_mirrored_before_the_session_is_marked_ready() -> None:
+    body = with_template(SessionState.STARTING, label="new")
+    step = decide(body, MIDWAY, pod(ready=True))
+
+    assert step == MirrorStateLabel(SessionState.STARTING)
+
+
+def test_a_whole_session_with_a_workload_from_creation_to_deletion() -> None:
+    """new → starting → ready → stopping → stopped → deleted, each step from the last write."""
+    body = make_body(spec={"template": TEMPLATE})
+    init = decide(body, CREATED_AT)
+    assert isinstance(init, InitialiseStatus)
+    body["status"] = init.status
+    assert decide(body, CREATED_AT) == MirrorStateLabel(SessionState.NEW)
+    body["metadata"]["labels"][STATE_LABEL] = "new"
+
+    start = decide(body, CREATED_AT, NO_POD)
+    assert isinstance(start, StartWorkload)
+    body = applied(body, start.transition)
+
+    ready = decide(body, CREATED_AT + timedelta(seconds=2), pod(ready=True))
+    assert isinstance(ready, MarkReady)
+    body = applied(body, ready.transition)
+
+    expiry = decide(body, EXPIRES_AT, pod(ready=True))
+    assert isinstance(expiry, StopSession)
+    body = applied(body, expiry.transition)
+    assert body["status"]["state"] == "stopping"
+
+    release = decide(body, EXPIRES_AT + timedelta(seconds=1))
+    assert isinstance(release, ReleaseObjects)
+    stopped_at = EXPIRES_AT + timedelta(seconds=1)
+    assert release.stop_deadline == datetime(2026, 11, 23, 10, 1, 0, tzinfo=UTC) + STOP_TIMEOUT
+    body = applied(body, release.finish)
+    assert body["status"]["state"] == "stopped"
+    assert body["status"]["stopReason"] == "LEASE_EXPIRED"
+
+    assert decide(body, stopped_at) == WaitUntil(stopped_at + RETENTION)
+    assert decide(body, stopped_at + RETENTION) == DeleteSession()

@@ -1,0 +1,196 @@
+"""Decoding a Session body as the API returns it (SPEC §1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from session_operator.lease import Lease, SessionState, StopReason
+from session_operator.models import Session, SessionRef
+
+pytestmark = pytest.mark.unit
+
+UID = "6f1c1f9e-0000-4000-8000-000000000001"
+
+
+def make_body(status: dict[str, Any] | None = None, **metadata: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": "living-room",
+        "namespace": "media",
+        "uid": UID,
+        "resourceVersion": "1234",
+        "generation": 3,
+        "creationTimestamp": "2026-11-23T09:59:00Z",
+        "labels": {"xg2g.io/state": "ready", "team": "media"},
+    }
+    meta.update(metadata)
+    body: dict[str, Any] = {
+        "apiVersion": "xg2g.io/v1alpha1",
+        "kind": "Session",
+        "metadata": meta,
+        "spec": {
+            "lease": {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5},
+            "stop": True,
+            "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+        },
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def full_status() -> dict[str, Any]:
+    return {
+        "state": "stopped",
+        "sessionID": UID,
+        "leaseTTLSeconds": 60,
+        "heartbeatInterval": 5,
+        "leaseExpiresAt": "2026-11-23T10:00:05.123Z",
+        "lastHeartbeat": "2026-11-23T09:59:05.123Z",
+        "stopReason": "LEASE_EXPIRED",
+        "stoppedAt": "2026-11-23T10:00:05.200Z",
+        "observedGeneration": 3,
+        "conditions": [{"type": "Ready", "status": "False"}],
+    }
+
+
+def test_metadata_is_decoded() -> None:
+    session = Session.from_body(make_body())
+
+    assert session.ref == SessionRef(namespace="media", name="living-room")
+    assert str(session.ref) == "media/living-room"
+    assert session.uid == UID
+    assert session.resource_version == "1234"
+    assert session.generation == 3
+    assert session.created_at == datetime(2026, 11, 23, 9, 59, tzinfo=UTC)
+    assert session.labels == {"xg2g.io/state": "ready", "team": "media"}
+
+
+def test_spec_is_decoded_from_its_camel_case_names() -> None:
+    spec = Session.from_body(make_body()).spec
+
+    assert spec.lease is not None
+    assert spec.lease.ttl_seconds == 60
+    assert spec.lease.heartbeat_interval_seconds == 5
+    assert spec.stop is True
+    assert spec.template == {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+def test_empty_spec_means_no_lease_no_stop_no_template() -> None:
+    body = make_body()
+    body["spec"] = {}
+    spec = Session.from_body(body).spec
+
+    assert spec.lease is None
+    assert spec.stop is False
+    assert spec.template is None
+
+
+def test_status_fields_are_decoded_from_their_aliases() -> None:
+    status = Session.from_body(make_body(full_status())).status
+
+    assert status.state is SessionState.STOPPED
+    assert status.session_id == UID
+    assert status.lease_ttl_seconds == 60
+    assert status.heartbeat_interval == 5
+    assert status.lease_expires_at == datetime(2026, 11, 23, 10, 0, 5, 123000, tzinfo=UTC)
+    assert status.last_heartbeat == datetime(2026, 11, 23, 9, 59, 5, 123000, tzinfo=UTC)
+    assert status.stop_reason is StopReason.LEASE_EXPIRED
+    assert status.stopped_at == datetime(2026, 11, 23, 10, 0, 5, 200000, tzinfo=UTC)
+    assert status.observed_generation == 3
+    assert status.conditions == ({"type": "Ready", "status": "False"},)
+
+
+def test_missing_status_decodes_to_an_empty_status() -> None:
+    session = Session.from_body(make_body(None))
+
+    assert session.status.state is None
+    assert session.status.lease_expires_at is None
+    assert session.raw_status == {}
+    assert not session.initialised
+
+
+def test_unknown_status_fields_are_ignored() -> None:
+    status = full_status() | {"kopf": {"progress": {}}}
+    session = Session.from_body(make_body(status))
+
+    assert session.status.state is SessionState.STOPPED
+
+
+def test_missing_labels_decode_to_no_labels() -> None:
+    body = make_body()
+    del body["metadata"]["labels"]
+
+    assert Session.from_body(body).labels == {}
+
+
+def test_lease_is_none_before_initialisation() -> None:
+    assert Session.from_body(make_body(None)).lease() is None
+    assert Session.from_body(make_body({})).lease() is None
+
+
+@pytest.mark.parametrize(
+    "missing", ["state", "leaseExpiresAt", "leaseTTLSeconds", "heartbeatInterval"]
+)
+def test_lease_is_none_while_any_lease_field_is_missing(missing: str) -> None:
+    status = full_status()
+    del status[missing]
+
+    assert Session.from_body(make_body(status)).lease() is None
+
+
+def test_lease_carries_the_status_values() -> None:
+    lease = Session.from_body(make_body(full_status())).lease()
+
+    assert lease == Lease(
+        state=SessionState.STOPPED,
+        expires_at=datetime(2026, 11, 23, 10, 0, 5, 123000, tzinfo=UTC),
+        last_heartbeat=datetime(2026, 11, 23, 9, 59, 5, 123000, tzinfo=UTC),
+        ttl=timedelta(seconds=60),
+        heartbeat_interval=timedelta(seconds=5),
+        stop_reason=StopReason.LEASE_EXPIRED,
+    )
+
+
+def test_lease_before_the_first_heartbeat_has_no_last_heartbeat() -> None:
+    status = full_status()
+    del status["lastHeartbeat"]
+    lease = Session.from_body(make_body(status)).lease()
+
+    assert lease is not None
+    assert lease.last_heartbeat is None
+
+
+def test_initialised_once_state_and_expiry_are_written() -> None:
+    assert Session.from_body(make_body(full_status())).initialised
+    assert not Session.from_body(make_body({"state": "ready"})).initialised
+
+
+@pytest.mark.parametrize(
+    ("raw", "instant"),
+    [
+        pytest.param(
+            "2026-11-23T10:00:05.123Z",
+            datetime(2026, 11, 23, 10, 0, 5, 123000, tzinfo=UTC),
+            id="canonical",
+        ),
+        pytest.param(
+            "2026-11-23T10:00:05Z", datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC), id="no-fraction"
+        ),
+        pytest.param(
+            "2026-11-23T11:00:05.123000+01:00",
+            datetime(2026, 11, 23, 10, 0, 5, 123000, tzinfo=UTC),
+            id="offset-and-microseconds",
+        ),
+    ],
+)
+def test_raw_status_keeps_the_exact_stored_strings(raw: str, instant: datetime) -> None:
+    status = full_status() | {"state": "ready", "leaseExpiresAt": raw}
+    session = Session.from_body(make_body(status))
+
+    assert session.raw_status["leaseExpiresAt"] == raw
+    assert session.raw_status["state"] == "ready"
+    assert session.status.lease_expires_at == instant
+    assert session.raw_status == status

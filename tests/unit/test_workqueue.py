@@ -1,0 +1,111 @@
+"""The keyed work queue: each key queued once, never held by two workers at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from session_operator.controller.workqueue import WorkQueue
+
+pytestmark = pytest.mark.unit
+
+QUIET = 0.05
+
+
+async def nothing_queued(queue: WorkQueue[str]) -> bool:
+    """True when no key arrives within a short wait."""
+    try:
+        await asyncio.wait_for(queue.get(), QUIET)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_key_added_while_queued_is_processed_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    queue.add("a")
+
+    assert len(queue) == 2
+    assert await queue.get() == "a"
+    assert await queue.get() == "b"
+    assert await nothing_queued(queue)
+
+
+async def test_key_can_be_queued_again_once_taken() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.done("a")
+    queue.add("a")
+
+    assert len(queue) == 1
+    assert await queue.get() == "a"
+
+
+async def test_key_added_while_active_is_not_handed_to_another_worker() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.add("a")
+
+    assert len(queue) == 0
+    assert await nothing_queued(queue)
+
+
+async def test_key_added_while_active_is_processed_again_after_done_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.add("a")
+    queue.add("a")
+    queue.done("a")
+
+    assert len(queue) == 1
+    assert await queue.get() == "a"
+    queue.done("a")
+    assert await nothing_queued(queue)
+
+
+async def test_done_without_a_new_add_does_not_requeue() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.done("a")
+
+    assert len(queue) == 0
+    assert await nothing_queued(queue)
+
+
+async def test_other_keys_are_served_while_one_is_active() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.add("a")
+    queue.add("b")
+
+    assert await asyncio.wait_for(queue.get(), 1) == "b"
+
+
+async def test_add_after_queues_the_key_only_after_the_delay() -> None:
+    loop = asyncio.get_running_loop()
+    queue: WorkQueue[str] = WorkQueue()
+    started = loop.time()
+    queue.add_after("a", 0.1)
+
+    assert len(queue) == 0
+    await asyncio.sleep(0.05)
+    assert len(queue) == 0
+    assert await asyncio.wait_for(queue.get(), 1) == "a"
+    assert loop.time() - started >= 0.099
+
+
+async def test_add_after_of_a_queued_key_does_not_queue_it_twice() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    queue.add_after("a", 0.01)
+    await asyncio.sleep(0.05)
+
+    assert len(queue) == 1
