@@ -180,6 +180,15 @@ def _audiences(value: Any) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
+def _lease_namespace(value: Any) -> str:
+    if isinstance(value, str) and _NAMESPACE.fullmatch(value.strip()):
+        return value.strip()
+    raise PydanticCustomError(
+        "namespace",
+        "must be a namespace name (lowercase letters, digits and '-', at most 63 characters)",
+    )
+
+
 def _log_level(value: Any) -> str:
     if isinstance(value, str) and value.strip().upper() in logging.getLevelNamesMapping():
         return value.strip().upper()
@@ -246,6 +255,13 @@ class Settings(BaseSettings):
         default=timedelta(seconds=10),
         description="How long authentication and authorization decisions are cached.",
     )
+    leader_election: bool = Field(
+        default=True,
+        description="Elect one writer among replicas through a coordination.k8s.io Lease.",
+    )
+    leader_election_namespace: Annotated[str, BeforeValidator(_lease_namespace)] = Field(
+        default="default", description="Namespace of the leader Lease (the operator's own)."
+    )
     log_level: Annotated[str, BeforeValidator(_log_level)] = Field(
         default="WARNING", description="Name of a logging level, like INFO."
     )
@@ -301,6 +317,8 @@ FILE_KEYS: Mapping[str, str] = {
     "tls_key_file": "tlsKeyFile",
     "token_audiences": "tokenAudiences",
     "auth_cache_ttl": "authCacheTTL",
+    "leader_election": "leaderElection",
+    "leader_election_namespace": "leaderElectionNamespace",
     "log_level": "logLevel",
     "log_format": "logFormat",
 }

@@ -15,6 +15,7 @@ from session_operator import metrics
 from session_operator.api.server import create_app, start_server
 from session_operator.api.wiring import build_heartbeat_api
 from session_operator.config import Settings
+from session_operator.controller.election import LeaderElector, replica_identity
 from session_operator.controller.loop import SessionController
 from session_operator.controller.pods import PodStore
 from session_operator.controller.reconciler import Kubernetes, Reconciler
@@ -22,6 +23,7 @@ from session_operator.controller.store import SessionStore
 from session_operator.handlers.sessions import register_session_handlers
 from session_operator.k8s.client import connect
 from session_operator.k8s.events import EventRecorder
+from session_operator.k8s.leases import LeaseApi
 from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest
@@ -29,6 +31,7 @@ from session_operator.k8s.sessions import SessionApi
 from session_operator.lifecycle import LifecycleSettings
 
 FINALIZER = "xg2g.io/session-lease-operator"
+LEADER_LEASE_NAME = "session-lease-operator"
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +70,9 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def build_controller(rest: Rest, settings: Settings) -> SessionController:
-    """The control loop with its stores, reconciler and apiserver calls."""
+def build_controller(rest: Rest, settings: Settings, leading: asyncio.Event) -> SessionController:
+    """The control loop with its stores, reconciler and apiserver calls; it takes steps
+    only while *leading* is set."""
     kube = Kubernetes(SessionApi(rest), PodApi(rest), OwnedObjects(rest), EventRecorder(rest))
     lifecycle = LifecycleSettings(
         lease_ttl=settings.lease_ttl,
@@ -78,15 +82,23 @@ def build_controller(rest: Rest, settings: Settings) -> SessionController:
     )
     pods = PodStore()
     reconciler = Reconciler(kube, pods, lifecycle, utc_now)
-    return SessionController(reconciler, SessionStore(), pods, utc_now)
+    return SessionController(reconciler, SessionStore(), pods, utc_now, leading)
 
 
 async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve probes and metrics."""
     api_client = await connect()
     rest = Rest(api_client)
-    controller = build_controller(rest, settings)
+    leading = asyncio.Event()
+    controller = build_controller(rest, settings, leading)
     metrics.register_session_gauge(controller.store.count_by_state)
+    if settings.leader_election:
+        leases = LeaseApi(rest, settings.leader_election_namespace, LEADER_LEASE_NAME)
+        elector = LeaderElector(leases, replica_identity(), utc_now, leading, controller.resync)
+        background = [elector.run()]
+    else:
+        leading.set()
+        background = []
 
     registry = kopf.OperatorRegistry()
     register_session_handlers(registry, controller, settings)
@@ -94,8 +106,10 @@ async def run_operator(settings: Settings) -> None:
     api = build_heartbeat_api(api_client, settings, utc_now)
     app = create_app(lambda: ready.is_set() and api.cache.synced, api.routes)
     runner = await start_server(app, settings)
-    loop_task = asyncio.create_task(controller.run(), name="session-controller")
-    cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
+    tasks = [
+        asyncio.create_task(coroutine)
+        for coroutine in (*background, controller.run(), api.cache.run())
+    ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
     # its own and, on exit, waits for them before cancelling them.
     await asyncio.sleep(0)
@@ -109,7 +123,7 @@ async def run_operator(settings: Settings) -> None:
             ready_flag=ready,
         )
     finally:
-        for task in (loop_task, cache_task):
+        for task in tasks:  # the elector first: it releases the Lease
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

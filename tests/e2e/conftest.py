@@ -126,6 +126,12 @@ class OperatorProcess:
             self._process.kill()
             self._process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the operator: no clean shutdown, no Lease release."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     def get(self, path: str) -> tuple[int, str]:
         """GET *path* from the operator's HTTP server: (status, body)."""
         try:

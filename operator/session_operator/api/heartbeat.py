@@ -26,6 +26,7 @@ from session_operator.api.lookup import SessionLookup
 from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lease import (
+    LIVE_STATES,
     HeartbeatExtend,
     HeartbeatGone,
     HeartbeatNoop,
@@ -38,7 +39,8 @@ from session_operator.lease import (
 from session_operator.models import Session, SessionRef
 from session_operator.timestamps import format_timestamp
 
-MAX_WRITE_ATTEMPTS = 3
+# Decisions per heartbeat: a re-read after each lost write or expiry seen in the cache.
+MAX_DECISIONS = 4
 
 SessionAddress: TypeAlias = SessionRef | str
 """A session as a request names it: namespace/name, or its ``status.sessionID``."""
@@ -111,10 +113,15 @@ class HeartbeatService:
     async def beat(self, caller: Caller, address: SessionAddress) -> HeartbeatAck:
         """Accept a heartbeat from *caller* for the session at *address*, or raise why not."""
         session = await self._find(caller, address)
-        for _ in range(MAX_WRITE_ATTEMPTS):
+        fresh = False
+        for _ in range(MAX_DECISIONS):
             lease = _lease(session)
             decision = decide_heartbeat(self._clock(), lease)
             if isinstance(decision, HeartbeatGone):
+                if lease.state in LIVE_STATES and not fresh:
+                    # Expired by the cached copy: a heartbeat may have extended it since.
+                    session, fresh = await self._lookup.reread(session.ref), True
+                    continue
                 raise SessionGone(_session_id(session), decision.state, decision.stop_reason)
             if isinstance(decision, HeartbeatNoop):
                 return _ack(session, decision.expires_at, extended=False)
@@ -123,7 +130,7 @@ class HeartbeatService:
                     session.ref, heartbeat_patch(session, decision)
                 )
             except PreconditionFailed:
-                session = await self._lookup.reread(session.ref)
+                session, fresh = await self._lookup.reread(session.ref), True
                 continue
             except NotFound as error:
                 raise SessionNotFound(f"no session {session.ref}") from error

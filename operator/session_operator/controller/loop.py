@@ -29,6 +29,10 @@ RETRY_MAX_SECONDS = 30.0
 logger = logging.getLogger(__name__)
 
 
+class NotLeading(Exception):
+    """This replica is on standby; the leader takes lifecycle steps."""
+
+
 class SessionController:
     """Queues Sessions from watch events and deadlines; reconciles them with N workers."""
 
@@ -38,10 +42,12 @@ class SessionController:
         store: SessionStore,
         pods: PodStore,
         clock: Callable[[], datetime],
+        leading: asyncio.Event,
         workers: int = 16,
     ) -> None:
         self.store = store
         self.pods = pods
+        self.leading = leading
         self._reconciler = reconciler
         self._queue: WorkQueue[SessionRef] = WorkQueue()
         self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(self._queue.add, clock)
@@ -73,8 +79,18 @@ class SessionController:
         """Queue a Session again (the periodic backstop for its deadline)."""
         self.observe("MODIFIED", body)
 
+    def resync(self) -> None:
+        """Queue every known Session (this replica just became the leader)."""
+        for session in self.store:
+            self._queue.add(session.ref)
+
     async def clean_up(self, body: Mapping[str, Any]) -> int:
-        """Release a Session being deleted; how many of its objects still exist."""
+        """Release a Session being deleted; how many of its objects still exist.
+
+        Raises :class:`NotLeading` on a standby replica: only the leader writes.
+        """
+        if not self.leading.is_set():
+            raise NotLeading("a standby replica does not release sessions")
         return await self._reconciler.clean_up(Session.from_body(body))
 
     async def run(self) -> None:
@@ -86,6 +102,7 @@ class SessionController:
 
     async def _work(self) -> None:
         while True:
+            await self.leading.wait()
             ref = await self._queue.get()
             try:
                 await self._reconcile(ref)

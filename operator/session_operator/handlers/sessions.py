@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from session_operator.config import Settings
-from session_operator.controller.loop import SessionController
+from session_operator.controller.loop import NotLeading, SessionController
 from session_operator.lease import LIVE_STATES
 from session_operator.models import GROUP, PLURAL, SESSION_LABEL, STATE_LABEL, VERSION
 
@@ -47,7 +47,10 @@ def register_session_handlers(
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
     async def session_deleted(body: kopf.Body, **_: Any) -> None:
         # kopf holds its finalizer until this returns: CLEANUP, then the objects go.
-        remaining = await controller.clean_up(body)
+        try:
+            remaining = await controller.clean_up(body)
+        except NotLeading as standby:
+            raise kopf.TemporaryError(str(standby), delay=2) from standby
         if remaining:
             raise kopf.TemporaryError(f"waiting for {remaining} owned objects to go", delay=1)
 

@@ -1,0 +1,102 @@
+"""Keep (or wait for) the leader Lease; only the leader's control loop writes.
+
+Standby replicas watch and serve heartbeats but take no lifecycle step; when the leader
+goes away they take over after at most one lease duration (at once if it released the
+Lease on a clean shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from session_operator.k8s.errors import KubernetesError
+from session_operator.k8s.leases import LeaseApi
+from session_operator.leadership import (
+    RETRY_PERIOD,
+    LeaseRecord,
+    claimed,
+    may_acquire,
+    released,
+    still_leading,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def replica_identity() -> str:
+    """This replica's holder identity: its Pod name (or host) and a random suffix."""
+    host = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{host}_{uuid.uuid4().hex[:8]}"
+
+
+class LeaderElector:
+    """Acquires and renews the Lease; ``leading`` is set while this replica may write."""
+
+    def __init__(
+        self,
+        leases: LeaseApi,
+        identity: str,
+        clock: Callable[[], datetime],
+        leading: asyncio.Event,
+        on_started_leading: Callable[[], None],
+    ) -> None:
+        self.leading = leading
+        self._leases = leases
+        self._identity = identity
+        self._clock = clock
+        self._on_started = on_started_leading
+        self._record: LeaseRecord | None = None
+        self._version: str | None = None
+        self._last_renewal: datetime | None = None
+
+    async def run(self) -> None:
+        """Try to acquire or renew every retry period until cancelled; then release."""
+        try:
+            while True:
+                await self._attempt()
+                await asyncio.sleep(RETRY_PERIOD.total_seconds())
+        finally:
+            if self.leading.is_set():
+                self.leading.clear()
+                await self._release()
+
+    async def _attempt(self) -> None:
+        now = self._clock()
+        try:
+            record, version = await self._leases.read()
+            if may_acquire(now, record, self._identity):
+                claim = claimed(now, record, self._identity)
+                self._version = await self._leases.write(claim, version)
+                self._record, self._last_renewal = claim, now
+                self._lead()
+                return
+            self._follow(f"held by {record.holder if record else None}")
+        except KubernetesError as error:
+            logger.warning("leader lease not renewed: %s", error)
+        if self._last_renewal and not still_leading(self._clock(), self._last_renewal):
+            self._follow("renew deadline passed")
+
+    def _lead(self) -> None:
+        if not self.leading.is_set():
+            logger.warning("%s is now the leader", self._identity)
+            self.leading.set()
+            self._on_started()
+
+    def _follow(self, why: str) -> None:
+        if self.leading.is_set():
+            logger.warning("%s stopped leading: %s", self._identity, why)
+            self.leading.clear()
+
+    async def _release(self) -> None:
+        if self._record is None:
+            return
+        with contextlib.suppress(KubernetesError, TimeoutError):
+            async with asyncio.timeout(2):
+                await self._leases.write(released(self._record), self._version)

@@ -1,0 +1,69 @@
+"""Leader election over a ``coordination.k8s.io`` Lease (pure, client-go's rules).
+
+One replica holds the Lease and writes lifecycle changes; the others stand by. A holder
+renews every ``RETRY_PERIOD``; it stops acting as leader when it could not renew for
+``RENEW_DEADLINE``; another replica may take the Lease once ``LEASE_DURATION`` passed
+without renewal. Time is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+LEASE_DURATION = timedelta(seconds=15)
+RENEW_DEADLINE = timedelta(seconds=10)
+RETRY_PERIOD = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """The holder fields of a Lease (``spec``)."""
+
+    holder: str | None
+    acquired_at: datetime | None
+    renewed_at: datetime | None
+    duration: timedelta
+    transitions: int
+
+
+def may_acquire(now: datetime, record: LeaseRecord | None, identity: str) -> bool:
+    """Whether *identity* may take or keep the Lease at *now*.
+
+    Free (no record, no holder), already ours, or its holder has not renewed it for a
+    whole lease duration.
+    """
+    if record is None or not record.holder or record.holder == identity:
+        return True
+    if record.renewed_at is None:
+        return True
+    return now >= record.renewed_at + record.duration
+
+
+def claimed(now: datetime, record: LeaseRecord | None, identity: str) -> LeaseRecord:
+    """The record after *identity* acquires or renews the Lease at *now*."""
+    ours = record is not None and record.holder == identity
+    transitions = record.transitions if record is not None else 0
+    return LeaseRecord(
+        holder=identity,
+        acquired_at=record.acquired_at if ours and record is not None else now,
+        renewed_at=now,
+        duration=LEASE_DURATION,
+        transitions=transitions if ours or record is None or not record.holder else transitions + 1,
+    )
+
+
+def released(record: LeaseRecord) -> LeaseRecord:
+    """The record after its holder gives the Lease up on shutdown (others take it at once)."""
+    return LeaseRecord(
+        holder=None,
+        acquired_at=record.acquired_at,
+        renewed_at=record.renewed_at,
+        duration=timedelta(seconds=1),
+        transitions=record.transitions,
+    )
+
+
+def still_leading(now: datetime, last_renewal: datetime) -> bool:
+    """A leader that last renewed at *last_renewal* may keep acting until the deadline."""
+    return now - last_renewal < RENEW_DEADLINE
