@@ -72,3 +72,10 @@ def parse_timestamp(text: str) -> datetime:
     except (ValueError, OverflowError) as error:
         raise ValueError(f"RFC 3339 timestamp out of range ({error}): {text!r}") from None
     return parsed
+
+
+def format_micro_time(dt: datetime) -> str:
+    """Format an aware datetime as a Kubernetes MicroTime: RFC 3339, UTC, microseconds."""
+    if dt.tzinfo is None:
+        raise ValueError("a MicroTime needs an aware datetime")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

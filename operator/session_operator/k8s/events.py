@@ -16,7 +16,7 @@ from typing import Any
 from session_operator.k8s.errors import KubernetesError
 from session_operator.k8s.rest import Rest
 from session_operator.models import GROUP, KIND, VERSION, Session
-from session_operator.timestamps import format_timestamp
+from session_operator.timestamps import format_micro_time
 
 CONTROLLER = "xg2g.io/session-lease-operator"
 
@@ -50,7 +50,7 @@ class EventRecorder:
                 "name": f"{session.ref.name}.{time.time_ns():x}",
                 "namespace": session.ref.namespace,
             },
-            "eventTime": _micro_time(now),
+            "eventTime": format_micro_time(now),
             "reportingController": CONTROLLER,
             "reportingInstance": self._instance,
             "action": action,
@@ -70,8 +70,3 @@ class EventRecorder:
             await self._rest.request("POST", path, body=body)
         except KubernetesError as error:
             logger.warning("could not post event %s for %s: %s", reason, session.ref, error)
-
-
-def _micro_time(now: datetime) -> str:
-    # MicroTime wants microseconds; the millisecond form is accepted as well.
-    return format_timestamp(now).replace("Z", "000Z")

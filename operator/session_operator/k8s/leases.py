@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from session_operator.k8s.errors import NotFound
 from session_operator.k8s.rest import Rest
 from session_operator.leadership import LeaseRecord
-from session_operator.timestamps import parse_timestamp
+from session_operator.timestamps import format_micro_time, parse_timestamp
 
 
 class LeaseApi:
@@ -66,15 +66,11 @@ def _spec(record: LeaseRecord) -> dict[str, Any]:
     if record.holder:
         spec["holderIdentity"] = record.holder
     if record.acquired_at is not None:
-        spec["acquireTime"] = _micro_time(record.acquired_at)
+        spec["acquireTime"] = format_micro_time(record.acquired_at)
     if record.renewed_at is not None:
-        spec["renewTime"] = _micro_time(record.renewed_at)
+        spec["renewTime"] = format_micro_time(record.renewed_at)
     return spec
 
 
 def _time(value: str | None) -> datetime | None:
     return parse_timestamp(value) if value else None
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
