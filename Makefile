@@ -37,16 +37,71 @@ run: controlplane ## run the operator; without KUBECONFIG on a local control pla
 cluster: controlplane ## start only the local control plane (CRDs installed) and wait
 	$(BIN)/python -m session_operator.devcluster up
 
+# --- Install: the chart, manifests/, kind (helm and kind are built like the control plane,
+# from the wrapper modules in hack/tools/, into the same binary cache).
+DEVCLUSTER         = $(BIN)/python -m session_operator.devcluster
+HELM               = $(shell $(DEVCLUSTER) which helm)
+KIND               = $(shell $(DEVCLUSTER) which kind)
+KUBECTL            = $(shell $(DEVCLUSTER) which kubectl)
+CHART              = helm/session-lease-operator
+KIND_CLUSTER      ?= session-lease-operator
+KIND_WORKERS      ?= 1
+KIND_NODE_IMAGE   ?=
+KIND_CONFIG        = hack/kind/generated/$(KIND_CLUSTER).yaml
+IMAGE_REPO        ?= session-lease-operator
+IMAGE_TAG         ?= dev
+RELEASE           ?= session-lease-operator
+RELEASE_NAMESPACE ?= session-lease-operator
+NEED_DOCKER        = @docker info >/dev/null 2>&1 || { echo "$@: needs a running Docker engine (kind runs its nodes as containers)" >&2; exit 1; }
+
+.PHONY: helm
+helm: install ## build helm into the binary cache (once)
+	$(DEVCLUSTER) build helm
+
+.PHONY: kind
+kind: install ## build kind into the binary cache (once)
+	$(DEVCLUSTER) build kind
+
+.PHONY: manifests
+manifests: helm ## render the chart into manifests/, copy crds/ into the chart
+	$(BIN)/python hack/tools/render_manifests.py --helm $(HELM)
+
+.PHONY: kind-up
+kind-up: kind ## create a kind cluster, KIND_CLUSTER (needs Docker)
+	$(NEED_DOCKER)
+	$(BIN)/python hack/kind/kind_config.py $(KIND_CONFIG) --name $(KIND_CLUSTER) \
+		--workers $(KIND_WORKERS) --node-image "$(KIND_NODE_IMAGE)"
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || \
+		$(KIND) create cluster --name $(KIND_CLUSTER) --config $(KIND_CONFIG) --wait 120s
+
+.PHONY: deploy
+deploy: helm kind controlplane ## build the image, load it into kind, install the chart there
+	$(NEED_DOCKER)
+	docker build -t $(IMAGE_REPO):$(IMAGE_TAG) .
+	$(KIND) load docker-image $(IMAGE_REPO):$(IMAGE_TAG) --name $(KIND_CLUSTER)
+	$(KUBECTL) --context kind-$(KIND_CLUSTER) apply --server-side -f crds/
+	$(HELM) upgrade --install $(RELEASE) $(CHART) --kube-context kind-$(KIND_CLUSTER) \
+		--namespace $(RELEASE_NAMESPACE) --create-namespace \
+		--set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
+		--set image.pullPolicy=Never --wait --timeout 5m
+
 .PHONY: test
 test: test-unit test-e2e ## install everything needed, then run unit and e2e tests
 
 .PHONY: test-unit
-test-unit: install ## fast tests of the pure logic, no server
+test-unit: install helm kind ## fast tests of the pure logic and the chart, no server
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: controlplane ## tests against the real local control plane
+test-e2e: controlplane helm ## tests against the real local control plane
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers.
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: controlplane ## measure heartbeats, expiry lag and cost on a local control plane (< 10 min)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict

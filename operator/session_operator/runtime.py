@@ -86,7 +86,8 @@ def build_controller(rest: Rest, settings: Settings, leading: asyncio.Event) -> 
 
 
 async def run_operator(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve probes and metrics."""
+    """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve the heartbeat
+    API, probes and metrics."""
     api_client = await connect()
     rest = Rest(api_client)
     leading = asyncio.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -16,12 +17,15 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from session_operator.devcluster import Kubectl, LocalControlPlane, ensure_built, toolchain
+from session_operator.devcluster.binaries import ensure_tool, go_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,19 +83,25 @@ class OperatorProcess:
     """``session-operator run`` as a child process against the test cluster."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, env: dict[str, str], command: str = "run"
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: dict[str, str],
+        command: str = "run",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.port = free_port()
         self._env = env
         self._command = command
+        self._tls = tls
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """Base URL of the operator's HTTP server."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL of the operator's HTTP server (HTTPS when started with a *tls* context)."""
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         """Start the operator and wait until ``/readyz`` answers 200."""
@@ -135,7 +145,7 @@ class OperatorProcess:
     def get(self, path: str) -> tuple[int, str]:
         """GET *path* from the operator's HTTP server: (status, body)."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            with urllib.request.urlopen(self.url + path, timeout=5, context=self._tls) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
@@ -198,7 +208,52 @@ def heartbeat_api(
 
 @pytest.fixture(scope="session")
 def heartbeat_role(cluster: Cluster) -> str:
-    """The ClusterRole ``session-heartbeat`` of manifests/rbac, applied; its name."""
-    manifest = REPO / "manifests" / "rbac" / "session-heartbeat-clusterrole.yaml"
+    """The ClusterRole ``session-heartbeat`` of manifests/ (rendered from the chart), applied;
+    its name."""
+    manifest = REPO / "manifests" / "session-heartbeat-clusterrole.yaml"
     cluster.kubectl("apply", "-f", str(manifest))
     return "session-heartbeat"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary, built into the binary cache on first use."""
+    return ensure_tool(go_tool("helm", REPO), REPO).binary
+
+
+@contextmanager
+def private_control_plane() -> Iterator[Cluster]:
+    """A control plane of its own, without CRDs, for tests that install cluster-wide objects
+    (RBAC, admission policies, an operator of their own) which the shared ``cluster`` must
+    not see. Skips the test when ``E2E_KUBECONFIG`` names an external cluster."""
+    if os.environ.get("E2E_KUBECONFIG"):
+        pytest.skip("needs an apiserver of its own; E2E_KUBECONFIG names a shared cluster")
+    chain = ensure_built(toolchain(repo_root=REPO))
+    with LocalControlPlane(chain) as control_plane:
+        yield Cluster(control_plane.kubeconfig, control_plane.kubectl, control_plane)
+
+
+@pytest.fixture(scope="module")
+def private_cluster() -> Iterator[Cluster]:
+    """:func:`private_control_plane`, shared by the tests of one module."""
+    with private_control_plane() as cluster:
+        yield cluster
+
+
+def kubeconfig_for_token(cluster: Cluster, token: str, path: Path) -> Path:
+    """Write at *path* a kubeconfig for *cluster*'s current server that authenticates with
+    the bearer *token* only (a ServiceAccount's, say); return *path*."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": server["cluster"]}],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": "cluster", "user": "token"}}],
+        "current-context": "token",
+    }
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+    return path

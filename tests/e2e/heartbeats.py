@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from tests.e2e.conftest import Cluster
+from tests.e2e.sessions import create_session, wait_for_state
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,21 @@ def create_token(
     return cluster.kubectl(*args).stdout.strip()
 
 
+def ready_session(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> str:
+    """Create a Session, wait until it is ready; its sessionID."""
+    create_session(cluster, namespace, name, spec)
+    body, _ = wait_for_state(cluster, namespace, name, {"ready"}, timeout=5)
+    session_id: str = body["status"]["sessionID"]
+    return session_id
+
+
+def player_token_file(cluster: Cluster, namespace: str, directory: Path) -> Path:
+    """A token file of ServiceAccount ``player``, created and bound in *namespace*."""
+    token_file = directory / "token"
+    token_file.write_text(service_account(cluster, namespace, "player", bind_in=namespace))
+    return token_file
+
+
 def heartbeat_path(namespace: str, name: str) -> str:
     """The Kubernetes-native heartbeat path of a session."""
     return f"/api/v3/namespaces/{namespace}/sessions/{name}/heartbeat"
@@ -93,3 +117,35 @@ def call(
     return Reply(
         status, headers, body if isinstance(body, dict) else {}, time.monotonic() - started
     )
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key: (cert, key) PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "session-lease-operator")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file

@@ -28,6 +28,7 @@ from tests.e2e.heartbeats import (
     call,
     create_token,
     heartbeat_path,
+    ready_session,
     service_account,
 )
 from tests.e2e.sessions import create_session, read_session, wait_for_state
@@ -45,14 +46,6 @@ def other_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def ready_session(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> str:
-    """Create a Session, wait until it is ready; its sessionID."""
-    create_session(cluster, namespace, name, spec)
-    body, _ = wait_for_state(cluster, namespace, name, {"ready"}, timeout=5)
-    session_id: str = body["status"]["sessionID"]
-    return session_id
 
 
 def patch_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ class SessionCache:
         self._list_watch = list_watch
         self._index = SessionIndex()
         self._resource_version: str | None = None
-        self._synced = asyncio.Event()
+        self._synced = False
 
     @classmethod
     def for_namespace(cls, api_client: client.ApiClient, namespace: str | None) -> SessionCache:
@@ -53,11 +53,7 @@ class SessionCache:
     @property
     def synced(self) -> bool:
         """True once the first LIST has been loaded (and from then on)."""
-        return self._synced.is_set()
-
-    async def wait_synced(self) -> None:
-        """Wait until the first LIST has been loaded."""
-        await self._synced.wait()
+        return self._synced
 
     def by_id(self, session_id: str) -> Session | None:
         """The Session whose ``status.sessionID`` is *session_id*, if the cache has it."""
@@ -96,7 +92,7 @@ class SessionCache:
         decoded = (_decode(item) for item in listing.items)
         self._index.replace_all(session for session in decoded if session is not None)
         self._resource_version = listing.resource_version
-        self._synced.set()
+        self._synced = True
 
     async def _watch(self) -> None:
         assert self._resource_version is not None

@@ -120,7 +120,7 @@ class HeartbeatService:
             if isinstance(decision, HeartbeatGone):
                 if lease.state in LIVE_STATES and not fresh:
                     # Expired by the cached copy: a heartbeat may have extended it since.
-                    session, fresh = await self._lookup.reread(session.ref), True
+                    session, fresh = await self._reread(session), True
                     continue
                 raise SessionGone(_session_id(session), decision.state, decision.stop_reason)
             if isinstance(decision, HeartbeatNoop):
@@ -130,7 +130,7 @@ class HeartbeatService:
                     session.ref, heartbeat_patch(session, decision)
                 )
             except PreconditionFailed:
-                session, fresh = await self._lookup.reread(session.ref), True
+                session, fresh = await self._reread(session), True
                 continue
             except NotFound as error:
                 raise SessionNotFound(f"no session {session.ref}") from error
@@ -152,6 +152,13 @@ class HeartbeatService:
             last_heartbeat=lease.last_heartbeat,
             heartbeat_interval=_interval_seconds(session),
         )
+
+    async def _reread(self, session: Session) -> Session:
+        fresh = await self._lookup.reread(session.ref)
+        if fresh.uid != session.uid:
+            # Deleted and created again under the same name: not the session addressed.
+            raise SessionNotFound(f"session {session.ref} was deleted")
+        return fresh
 
     async def _find(self, caller: Caller, address: SessionAddress) -> Session:
         if isinstance(address, SessionRef):

@@ -1,6 +1,9 @@
 """``python -m session_operator.devcluster``: build the binaries, or run a local cluster.
 
-- ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl.
+- ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl;
+  ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above).
+- ``which NAME``: print where the cache keeps NAME (``helm``, ``kind``, ``kubectl``); builds
+  nothing.
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
 - ``run``: like ``up``, plus the operator itself in the foreground (what ``make run`` does).
   With ``KUBECONFIG`` set, no local control plane is started: the operator runs against
@@ -16,7 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from session_operator.devcluster.binaries import BuildError, ensure_built, find_repo_root, toolchain
+from session_operator.devcluster.binaries import (
+    TOOLS,
+    BuildError,
+    ensure_built,
+    ensure_tool,
+    find_repo_root,
+    go_tool,
+    toolchain,
+)
 from session_operator.devcluster.cluster import ControlPlaneError, KubectlError, LocalControlPlane
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
@@ -26,7 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m session_operator.devcluster")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", help="build the control-plane binaries into the cache")
+    build = commands.add_parser("build", help="build the control-plane binaries into the cache")
+    build.add_argument(
+        "targets",
+        nargs="*",
+        choices=["controlplane", *TOOLS],
+        metavar="TARGET",
+        help=f"what to build: controlplane (the default), {', '.join(TOOLS)}",
+    )
+    which = commands.add_parser("which", help="print the cached path of a tool or kubectl")
+    which.add_argument("tool", choices=[*TOOLS, "kubectl"])
     up = commands.add_parser("up", help="start a local control plane and wait")
     run = commands.add_parser(
         "run", help="start a local control plane (unless KUBECONFIG) and run the operator"
@@ -36,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            chain = ensure_built(toolchain())
-            versions = f"{chain.kube_version} (etcd {chain.etcd_version})"
-            print(f"control plane {versions} in {chain.kube_dir.parent}")
+            _build(args.targets or ["controlplane"])
+            return 0
+        if args.command == "which":
+            print(toolchain().kubectl if args.tool == "kubectl" else go_tool(args.tool).binary)
             return 0
         if args.command == "run" and os.environ.get("KUBECONFIG"):
             print(f"using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}", flush=True)
@@ -49,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _build(targets: list[str]) -> None:
+    for target in dict.fromkeys(targets):
+        if target == "controlplane":
+            chain = ensure_built(toolchain())
+            versions = f"{chain.kube_version} (etcd {chain.etcd_version})"
+            print(f"control plane {versions} in {chain.kube_dir.parent}")
+        else:
+            tool = ensure_tool(go_tool(target))
+            print(f"{tool.name} {tool.version} in {tool.binary}")
 
 
 def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:

@@ -1,9 +1,10 @@
-"""Build and locate the local control plane's binaries.
+"""Build and locate the local control plane's binaries and the tools around it.
 
 The binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) are built
 from the Go wrapper modules under ``hack/controlplane/`` through the Go module
 proxy, once, into a cache outside the repository keyed by version. Later runs
-find them there and start in seconds.
+find them there and start in seconds. The tools (helm, kind) are built the same
+way from the wrapper modules under ``hack/tools/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,55 @@ class Toolchain:
         """Binaries not yet in the cache."""
         paths = [self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kubectl]
         return [path for path in paths if not os.access(path, os.X_OK)]
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """One tool built from its wrapper module ``hack/tools/<name>/``, at the pinned version."""
+
+    name: str
+    version: str
+    directory: Path
+
+    @property
+    def binary(self) -> Path:
+        """The tool's executable in the cache."""
+        return self.directory / self.name
+
+    def missing(self) -> bool:
+        """Whether the tool is not yet in the cache."""
+        return not os.access(self.binary, os.X_OK)
+
+
+@dataclass(frozen=True)
+class _ToolSource:
+    module: str
+    package: str
+    ldflags: Callable[[str, Path], str]
+
+
+def _helm_ldflags(version: str, go_mod: Path) -> str:
+    # What helm's own Makefile stamps in: its version, and the Kubernetes minor of its
+    # client-go, which `helm template` and `helm lint` take as the cluster's version
+    # (unstamped, they assume v1.20).
+    client_go = pinned_version(go_mod, "k8s.io/client-go")
+    match = re.fullmatch(r"v0\.(\d+)\.\d+", client_go)
+    if not match:
+        raise BuildError(f"{go_mod}: unexpected k8s.io/client-go version {client_go}")
+    minor = match.group(1)
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    flags.append("-X helm.sh/helm/v3/internal/version.gitTreeState=clean")
+    for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
+_TOOL_SOURCES = {
+    "helm": _ToolSource("helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", _helm_ldflags),
+    "kind": _ToolSource("sigs.k8s.io/kind", "sigs.k8s.io/kind", lambda _v, _m: "-s -w"),
+}
+TOOLS = tuple(_TOOL_SOURCES)
+"""The tools :func:`go_tool` knows."""
 
 
 def cache_root() -> Path:
@@ -122,6 +173,33 @@ def ensure_built(chain: Toolchain, repo_root: Path | None = None) -> Toolchain:
                 ldflags=_version_ldflags(chain.kube_version),
             )
     return chain
+
+
+def go_tool(name: str, repo_root: Path | None = None) -> GoTool:
+    """The tool *name* (one of :data:`TOOLS`) at the version its wrapper module pins."""
+    source = _TOOL_SOURCES.get(name)
+    if source is None:
+        raise BuildError(f"unknown tool {name!r}; known: {', '.join(TOOLS)}")
+    go_mod = _tool_module(name, repo_root) / "go.mod"
+    version = pinned_version(go_mod, source.module)
+    return GoTool(name, version, cache_root() / f"{name}-{version}")
+
+
+def ensure_tool(tool: GoTool, repo_root: Path | None = None) -> GoTool:
+    """Build *tool* unless it is in the cache, printing progress; return *tool*."""
+    if not tool.missing():
+        return tool
+    if shutil.which("go") is None:
+        raise BuildError(f"the Go toolchain is needed to build {tool.name} (go not on PATH)")
+    module = _tool_module(tool.name, repo_root)
+    source = _TOOL_SOURCES[tool.name]
+    ldflags = source.ldflags(tool.version, module / "go.mod")
+    _build_module(module, {tool.name: source.package}, tool.directory, ldflags=ldflags)
+    return tool
+
+
+def _tool_module(name: str, repo_root: Path | None) -> Path:
+    return find_repo_root(repo_root) / "hack" / "tools" / name
 
 
 def _version_ldflags(kube_version: str) -> str:

@@ -1,0 +1,275 @@
+"""The benchmark's own apiserver client and the apiserver's request counters.
+
+One aiohttp session with the admin token, as "one Python aiohttp client" of issue 8: it
+creates and patches Sessions, watches them, and reads ``apiserver_request_total`` from the
+apiserver's ``/metrics`` so that every phase can say how many calls and writes it caused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from session_operator.models import GROUP, PLURAL, VERSION
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
+REVIEW_RESOURCES = frozenset({"tokenreviews", "subjectaccessreviews"})
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def sessions_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    """The API path of the Sessions of *namespace*, of one of them, or of its subresource."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+def prometheus_samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of *metric* in a Prometheus text exposition: (labels, value)."""
+    samples: list[tuple[dict[str, str], float]] = []
+    for line in text.splitlines():
+        if not line.startswith(metric):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None or match["name"] != metric:
+            continue
+        labels = dict(_LABEL.findall(match["labels"] or ""))
+        samples.append((labels, float(match["value"])))
+    return samples
+
+
+RequestKey = tuple[str, str, str, str]
+"""(verb, resource, subresource, code) of ``apiserver_request_total``."""
+
+
+@dataclass(frozen=True)
+class ApiCalls:
+    """The requests the apiserver served in a window, in the categories the report needs.
+
+    Writes are successful mutating requests; refused writes are the 409/422 answers to
+    compare-and-set writes that lost. Watches are not counted (they are long-running).
+    """
+
+    status_writes: int
+    object_writes: int
+    event_writes: int
+    refused_writes: int
+    reads: int
+    reviews: int
+
+    @property
+    def writes(self) -> int:
+        """Successful writes of Sessions (status and object) and Events."""
+        return self.status_writes + self.object_writes + self.event_writes
+
+    @property
+    def session_calls(self) -> int:
+        """Every non-watch request on Sessions and Events, refused ones included."""
+        return self.writes + self.refused_writes + self.reads
+
+    @property
+    def calls(self) -> int:
+        """Every non-watch request on Sessions, Events, TokenReviews, SubjectAccessReviews."""
+        return self.session_calls + self.reviews
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name, for the JSON report."""
+        return {
+            "status_writes": self.status_writes,
+            "object_writes": self.object_writes,
+            "event_writes": self.event_writes,
+            "refused_writes": self.refused_writes,
+            "reads": self.reads,
+            "reviews": self.reviews,
+            "writes": self.writes,
+            "calls": self.calls,
+        }
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """A snapshot of ``apiserver_request_total``, summed over the labels we do not use."""
+
+    counts: Mapping[RequestKey, float]
+
+    @classmethod
+    def parse(cls, text: str) -> RequestCounts:
+        """Read the counter out of the apiserver's ``/metrics`` text."""
+        counts: dict[RequestKey, float] = {}
+        for labels, value in prometheus_samples(text, "apiserver_request_total"):
+            key = (
+                labels.get("verb", ""),
+                labels.get("resource", ""),
+                labels.get("subresource", ""),
+                labels.get("code", ""),
+            )
+            counts[key] = counts.get(key, 0.0) + value
+        return cls(counts)
+
+    def since(self, before: RequestCounts) -> ApiCalls:
+        """What the apiserver served between *before* and this snapshot."""
+        status_writes = object_writes = event_writes = refused = reads = reviews = 0.0
+        for key, value in self.counts.items():
+            verb, resource, subresource, code = key
+            delta = value - before.counts.get(key, 0.0)
+            if delta <= 0 or verb == "WATCH":
+                continue
+            succeeded = code.startswith("2")
+            if resource == PLURAL:
+                if verb in MUTATING_VERBS and succeeded:
+                    if subresource == "status":
+                        status_writes += delta
+                    else:
+                        object_writes += delta
+                elif verb in MUTATING_VERBS and code in ("409", "422"):
+                    refused += delta
+                elif verb in ("GET", "LIST"):
+                    reads += delta
+            elif resource == "events" and verb in MUTATING_VERBS and succeeded:
+                event_writes += delta
+            elif resource in REVIEW_RESOURCES:
+                reviews += delta
+        return ApiCalls(
+            int(status_writes),
+            int(object_writes),
+            int(event_writes),
+            int(refused),
+            int(reads),
+            int(reviews),
+        )
+
+
+class ApiServerError(RuntimeError):
+    """The apiserver answered a benchmark request with an unexpected status."""
+
+
+class ApiServer:
+    """Calls to the apiserver as the admin user, over one pooled aiohttp session."""
+
+    def __init__(self, server: str, token: str, ca_file: Path, connections: int = 128) -> None:
+        self.server = server
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": JSON}
+        self._ssl = ssl.create_default_context(cafile=str(ca_file))
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ApiServer:
+        connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._connections)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The underlying session (open between ``__aenter__`` and ``__aexit__``)."""
+        assert self._session is not None, "use ApiServer as an async context manager"
+        return self._session
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        content_type: str = JSON,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one request; return the status and the decoded JSON body (``{}`` if none)."""
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else None
+        async with self.http.request(
+            method, self.server + path, data=data, headers=headers, params=params
+        ) as response:
+            raw = await response.read()
+            try:
+                decoded = json.loads(raw) if raw else {}
+            except ValueError:
+                decoded = {}
+            return response.status, decoded if isinstance(decoded, dict) else {}
+
+    async def send(self, method: str, path: str, body: object, content_type: str = JSON) -> int:
+        """Send one request and read the answer without decoding it; return the status."""
+        headers = {"Content-Type": content_type}
+        async with self.http.request(
+            method, self.server + path, data=json.dumps(body), headers=headers
+        ) as response:
+            await response.read()
+            return response.status
+
+    async def expect(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        content_type: str = JSON,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Like :meth:`call`, but a non-2xx answer raises :class:`ApiServerError`."""
+        status, decoded = await self.call(method, path, body, content_type, params)
+        if not 200 <= status < 300:
+            raise ApiServerError(f"{method} {path}: {status} {decoded.get('message', decoded)}")
+        return decoded
+
+    async def text(self, path: str) -> str:
+        """GET a non-JSON document (``/metrics``)."""
+        async with self.http.get(self.server + path) as response:
+            if response.status != 200:
+                raise ApiServerError(f"GET {path}: {response.status}")
+            return await response.text()
+
+    async def request_counts(self) -> RequestCounts:
+        """A snapshot of ``apiserver_request_total``."""
+        return RequestCounts.parse(await self.text("/metrics"))
+
+    async def resource_version(self, namespace: str) -> str:
+        """The current resourceVersion of the Sessions of *namespace* (a start for a watch)."""
+        listing = await self.expect("GET", sessions_path(namespace), params={"limit": "1"})
+        return str(listing["metadata"]["resourceVersion"])
+
+    async def watch(
+        self, namespace: str, resource_version: str
+    ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
+        """Watch the Sessions of *namespace* from *resource_version*: (wall time seen, event)."""
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "900",
+        }
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        async with self.http.get(
+            self.server + sessions_path(namespace), params=params, timeout=timeout
+        ) as response:
+            if response.status != 200:
+                raise ApiServerError(f"watch {namespace}: {response.status}")
+            async for line in response.content:
+                seen = time.time()
+                if line.strip():
+                    yield seen, json.loads(line)

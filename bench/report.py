@@ -1,0 +1,481 @@
+"""The results of one run, as one table (markdown) and as JSON.
+
+Each row is one measurement; its goal is the issue's target for it and the result says,
+with the measured figures, whether the goal was met. Goals are goals, not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.cost import MIB, ProcessCost
+from bench.machine import Machine
+from bench.phases import Duplicates, Expiry, Measurement, Population, lag_summary
+
+WRITE_THROUGHPUT_SHARE = 0.8
+WRITE_P99_FACTOR = 2.0
+NOOP_THROUGHPUT = 3000.0
+NOOP_P99_MS = 20.0
+EXPIRY_P99_MS = 1000.0
+EXPIRY_RATE_SHARE = 0.8
+RSS_LIMIT_MIB = 512.0
+IDLE_CPU_LIMIT = 0.10
+DEFAULT_INTERVAL_SECONDS = 5
+HEADERS = ("phase", "measurement", "N", "c", "rate", "p50", "p99", "apiserver", "goal", "result")
+
+
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    machine: Machine
+    mode: str
+    started: str
+    populations: list[Population] = field(default_factory=list)
+    idle: list[tuple[int, dict[str, ProcessCost]]] = field(default_factory=list)
+    raw: list[Measurement] = field(default_factory=list)
+    writes: list[Measurement] = field(default_factory=list)
+    noops: list[Measurement] = field(default_factory=list)
+    duplicates: list[Duplicates] = field(default_factory=list)
+    expiries: list[Expiry] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def raw_at(self, live: int, concurrency: int) -> Measurement | None:
+        """The raw-ceiling run at the same population and concurrency."""
+        for run in self.raw:
+            if run.live == live and run.load.concurrency == concurrency:
+                return run
+        return None
+
+    def ceiling(self, live: int) -> Measurement | None:
+        """The fastest raw-ceiling run with *live* sessions (else with the most sessions)."""
+        runs = [run for run in self.raw if run.live == live] or self.raw
+        return max(runs, key=lambda run: run.load.throughput, default=None)
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _rate(value: float, unit: str = "/s") -> str:
+    if math.isnan(value):
+        return "—"
+    return f"{value:,.0f}{unit}" if value >= 100 else f"{value:,.1f}{unit}"
+
+
+def _ms(value: float) -> str:
+    if math.isnan(value):
+        return "—"
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
+
+
+def _cost(cost: ProcessCost) -> str:
+    return f"RSS {cost.rss_max / MIB:,.0f} MiB, CPU {100 * cost.core_share:.1f} % of a core"
+
+
+def _verdict(met: bool, detail: str) -> str:
+    return f"{'met' if met else 'missed'}: {detail}"
+
+
+def _failures(run: Measurement) -> str:
+    failures = run.load.failures
+    if not failures:
+        return ""
+    listed = ", ".join(f"{count}x {status or 'no answer'}" for status, count in failures.items())
+    return f"; errors: {listed}"
+
+
+def _gated(run: Measurement) -> str:
+    share = run.load.gated_seconds / (run.load.seconds * run.load.concurrency or 1)
+    return f"; interval-bound {100 * share:.0f} % of worker time" if share > 0.01 else ""
+
+
+def table_rows(results: Results) -> list[tuple[str, ...]]:
+    """The table's rows, in phase order."""
+    rows: list[tuple[str, ...]] = []
+    for pop in results.populations:
+        operator = pop.cost.get("operator")
+        cpu = f"; operator CPU {100 * operator.core_share:.0f} %" if operator else ""
+        if pop.seeded:
+            rows.append(
+                (
+                    "setup",
+                    f"seed {pop.created:,} initialised sessions, restart the operator",
+                    _n(pop.live),
+                    "32",
+                    _rate(pop.created / pop.create_seconds if pop.create_seconds else math.nan),
+                    "",
+                    "",
+                    f"{pop.writes_per_session:.1f} operator writes/seeded session",
+                    "",
+                    f"/readyz {pop.readyz_seconds:.1f} s after the restart; all {pop.live:,} "
+                    f"held and quiet after {pop.ready_seconds:.1f} s{cpu}",
+                )
+            )
+            continue
+        rows.append(
+            (
+                "setup",
+                f"create {pop.created:,} sessions, all ready and quiet",
+                _n(pop.live),
+                "32",
+                _rate(pop.created / pop.ready_seconds if pop.ready_seconds else math.nan),
+                "",
+                "",
+                f"{pop.writes_per_session:.1f} writes/session",
+                "",
+                f"ready in {pop.ready_seconds:.1f} s (created in {pop.create_seconds:.1f} s){cpu}",
+            )
+        )
+    for run in results.raw:
+        rows.append(
+            (
+                "1 raw",
+                "status merge-PATCH to the apiserver",
+                _n(run.live),
+                str(run.load.concurrency),
+                _rate(run.load.throughput),
+                _ms(run.load.latency.p50_ms),
+                _ms(run.load.latency.p99_ms),
+                f"{run.writes_per_op:.2f} writes/op",
+                "the ceiling",
+                f"{run.load.ok:,} patches{_failures(run)}",
+            )
+        )
+    for run in results.writes:
+        raw = results.raw_at(run.live, run.load.concurrency)
+        goal, verdict = "", f"{run.load.ok:,} beats"
+        if raw is not None and raw.load.throughput > 0:
+            share = run.load.throughput / raw.load.throughput
+            factor = run.load.latency.p99_ms / raw.load.latency.p99_ms
+            goal = (
+                f"≥ {_rate(WRITE_THROUGHPUT_SHARE * raw.load.throughput)} (80 % of raw), "
+                f"p99 ≤ {_ms(WRITE_P99_FACTOR * raw.load.latency.p99_ms)} (2x raw)"
+            )
+            verdict = _verdict(
+                share >= WRITE_THROUGHPUT_SHARE and factor <= WRITE_P99_FACTOR,
+                f"{100 * share:.0f} % of raw, p99 {factor:.1f}x raw",
+            )
+        extended = int(run.operator_results.get("extended", 0))
+        rows.append(
+            (
+                "2a heartbeat",
+                "must write (interval 1 s, ≤ 1 beat/session/interval)",
+                _n(run.live),
+                str(run.load.concurrency),
+                _rate(run.load.throughput),
+                _ms(run.load.latency.p50_ms),
+                _ms(run.load.latency.p99_ms),
+                f"{run.writes_per_op:.2f} writes/beat, {run.calls_per_op:.2f} calls/beat",
+                goal,
+                f"{verdict}; {extended:,} extended{_gated(run)}{_failures(run)}",
+            )
+        )
+    for run in results.noops:
+        calls = run.calls
+        met = (
+            run.load.throughput >= NOOP_THROUGHPUT
+            and run.load.latency.p99_ms <= NOOP_P99_MS
+            and calls.calls == 0
+        )
+        noop = int(run.operator_results.get("noop", 0))
+        rows.append(
+            (
+                "2b heartbeat",
+                "inside the interval (pre-beaten, interval 3600 s)",
+                _n(run.live),
+                str(run.load.concurrency),
+                _rate(run.load.throughput),
+                _ms(run.load.latency.p50_ms),
+                _ms(run.load.latency.p99_ms),
+                f"{calls.session_calls} Session calls, {calls.reviews} auth reviews",
+                "≥ 3,000/s, p99 ≤ 20 ms, 0 apiserver calls",
+                _verdict(met, f"{run.load.ok:,} beats, {noop:,} noop{_failures(run)}"),
+            )
+        )
+    for dup in results.duplicates:
+        calls = dup.calls
+        met = calls.status_writes <= dup.sessions
+        rows.append(
+            (
+                "2c duplicates",
+                f"{dup.sessions:,} sessions x {dup.copies} concurrent beats",
+                _n(dup.live),
+                str(dup.copies),
+                "",
+                _ms(dup.latency.p50_ms),
+                _ms(dup.latency.p99_ms),
+                f"{calls.status_writes} writes, {calls.refused_writes} refused (422), "
+                f"{calls.reads} re-reads",
+                "0 writes for duplicates (≤ 1 per session per interval)",
+                _verdict(
+                    met,
+                    f"{calls.status_writes / dup.sessions:.2f} writes/session, "
+                    f"{max(0, dup.extra_writes)} for duplicates; answers {_statuses(dup)}",
+                ),
+            )
+        )
+    for exp in results.expiries:
+        rows.append(_expiry_row(results, exp))
+    rows.extend(_cost_rows(results))
+    rows.append(_sustained_row(results))
+    return rows
+
+
+def _statuses(dup: Duplicates) -> str:
+    return ", ".join(f"{count}x {status}" for status, count in sorted(dup.statuses.items()))
+
+
+def _expiry_row(results: Results, exp: Expiry) -> tuple[str, ...]:
+    lag = exp.lag
+    writes = exp.writes_per_expiry
+    per = max(exp.observed, 1)
+    labels = exp.metadata_writes.get("label", 0)
+    annotations = exp.metadata_writes.get("annotations", 0)
+    other = exp.calls.object_writes - labels - annotations
+    breakdown = (
+        f"{writes:.2f} writes/expiry: status {exp.calls.status_writes / per:.2f}, "
+        f"label {labels / per:.2f}, kopf annotation {annotations / per:.2f}, "
+        f"Event {exp.calls.event_writes / per:.2f}"
+        + (f", other metadata {other / per:.2f}" if other else "")
+        + (f"; {exp.calls.refused_writes} refused" if exp.calls.refused_writes else "")
+    )
+    missing = exp.sessions - exp.observed
+    seen = f"{exp.observed:,}/{exp.sessions:,} stopped" + (
+        f" ({missing:,} not seen)" if missing else ""
+    )
+    if exp.label == "burst":
+        ceiling = results.ceiling(exp.live)
+        goal, verdict = "", seen
+        if ceiling is not None and writes > 0:
+            target = EXPIRY_RATE_SHARE * ceiling.load.throughput / writes
+            goal = f"≥ {_rate(target)} (80 % of {_rate(ceiling.load.throughput)} ÷ {writes:.2f})"
+            verdict = _verdict(
+                exp.rate >= target and not missing,
+                f"{seen}, drained in {exp.drain_seconds:.1f} s, max lag {_ms(lag.max_ms)}",
+            )
+        measurement = f"{exp.sessions:,} leases ending at the same instant"
+    else:
+        goal = "lag p99 ≤ 1 s"
+        verdict = _verdict(
+            lag.p99_ms <= EXPIRY_P99_MS and not missing,
+            f"{seen}, max lag {_ms(lag.max_ms)}",
+        )
+        window = exp.last_deadline - exp.first_deadline
+        measurement = f"{exp.sessions:,} deadlines spread over {window:.0f} s"
+    return (
+        "3 expiry",
+        measurement,
+        _n(exp.live),
+        "",
+        _rate(exp.rate, " expiries/s"),
+        _ms(lag.p50_ms),
+        _ms(lag.p99_ms),
+        breakdown,
+        goal,
+        verdict,
+    )
+
+
+def _cost_rows(results: Results) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    largest = max((live for live, _ in results.idle), default=0)
+    for live, costs in results.idle:
+        operator = costs["operator"]
+        goal, verdict = "", _cost(operator)
+        if live == largest:
+            goal = "RSS ≤ 512 MiB, idle CPU ≤ 10 % of a core"
+            met = operator.rss_max / MIB <= RSS_LIMIT_MIB and operator.core_share <= IDLE_CPU_LIMIT
+            verdict = _verdict(met, _cost(operator))
+        rows.append(
+            (
+                "4 cost",
+                f"operator idle ({operator.wall_seconds:.0f} s)",
+                _n(live),
+                "",
+                "",
+                "",
+                "",
+                f"apiserver CPU {100 * costs['kube-apiserver'].core_share:.1f} %",
+                goal,
+                verdict,
+            )
+        )
+    loads: list[tuple[str, Measurement]] = []
+    for label, runs in (
+        ("must-write heartbeats", results.writes),
+        ("noop heartbeats", results.noops),
+    ):
+        for live in sorted({run.live for run in runs}):
+            busiest = max((r for r in runs if r.live == live), key=lambda r: r.load.concurrency)
+            loads.append((label, busiest))
+    for label, run in loads:
+        rows.append(
+            _load_cost_row(f"operator under {label}", run.live, run.load.concurrency, run.cost)
+        )
+    for exp in results.expiries:
+        rows.append(_load_cost_row(f"operator during {exp.label} expiry", exp.live, 0, exp.cost))
+    return rows
+
+
+def _load_cost_row(
+    label: str, live: int, concurrency: int, costs: dict[str, ProcessCost]
+) -> tuple[str, ...]:
+    operator = costs["operator"]
+    others = ", ".join(
+        f"{name} {100 * costs[name].core_share:.0f} %"
+        for name in ("kube-apiserver", "etcd", "bench")
+        if name in costs
+    )
+    return (
+        "4 cost",
+        label,
+        _n(live),
+        str(concurrency) if concurrency else "",
+        "",
+        "",
+        "",
+        f"CPU: {others}",
+        "RSS ≤ 512 MiB",
+        _verdict(operator.rss_max / MIB <= RSS_LIMIT_MIB, _cost(operator)),
+    )
+
+
+def _sustained_row(results: Results) -> tuple[str, ...]:
+    largest = max((run.live for run in results.writes), default=0)
+    runs = [run for run in results.writes if run.live == largest]
+    best = max(runs, key=lambda run: run.load.throughput, default=None)
+    if best is None:
+        return ("sizing", "sessions the default 60 s / 5 s lease sustains", "", "", "", "", "", "",
+                "", "not measured")  # fmt: skip
+    writes = best.writes_per_op if not math.isnan(best.writes_per_op) else 1.0
+    sessions = best.load.throughput * DEFAULT_INTERVAL_SECONDS / max(writes, 1.0)
+    return (
+        "sizing",
+        "sessions the default 60 s / 5 s lease sustains",
+        _n(largest),
+        str(best.load.concurrency),
+        f"≈ {sessions:,.0f} sessions",
+        "",
+        "",
+        f"{writes:.2f} writes/beat",
+        "state the bound (issue: ≈ 3,500 at ~700 writes/s)",
+        f"bound: must-write heartbeats at {_rate(best.load.throughput)} x 5 s interval",
+    )
+
+
+def render_table(rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table with aligned columns."""
+    widths = [max(len(row[i]) for row in (HEADERS, *rows)) for i in range(len(HEADERS))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return "\n".join([line(HEADERS), rule, *(line(row) for row in rows)])
+
+
+def render(results: Results) -> str:
+    """The header lines, the table, and the notes: what ``make bench`` prints."""
+    header = [
+        f"session-lease-operator benchmark, {results.started} ({results.mode} run, "
+        f"{results.seconds / 60:.1f} min)",
+        f"machine: {results.machine.describe()}",
+        "",
+    ]
+    notes = ["", *(f"- {note}" for note in results.notes)] if results.notes else []
+    return "\n".join([*header, render_table(table_rows(results)), *notes])
+
+
+def _measurement(run: Measurement) -> dict[str, Any]:
+    load = run.load
+    return {
+        "live_sessions": run.live,
+        "concurrency": load.concurrency,
+        "seconds": round(load.seconds, 3),
+        "ok": load.ok,
+        "throughput_per_s": round(load.throughput, 1),
+        "p50_ms": round(load.latency.p50_ms, 2),
+        "p99_ms": round(load.latency.p99_ms, 2),
+        "max_ms": round(load.latency.max_ms, 2),
+        "statuses": {str(status): count for status, count in load.statuses.items()},
+        "interval_bound_seconds": round(load.gated_seconds, 3),
+        "apiserver": run.calls.as_dict(),
+        "writes_per_op": round(run.writes_per_op, 4),
+        "calls_per_op": round(run.calls_per_op, 4),
+        "operator_heartbeat_results": run.operator_results,
+        "cost": {name: cost.as_dict() for name, cost in run.cost.items()},
+    }
+
+
+def as_json(results: Results, table: str) -> dict[str, Any]:
+    """The whole run as a JSON-ready dict (the table included, verbatim)."""
+    return {
+        "started": results.started,
+        "mode": results.mode,
+        "seconds": round(results.seconds, 1),
+        "machine": results.machine.as_dict(),
+        "table": table,
+        "notes": results.notes,
+        "setup": [
+            {
+                "live_sessions": pop.live,
+                "created": pop.created,
+                "create_seconds": round(pop.create_seconds, 2),
+                "ready_seconds": round(pop.ready_seconds, 2),
+                "writes_per_session": round(pop.writes_per_session, 3),
+                "seeded": pop.seeded,
+                "readyz_seconds_after_restart": (
+                    None if math.isnan(pop.readyz_seconds) else round(pop.readyz_seconds, 2)
+                ),
+                "apiserver": pop.calls.as_dict(),
+                "cost": {name: cost.as_dict() for name, cost in pop.cost.items()},
+            }
+            for pop in results.populations
+        ],
+        "raw_ceiling": [_measurement(run) for run in results.raw],
+        "heartbeats_must_write": [_measurement(run) for run in results.writes],
+        "heartbeats_inside_interval": [_measurement(run) for run in results.noops],
+        "duplicate_heartbeats": [
+            {
+                "live_sessions": dup.live,
+                "sessions": dup.sessions,
+                "copies": dup.copies,
+                "statuses": {str(status): count for status, count in dup.statuses.items()},
+                "p50_ms": round(dup.latency.p50_ms, 2),
+                "p99_ms": round(dup.latency.p99_ms, 2),
+                "apiserver": dup.calls.as_dict(),
+                "writes_for_duplicates": max(0, dup.extra_writes),
+                "operator_heartbeat_results": dup.operator_results,
+            }
+            for dup in results.duplicates
+        ],
+        "expiry": [
+            {
+                "kind": exp.label,
+                "live_sessions": exp.live,
+                "sessions": exp.sessions,
+                "observed": exp.observed,
+                "window_seconds": round(exp.last_deadline - exp.first_deadline, 3),
+                "drain_seconds": round(exp.drain_seconds, 3),
+                "expiries_per_s": round(exp.rate, 1),
+                "lag_watch": lag_summary(exp.lag_seconds),
+                "lag_stopped_at": lag_summary(exp.operator_lag_seconds),
+                "stop_reasons": exp.reasons,
+                "metadata_writes_seen": exp.metadata_writes,
+                "late_patches": exp.late_patches,
+                "apiserver": exp.calls.as_dict(),
+                "writes_per_expiry": round(exp.writes_per_expiry, 3),
+                "cost": {name: cost.as_dict() for name, cost in exp.cost.items()},
+            }
+            for exp in results.expiries
+        ],
+        "idle": [
+            {"live_sessions": live, "cost": {name: cost.as_dict() for name, cost in costs.items()}}
+            for live, costs in results.idle
+        ],
+    }

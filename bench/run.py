@@ -1,0 +1,384 @@
+"""``make bench``: start a local control plane and the operator, measure, print one table.
+
+The run is bounded (under 10 minutes on a 2-core machine; ``--quick`` in well under one)
+and quiet: the operator's and the control plane's logs go to files in a temporary
+directory, progress goes to stderr, the table to stdout, and the same figures as JSON to
+``bench/results/<timestamp>.json``.
+
+Two populations are measured in turn: first N = 1,000 live Sessions, then 9,000 more for
+N = 10,000. Each has *writers* (``heartbeatIntervalSeconds: 1``: every beat outside the
+interval writes) and *idlers* (interval 3600 s: beaten again, a beat writes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from bench.kube import ApiServer
+from bench.load import Rotation
+from bench.machine import describe_machine
+from bench.operator_process import OperatorProcess
+from bench.phases import (
+    IDLER_LEASE,
+    WRITER_GAP,
+    WRITER_LEASE,
+    Bench,
+    SessionName,
+    duplicate_heartbeats,
+    expiry,
+    heartbeats,
+    idle_cost,
+    patch_lead,
+    populate,
+    populate_seeded,
+    raw_ceiling,
+    same_instant,
+    staggered,
+    warm_up,
+)
+from bench.progress import Progress
+from bench.report import Results, as_json, render
+from session_operator.devcluster import LocalControlPlane, ensure_built, toolchain
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+CLIENT = "bench-client"
+HEARTBEAT_ROLE = "bench-session-heartbeat"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Sessions added for one population: *writers* and *idlers* in *namespace*; *seeded*:
+    created initialised by the benchmark while the operator is stopped, then adopted."""
+
+    namespace: str
+    writers: int
+    idlers: int
+    seeded: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything a run does."""
+
+    mode: str
+    stages: tuple[Stage, ...]
+    concurrencies: tuple[int, ...]
+    raw_seconds: float
+    write_seconds: float
+    noop_seconds: float
+    idle_seconds: float
+    noop_pool: int
+    duplicate_sessions: int
+    duplicate_copies: int
+    staggered_sessions: int
+    staggered_window: float
+    expiry_grace: float
+    setup_timeout: float
+    cleanup_wait: float
+
+    @classmethod
+    def full(cls) -> Plan:
+        """N = 1,000 then 10,000; about six minutes on a 2-core machine."""
+        return cls(
+            mode="full",
+            stages=(Stage("bench-a", 800, 200), Stage("bench-b", 1200, 7800, seeded=True)),
+            concurrencies=(8, 32, 64),
+            raw_seconds=5.0,
+            write_seconds=6.0,
+            noop_seconds=5.0,
+            idle_seconds=20.0,
+            noop_pool=1000,
+            duplicate_sessions=200,
+            duplicate_copies=4,
+            staggered_sessions=1000,
+            staggered_window=30.0,
+            expiry_grace=60.0,
+            setup_timeout=300.0,
+            cleanup_wait=1.0,
+        )
+
+    @classmethod
+    def quick(cls) -> Plan:
+        """A smoke run with tiny numbers: every phase once, in well under a minute."""
+        return cls(
+            mode="quick",
+            stages=(Stage("bench-a", 40, 20), Stage("bench-b", 40, 100, seeded=True)),
+            concurrencies=(8,),
+            raw_seconds=1.0,
+            write_seconds=1.5,
+            noop_seconds=1.0,
+            idle_seconds=1.0,
+            noop_pool=50,
+            duplicate_sessions=10,
+            duplicate_copies=4,
+            staggered_sessions=40,
+            staggered_window=2.0,
+            expiry_grace=15.0,
+            setup_timeout=60.0,
+            cleanup_wait=0.3,
+        )
+
+    def steps(self) -> dict[str, float]:
+        """The run's steps with their expected seconds (the progress bar's weights)."""
+        steps = {"control plane": 8.0, "operator": 5.0}
+        live = writers = 0
+        for index, stage in enumerate(self.stages):
+            added = stage.writers + stage.idlers
+            live += added
+            writers += stage.writers
+            steps[f"populate {index}"] = 4.0 + added / (60 if stage.seeded else 30)
+            steps[f"idle {index}"] = self.idle_seconds
+            for c in self.concurrencies:
+                steps[f"raw {index} {c}"] = self.raw_seconds + 1
+                steps[f"write {index} {c}"] = self.write_seconds + 1
+                steps[f"noop {index} {c}"] = self.noop_seconds + 1
+            steps[f"warm writers {index}"] = 1.0 + writers / 250
+            steps[f"warm pool {index}"] = 1.0 + min(self.noop_pool, live) / 400
+            steps[f"duplicates {index}"] = 3.0
+        steps["staggered"] = self.staggered_window + 8
+        steps["burst"] = 15.0 if self.mode == "full" else 5.0
+        return steps
+
+
+async def measure(
+    plan: Plan, plane: LocalControlPlane, workdir: Path, progress: Progress
+) -> Results:
+    """Run every phase against *plane*; the operator is started and stopped here."""
+    async with (
+        ApiServer(plane.server, plane.admin_token, plane.ca_file) as api,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=30)
+        ) as http,
+    ):
+        kubernetes = (await api.expect("GET", "/version"))["gitVersion"]
+        async with http.get(plane.etcd_url + "/version") as response:
+            etcd = (await response.json())["etcdserver"]
+        results = Results(
+            machine=describe_machine(str(kubernetes), str(etcd)),
+            mode=plan.mode,
+            started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        )
+        token = await _grant_heartbeats(api, plane, [stage.namespace for stage in plan.stages])
+
+        progress.start("operator", "starting the operator")
+        operator = OperatorProcess(plane.kubeconfig, workdir / "operator.log")
+        operator.spawn()
+        await operator.wait_ready(http)
+        try:
+            pids = {
+                "kube-apiserver": plane.component("kube-apiserver").pid,
+                "etcd": plane.component("etcd").pid,
+                "bench": os.getpid(),
+            }
+            bench = Bench(api, http, operator, pids, token, progress, plan.cleanup_wait)
+            await _run_phases(plan, bench, results)
+        except BaseException:
+            if not operator.alive():
+                progress.note(f"the operator died; its log ends:\n{operator.log_tail()}")
+            raise
+        finally:
+            operator.stop()
+        return results
+
+
+async def _grant_heartbeats(api: ApiServer, plane: LocalControlPlane, namespaces: list[str]) -> str:
+    """Namespaces, a ServiceAccount allowed to beat in all of them, and a token for it."""
+    for namespace in namespaces:
+        await api.expect(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
+    # What manifests/ grants a heartbeat client (the ClusterRole session-heartbeat), made
+    # here so the benchmark does not depend on where the manifests live.
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": HEARTBEAT_ROLE},
+        "rules": [{"apiGroups": ["xg2g.io"], "resources": ["sessions/heartbeat"],
+                   "verbs": ["create"]}],
+    }  # fmt: skip
+    await api.expect("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
+    home = namespaces[0]
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CLIENT}}
+    await api.expect("POST", f"/api/v1/namespaces/{home}/serviceaccounts", account)
+    for namespace in namespaces:
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{CLIENT}-heartbeat"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": HEARTBEAT_ROLE,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": CLIENT, "namespace": home}],
+        }
+        await api.expect(
+            "POST",
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+            binding,
+        )
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "spec": {"expirationSeconds": 7200}}  # fmt: skip
+    answer = await api.expect(
+        "POST", f"/api/v1/namespaces/{home}/serviceaccounts/{CLIENT}/token", request
+    )
+    return str(answer["status"]["token"])
+
+
+async def _run_phases(plan: Plan, bench: Bench, results: Results) -> None:
+    progress = bench.progress
+    writers: list[SessionName] = []
+    idlers: list[SessionName] = []
+    live = 0
+    for index, stage in enumerate(plan.stages):
+        new_writers = [SessionName(stage.namespace, f"w-{i:05d}") for i in range(stage.writers)]
+        new_idlers = [SessionName(stage.namespace, f"i-{i:05d}") for i in range(stage.idlers)]
+        live += len(new_writers) + len(new_idlers)
+        writers += new_writers
+        idlers += new_idlers
+
+        population = [(ref, WRITER_LEASE) for ref in new_writers]
+        population += [(ref, IDLER_LEASE) for ref in new_idlers]
+        if stage.seeded:
+            progress.start(f"populate {index}", f"N={live:,}: seeding sessions, operator stopped")
+            added = await populate_seeded(bench, population, live, within=plan.setup_timeout)
+        else:
+            progress.start(f"populate {index}", f"N={live:,}: creating sessions")
+            added = await populate(bench, population, live, within=plan.setup_timeout)
+        results.populations.append(added)
+
+        progress.start(f"idle {index}", f"N={live:,}: operator idle")
+        results.idle.append((live, await idle_cost(bench, plan.idle_seconds)))
+
+        raw_targets = Rotation(idlers)
+        for c in plan.concurrencies:
+            progress.start(f"raw {index} {c}", f"N={live:,}: raw status PATCH, c={c}")
+            results.raw.append(await raw_ceiling(bench, live, raw_targets, c, plan.raw_seconds))
+
+        progress.start(f"warm writers {index}", f"N={live:,}: first heartbeat of every writer")
+        await warm_up(bench, writers)
+        await asyncio.sleep(WRITER_GAP)  # every writer is outside its interval again
+        write_targets = Rotation(writers, WRITER_GAP)
+        for c in plan.concurrencies:
+            progress.start(f"write {index} {c}", f"N={live:,}: heartbeats that write, c={c}")
+            results.writes.append(
+                await heartbeats(bench, "write", live, write_targets, c, plan.write_seconds)
+            )
+
+        progress.start(f"warm pool {index}", f"N={live:,}: first heartbeat of the noop pool")
+        pool = idlers[: plan.noop_pool]
+        await warm_up(bench, pool)
+        noop_targets = Rotation(pool)
+        for c in plan.concurrencies:
+            progress.start(
+                f"noop {index} {c}", f"N={live:,}: heartbeats inside the interval, c={c}"
+            )
+            results.noops.append(
+                await heartbeats(bench, "noop", live, noop_targets, c, plan.noop_seconds)
+            )
+
+        progress.start(f"duplicates {index}", f"N={live:,}: duplicate heartbeats")
+        await asyncio.sleep(WRITER_GAP)  # every writer is outside its interval again
+        chosen = writers[: plan.duplicate_sessions]
+        results.duplicates.append(
+            await duplicate_heartbeats(
+                bench, live, chosen, plan.duplicate_copies, max(plan.concurrencies)
+            )
+        )
+
+    ceiling = max((run.load.throughput for run in results.raw if run.live == live), default=0.0)
+    last = plan.stages[-1]
+    progress.start("staggered", f"N={live:,}: staggered expiry")
+    names = [ref.name for ref in idlers if ref.namespace == last.namespace]
+    names = names[-plan.staggered_sessions :]
+    start = datetime.now(UTC).timestamp() + patch_lead(len(names), ceiling)
+    deadlines = staggered(names, datetime.fromtimestamp(start, UTC), plan.staggered_window)
+    results.expiries.append(
+        await expiry(bench, "staggered", live, last.namespace, deadlines, plan.expiry_grace)
+    )
+    live -= len(names)
+
+    first = plan.stages[0]
+    progress.start("burst", f"N={live:,}: {first.writers + first.idlers:,} leases end at once")
+    names = [ref.name for ref in (*writers, *idlers) if ref.namespace == first.namespace]
+    instant = datetime.now(UTC).timestamp() + patch_lead(len(names), ceiling)
+    deadlines = same_instant(names, datetime.fromtimestamp(round(instant), UTC))
+    results.expiries.append(
+        await expiry(bench, "burst", live, first.namespace, deadlines, plan.expiry_grace)
+    )
+
+
+def _write_json(results_dir: Path, document: dict[str, object]) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = results_dir / f"{stamp}.json"
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    partial.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run with tiny numbers")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    args = parser.parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan.full()
+    chain = ensure_built(toolchain(repo_root=REPO))
+    progress = Progress(plan.steps())
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="xg2g-bench-") as scratch:
+        workdir = Path(scratch)
+        progress.start("control plane", "starting etcd, kube-apiserver, kube-controller-manager")
+        with LocalControlPlane(chain, workdir=workdir / "controlplane", etcd_fsync=True) as plane:
+            plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+            plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/sessions.xg2g.io")  # fmt: skip
+            try:
+                results = asyncio.run(measure(plan, plane, workdir, progress))
+            except KeyboardInterrupt:
+                progress.note("interrupted")
+                return 130
+    results.seconds = time.monotonic() - started
+    results.notes.extend(_notes(plan))
+    progress.finish()
+    table = render(results)
+    document = as_json(results, table) | {"plan": asdict(plan)}
+    path = _write_json(args.results_dir, document)
+    print(table)
+    print(f"\nJSON: {path}")
+    return 0
+
+
+def _notes(plan: Plan) -> list[str]:
+    return [
+        "N = live Sessions held by the operator. c = concurrent requests of one Python "
+        "aiohttp client (closed loop). The raw ceiling is measured with the operator "
+        "running (it watches every patch, as it does every heartbeat write).",
+        "apiserver figures are deltas of its own apiserver_request_total: writes = "
+        "successful mutations of Sessions and Events; calls add refused writes (409/422), "
+        "GET/LIST of Sessions and TokenReviews/SubjectAccessReviews (watches excluded).",
+        "Expiry lag = time the stopped status is seen on a watch minus leaseExpiresAt, both "
+        "on this machine's clock; leases are shortened by a status merge-patch beforehand.",
+        "Cost: operator VmRSS (max sampled) and utime+stime over the window from /proc; CPU "
+        "% is of one core. 'bench' is this load generator itself, on the same 2 cores.",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

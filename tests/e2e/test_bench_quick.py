@@ -1,0 +1,55 @@
+"""``make bench BENCH_ARGS=--quick`` runs end to end: every phase, one table, one JSON file.
+
+No figure is judged here (the machine is shared, numbers vary); the run must finish in time,
+exit 0, and report every phase with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK_RUN_BUDGET = 120.0
+
+
+def test_quick_benchmark_prints_one_table_and_writes_its_json(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_RUN_BUDGET,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+
+    written = list(tmp_path.glob("*.json"))
+    assert len(written) == 1, written
+    report = json.loads(written[0].read_text())
+    assert report["mode"] == "quick"
+    assert report["table"] in run.stdout
+    assert report["machine"]["cores"] >= 1
+    assert report["machine"]["kubernetes"].startswith("v")
+    for phase in (
+        "raw_ceiling",
+        "heartbeats_must_write",
+        "heartbeats_inside_interval",
+        "duplicate_heartbeats",
+        "expiry",
+        "idle",
+    ):
+        assert report[phase], f"no {phase} figures"
+    for row in ("1 raw", "2a heartbeat", "2b heartbeat", "2c duplicates", "3 expiry", "4 cost"):
+        assert f"| {row}" in report["table"], row
+    # Every lease the benchmark shortened was seen to end, for the reason it ended.
+    for expiry in report["expiry"]:
+        assert expiry["observed"] == expiry["sessions"], expiry
+        assert expiry["stop_reasons"] == {"LEASE_EXPIRED": expiry["sessions"]}, expiry
+    # Heartbeats that must write wrote once each; beats inside the interval wrote nothing.
+    for run_ in report["heartbeats_must_write"]:
+        assert run_["apiserver"]["status_writes"] == run_["ok"], run_
+    for run_ in report["heartbeats_inside_interval"]:
+        assert run_["apiserver"]["writes"] == 0, run_

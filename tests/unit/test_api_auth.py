@@ -1,0 +1,176 @@
+"""Bearer tokens, TokenReview, SubjectAccessReview: what is asked, read and cached."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from session_operator.api.auth import (
+    Authenticator,
+    Caller,
+    HeartbeatAuthorizer,
+    access_allowed,
+    bearer_token,
+    heartbeat_access_review_body,
+    token_review_body,
+    token_verdict,
+)
+from session_operator.api.errors import Forbidden, Unauthenticated
+from session_operator.k8s.errors import ApiUnavailable
+from session_operator.k8s.rest import Rest
+from session_operator.models import SessionRef
+
+REF = SessionRef(namespace="media", name="living-room")
+PLAYER = {
+    "username": "system:serviceaccount:media:player",
+    "uid": "sa-uid",
+    "groups": ["system:serviceaccounts", "system:authenticated"],
+    "extra": {"authentication.kubernetes.io/credential-id": ["JTI=1"]},
+}
+
+
+class FakeRest(Rest):
+    """Answers every request with the next of *answers* (an exception is raised)."""
+
+    def __init__(self, answers: list[dict[str, Any] | Exception]) -> None:
+        self.requests: list[tuple[str, str, Any]] = []
+        self._answers = answers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        content_type: str = "application/json",
+        query: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        self.requests.append((method, path, body))
+        await asyncio.sleep(0)
+        answer = self._answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer   ", "Basic dXNlcjpwYXNz", "Bearer tok en", "Bearer tøken"],
+)
+def test_missing_or_malformed_bearer_is_unauthenticated(header: str | None) -> None:
+    with pytest.raises(Unauthenticated):
+        bearer_token(header)
+
+
+def test_bearer_token_is_read_case_insensitively() -> None:
+    assert bearer_token("bearer abc.def-ghi_jkl") == "abc.def-ghi_jkl"
+
+
+def test_token_review_asks_for_the_configured_audiences_only_when_given() -> None:
+    assert "audiences" not in token_review_body("t", [])["spec"]
+    assert token_review_body("t", ["session-heartbeat"])["spec"] == {
+        "token": "t",
+        "audiences": ["session-heartbeat"],
+    }
+
+
+def test_token_verdict_reads_the_user() -> None:
+    verdict = token_verdict({"status": {"authenticated": True, "user": PLAYER}})
+    assert verdict.caller == Caller(
+        username="system:serviceaccount:media:player",
+        uid="sa-uid",
+        groups=("system:serviceaccounts", "system:authenticated"),
+        extra=(("authentication.kubernetes.io/credential-id", ("JTI=1",)),),
+    )
+
+
+@pytest.mark.parametrize(
+    "status", [{}, {"authenticated": False, "error": "invalid"}, {"authenticated": True}]
+)
+def test_token_verdict_without_an_authenticated_user_has_no_caller(status: dict[str, Any]) -> None:
+    assert token_verdict({"status": status}).caller is None
+
+
+def test_access_review_asks_for_create_on_sessions_heartbeat_in_the_session_namespace() -> None:
+    caller = token_verdict({"status": {"authenticated": True, "user": PLAYER}}).caller
+    assert caller is not None
+    spec = heartbeat_access_review_body(caller, REF)["spec"]
+    assert spec["resourceAttributes"] == {
+        "namespace": "media",
+        "verb": "create",
+        "group": "xg2g.io",
+        "resource": "sessions",
+        "subresource": "heartbeat",
+        "name": "living-room",
+    }
+    assert (spec["user"], spec["uid"], spec["groups"]) == (
+        PLAYER["username"],
+        "sa-uid",
+        PLAYER["groups"],
+    )
+    assert spec["extra"] == PLAYER["extra"]
+
+
+@pytest.mark.parametrize(
+    ("status", "allowed"),
+    [
+        ({"allowed": True}, True),
+        ({"allowed": False}, False),
+        ({"allowed": True, "denied": True}, False),
+        ({}, False),
+    ],
+)
+def test_access_is_allowed_only_when_allowed_and_not_denied(
+    status: dict[str, Any], allowed: bool
+) -> None:
+    assert access_allowed({"status": status}) is allowed
+
+
+async def test_token_reviews_are_cached_and_shared_by_concurrent_requests() -> None:
+    rest = FakeRest([{"status": {"authenticated": True, "user": PLAYER}}])
+    authenticator = Authenticator(rest, ["aud"], timedelta(seconds=10))
+    callers = await asyncio.gather(*(authenticator.authenticate("Bearer t0ken") for _ in range(5)))
+    assert {caller.username for caller in callers} == {PLAYER["username"]}
+    assert len(rest.requests) == 1
+    method, path, body = rest.requests[0]
+    assert (method, path) == ("POST", "/apis/authentication.k8s.io/v1/tokenreviews")
+    assert body["spec"] == {"token": "t0ken", "audiences": ["aud"]}
+
+
+async def test_refused_token_is_unauthenticated() -> None:
+    authenticator = Authenticator(
+        FakeRest([{"status": {"authenticated": False}}]), [], timedelta(seconds=10)
+    )
+    with pytest.raises(Unauthenticated):
+        await authenticator.authenticate("Bearer nope")
+
+
+async def test_token_review_outage_is_unavailable_and_not_cached() -> None:
+    rest = FakeRest(
+        [ApiUnavailable("timeout"), {"status": {"authenticated": True, "user": PLAYER}}]
+    )
+    authenticator = Authenticator(rest, [], timedelta(seconds=10))
+    with pytest.raises(ApiUnavailable):
+        await authenticator.authenticate("Bearer t0ken")
+    assert (await authenticator.authenticate("Bearer t0ken")).username == PLAYER["username"]
+
+
+async def test_denied_access_is_forbidden_and_names_the_namespace() -> None:
+    authorizer = HeartbeatAuthorizer(
+        FakeRest([{"status": {"allowed": False}}]), timedelta(seconds=10)
+    )
+    caller = Caller(username="system:serviceaccount:other:player")
+    with pytest.raises(Forbidden, match='namespace "media"'):
+        await authorizer.authorize(caller, REF)
+    with pytest.raises(Forbidden):
+        await authorizer.authorize(caller, REF)  # cached: no second review was answered
+
+
+async def test_access_review_outage_is_unavailable_never_forbidden() -> None:
+    authorizer = HeartbeatAuthorizer(FakeRest([ApiUnavailable("timeout")]), timedelta(seconds=10))
+    with pytest.raises(ApiUnavailable):
+        await authorizer.authorize(Caller(username="u"), REF)

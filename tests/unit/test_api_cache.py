@@ -1,0 +1,115 @@
+"""The API's Session cache: LIST, then WATCH from the listed version, LIST again on 410 Gone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from session_operator.api.cache import SessionCache
+from session_operator.k8s.errors import ApiUnavailable
+from session_operator.k8s.watch import Listing, ListWatch, ResourceVersionExpired, WatchEvent
+from session_operator.models import SessionRef
+
+
+def body(name: str, version: int, session_id: str | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "media",
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": str(version),
+            "creationTimestamp": "2026-11-23T09:59:00Z",
+        },
+        "status": {"state": "ready", "sessionID": session_id} if session_id else {},
+    }
+
+
+class ScriptedListWatch(ListWatch):
+    """LISTs and WATCHes that play a script; a watch without events waits forever."""
+
+    def __init__(self, listings: list[Listing], watches: list[list[WatchEvent | Exception]]):
+        self.listings = listings
+        self.watches = watches
+        self.watched_from: list[str] = []
+        self.lists = 0
+
+    async def list(self) -> Listing:
+        self.lists += 1
+        return self.listings.pop(0)
+
+    async def watch(self, resource_version: str) -> AsyncIterator[WatchEvent]:
+        self.watched_from.append(resource_version)
+        for step in self.watches.pop(0) if self.watches else []:
+            if isinstance(step, Exception):
+                raise step
+            yield step
+        await asyncio.Event().wait()
+
+
+async def run_until(cache: SessionCache, done: Any) -> None:
+    task = asyncio.create_task(cache.run())
+    try:
+        for _ in range(200):
+            if done():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the cache never got there")
+    finally:
+        task.cancel()
+
+
+async def test_cache_lists_then_applies_watch_events_and_relists_on_410() -> None:
+    script = ScriptedListWatch(
+        listings=[
+            Listing([body("a", 5, "id-a")], "10"),
+            Listing([body("b", 12, "id-b")], "20"),
+        ],
+        watches=[
+            [
+                WatchEvent("ADDED", body("b", 11)),
+                WatchEvent("MODIFIED", body("b", 12, "id-b")),
+                WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "15"}}),
+                ResourceVersionExpired("too old"),
+            ],
+            [WatchEvent("DELETED", body("b", 21, "id-b"))],
+        ],
+    )
+    cache = SessionCache(script)
+    assert not cache.synced
+    await run_until(cache, lambda: len(script.watched_from) == 2 and cache.by_id("id-b") is None)
+
+    assert cache.synced
+    assert script.lists == 2
+    assert script.watched_from == ["10", "20"]
+    assert cache.by_ref(SessionRef(namespace="media", name="a")) is None  # gone from the LIST
+    assert cache.by_id("id-a") is None
+
+
+async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -> None:
+    script = ScriptedListWatch(
+        listings=[Listing([], "10")],
+        watches=[
+            [WatchEvent("ADDED", body("a", 11, "id-a")), ApiUnavailable("connection reset")],
+            [WatchEvent("MODIFIED", body("a", 12, "id-a"))],
+        ],
+    )
+    cache = SessionCache(script)
+    await run_until(
+        cache,
+        lambda: (found := cache.by_id("id-a")) is not None and found.resource_version == "12",
+    )
+    assert script.lists == 1
+    assert script.watched_from == ["10", "11"]
+
+
+async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
+    broken = body("x", 11)
+    del broken["metadata"]["uid"]
+    script = ScriptedListWatch(
+        listings=[Listing([broken, body("a", 5, "id-a")], "10")],
+        watches=[[WatchEvent("ADDED", broken), WatchEvent("ADDED", body("b", 12, "id-b"))]],
+    )
+    cache = SessionCache(script)
+    await run_until(cache, lambda: cache.by_id("id-b") is not None)
+    assert cache.by_id("id-a") is not None

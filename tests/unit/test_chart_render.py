@@ -1,0 +1,440 @@
+"""The Helm chart, rendered without a cluster: lint, values schema, settings, RBAC, TLS,
+security, and manifests/ kept in step with it."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from session_operator.config import FILE_KEYS, load_settings
+from session_operator.devcluster.binaries import ensure_tool, go_tool
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "session-lease-operator"
+RENDER_MANIFESTS = REPO / "hack" / "tools" / "render_manifests.py"
+RELEASE, NAMESPACE = "slo", "ops"
+FULLNAME = "slo-session-lease-operator"
+OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+
+# Settings the chart sets itself rather than from config.*: the TLS files come from
+# tls.*, the leader Lease lives in the release namespace (where its Role is).
+CHART_OWNED_SETTINGS = {"tls_cert_file", "tls_key_file", "leader_election_namespace"}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    """The helm binary, built into the binary cache on first use."""
+    return ensure_tool(go_tool("helm", REPO), REPO).binary
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``helm ARGS`` without a cluster (no kubeconfig: lookups find nothing)."""
+    return subprocess.run(
+        [str(helm), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(REPO), "KUBECONFIG": "/dev/null"},
+    )
+
+
+def render(helm: Path, *values: str) -> list[dict[str, Any]]:
+    """The chart's objects for release slo in namespace ops, with ``--set`` *values*."""
+    argv = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for value in values:
+        argv += ["--set", value]
+    result = run_helm(helm, *argv)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def refusal(helm: Path, *values: str) -> str:
+    """The error of a render that must fail."""
+    argv = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    for value in values:
+        argv += ["--set", value]
+    result = run_helm(helm, *argv)
+    assert result.returncode != 0, f"rendered although {values} is invalid"
+    return result.stderr
+
+
+def only(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one object of *kind* (and *name*)."""
+    found = [
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} {name or ''}"
+    return found[0]
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator container of the Deployment."""
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    container: dict[str, Any] = pod["containers"][0]
+    return container
+
+
+def plain_env(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment variables that have a literal value."""
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def test_chart_crd_is_the_repository_crd() -> None:
+    chart_crd = CHART / "crds" / "sessions.xg2g.io.yaml"
+    assert chart_crd.read_bytes() == (REPO / "crds" / "sessions.xg2g.io.yaml").read_bytes(), (
+        "the chart's CRD differs from crds/: run `make manifests`"
+    )
+
+
+@pytest.mark.parametrize("values", [[], ["--values", str(CHART / "ci/manifests-values.yaml")]])
+def test_helm_lint_passes(helm: Path, values: list[str]) -> None:
+    result = run_helm(helm, "lint", "--strict", str(CHART), *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_default_render_has_every_object_of_an_install(helm: Path) -> None:
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in render(helm))
+    assert kinds == sorted(
+        [
+            ("ClusterRole", FULLNAME),
+            ("ClusterRole", f"{FULLNAME}-edit"),
+            ("ClusterRole", f"{FULLNAME}-view"),
+            ("ClusterRole", "session-heartbeat"),
+            ("ClusterRoleBinding", FULLNAME),
+            ("ConfigMap", f"{FULLNAME}-ca"),
+            ("Deployment", FULLNAME),
+            ("PodDisruptionBudget", FULLNAME),
+            ("Role", f"{FULLNAME}-leader-election"),
+            ("RoleBinding", f"{FULLNAME}-leader-election"),
+            ("Secret", f"{FULLNAME}-tls"),
+            ("Service", f"{FULLNAME}-api"),
+            ("Service", f"{FULLNAME}-metrics"),
+            ("ServiceAccount", FULLNAME),
+            ("ValidatingAdmissionPolicy", f"{FULLNAME}-state-label"),
+            ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-state-label"),
+        ]
+    )
+
+
+def test_every_namespaced_object_is_in_the_release_namespace(helm: Path) -> None:
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy"}
+    cluster_scoped.add("ValidatingAdmissionPolicyBinding")
+    for obj in render(helm):
+        namespace = obj["metadata"].get("namespace")
+        assert namespace == (None if obj["kind"] in cluster_scoped else NAMESPACE), obj["kind"]
+
+
+def test_every_operator_setting_has_a_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    wanted = {FILE_KEYS[field] for field in FILE_KEYS if field not in CHART_OWNED_SETTINGS}
+    assert set(values["config"]) == wanted
+
+
+def test_empty_values_leave_the_defaults_to_the_operator(helm: Path) -> None:
+    env = plain_env(operator_container(render(helm)))
+    settings = {name for name in env if name.startswith("XG2G_SESSION_")}
+    assert settings == {
+        "XG2G_SESSION_API_PORT",
+        "XG2G_SESSION_TLS_CERT_FILE",
+        "XG2G_SESSION_TLS_KEY_FILE",
+    }
+
+
+def test_every_value_reaches_the_operator_as_its_setting(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = {
+        "leaseTTL": "90s",
+        "heartbeatInterval": "3s",
+        "expiryCheckInterval": "2s",
+        "stopTimeout": "1m",
+        "retention": "1h30m",
+        "namespace": "media",
+        "apiHost": "127.0.0.1",
+        "apiPort": "9090",
+        "authCacheTTL": "5s",
+        "leaderElection": "false",
+        "logLevel": "INFO",
+        "logFormat": "text",
+    }
+    objects = render(
+        helm,
+        "replicaCount=1",
+        *(f"config.{key}={value}" for key, value in given.items()),
+        "config.tokenAudiences={aud-a,aud-b}",
+    )
+    container = operator_container(objects)
+    env = plain_env(container)
+    for name in [n for n in os.environ if n.startswith("XG2G_SESSION_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # What the Pod's downward API would fill in:
+    monkeypatch.setenv("XG2G_SESSION_LEADER_ELECTION_NAMESPACE", NAMESPACE)
+    settings = load_settings()
+
+    assert settings.lease_ttl == datetime.timedelta(seconds=90)
+    assert settings.heartbeat_interval == datetime.timedelta(seconds=3)
+    assert settings.expiry_check_interval == datetime.timedelta(seconds=2)
+    assert settings.stop_timeout == datetime.timedelta(minutes=1)
+    assert settings.retention == datetime.timedelta(hours=1, minutes=30)
+    assert settings.namespace == "media"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 9090)
+    assert settings.auth_cache_ttl == datetime.timedelta(seconds=5)
+    assert settings.token_audiences == ["aud-a", "aud-b"]
+    assert settings.leader_election is False
+    assert (settings.log_level, settings.log_format) == ("INFO", "text")
+    assert settings.tls_cert_file is not None
+    assert settings.tls_key_file is not None
+    assert container["ports"] == [{"name": "api", "containerPort": 9090, "protocol": "TCP"}]
+
+
+def test_pod_identity_and_lease_namespace_come_from_the_downward_api(helm: Path) -> None:
+    env = {e["name"]: e for e in operator_container(render(helm))["env"]}
+    for name, path in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("XG2G_SESSION_LEADER_ELECTION_NAMESPACE", "metadata.namespace"),
+    ]:
+        assert env[name]["valueFrom"]["fieldRef"]["fieldPath"] == path
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("config.leaseTTL=-5s", "at '/config/leaseTTL': '-5s' does not match pattern"),
+        ("config.leaseTTL=-5", "at '/config/leaseTTL': minimum: got -5, want 1"),
+        ("config.heartbeatInterval=0s", "at '/config/heartbeatInterval': '0s' does not match"),
+        ("config.retention=1d", "at '/config/retention': '1d' does not match pattern"),
+        ("config.leaseTtl=60s", "additional properties 'leaseTtl' not allowed"),
+        ("config.logLevel=LOUD", "at '/config/logLevel'"),
+        ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
+        ("config.apiPort=70000", "at '/config/apiPort': maximum: got 70,000, want 65,535"),
+    ],
+)
+def test_values_schema_refuses_a_bad_value_naming_it(helm: Path, value: str, expected: str) -> None:
+    error = refusal(helm, value)
+    assert "values don't meet the specifications of the schema" in error
+    assert expected in error
+
+
+def test_negative_ttl_refusal_says_what_is_expected(helm: Path) -> None:
+    assert "positive_duration_like_60s_2m_1h30m" in refusal(helm, "config.leaseTTL=-5s")
+
+
+@pytest.mark.parametrize("ttl", ["60", "90s", "1h30m", "1.5m", "500ms"])
+def test_values_schema_accepts_durations_the_operator_accepts(helm: Path, ttl: str) -> None:
+    env = plain_env(operator_container(render(helm, f"config.leaseTTL={ttl}")))
+    assert env["XG2G_SESSION_LEASE_TTL"] == ttl
+
+
+def test_replicas_without_leader_election_are_refused(helm: Path) -> None:
+    error = refusal(helm, "replicaCount=2", "config.leaderElection=false")
+    assert "replicaCount > 1 needs config.leaderElection" in error
+
+
+def test_operator_runs_unprivileged_with_a_read_only_root(helm: Path) -> None:
+    objects = render(helm)
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = operator_container(objects)
+    assert container["command"] == ["session-operator"]
+    assert container["args"] == ["run"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert set(container["resources"]) == {"requests", "limits"}
+
+
+@pytest.mark.parametrize(
+    ("tls", "scheme", "port"), [("true", "HTTPS", 8443), ("false", "HTTP", 8080)]
+)
+def test_probes_and_api_service_follow_tls(helm: Path, tls: str, scheme: str, port: int) -> None:
+    objects = render(helm, f"tls.enabled={tls}")
+    container = operator_container(objects)
+    for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+        assert container[probe]["httpGet"] == {"path": path, "port": "api", "scheme": scheme}
+    service = only(objects, "Service", f"{FULLNAME}-api")
+    assert service["spec"]["ports"][0]["port"] == port
+    assert service["spec"]["ports"][0]["targetPort"] == "api"
+    assert service["spec"]["ports"][0]["name"] == scheme.lower()
+    secrets = [o for o in objects if o["kind"] in ("Secret", "ConfigMap")]
+    assert len(secrets) == (2 if tls == "true" else 0)
+
+
+def rules(role: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    """(apiGroup, resource, resourceName or '*', verb) of every rule."""
+    return {
+        (group, resource, name, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for name in rule.get("resourceNames") or ["*"]
+        for verb in rule["verbs"]
+    }
+
+
+def grants(group: str, resources: list[str], verbs: list[str], name: str = "*") -> set[Any]:
+    """The rule tuples of *verbs* on *resources*."""
+    return {(group, resource, name, verb) for resource in resources for verb in verbs}
+
+
+def test_operator_role_grants_exactly_what_the_code_uses(helm: Path) -> None:
+    objects = render(helm)
+    assert rules(only(objects, "ClusterRole", FULLNAME)) == (
+        grants("xg2g.io", ["sessions"], ["get", "list", "watch", "patch", "delete"])
+        | grants("xg2g.io", ["sessions/status"], ["patch"])
+        | grants("", ["pods"], ["get", "list", "watch", "create", "delete"])
+        | grants("", ["services", "configmaps", "secrets"], ["list", "delete"])
+        | grants("", ["persistentvolumeclaims"], ["list", "delete"])
+        | grants("events.k8s.io", ["events"], ["create"])
+        | grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
+        | grants("authentication.k8s.io", ["tokenreviews"], ["create"])
+        | grants("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
+    )
+    assert rules(only(objects, "Role", f"{FULLNAME}-leader-election")) == (
+        grants("coordination.k8s.io", ["leases"], ["get", "update"], "session-lease-operator")
+        | grants("coordination.k8s.io", ["leases"], ["create"])
+    )
+    binding = only(objects, "ClusterRoleBinding", FULLNAME)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+
+
+def test_watching_one_namespace_adds_namespace_observation_and_scopes_the_policy(
+    helm: Path,
+) -> None:
+    objects = render(helm, "config.namespace=media")
+    assert grants("", ["namespaces"], ["list", "watch"]) <= rules(
+        only(objects, "ClusterRole", FULLNAME)
+    )
+    binding = only(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "media"}
+    }
+    assert "matchResources" not in only(render(helm), "ValidatingAdmissionPolicyBinding")["spec"]
+
+
+def test_client_and_aggregated_roles(helm: Path) -> None:
+    objects = render(helm)
+    assert rules(only(objects, "ClusterRole", "session-heartbeat")) == grants(
+        "xg2g.io", ["sessions/heartbeat"], ["create"]
+    )
+    view = only(objects, "ClusterRole", f"{FULLNAME}-view")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert rules(view) == grants("xg2g.io", ["sessions"], ["get", "list", "watch"])
+    edit = only(objects, "ClusterRole", f"{FULLNAME}-edit")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert rules(edit) == grants("xg2g.io", ["sessions"], ["create", "update", "patch", "delete"])
+
+
+def test_admission_policy_exempts_only_the_operator_service_account(helm: Path) -> None:
+    objects = render(helm, "serviceAccount.name=custom")
+    policy = only(objects, "ValidatingAdmissionPolicy")
+    expression = policy["spec"]["matchConditions"][0]["expression"]
+    assert expression == f'request.userInfo.username != "system:serviceaccount:{NAMESPACE}:custom"'
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["sessions"]
+    assert only(objects, "ValidatingAdmissionPolicyBinding")["spec"]["validationActions"] == [
+        "Deny"
+    ]
+
+
+def test_generated_certificate_is_for_the_api_service_and_signed_by_the_published_ca(
+    helm: Path,
+) -> None:
+    objects = render(helm)
+    secret = only(objects, "Secret", f"{FULLNAME}-tls")
+    ca_pem = base64.b64decode(secret["data"]["ca.crt"])
+    assert only(objects, "ConfigMap", f"{FULLNAME}-ca")["data"]["ca.crt"].strip() == (
+        ca_pem.decode().strip()
+    )
+    certificate = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    service = f"{FULLNAME}-api"
+    assert set(names.get_values_for_type(x509.DNSName)) == {
+        service,
+        f"{service}.{NAMESPACE}",
+        f"{service}.{NAMESPACE}.svc",
+        f"{service}.{NAMESPACE}.svc.cluster.local",
+    }
+
+
+def test_service_monitor_is_optional_and_trusts_the_ca(helm: Path) -> None:
+    assert not [o for o in render(helm) if o["kind"] == "ServiceMonitor"]
+    monitor = only(render(helm, "metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert (endpoint["port"], endpoint["scheme"], endpoint["path"]) == (
+        "https-metrics",
+        "https",
+        "/metrics",
+    )
+    assert endpoint["tlsConfig"]["ca"]["configMap"]["name"] == f"{FULLNAME}-ca"
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A copy of what render_manifests.py reads and writes."""
+    for part in ["crds", "manifests", "helm"]:
+        shutil.copytree(REPO / part, tmp_path / part)
+    return tmp_path
+
+
+def check_manifests(helm: Path, repo: Path) -> subprocess.CompletedProcess[str]:
+    """``render_manifests.py --check`` against *repo*."""
+    argv = [sys.executable, str(RENDER_MANIFESTS), "--check", "--helm", str(helm)]
+    return subprocess.run([*argv, "--repo", str(repo)], capture_output=True, text=True)
+
+
+def test_manifests_are_the_chart_rendered(helm: Path) -> None:
+    result = check_manifests(helm, REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_manifest_check_fails_when_the_chart_changes(helm: Path, repo_copy: Path) -> None:
+    values = repo_copy / "helm/session-lease-operator/values.yaml"
+    values.write_text(values.read_text().replace("replicaCount: 2", "replicaCount: 3"))
+    result = check_manifests(helm, repo_copy)
+    assert result.returncode == 1
+    assert "differs: manifests/deployment.yaml" in result.stderr
+
+
+def test_manifest_check_fails_when_the_crd_changes(helm: Path, repo_copy: Path) -> None:
+    crd = repo_copy / "crds/sessions.xg2g.io.yaml"
+    crd.write_text(crd.read_text() + "# changed\n")
+    result = check_manifests(helm, repo_copy)
+    assert result.returncode == 1
+    assert "differs: helm/session-lease-operator/crds/sessions.xg2g.io.yaml" in result.stderr
+    assert "differs: manifests/sessions.xg2g.io.yaml" in result.stderr
+
+
+def test_manifests_are_flat_and_start_with_the_namespace() -> None:
+    files = sorted(p.name for p in (REPO / "manifests").iterdir())
+    assert files[0] == "00-namespace.yaml"
+    assert all((REPO / "manifests" / name).is_file() for name in files)
+    documents = [
+        doc
+        for name in files
+        for doc in yaml.safe_load_all((REPO / "manifests" / name).read_text())
+        if doc
+    ]
+    namespaced = [d for d in documents if "namespace" in d["metadata"]]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {"session-lease-operator"}
