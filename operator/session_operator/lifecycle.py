@@ -224,7 +224,7 @@ def _initialise(session: Session, now: datetime, settings: LifecycleSettings) ->
         "observedGeneration": session.generation,
     }
     lease_valid = Condition(
-        LEASE_VALID, True, "LeaseGranted", f"lease runs until {status['leaseExpiresAt']}"
+        LEASE_VALID, True, "LeaseGranted", "heartbeats keep the lease; see status.leaseExpiresAt"
     )
     if spec.stop:
         status |= {

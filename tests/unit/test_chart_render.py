@@ -91,6 +91,16 @@ def plain_env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
+def test_helm_is_the_pinned_version_stamped_with_its_kubernetes_minor(helm: Path) -> None:
+    version = run_helm(helm, "version", "--template", "{{.Version}}").stdout
+    assert version == go_tool("helm", REPO).version
+    # Unstamped, helm assumes Kubernetes 1.20 and refuses the chart's kubeVersion (>= 1.30).
+    old_cluster = run_helm(helm, "template", str(CHART), "--kube-version", "1.29.0")
+    assert old_cluster.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0" in old_cluster.stderr
+    assert render(helm)  # with the stamped default (1.37) it renders
+
+
 def test_chart_crd_is_the_repository_crd() -> None:
     chart_crd = CHART / "crds" / "sessions.xg2g.io.yaml"
     assert chart_crd.read_bytes() == (REPO / "crds" / "sessions.xg2g.io.yaml").read_bytes(), (

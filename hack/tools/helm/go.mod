@@ -1,3 +1,5 @@
+// Wrapper module that pins helm; `python -m session_operator.devcluster build helm` builds
+// helm.sh/helm/v3/cmd/helm from it into the binary cache (see devcluster/binaries.py).
 module session-lease-operator/hack/tools/helm
 
 go 1.26.0

@@ -85,7 +85,7 @@ class LeaderElector:
 
     def _lead(self) -> None:
         if not self.leading.is_set():
-            logger.warning("%s is now the leader", self._identity)
+            logger.info("%s is now the leader", self._identity)
             self.leading.set()
             self._on_started()
 

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from session_operator.config import load_settings
 from session_operator.devcluster.binaries import (
     TOOLS,
     BuildError,
@@ -31,6 +32,8 @@ from session_operator.devcluster.binaries import (
 from session_operator.devcluster.cluster import ControlPlaneError, KubectlError, LocalControlPlane
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
+HEARTBEAT_ROLE = "manifests/session-heartbeat-clusterrole.yaml"
+DEMO_CLIENT = "demo-client"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,17 +99,36 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
         cluster.kubectl(
             "wait", "--for=condition=Established", "--timeout=30s", "crd/sessions.xg2g.io"
         )
+        _create_demo_client(cluster, repo)
         print(f"control plane ready in {time.monotonic() - started:.1f}s; CRDs installed\n")
         kubectl = f"{chain.kubectl} --kubeconfig={cluster.kubeconfig}"
+        port = load_settings().api_port
+        heartbeat = f"http://127.0.0.1:{port}/api/v3/namespaces/default/sessions/living-room"
         print("From another terminal:")
         print(f"  export KUBECONFIG={cluster.kubeconfig}")
         print(f"  {kubectl} apply -f {repo / SAMPLE_SESSION}")
-        print(f"  {kubectl} get sessions -A -w\n", flush=True)
+        print(f"  {kubectl} get sessions -A -w")
+        print("Keep it alive (a ServiceAccount allowed to beat in `default`):")
+        print(f"  TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default)")
+        print(
+            f'  curl -s -X POST -H "Authorization: Bearer $TOKEN" {heartbeat}/heartbeat\n',
+            flush=True,
+        )
         if run_operator:
             return _run_operator(str(cluster.kubeconfig))
         print("Ctrl-C stops the control plane.", flush=True)
         while True:
             time.sleep(3600)
+
+
+def _create_demo_client(cluster: LocalControlPlane, repo: Path) -> None:
+    """A ServiceAccount bound to the ``session-heartbeat`` ClusterRole in ``default``."""
+    cluster.kubectl("apply", "-f", str(repo / HEARTBEAT_ROLE))
+    cluster.kubectl("create", "serviceaccount", DEMO_CLIENT, "-n", "default")
+    cluster.kubectl(
+        "create", "rolebinding", f"{DEMO_CLIENT}-heartbeat", "-n", "default",
+        "--clusterrole=session-heartbeat", f"--serviceaccount=default:{DEMO_CLIENT}",
+    )  # fmt: skip
 
 
 def _run_operator(kubeconfig: str) -> int:
