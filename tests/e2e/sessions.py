@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from session_operator.timestamps import parse_timestamp
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, wait_for
 
 
 def create_session(
@@ -50,3 +50,18 @@ def wait_for_state(
 def status_time(body: dict[str, Any], field: str) -> datetime:
     """A timestamp field of the Session's status, parsed."""
     return parse_timestamp(body["status"][field])
+
+
+def forbid_pods(cluster: Cluster, namespace: str) -> None:
+    """A ResourceQuota of zero Pods in *namespace*, in force once this returns."""
+    cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
+    in_force = wait_for(
+        lambda: (
+            "pods"
+            in cluster.kubectl(
+                "get", "quota", "no-pods", "-n", namespace, "-o", "jsonpath={.status.hard}"
+            ).stdout
+        ),
+        timeout=10,
+    )
+    assert in_force, "the quota controller never took up the ResourceQuota"

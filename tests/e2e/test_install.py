@@ -280,6 +280,16 @@ def test_only_the_operator_sets_the_state_label(
     assert wait_for(lambda: can_i(cluster, editor, "create", "sessions.xg2g.io", namespace), 10)
     policy = f"ValidatingAdmissionPolicy '{release.fullname}-state-label'"
 
+    def policy_in_force() -> bool:
+        # The apiserver starts enforcing a new policy a moment after it is stored.
+        forged = session_body(namespace, "probe", {STATE_LABEL: "ready"})
+        probe = cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", f"--as={editor}", input_text=forged,
+            check=False,
+        )  # fmt: skip
+        return policy in probe.stderr
+
+    assert wait_for(policy_in_force, timeout=10)
     created = cluster.kubectl(
         "apply", "-f", "-", f"--as={editor}",
         input_text=session_body(namespace, "forged", {STATE_LABEL: "ready"}), check=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import timedelta
 
@@ -82,44 +81,6 @@ def test_unbeaten_session_is_stopped_within_one_second_of_its_lease(
     described = cluster.kubectl("describe", "session", "abandoned", "-n", namespace).stdout
     assert "LeaseExpired" in described
     assert "Normal" in described
-
-
-def test_session_starting_its_workload_expires(
-    cluster: Cluster, operator: OperatorProcess, namespace: str
-) -> None:
-    create_session(cluster, namespace, "booting", {**SHORT_LEASE, "template": UNSCHEDULED_POD})
-    wait_for_state(cluster, namespace, "booting", {"starting"}, timeout=3)
-    pod = json.loads(cluster.kubectl("get", "pod", "booting", "-n", namespace, "-o", "json").stdout)
-    assert pod["metadata"]["labels"]["xg2g.io/session"] == "booting"
-    assert pod["metadata"]["ownerReferences"][0]["controller"] is True
-
-    body, _ = wait_for_state(cluster, namespace, "booting", {"stopped"}, timeout=10)
-    assert body["status"]["stopReason"] == "LEASE_EXPIRED"
-    lag = status_time(body, "stoppedAt") - status_time(body, "leaseExpiresAt")
-    assert lag <= timedelta(seconds=1)
-
-
-def test_new_session_whose_workload_is_refused_expires(
-    cluster: Cluster, operator: OperatorProcess, namespace: str
-) -> None:
-    cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
-    wait_for(
-        lambda: (
-            "pods"
-            in cluster.kubectl(
-                "get", "quota", "no-pods", "-n", namespace, "-o", "jsonpath={.status.hard}"
-            ).stdout
-        ),
-        timeout=10,
-    )
-    create_session(cluster, namespace, "refused", {**SHORT_LEASE, "template": UNSCHEDULED_POD})
-    body, _ = wait_for_state(cluster, namespace, "refused", {"new"}, timeout=3)
-    assert body["status"]["state"] == "new"
-
-    body, _ = wait_for_state(cluster, namespace, "refused", {"stopped"}, timeout=10)
-    assert body["status"]["stopReason"] == "LEASE_EXPIRED"
-    lag = status_time(body, "stoppedAt") - status_time(body, "leaseExpiresAt")
-    assert lag <= timedelta(seconds=1)
 
 
 def test_restarted_operator_stops_lapsed_sessions_at_once_and_keeps_valid_leases(

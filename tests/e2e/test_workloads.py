@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Cluster, OperatorProcess, wait_for
-from tests.e2e.sessions import create_session, read_session, wait_for_state
+from tests.e2e.sessions import (
+    create_session,
+    forbid_pods,
+    read_session,
+    status_time,
+    wait_for_state,
+)
 
 UNSCHEDULED_POD = {"spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}
 LONG_LEASE = {"lease": {"ttlSeconds": 600, "heartbeatIntervalSeconds": 5}}
@@ -84,16 +91,7 @@ def test_lease_expiry_in_every_live_state_stops_the_session_and_deletes_its_pod(
     cluster: Cluster, operator: OperatorProcess, namespace: str, state: str
 ) -> None:
     if state == "new":
-        cluster.kubectl("create", "quota", "no-pods", "--hard=pods=0", "-n", namespace)
-        assert wait_for(
-            lambda: (
-                "pods"
-                in cluster.kubectl(
-                    "get", "quota", "no-pods", "-n", namespace, "-o", "jsonpath={.status.hard}"
-                ).stdout
-            ),
-            timeout=10,
-        )
+        forbid_pods(cluster, namespace)  # the Pod is refused: the session stays new
         create_session(cluster, namespace, "s", {**SHORT_LEASE, "template": UNSCHEDULED_POD})
         wait_for_state(cluster, namespace, "s", {"new"}, timeout=5)
     elif state == "starting":
@@ -107,6 +105,8 @@ def test_lease_expiry_in_every_live_state_stops_the_session_and_deletes_its_pod(
 
     body, _ = wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=15)
     assert body["status"]["stopReason"] == "LEASE_EXPIRED"
+    lag = status_time(body, "stoppedAt") - status_time(body, "leaseExpiresAt")
+    assert lag <= timedelta(seconds=1), f"stopped {lag} after the lease ran out"
     assert pods_of(cluster, namespace, "s") == []
     reasons = event_reasons(cluster, namespace, "s")
     assert reasons[-2:] == ["LeaseExpired", "Stopped"]
