@@ -43,6 +43,8 @@ class Results:
     expiries: list[Expiry] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    error: str = ""
+    """Why the run stopped early (empty: it ran every phase)."""
 
     def raw_at(self, live: int, concurrency: int) -> Measurement | None:
         """The raw-ceiling run at the same population and concurrency."""
@@ -388,6 +390,8 @@ def render(results: Results) -> str:
         "",
     ]
     notes = ["", *(f"- {note}" for note in results.notes)] if results.notes else []
+    if results.error:
+        notes = ["", f"ABORTED, later phases not measured: {results.error}", *notes]
     return "\n".join([*header, render_table(table_rows(results)), *notes])
 
 
@@ -421,6 +425,7 @@ def as_json(results: Results, table: str) -> dict[str, Any]:
         "machine": results.machine.as_dict(),
         "table": table,
         "notes": results.notes,
+        "error": results.error or None,
         "setup": [
             {
                 "live_sessions": pop.live,

@@ -98,7 +98,7 @@ class Plan:
             raw_seconds=5.0,
             write_seconds=6.0,
             noop_seconds=5.0,
-            idle_seconds=20.0,
+            idle_seconds=15.0,
             noop_pool=1000,
             duplicate_sessions=200,
             duplicate_copies=4,
@@ -183,7 +183,13 @@ async def measure(
                 "bench": os.getpid(),
             }
             bench = Bench(api, http, operator, pids, token, progress, plan.cleanup_wait)
-            await _run_phases(plan, bench, results)
+            try:
+                await _run_phases(plan, bench, results)
+            except Exception as error:  # report what was measured before the failure
+                results.error = f"{type(error).__name__}: {error}"
+                progress.note(f"aborted: {results.error}")
+                if not operator.alive():
+                    progress.note(f"the operator died; its log ends:\n{operator.log_tail()}")
         except BaseException:
             if not operator.alive():
                 progress.note(f"the operator died; its log ends:\n{operator.log_tail()}")
@@ -362,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     path = _write_json(args.results_dir, document)
     print(table)
     print(f"\nJSON: {path}")
-    return 0
+    return 1 if results.error else 0
 
 
 def _notes(plan: Plan) -> list[str]:

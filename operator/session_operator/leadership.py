@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from session_operator.outage import OutageWindow
+
 LEASE_DURATION = timedelta(seconds=15)
 RENEW_DEADLINE = timedelta(seconds=10)
 RETRY_PERIOD = timedelta(seconds=2)
@@ -67,3 +69,14 @@ def released(record: LeaseRecord) -> LeaseRecord:
 def still_leading(now: datetime, last_renewal: datetime) -> bool:
     """A leader that last renewed at *last_renewal* may keep acting until the deadline."""
     return now - last_renewal < RENEW_DEADLINE
+
+
+def unheld_window(now: datetime, record: LeaseRecord | None, identity: str) -> OutageWindow | None:
+    """The span nobody held the Lease, as *identity* takes it over at *now*: from the
+    previous holder's last renewal to now, when that is longer than a lease duration
+    (no replica ran the operator, SPEC §2 rule 8); else ``None``, as on a renewal."""
+    if record is None or record.renewed_at is None or record.holder == identity:
+        return None
+    if now - record.renewed_at <= LEASE_DURATION:
+        return None
+    return OutageWindow(record.renewed_at, now)

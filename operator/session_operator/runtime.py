@@ -10,6 +10,7 @@ import signal
 from datetime import UTC, datetime
 
 import kopf
+from kubernetes_asyncio.client import ApiClient
 
 from session_operator import metrics
 from session_operator.api.server import create_app, start_server
@@ -24,11 +25,15 @@ from session_operator.handlers.sessions import register_session_handlers
 from session_operator.k8s.client import connect
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.leases import LeaseApi
+from session_operator.k8s.outages import OutageMonitor, OutageRecordApi
 from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lifecycle import LifecycleSettings
+
+# The outage record's calls give up as soon as the heartbeat API's do.
+OUTAGE_RECORD_TIMEOUT_SECONDS = 2.0
 
 FINALIZER = "xg2g.io/session-lease-operator"
 LEADER_LEASE_NAME = "session-lease-operator"
@@ -70,9 +75,20 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def build_controller(rest: Rest, settings: Settings, leading: asyncio.Event) -> SessionController:
+def outage_monitor(api_client: ApiClient, settings: Settings) -> OutageMonitor:
+    """This replica's view of the outages, shared through the record in the
+    leader-election namespace (run :meth:`OutageMonitor.run`)."""
+    monitor = OutageMonitor(utc_now)
+    rest = Rest(api_client, timeout=OUTAGE_RECORD_TIMEOUT_SECONDS, outages=monitor)
+    monitor.attach(OutageRecordApi(rest, settings.leader_election_namespace))
+    return monitor
+
+
+def build_controller(
+    rest: Rest, settings: Settings, leading: asyncio.Event, outages: OutageMonitor
+) -> SessionController:
     """The control loop with its stores, reconciler and apiserver calls; it takes steps
-    only while *leading* is set."""
+    only while *leading* is set, and gives a grace for the *outages*."""
     kube = Kubernetes(SessionApi(rest), PodApi(rest), OwnedObjects(rest), EventRecorder(rest))
     lifecycle = LifecycleSettings(
         lease_ttl=settings.lease_ttl,
@@ -81,7 +97,7 @@ def build_controller(rest: Rest, settings: Settings, leading: asyncio.Event) -> 
         retention=settings.retention,
     )
     pods = PodStore()
-    reconciler = Reconciler(kube, pods, lifecycle, utc_now)
+    reconciler = Reconciler(kube, pods, lifecycle, utc_now, outages.windows)
     return SessionController(reconciler, SessionStore(), pods, utc_now, leading)
 
 
@@ -89,13 +105,16 @@ async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve the heartbeat
     API, probes and metrics."""
     api_client = await connect()
-    rest = Rest(api_client)
+    outages = outage_monitor(api_client, settings)
+    rest = Rest(api_client, outages=outages)
     leading = asyncio.Event()
-    controller = build_controller(rest, settings, leading)
+    controller = build_controller(rest, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)
     if settings.leader_election:
         leases = LeaseApi(rest, settings.leader_election_namespace, LEADER_LEASE_NAME)
-        elector = LeaderElector(leases, replica_identity(), utc_now, leading, controller.resync)
+        elector = LeaderElector(
+            leases, replica_identity(), utc_now, leading, controller.resync, outages.add
+        )
         background = [elector.run()]
     else:
         leading.set()
@@ -104,12 +123,12 @@ async def run_operator(settings: Settings) -> None:
     registry = kopf.OperatorRegistry()
     register_session_handlers(registry, controller, settings)
     ready = asyncio.Event()
-    api = build_heartbeat_api(api_client, settings, utc_now)
+    api = build_heartbeat_api(api_client, settings, utc_now, outages)
     app = create_app(lambda: ready.is_set() and api.cache.synced, api.routes)
     runner = await start_server(app, settings)
     tasks = [
         asyncio.create_task(coroutine)
-        for coroutine in (*background, controller.run(), api.cache.run())
+        for coroutine in (*background, controller.run(), api.cache.run(), outages.run())
     ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
     # its own and, on exit, waits for them before cancelling them.
@@ -138,9 +157,11 @@ async def serve_api(settings: Settings) -> None:
     It keeps no state of its own, so any number of these may serve beside the operator.
     """
     api_client = await connect()
-    api = build_heartbeat_api(api_client, settings, utc_now)
+    outages = outage_monitor(api_client, settings)
+    api = build_heartbeat_api(api_client, settings, utc_now, outages)
     runner = await start_server(create_app(lambda: api.cache.synced, api.routes), settings)
     cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
+    outages_task = asyncio.create_task(outages.run(), name="session-api-outages")
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, cache_task.cancel)
     try:
@@ -148,5 +169,8 @@ async def serve_api(settings: Settings) -> None:
             await cache_task
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+        outages_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await outages_task
         await runner.cleanup()
         await api_client.close()

@@ -340,6 +340,9 @@ def test_operator_is_granted_what_it_uses_and_no_more(
         ("get", "leases.coordination.k8s.io/session-lease-operator", release.namespace, ""),
         ("update", "leases.coordination.k8s.io/session-lease-operator", release.namespace, ""),
         ("create", "leases.coordination.k8s.io", release.namespace, ""),
+        ("get", "configmaps/session-lease-operator-outages", release.namespace, ""),
+        ("update", "configmaps/session-lease-operator-outages", release.namespace, ""),
+        ("create", "configmaps", release.namespace, ""),
     ]
     not_needed = [
         ("create", "sessions.xg2g.io", namespace, ""),
@@ -359,6 +362,10 @@ def test_operator_is_granted_what_it_uses_and_no_more(
         ("update", "leases.coordination.k8s.io/someone-else", release.namespace, ""),
         ("get", "leases.coordination.k8s.io/session-lease-operator", namespace, ""),
         ("create", "leases.coordination.k8s.io", namespace, ""),
+        ("get", "configmaps", namespace, ""),
+        ("create", "configmaps", namespace, ""),
+        ("update", "configmaps/session-lease-operator-outages", namespace, ""),
+        ("update", "configmaps/someone-elses", release.namespace, ""),
     ]
     user = release.operator_user
     assert [q for q in granted if not can_i(cluster_of_its_own, user, *q)] == []

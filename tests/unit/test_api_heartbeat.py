@@ -21,6 +21,7 @@ from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.sessions import JsonPatch, SessionApi
 from session_operator.lease import HeartbeatExtend, SessionState, StopReason
 from session_operator.models import Session, SessionRef
+from session_operator.outage import OutageWindow
 from session_operator.timestamps import format_timestamp
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
@@ -126,12 +127,16 @@ def service(
     fresh: list[Session] | None = None,
     outcomes: list[Exception | Session] | None = None,
     log: list[str] | None = None,
+    outages: list[OutageWindow] | None = None,
 ) -> tuple[HeartbeatService, FakeSessions, FakeLookup]:
     log = [] if log is None else log
     lookup = FakeLookup(log, cached, fresh or [])
     sessions = FakeSessions(outcomes)
+    known = outages or []
     return (
-        HeartbeatService(lookup, FakeAuthorizer(log, allowed), sessions, lambda: NOW),
+        HeartbeatService(
+            lookup, FakeAuthorizer(log, allowed), sessions, lambda: NOW, lambda: known
+        ),
         sessions,
         lookup,
     )
@@ -294,3 +299,40 @@ def test_later_heartbeat_patch_also_tests_the_last_heartbeat_as_stored() -> None
         "value": session.raw_status["lastHeartbeat"],
     }
     assert len(tests) == 3
+
+
+# SPEC §2 rule 8: a 40 s outage that ended 1 s ago, with the client beating until it began.
+OUTAGE = OutageWindow(NOW - timedelta(seconds=41), NOW - timedelta(seconds=1))
+LAPSED_IN_OUTAGE = make_session(
+    expires=NOW - timedelta(seconds=10), last=OUTAGE.start - timedelta(seconds=2)
+)
+
+
+async def test_heartbeat_after_an_outage_gets_the_lease_back_not_410() -> None:
+    written = make_session(expires=NOW + timedelta(seconds=60), last=NOW, version=2)
+    beats, sessions, _ = service(LAPSED_IN_OUTAGE, outcomes=[written], outages=[OUTAGE])
+    ack = await beats.beat(CALLER, REF)
+    assert (ack.extended, ack.lease_expires_at) == (True, NOW + timedelta(seconds=60))
+    tests = [op for op in sessions.patches[0] if op["op"] == "test"]
+    assert {
+        "op": "test",
+        "path": "/status/leaseExpiresAt",
+        "value": format_timestamp(NOW - timedelta(seconds=10)),
+    } in tests
+
+
+async def test_read_after_an_outage_reports_the_graced_lease_as_live() -> None:
+    beats, _, _ = service(LAPSED_IN_OUTAGE, outages=[OUTAGE])
+    view = await beats.read(CALLER, REF)
+    assert view.state is SessionState.READY
+    assert view.lease_expires_at == OUTAGE.end + timedelta(seconds=10)
+
+
+async def test_client_gone_before_the_outage_is_still_gone() -> None:
+    gone = make_session(
+        expires=NOW - timedelta(seconds=10), last=OUTAGE.start - timedelta(seconds=11)
+    )
+    beats, sessions, _ = service(gone, fresh=[gone], outages=[OUTAGE])
+    with pytest.raises(SessionGone):
+        await beats.beat(CALLER, REF)
+    assert sessions.patches == []

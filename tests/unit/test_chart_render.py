@@ -322,6 +322,8 @@ def test_operator_role_grants_exactly_what_the_code_uses(helm: Path) -> None:
     assert rules(only(objects, "Role", f"{FULLNAME}-leader-election")) == (
         grants("coordination.k8s.io", ["leases"], ["get", "update"], "session-lease-operator")
         | grants("coordination.k8s.io", ["leases"], ["create"])
+        | grants("", ["configmaps"], ["get", "update"], "session-lease-operator-outages")
+        | grants("", ["configmaps"], ["create"])
     )
     binding = only(objects, "ClusterRoleBinding", FULLNAME)
     assert binding["subjects"] == [

@@ -14,7 +14,9 @@ from session_operator.leadership import (
     may_acquire,
     released,
     still_leading,
+    unheld_window,
 )
+from session_operator.outage import OutageWindow
 
 pytestmark = pytest.mark.unit
 
@@ -63,3 +65,22 @@ def test_a_released_lease_is_free_for_the_next_replica() -> None:
 def test_a_leader_stops_acting_at_the_renew_deadline() -> None:
     assert still_leading(NOW + RENEW_DEADLINE - timedelta(milliseconds=1), NOW)
     assert not still_leading(NOW + RENEW_DEADLINE, NOW)
+
+
+def test_lease_unheld_for_longer_than_a_duration_is_an_outage_from_its_last_renewal() -> None:
+    record = held_by("other", renewed_at=NOW)
+    later = NOW + LEASE_DURATION + timedelta(milliseconds=1)
+    assert unheld_window(later, record, "me") == OutageWindow(NOW, later)
+    assert unheld_window(NOW + LEASE_DURATION, record, "me") is None
+
+
+def test_lease_released_on_shutdown_is_an_outage_only_after_a_whole_duration() -> None:
+    record = released(held_by("other", renewed_at=NOW))
+    assert unheld_window(NOW + timedelta(seconds=3), record, "me") is None
+    later = NOW + timedelta(minutes=1)
+    assert unheld_window(later, record, "me") == OutageWindow(NOW, later)
+
+
+def test_renewing_our_own_lease_or_a_fresh_one_is_no_outage() -> None:
+    assert unheld_window(NOW + timedelta(minutes=1), held_by("me"), "me") is None
+    assert unheld_window(NOW, None, "me") is None

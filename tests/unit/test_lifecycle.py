@@ -13,6 +13,7 @@ import pytest
 from session_operator.lease import SessionState, StopReason
 from session_operator.lifecycle import (
     DeleteSession,
+    GrantGrace,
     InitialiseStatus,
     JsonPatch,
     LifecycleSettings,
@@ -29,6 +30,7 @@ from session_operator.lifecycle import (
     stop_session,
 )
 from session_operator.models import STATE_LABEL, Session, SessionRef
+from session_operator.outage import OutageWindow
 from session_operator.timestamps import format_timestamp
 from session_operator.workload import PodSummary, Workload
 
@@ -1263,3 +1265,65 @@ def test_a_whole_session_with_a_workload_from_creation_to_deletion() -> None:
 
     assert decide(body, stopped_at) == WaitUntil(stopped_at + RETENTION)
     assert decide(body, stopped_at + RETENTION) == DeleteSession()
+
+
+# SPEC §2 rule 8: the lease (last heartbeat 10:00:00.123, expiry 10:01:00.123) lapsed in an
+# outage that began 1 s after the last heartbeat.
+OUTAGE = OutageWindow(
+    datetime(2026, 11, 23, 10, 0, 1, tzinfo=UTC), datetime(2026, 11, 23, 10, 1, 20, tzinfo=UTC)
+)
+AFTER_OUTAGE = OUTAGE.end + timedelta(seconds=1)
+
+
+def test_lease_lapsed_in_an_outage_gets_a_grace_instead_of_a_stop() -> None:
+    body = stored()
+    step = next_step(session_of(body), AFTER_OUTAGE, SETTINGS, None, [OUTAGE])
+    assert isinstance(step, GrantGrace)
+    assert step.grace.expires_at == OUTAGE.end + 2 * SETTINGS.heartbeat_interval
+    after = apply_patch(body, step.transition.patch)
+    assert after["status"]["leaseExpiresAt"] == "2026-11-23T10:01:30.000Z"
+    assert after["status"]["state"] == "ready"
+    lease_valid = condition(after["status"], "LeaseValid")
+    assert (lease_valid["status"], lease_valid["reason"]) == ("True", "LeaseGraceGranted")
+    assert str(OUTAGE) in lease_valid["message"]
+    assert step.transition.event_reason == "LeaseGraceGranted"
+    assert str(OUTAGE) in step.transition.event_note
+
+
+def test_grace_write_loses_to_a_heartbeat_that_moved_the_lease() -> None:
+    step = next_step(session_of(stored()), AFTER_OUTAGE, SETTINGS, None, [OUTAGE])
+    assert isinstance(step, GrantGrace)
+    assert {(t["path"], t["value"]) for t in cas_tests(step.transition.patch)} == {
+        ("/status/state", "ready"),
+        ("/status/leaseExpiresAt", EXPIRES),
+    }
+    extended = stored(expires="2026-11-23T10:02:30.000Z")
+    with pytest.raises(PatchTestFailed):
+        apply_patch(extended, step.transition.patch)
+
+
+def test_after_the_grace_the_session_is_stopped_as_usual() -> None:
+    body = stored()
+    step = next_step(session_of(body), AFTER_OUTAGE, SETTINGS, None, [OUTAGE])
+    assert isinstance(step, GrantGrace)
+    graced = apply_patch(body, step.transition.patch)
+    assert next_step(session_of(graced), AFTER_OUTAGE, SETTINGS, None, [OUTAGE]) == WaitUntil(
+        step.grace.expires_at
+    )
+    stop = next_step(session_of(graced), step.grace.expires_at, SETTINGS, None, [OUTAGE])
+    assert isinstance(stop, StopSession)
+    assert stop.reason is StopReason.LEASE_EXPIRED
+
+
+def test_client_gone_before_the_outage_is_stopped_as_usual() -> None:
+    late = OutageWindow(OUTAGE.start + timedelta(seconds=10), OUTAGE.end)
+    step = next_step(session_of(stored()), AFTER_OUTAGE, SETTINGS, None, [late])
+    assert isinstance(step, StopSession)
+    assert step.reason is StopReason.LEASE_EXPIRED
+
+
+def test_lease_lapsed_in_an_outage_still_going_on_waits_for_its_end() -> None:
+    now = EXPIRES_AT + timedelta(seconds=2)
+    ongoing = OutageWindow(OUTAGE.start, now, ongoing=True)
+    step = next_step(session_of(stored()), now, SETTINGS, None, [ongoing])
+    assert step == WaitUntil(now + timedelta(seconds=1))

@@ -3,15 +3,16 @@
 Checked in this order: the caller (401, done by the route) → may it beat the session
 (403) → does the session exist (404; on the sessionID path the namespace is known only
 after the lookup, so there 404 comes before 403) → has it a lease (409) → is it live and
-unexpired (410) → within the interval, acknowledged without a write (200) → else one
+unexpired (410; a lease that lapsed in an outage of the system is given its grace first,
+SPEC §2 rule 8) → within the interval, acknowledged without a write (200) → else one
 compare-and-set status write (200). A write that loses re-reads the Session and decides
 again from the fresh object, so a heartbeat never revives a session stopped meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -37,6 +38,7 @@ from session_operator.lease import (
     observed_state,
 )
 from session_operator.models import Session, SessionRef
+from session_operator.outage import OutageWindow, outage_grace
 from session_operator.timestamps import format_timestamp
 
 # Decisions per heartbeat: a re-read after each lost write or expiry seen in the cache.
@@ -104,19 +106,22 @@ class HeartbeatService:
         authorizer: HeartbeatAuthorizer,
         sessions: SessionApi,
         clock: Callable[[], datetime],
+        outages: Callable[[], Sequence[OutageWindow]] = tuple,
     ) -> None:
         self._lookup = lookup
         self._authorizer = authorizer
         self._sessions = sessions
         self._clock = clock
+        self._outages = outages
 
     async def beat(self, caller: Caller, address: SessionAddress) -> HeartbeatAck:
         """Accept a heartbeat from *caller* for the session at *address*, or raise why not."""
         session = await self._find(caller, address)
         fresh = False
         for _ in range(MAX_DECISIONS):
-            lease = _lease(session)
-            decision = decide_heartbeat(self._clock(), lease)
+            now = self._clock()
+            lease = self._with_outage_grace(now, session)
+            decision = decide_heartbeat(now, lease)
             if isinstance(decision, HeartbeatGone):
                 if lease.state in LIVE_STATES and not fresh:
                     # Expired by the cached copy: a heartbeat may have extended it since.
@@ -141,8 +146,9 @@ class HeartbeatService:
     async def read(self, caller: Caller, address: SessionAddress) -> SessionView:
         """The session at *address* as the API reports it at this instant."""
         session = await self._find(caller, address)
-        lease = _lease(session)
-        state, stop_reason = observed_state(self._clock(), lease)
+        now = self._clock()
+        lease = self._with_outage_grace(now, session)
+        state, stop_reason = observed_state(now, lease)
         return SessionView(
             session_id=_session_id(session),
             ref=session.ref,
@@ -152,6 +158,13 @@ class HeartbeatService:
             last_heartbeat=lease.last_heartbeat,
             heartbeat_interval=_interval_seconds(session),
         )
+
+    def _with_outage_grace(self, now: datetime, session: Session) -> Lease:
+        """The lease, running until its grace if it lapsed in an outage of the system;
+        the expirer grants the same grace, and a heartbeat writes it (or more)."""
+        lease = _lease(session)
+        grace = outage_grace(now, lease, session.created_at, self._outages())
+        return lease if grace is None else replace(lease, expires_at=grace.expires_at)
 
     async def _reread(self, session: Session) -> Session:
         fresh = await self._lookup.reread(session.ref)

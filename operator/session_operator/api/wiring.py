@@ -14,6 +14,7 @@ from session_operator.api.heartbeat import HeartbeatService
 from session_operator.api.lookup import SessionLookup
 from session_operator.api.routes import HeartbeatRoutes
 from session_operator.config import Settings
+from session_operator.k8s.outages import OutageMonitor
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
 from session_operator.k8s.watch import ListWatch
@@ -32,10 +33,14 @@ class HeartbeatApi:
 
 
 def build_heartbeat_api(
-    api_client: client.ApiClient, settings: Settings, clock: Callable[[], datetime]
+    api_client: client.ApiClient,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    outages: OutageMonitor,
 ) -> HeartbeatApi:
-    """The heartbeat API over *api_client*, reading the wall clock through *clock*."""
-    rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS)
+    """The heartbeat API over *api_client*, reading the wall clock through *clock*; its
+    apiserver calls tell *outages*, whose windows its lease decisions honour."""
+    rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS, outages=outages)
     cache = SessionCache.for_namespace(api_client, settings.namespace)
     sessions = SessionApi(rest)
     lookup = SessionLookup(
@@ -45,7 +50,7 @@ def build_heartbeat_api(
         settings.namespace,
     )
     service = HeartbeatService(
-        lookup, HeartbeatAuthorizer(rest, settings.auth_cache_ttl), sessions, clock
+        lookup, HeartbeatAuthorizer(rest, settings.auth_cache_ttl), sessions, clock, outages.windows
     )
     authenticator = Authenticator(rest, settings.token_audiences, settings.auth_cache_ttl)
     return HeartbeatApi(cache, HeartbeatRoutes(authenticator, service))

@@ -25,7 +25,9 @@ from session_operator.leadership import (
     may_acquire,
     released,
     still_leading,
+    unheld_window,
 )
+from session_operator.outage import OutageWindow
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +48,14 @@ class LeaderElector:
         clock: Callable[[], datetime],
         leading: asyncio.Event,
         on_started_leading: Callable[[], None],
+        on_unheld: Callable[[OutageWindow], None] = lambda window: None,
     ) -> None:
         self.leading = leading
         self._leases = leases
         self._identity = identity
         self._clock = clock
         self._on_started = on_started_leading
+        self._on_unheld = on_unheld
         self._record: LeaseRecord | None = None
         self._version: str | None = None
         self._last_renewal: datetime | None = None
@@ -75,6 +79,9 @@ class LeaderElector:
                 claim = claimed(now, record, self._identity)
                 self._version = await self._leases.write(claim, version)
                 self._record, self._last_renewal = claim, now
+                unheld = unheld_window(now, record, self._identity)
+                if unheld is not None:
+                    self._on_unheld(unheld)
                 self._lead()
                 return
             self._follow(f"held by {record.holder if record else None}")

@@ -8,7 +8,7 @@ never overrides a lease that a heartbeat just extended.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +23,7 @@ from session_operator.lease import LIVE_STATES, SessionState, StopReason
 from session_operator.lifecycle import (
     RELEASE_POLL,
     DeleteSession,
+    GrantGrace,
     InitialiseStatus,
     LifecycleSettings,
     MarkReady,
@@ -38,6 +39,7 @@ from session_operator.lifecycle import (
     stop_session,
 )
 from session_operator.models import Session
+from session_operator.outage import OutageWindow
 from session_operator.workload import Workload
 
 MAX_STEPS = 8
@@ -72,11 +74,13 @@ class Reconciler:
         pod_store: PodStore,
         settings: LifecycleSettings,
         clock: Callable[[], datetime],
+        outages: Callable[[], Sequence[OutageWindow]] = tuple,
     ) -> None:
         self._kube = kube
         self._pod_store = pod_store
         self._settings = settings
         self._clock = clock
+        self._outages = outages
 
     async def reconcile(self, session: Session) -> Outcome:
         """Take steps until the Session waits for a deadline (or is gone).
@@ -88,7 +92,7 @@ class Reconciler:
             if current is None:
                 return Outcome(None, None)
             workload = await self._workload(current)
-            step = next_step(current, self._clock(), self._settings, workload)
+            step = next_step(current, self._clock(), self._settings, workload, self._outages())
             if isinstance(step, WaitUntil):
                 return Outcome(current, step.deadline)
             try:
@@ -146,7 +150,7 @@ class Reconciler:
                 logger.warning("%s: the workload Pod was refused: %s", ref, error)
                 raise
             return await self._transition(session, step.transition)
-        if isinstance(step, MarkReady):
+        if isinstance(step, MarkReady | GrantGrace):
             return await self._transition(session, step.transition)
         if isinstance(step, StopSession):
             updated = await self._transition(session, step.transition)

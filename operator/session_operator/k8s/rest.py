@@ -8,11 +8,14 @@ bodies and Session models of its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from kubernetes_asyncio import client
 
-from session_operator.k8s.errors import translated
+from session_operator.k8s.errors import ApiUnavailable, KubernetesError, translated
+
+if TYPE_CHECKING:
+    from session_operator.k8s.outages import OutageMonitor
 
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
@@ -24,11 +27,20 @@ class Rest:
 
     *timeout* bounds each call, in seconds (``None``: no limit). The heartbeat API uses a
     short one, so that a stalled apiserver is answered with ``ApiUnavailable`` in time.
+    *outages*, if given, is told of every call, to notice when the apiserver is out of
+    reach (SPEC §2 rule 8).
     """
 
-    def __init__(self, api_client: client.ApiClient, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout: float | None = None,
+        outages: OutageMonitor | None = None,
+    ) -> None:
         self._client = api_client
         self._timeout = timeout
+        self._outages = outages
 
     async def request(
         self,
@@ -51,4 +63,19 @@ class Rest:
             _return_http_data_only=True,
             _request_timeout=self._timeout,
         )
-        return cast(dict[str, Any], await translated(call))
+        if self._outages is None:
+            return cast(dict[str, Any], await translated(call))
+        token = self._outages.call_started()
+        try:
+            answer = await translated(call)
+        except ApiUnavailable:
+            self._outages.call_ended(token, reachable=False)
+            raise
+        except KubernetesError:
+            self._outages.call_ended(token, reachable=True)  # a 404, a 422: it answered
+            raise
+        except BaseException:
+            self._outages.call_abandoned(token)  # cancelled: it tells nothing
+            raise
+        self._outages.call_ended(token, reachable=True)
+        return cast(dict[str, Any], answer)

@@ -1,0 +1,190 @@
+"""The outage record of SPEC §2 rule 8: noticed by each replica, shared through the cluster.
+
+Every replica watches its own apiserver calls (:class:`OutageMonitor`, told by ``Rest``):
+a call that fails as unavailable, or hangs longer than ``STALLED_AFTER``, opens an outage;
+the next call that succeeds closes it. A closed window is added to the ConfigMap
+``session-lease-operator-outages`` (in the leader-election namespace) with a
+compare-and-set write, so every replica, and the leader that expires sessions, knows of
+it. A new leader adds the span in which nobody held the leader Lease the same way.
+
+Readers never call the apiserver: :meth:`OutageMonitor.windows` answers from the record
+as last polled (every ``POLL_INTERVAL``), the windows this replica saw itself, and the
+outage going on now, if any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from session_operator.k8s.errors import KubernetesError, NotFound, PreconditionFailed
+from session_operator.k8s.rest import Rest
+from session_operator.outage import OutageWindow, recorded_outages
+from session_operator.timestamps import format_timestamp, parse_timestamp
+
+OUTAGES_CONFIGMAP = "session-lease-operator-outages"
+WINDOWS_KEY = "windows"
+
+STALLED_AFTER = timedelta(seconds=2)
+"""A call unanswered for this long counts as an outage from when it was sent (the
+heartbeat API gives up on the apiserver after as long)."""
+
+POLL_INTERVAL = timedelta(seconds=2)
+
+logger = logging.getLogger(__name__)
+
+
+class OutageRecordApi:
+    """Read and compare-and-set update the outage ConfigMap."""
+
+    def __init__(self, rest: Rest, namespace: str) -> None:
+        self._rest = rest
+        self._collection = f"/api/v1/namespaces/{namespace}/configmaps"
+        self._namespace = namespace
+
+    async def read(self) -> tuple[list[OutageWindow], str | None]:
+        """The recorded windows and the ConfigMap's resourceVersion (``None``: no record)."""
+        try:
+            body = await self._rest.request("GET", f"{self._collection}/{OUTAGES_CONFIGMAP}")
+        except NotFound:
+            return [], None
+        data = body.get("data") or {}
+        return decode_windows(data.get(WINDOWS_KEY, "[]")), body["metadata"]["resourceVersion"]
+
+    async def add(self, new: list[OutageWindow]) -> list[OutageWindow]:
+        """Add the windows *new* to the record (merged, bounded); the record as written."""
+        while True:
+            windows, version = await self.read()
+            for window in new:
+                windows = recorded_outages(windows, window)
+            body: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": OUTAGES_CONFIGMAP, "namespace": self._namespace},
+                "data": {WINDOWS_KEY: encode_windows(windows)},
+            }
+            try:
+                if version is None:
+                    await self._rest.request("POST", self._collection, body=body)
+                else:
+                    body["metadata"]["resourceVersion"] = version
+                    path = f"{self._collection}/{OUTAGES_CONFIGMAP}"
+                    await self._rest.request("PUT", path, body=body)
+            except PreconditionFailed:
+                continue  # another replica wrote first (409 on create or update): merge again
+            return windows
+
+
+class OutageMonitor:
+    """This replica's view of the outages: the shared record, its own, the current one."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._record: OutageRecordApi | None = None
+        self._shared: list[OutageWindow] = []
+        self._pending: list[OutageWindow] = []
+        self._sending: list[OutageWindow] = []
+        self._failing_since: datetime | None = None
+        self._in_flight: dict[int, datetime] = {}
+        self._tokens = itertools.count()
+        self._wake = asyncio.Event()
+
+    def attach(self, record: OutageRecordApi) -> None:
+        """Share windows through *record* (before :meth:`run`)."""
+        self._record = record
+
+    def call_started(self) -> int:
+        """An apiserver call is sent now; pass the token to :meth:`call_ended`."""
+        token = next(self._tokens)
+        self._in_flight[token] = self._clock()
+        return token
+
+    def call_ended(self, token: int, *, reachable: bool) -> None:
+        """The call came back: answered (*reachable*), or failed as unavailable."""
+        sent = self._in_flight.pop(token, None)
+        now = self._clock()
+        if not reachable:
+            start = sent if sent is not None else now
+            if self._failing_since is None or start < self._failing_since:
+                self._failing_since = start
+            return
+        if self._failing_since is not None:
+            start = self._failing_since
+        elif sent is not None and now - sent >= STALLED_AFTER:
+            start = sent
+        else:
+            return
+        self._failing_since = None
+        self.add(OutageWindow(start, now))
+
+    def call_abandoned(self, token: int) -> None:
+        """The call was cancelled before an answer; it tells nothing."""
+        self._in_flight.pop(token, None)
+
+    def add(self, window: OutageWindow) -> None:
+        """Remember *window* and share it with the other replicas."""
+        logger.warning("heartbeats could not be accepted during %s", window)
+        self._pending = recorded_outages(self._pending, window)
+        self._wake.set()
+
+    def windows(self) -> list[OutageWindow]:
+        """Every outage known here, the one going on now ending now."""
+        now = self._clock()
+        known = [*self._shared, *self._sending, *self._pending]
+        ongoing = self._ongoing_since(now)
+        if ongoing is not None:
+            known.append(OutageWindow(ongoing, now, ongoing=True))
+        return known
+
+    async def run(self) -> None:
+        """Share new windows and poll the record, until cancelled."""
+        record = self._record
+        if record is None:
+            return
+        while True:
+            self._wake.clear()
+            pending, self._pending = self._pending, []
+            self._sending = pending
+            try:
+                if pending:
+                    self._shared = await record.add(pending)
+                else:
+                    self._shared, _ = await record.read()
+            except KubernetesError as error:
+                logger.warning("outage record not read or written: %s", error)
+                for window in pending:
+                    self._pending = recorded_outages(self._pending, window)
+            self._sending = []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL.total_seconds())
+
+    def _ongoing_since(self, now: datetime) -> datetime | None:
+        stalled = [sent for sent in self._in_flight.values() if now - sent >= STALLED_AFTER]
+        starts = [*stalled, *([self._failing_since] if self._failing_since else [])]
+        return min(starts) if starts else None
+
+
+def encode_windows(windows: list[OutageWindow]) -> str:
+    """The record as the ConfigMap stores it: a JSON list of ``{start, end}``."""
+    return json.dumps(
+        [{"start": format_timestamp(w.start), "end": format_timestamp(w.end)} for w in windows]
+    )
+
+
+def decode_windows(text: str) -> list[OutageWindow]:
+    """The windows of a stored record; an unreadable record counts as empty."""
+    try:
+        entries = json.loads(text)
+        return [
+            OutageWindow(parse_timestamp(entry["start"]), parse_timestamp(entry["end"]))
+            for entry in entries
+        ]
+    except (ValueError, KeyError, TypeError) as error:
+        logger.warning("outage record unreadable, ignored: %s", error)
+        return []

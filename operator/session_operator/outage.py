@@ -1,0 +1,97 @@
+"""SPEC §2 rule 8: the system's own outage is not charged to clients (pure).
+
+An outage is a window in which heartbeats could not be accepted: the apiserver could not
+be reached, or no replica held the leader Lease. A lease that lapsed inside such a window,
+or within ``GRACE_INTERVALS`` heartbeat intervals after it ended, is not expired if its
+client was alive when the window opened (its last accepted heartbeat, or the session's
+creation, at most ``GRACE_INTERVALS`` intervals before the start). Such a session is given
+a grace: its lease runs until the window's end plus ``GRACE_INTERVALS`` intervals, time for
+the client to beat again. A client that had gone before the outage gets nothing.
+
+Time is passed in; the outage record itself comes from the I/O layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from session_operator.lease import LIVE_STATES, Lease, lease_expired
+from session_operator.timestamps import format_timestamp
+
+GRACE_INTERVALS = 2
+"""How many heartbeat intervals the aliveness test and the grace span."""
+
+
+@dataclass(frozen=True, order=True)
+class OutageWindow:
+    """A span ``[start, end]`` in which heartbeats could not be accepted; an *ongoing*
+    one has not ended yet and ends, so far, at the instant it was observed."""
+
+    start: datetime
+    end: datetime
+    ongoing: bool = field(default=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"{format_timestamp(self.start)}..{format_timestamp(self.end)}"
+
+
+@dataclass(frozen=True)
+class LeaseGrace:
+    """The lease lapsed because of *outage*: it now runs until *expires_at*."""
+
+    outage: OutageWindow
+    expires_at: datetime
+
+
+def outage_grace(
+    now: datetime, lease: Lease, created_at: datetime, outages: Iterable[OutageWindow]
+) -> LeaseGrace | None:
+    """The grace a live session whose lease has expired at *now* is owed, or ``None``.
+
+    For each window ``[start, end]`` (the latest grace wins when several apply), a grace
+    until ``end + 2 x interval`` is owed when all of these hold:
+
+    * the lease lapsed in ``[start, end + 2 x interval)``, during the outage or so soon
+      after it that the client had no fair chance to beat again;
+    * the client was alive when the outage began: ``start - last <= 2 x interval``, where
+      *last* is the last accepted heartbeat, else *created_at*;
+    * the grace still lies ahead (``now < end + 2 x interval``): a grace that has run out
+      is an ordinary lapse, and a lease never moves back.
+
+    A session that is not live, or whose lease has not expired, is owed nothing.
+    """
+    if lease.state not in LIVE_STATES or not lease_expired(now, lease.expires_at):
+        return None
+    grace = lease.heartbeat_interval * GRACE_INTERVALS
+    last_seen = lease.last_heartbeat or created_at
+    owed: LeaseGrace | None = None
+    for window in outages:
+        grace_end = window.end + grace
+        lapsed_in_window = window.start <= lease.expires_at < grace_end
+        alive_at_start = window.start - last_seen <= grace
+        later = owed is None or grace_end > owed.expires_at
+        if lapsed_in_window and alive_at_start and now < grace_end and later:
+            owed = LeaseGrace(window, grace_end)
+    return owed
+
+
+KEPT_OUTAGES = 8
+"""How many windows the shared record keeps: the latest, enough for any lease still live."""
+
+
+def recorded_outages(
+    known: Iterable[OutageWindow], new: OutageWindow, keep: int = KEPT_OUTAGES
+) -> list[OutageWindow]:
+    """The record after *new* is added to *known*: sorted, overlapping or touching
+    windows merged into one, only the latest *keep* kept (replicas that saw the same
+    outage report overlapping windows; the record stays bounded)."""
+    merged: list[OutageWindow] = []
+    for window in sorted([*known, new]):
+        if merged and window.start <= merged[-1].end:
+            last = merged[-1]
+            merged[-1] = OutageWindow(last.start, max(last.end, window.end))
+        else:
+            merged.append(window)
+    return merged[-keep:]
