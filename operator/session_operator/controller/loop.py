@@ -19,7 +19,7 @@ from session_operator.controller.reconciler import Reconciler
 from session_operator.controller.store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
 from session_operator.k8s.errors import KubernetesError
-from session_operator.lease import LIVE_STATES
+from session_operator.lease import LIVE_STATES, should_expire
 from session_operator.models import Session, SessionRef
 from session_operator.workload import summarize_pod
 
@@ -50,6 +50,7 @@ class SessionController:
         self.leading = leading
         self._reconciler = reconciler
         self._queue: WorkQueue[SessionRef] = WorkQueue()
+        self._clock = clock
         self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(self._queue.add, clock)
         self._workers = workers
         self._failures: dict[SessionRef, int] = {}
@@ -76,8 +77,15 @@ class SessionController:
         self._queue.add(pod.session)
 
     def recheck(self, body: Mapping[str, Any]) -> None:
-        """Queue a Session again (the periodic backstop for its deadline)."""
-        self.observe("MODIFIED", body)
+        """The periodic backstop: queue the Session if its lease has run out.
+
+        The exact deadline should already have stopped it; a live session whose lease
+        still runs costs nothing here (thousands of these fire every interval).
+        """
+        session = self.store.update(Session.from_body(body))
+        lease = session.lease()
+        if lease is None or should_expire(self._clock(), lease):
+            self._queue.add(session.ref)
 
     def resync(self) -> None:
         """Queue every known Session (this replica just became the leader)."""

@@ -31,9 +31,10 @@ from session_operator.timestamps import format_timestamp, parse_timestamp
 OUTAGES_CONFIGMAP = "session-lease-operator-outages"
 WINDOWS_KEY = "windows"
 
-STALLED_AFTER = timedelta(seconds=2)
-"""A call unanswered for this long counts as an outage from when it was sent (the
-heartbeat API gives up on the apiserver after as long)."""
+STALLED_AFTER = timedelta(seconds=5)
+"""A call unanswered for this long counts as an outage from when it was sent. A call
+that fails (unreachable, or the heartbeat API's 2 s timeout) counts at once; a slow
+answer only past this, so an apiserver that is merely busy is not taken for down."""
 
 POLL_INTERVAL = timedelta(seconds=2)
 
