@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument(
         "targets",
         nargs="*",
-        choices=["controlplane", *TOOLS],
         metavar="TARGET",
         help=f"what to build: controlplane (the default), {', '.join(TOOLS)}",
     )
@@ -59,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
+            unknown = set(args.targets) - {"controlplane", *TOOLS}
+            if unknown:
+                build.error(f"unknown TARGET {', '.join(sorted(unknown))}")
             _build(args.targets or ["controlplane"])
             return 0
         if args.command == "which":
