@@ -100,7 +100,7 @@ test-e2e: controlplane helm ## tests against the real local control plane
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: controlplane ## measure heartbeats, expiry lag and cost on a local control plane (< 10 min)
+bench: install ## measure heartbeats, expiry lag and cost on a local control plane (< 10 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 .PHONY: lint

@@ -7,6 +7,7 @@ apiserver's ``/metrics`` so that every phase can say how many calls and writes i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
@@ -256,20 +257,46 @@ class ApiServer:
     async def watch(
         self, namespace: str, resource_version: str
     ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
-        """Watch the Sessions of *namespace* from *resource_version*: (wall time seen, event)."""
-        params = {
-            "watch": "1",
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": "900",
-        }
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with self.http.get(
-            self.server + sessions_path(namespace), params=params, timeout=timeout
-        ) as response:
-            if response.status != 200:
-                raise ApiServerError(f"watch {namespace}: {response.status}")
-            async for line in response.content:
-                seen = time.time()
-                if line.strip():
-                    yield seen, json.loads(line)
+        """Watch the Sessions of *namespace* from *resource_version*: (wall time seen, event).
+
+        A dropped connection, or an ``ERROR`` event (yielded, e.g. the watch cache not yet
+        at the version asked for), is resumed from the last version seen;
+        :class:`WatchExpired` is raised when that version is too old to resume from (410).
+        """
+        version = resource_version
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
+        while True:
+            params = {
+                "watch": "1",
+                "resourceVersion": version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": "900",
+            }
+            try:
+                async with self.http.get(
+                    self.server + sessions_path(namespace), params=params, timeout=timeout
+                ) as response:
+                    if response.status == 410:
+                        raise WatchExpired(f"watch {namespace} from {version}: 410")
+                    if response.status != 200:
+                        raise ApiServerError(f"watch {namespace}: {response.status}")
+                    async for line in response.content:
+                        seen = time.time()
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        obj = event.get("object") or {}
+                        if event.get("type") == "ERROR":
+                            if obj.get("code") == 410:
+                                raise WatchExpired(f"watch {namespace}: {obj.get('message')}")
+                            yield seen, event
+                            break  # e.g. "Too large resource version": ask again shortly
+                        version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+                        yield seen, event
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                pass
+            await asyncio.sleep(0.2)
+
+
+class WatchExpired(ApiServerError):
+    """The version a watch should resume from is gone (410): list again."""

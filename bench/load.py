@@ -59,11 +59,6 @@ class LoadResult:
     """Worker time spent waiting for a target to leave its interval (0: never bound)."""
 
     @property
-    def completed(self) -> int:
-        """Requests answered (any status)."""
-        return sum(self.statuses.values())
-
-    @property
     def ok(self) -> int:
         """Requests answered 2xx."""
         return sum(count for status, count in self.statuses.items() if 200 <= status < 300)

@@ -4,7 +4,7 @@
 2. :func:`heartbeats`: heartbeats through the operator's HTTP API, that must write
    (interval 1 s, each session beaten at most once per interval) or fall inside the
    interval (pre-beaten sessions with a long interval); :func:`duplicate_heartbeats`:
-   concurrent duplicates of one beat.
+   concurrent copies of one first beat.
 3. :func:`expiry`: leases set by status patch to end at chosen instants; the lag is the time
    the stop is seen on a watch minus ``leaseExpiresAt``.
 4. :func:`idle_cost`, and the operator's CPU and RSS around every measurement above.
@@ -26,239 +26,18 @@ from typing import Any
 
 import aiohttp
 
-from bench.cost import CostMeter, ProcessCost
-from bench.kube import MERGE_PATCH, ApiCalls, ApiServer, prometheus_samples, sessions_path
+from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
+from bench.cost import ProcessCost
+from bench.kube import MERGE_PATCH, ApiCalls, WatchExpired, sessions_path
 from bench.load import Latency, LoadResult, Rotation, bounded_gather, closed_loop, percentile
-from bench.operator_process import OperatorProcess
-from bench.progress import Progress
-from session_operator.config import Settings
-from session_operator.lifecycle import InitialiseStatus, LifecycleSettings, next_step
-from session_operator.models import STATE_LABEL, Session
-from session_operator.runtime import FINALIZER
+from bench.population import wait_quiet
 from session_operator.timestamps import format_timestamp, parse_timestamp
 
-LIVE = ("new", "starting", "ready")
 STOPPED = ("stopping", "stopped", "failed")
-WRITER_LEASE = {"ttlSeconds": 3600, "heartbeatIntervalSeconds": 1}
-"""Sessions whose every heartbeat writes: interval 1 s, a lease that outlives the run."""
-IDLER_LEASE = {"ttlSeconds": 10800, "heartbeatIntervalSeconds": 3600}
-"""Sessions beaten again inside their interval: the longest interval the CRD allows."""
 WRITER_GAP = 1.05
 """Seconds between the answer to a writer's beat and its next beat (interval + margin)."""
-SETUP_CONCURRENCY = 32
 WARM_UP_TRIES = 10
 WARM_UP_RETRY_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class SessionName:
-    """A Session of the benchmark: namespace and name."""
-
-    namespace: str
-    name: str
-
-
-@dataclass
-class Bench:
-    """What every measurement uses: the clients, the operator, the processes to meter."""
-
-    api: ApiServer
-    http: aiohttp.ClientSession
-    operator: OperatorProcess
-    pids: dict[str, int]
-    token: str
-    progress: Progress
-    cleanup_wait: float = 1.0
-    """Seconds to let follow-up writes (labels, Events) land before the counters are read."""
-
-    async def operator_counters(self, metric: str, label: str) -> dict[str, float]:
-        """A counter of the operator's ``/metrics``, by the value of *label*."""
-        async with self.http.get(self.operator.url + "/metrics") as response:
-            text = await response.text()
-        values: dict[str, float] = {}
-        for labels, value in prometheus_samples(text, metric):
-            key = labels.get(label, "")
-            values[key] = values.get(key, 0.0) + value
-        return values
-
-    async def ready_sessions(self) -> int:
-        """How many sessions the operator holds as ``ready``."""
-        states = await self.operator_counters("xg2g_sessions", "state")
-        return int(states.get("ready", 0))
-
-    def meter(self) -> CostMeter:
-        """A cost meter over the operator, the apiserver, etcd and the benchmark itself."""
-        return CostMeter({**self.pids, "operator": self.operator.pid})
-
-
-# -- setup ------------------------------------------------------------------------------
-
-
-@dataclass
-class Population:
-    """Sessions created for one stage, and how long the operator took to make them ready.
-
-    Seeded sessions were created and initialised by the benchmark while the operator was
-    stopped; then *ready_seconds* counts from the operator's restart, *readyz_seconds* is
-    when it answered ``/readyz``, and *calls* are the operator's writes only.
-    """
-
-    live: int
-    created: int
-    create_seconds: float
-    ready_seconds: float
-    calls: ApiCalls
-    cost: dict[str, ProcessCost]
-    seeded: bool = False
-    readyz_seconds: float = math.nan
-
-    @property
-    def writes_per_session(self) -> float:
-        """Successful writes (creates included) per created session until all were quiet."""
-        return self.calls.writes / self.created if self.created else math.nan
-
-
-async def populate(
-    bench: Bench,
-    sessions: Sequence[tuple[SessionName, dict[str, int]]],
-    live: int,
-    within: float,
-) -> Population:
-    """Create *sessions* (name, lease) and wait until *live* sessions are ready and quiet.
-
-    Quiet means no Session or Event write for one second: the operator's label writes,
-    Events and kopf's finalizers have all landed.
-    """
-    before = await bench.api.request_counts()
-    started = time.monotonic()
-    total = len(sessions)
-
-    async def create(item: tuple[SessionName, dict[str, int]]) -> None:
-        ref, lease = item
-        body = {
-            "apiVersion": "xg2g.io/v1alpha1",
-            "kind": "Session",
-            "metadata": {"name": ref.name, "namespace": ref.namespace},
-            "spec": {"lease": lease},
-        }
-        await bench.api.expect("POST", sessions_path(ref.namespace), body)
-
-    def created(done: int) -> None:
-        bench.progress.update(0.5 * done / total, f"creating sessions {done:,}/{total:,}")
-
-    async with bench.meter() as meter:
-        await bounded_gather(list(sessions), create, SETUP_CONCURRENCY, created)
-        create_seconds = time.monotonic() - started
-        deadline = started + within
-        while (ready := await bench.ready_sessions()) < live:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {ready:,} of {live:,} sessions ready after {within}s")
-            bench.progress.update(0.5 + 0.5 * ready / live, f"sessions ready {ready:,}/{live:,}")
-            await asyncio.sleep(0.5)
-        ready_seconds = time.monotonic() - started
-        await wait_quiet(bench, deadline)
-    after = await bench.api.request_counts()
-    return Population(
-        live=live,
-        created=total,
-        create_seconds=create_seconds,
-        ready_seconds=ready_seconds,
-        calls=after.since(before),
-        cost=meter.result,
-    )
-
-
-async def populate_seeded(
-    bench: Bench,
-    sessions: Sequence[tuple[SessionName, dict[str, int]]],
-    live: int,
-    within: float,
-) -> Population:
-    """Stop the operator, create *sessions* already initialised (the status the operator's
-    own lifecycle would write, the state label and kopf's finalizer set), restart the
-    operator and wait until it holds *live* ready sessions and is quiet.
-
-    This is how the large population fits the time budget: the benchmark writes twice per
-    session at the apiserver's pace instead of the operator's pipeline of 7 writes, and the
-    restart is measured on the way (kopf still records its annotation on every session).
-    """
-    bench.operator.stop()
-    config = Settings()
-    lifecycle = LifecycleSettings(
-        lease_ttl=config.lease_ttl,
-        heartbeat_interval=config.heartbeat_interval,
-        stop_timeout=config.stop_timeout,
-        retention=config.retention,
-    )
-    total = len(sessions)
-
-    async def create(item: tuple[SessionName, dict[str, int]]) -> None:
-        ref, lease = item
-        body = {
-            "apiVersion": "xg2g.io/v1alpha1",
-            "kind": "Session",
-            "metadata": {
-                "name": ref.name,
-                "namespace": ref.namespace,
-                "labels": {STATE_LABEL: "ready"},
-                "finalizers": [FINALIZER],
-            },
-            "spec": {"lease": lease},
-        }
-        created = await bench.api.expect("POST", sessions_path(ref.namespace), body)
-        step = next_step(Session.from_body(created), datetime.now(UTC), lifecycle, None)
-        if not isinstance(step, InitialiseStatus) or step.status.get("state") != "ready":
-            raise RuntimeError(f"the lifecycle would not make {ref.name} ready: {step!r}")
-        path = sessions_path(ref.namespace, ref.name, "status")
-        await bench.api.expect("PATCH", path, {"status": step.status}, MERGE_PATCH)
-
-    def created(done: int) -> None:
-        bench.progress.update(0.5 * done / total, f"seeding sessions {done:,}/{total:,}")
-
-    started = time.monotonic()
-    await bounded_gather(list(sessions), create, SETUP_CONCURRENCY, created)
-    create_seconds = time.monotonic() - started
-
-    before = await bench.api.request_counts()
-    restarted = time.monotonic()
-    bench.operator.spawn()
-    await bench.operator.wait_ready(bench.http, within)
-    readyz_seconds = time.monotonic() - restarted
-    async with bench.meter() as meter:
-        deadline = restarted + within
-        while (ready := await bench.ready_sessions()) < live:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {ready:,} of {live:,} sessions ready after {within}s")
-            bench.progress.update(0.5 + 0.5 * ready / live, f"operator holds {ready:,}/{live:,}")
-            await asyncio.sleep(0.5)
-        await wait_quiet(bench, deadline, window=2.0)
-    ready_seconds = time.monotonic() - restarted
-    after = await bench.api.request_counts()
-    return Population(
-        live=live,
-        created=total,
-        create_seconds=create_seconds,
-        ready_seconds=ready_seconds,
-        calls=after.since(before),
-        cost=meter.result,
-        seeded=True,
-        readyz_seconds=readyz_seconds,
-    )
-
-
-async def wait_quiet(bench: Bench, deadline: float, window: float = 1.0) -> None:
-    """Wait until the apiserver has served no Session or Event write for *window* seconds."""
-    previous = await bench.api.request_counts()
-    while time.monotonic() < deadline:
-        await asyncio.sleep(window)
-        current = await bench.api.request_counts()
-        if current.since(previous).writes == 0:
-            return
-        previous = current
-    raise TimeoutError("Session writes did not stop")
-
-
-# -- 1. raw ceiling ---------------------------------------------------------------------
 
 
 @dataclass
@@ -267,6 +46,8 @@ class Measurement:
 
     label: str
     live: int
+    targets: int
+    """How many distinct Sessions the run sent to."""
     load: LoadResult
     calls: ApiCalls
     cost: dict[str, ProcessCost]
@@ -284,6 +65,17 @@ class Measurement:
         return self.calls.calls / self.load.ok if self.load.ok else math.nan
 
 
+async def _heartbeat_results(bench: Bench) -> dict[str, float]:
+    if not bench.operator.alive():
+        return {}
+    return await bench.operator_counters("xg2g_sessions_heartbeat_total", "result")
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    deltas = {key: value - before.get(key, 0.0) for key, value in after.items()}
+    return {key: delta for key, delta in deltas.items() if delta > 0}
+
+
 async def _measure(
     bench: Bench,
     label: str,
@@ -292,13 +84,9 @@ async def _measure(
     send: Callable[[SessionName], Any],
     concurrency: int,
     duration: float,
-    count_heartbeats: bool = False,
 ) -> Measurement:
-    heartbeats_before = (
-        await bench.operator_counters("xg2g_sessions_heartbeat_total", "result")
-        if count_heartbeats
-        else {}
-    )
+    targets = len(rotation)
+    results_before = await _heartbeat_results(bench)
     before = await bench.api.request_counts()
     gated = rotation.gated_seconds
     async with bench.meter() as meter:
@@ -306,40 +94,29 @@ async def _measure(
     load.gated_seconds = rotation.gated_seconds - gated
     await asyncio.sleep(bench.cleanup_wait)
     after = await bench.api.request_counts()
-    results: dict[str, float] = {}
-    if count_heartbeats:
-        heartbeats_after = await bench.operator_counters("xg2g_sessions_heartbeat_total", "result")
-        results = {
-            key: value - heartbeats_before.get(key, 0.0)
-            for key, value in heartbeats_after.items()
-            if value - heartbeats_before.get(key, 0.0) > 0
-        }
-    return Measurement(label, live, load, after.since(before), meter.result, results)
+    results = _delta(await _heartbeat_results(bench), results_before)
+    return Measurement(label, live, targets, load, after.since(before), meter.result, results)
+
+
+# -- 1. raw ceiling ---------------------------------------------------------------------
 
 
 async def raw_ceiling(
-    bench: Bench,
-    live: int,
-    targets: Rotation[SessionName],
-    concurrency: int,
-    duration: float,
+    bench: Bench, live: int, targets: Rotation[SessionName], concurrency: int, duration: float
 ) -> Measurement:
-    """Status merge-PATCHes (``lastHeartbeat`` and ``leaseExpiresAt``, what a heartbeat
+    """Status merge-PATCHes of ``lastHeartbeat`` and ``leaseExpiresAt`` (what a heartbeat
     writes) to *targets*, never two at once on one Session."""
     ttl = timedelta(seconds=IDLER_LEASE["ttlSeconds"])
 
     async def patch(ref: SessionName) -> int:
         now = datetime.now(UTC)
-        body = {
-            "status": {
-                "lastHeartbeat": format_timestamp(now),
-                "leaseExpiresAt": format_timestamp(now + ttl),
-            }
+        status = {
+            "lastHeartbeat": format_timestamp(now),
+            "leaseExpiresAt": format_timestamp(now + ttl),
         }
+        path = sessions_path(ref.namespace, ref.name, "status")
         try:
-            return await bench.api.send(
-                "PATCH", sessions_path(ref.namespace, ref.name, "status"), body, MERGE_PATCH
-            )
+            return await bench.api.send("PATCH", path, {"status": status}, MERGE_PATCH)
         except (aiohttp.ClientError, TimeoutError):
             return 0
 
@@ -349,31 +126,10 @@ async def raw_ceiling(
 # -- 2. heartbeats ----------------------------------------------------------------------
 
 
-def heartbeat_path(ref: SessionName) -> str:
-    """The Kubernetes-native heartbeat path of the operator's API."""
-    return f"/api/v3/namespaces/{ref.namespace}/sessions/{ref.name}/heartbeat"
-
-
-def heartbeat_sender(bench: Bench) -> Callable[[SessionName], Any]:
-    """A function that sends one heartbeat and returns the HTTP status (0: no answer)."""
-    headers = {"Authorization": f"Bearer {bench.token}"}
-    base = bench.operator.url
-
-    async def beat(ref: SessionName) -> int:
-        try:
-            async with bench.http.post(base + heartbeat_path(ref), headers=headers) as response:
-                await response.read()
-                return response.status
-        except (aiohttp.ClientError, TimeoutError):
-            return 0
-
-    return beat
-
-
 async def warm_up(bench: Bench, targets: Sequence[SessionName]) -> None:
     """Beat every target once, as clients that are already running would have: the API's
     caches (session view, TokenReview, SubjectAccessReview) then hold them."""
-    beat = heartbeat_sender(bench)
+    beat = bench.heartbeat_sender()
 
     async def first(ref: SessionName) -> None:
         # A client retries 503 (apiserver slow or unreachable) and 409 (lease not yet
@@ -403,21 +159,13 @@ async def heartbeats(
 ) -> Measurement:
     """Heartbeats through the API to *targets* (a :class:`Rotation`: its gap decides
     whether they fall outside the interval and must write, or inside it)."""
-    return await _measure(
-        bench,
-        label,
-        live,
-        targets,
-        heartbeat_sender(bench),
-        concurrency,
-        duration,
-        count_heartbeats=True,
-    )
+    send = bench.heartbeat_sender()
+    return await _measure(bench, label, live, targets, send, concurrency, duration)
 
 
 @dataclass
 class Duplicates:
-    """Concurrent copies of one heartbeat per session: what the apiserver saw."""
+    """Concurrent copies of each session's first heartbeat: what the apiserver saw."""
 
     live: int
     sessions: int
@@ -436,12 +184,13 @@ class Duplicates:
 async def duplicate_heartbeats(
     bench: Bench, live: int, sessions: Sequence[SessionName], copies: int, concurrency: int
 ) -> Duplicates:
-    """Send *copies* heartbeats at once to each session (all outside their interval):
-    one may write, every other is a duplicate inside the interval and must not."""
-    beat = heartbeat_sender(bench)
+    """Send *copies* heartbeats at once to each of *sessions*, never beaten before and with
+    a 3600 s interval: the first to arrive writes, every other one is a duplicate inside
+    the interval and must not write."""
+    beat = bench.heartbeat_sender()
     statuses: dict[int, int] = {}
     durations: list[float] = []
-    before_results = await bench.operator_counters("xg2g_sessions_heartbeat_total", "result")
+    results_before = await _heartbeat_results(bench)
     before = await bench.api.request_counts()
 
     async def burst(ref: SessionName) -> None:
@@ -459,20 +208,9 @@ async def duplicate_heartbeats(
     await bounded_gather(sessions, burst, max(1, concurrency // copies), done)
     await asyncio.sleep(bench.cleanup_wait)
     after = await bench.api.request_counts()
-    after_results = await bench.operator_counters("xg2g_sessions_heartbeat_total", "result")
-    results = {
-        key: value - before_results.get(key, 0.0)
-        for key, value in after_results.items()
-        if value - before_results.get(key, 0.0) > 0
-    }
+    results = _delta(await _heartbeat_results(bench), results_before)
     return Duplicates(
-        live,
-        len(sessions),
-        copies,
-        statuses,
-        Latency.of(durations),
-        after.since(before),
-        results,
+        live, len(sessions), copies, statuses, Latency.of(durations), after.since(before), results
     )
 
 
@@ -498,6 +236,11 @@ class Expiry:
     late_patches: int
     calls: ApiCalls
     cost: dict[str, ProcessCost]
+    watch_trouble: str = ""
+    """Empty, or what went wrong with the watch (a relist, an error)."""
+    watch_events: dict[str, int] = field(default_factory=dict)
+    graced: int = 0
+    """Sessions whose lease the operator moved on instead of stopping them (outage grace)."""
 
     @property
     def lag(self) -> Latency:
@@ -519,20 +262,22 @@ class Expiry:
         """Successful writes (status, metadata, Event) per stop seen."""
         return self.calls.writes / self.observed if self.observed else math.nan
 
-    def operator_lag(self) -> Latency:
-        """``stoppedAt - leaseExpiresAt`` percentiles (ms), the operator's own clock."""
-        return Latency.of(self.operator_lag_seconds)
-
 
 @dataclass
 class _ExpiryWatch:
     """What the watch saw of the Sessions under test."""
 
     deadlines: dict[str, datetime]
+    written: dict[str, str] = field(default_factory=dict)
+    """The ``leaseExpiresAt`` the benchmark wrote, by name."""
+    graced: set[str] = field(default_factory=set)
     stopped: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     metadata: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     metadata_writes: dict[str, int] = field(default_factory=dict)
     all_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    trouble: list[str] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)
+    """Watch events received, by type."""
 
     def take(self, when: float, obj: dict[str, Any]) -> None:
         """Record one watched object: its first stopped status, and later metadata changes."""
@@ -549,6 +294,10 @@ class _ExpiryWatch:
             elif previous[1] != annotations:
                 self._count("annotations")
         status = obj.get("status") or {}
+        expires = status.get("leaseExpiresAt")
+        if name not in self.stopped and expires and expires != self.written[name]:
+            # Moved on by the operator, not stopped: a grace for an outage it saw (rule 8).
+            self.graced.add(name)
         if name not in self.stopped and status.get("state") in STOPPED:
             self.stopped[name] = (when, status)
             if len(self.stopped) == len(self.deadlines):
@@ -556,6 +305,28 @@ class _ExpiryWatch:
 
     def _count(self, kind: str) -> None:
         self.metadata_writes[kind] = self.metadata_writes.get(kind, 0) + 1
+
+
+async def _follow(bench: Bench, namespace: str, version: str, seen: _ExpiryWatch) -> None:
+    """Feed *seen* from a watch of *namespace*; relist if the watch cannot resume."""
+    while True:
+        try:
+            async for when, event in bench.api.watch(namespace, version):
+                kind = str(event.get("type"))
+                seen.events[kind] = seen.events.get(kind, 0) + 1
+                if kind in ("ADDED", "MODIFIED"):
+                    seen.take(when, event.get("object") or {})
+                    bench.progress.update(len(seen.stopped) / len(seen.deadlines))
+                elif kind == "ERROR" and len(seen.trouble) < 3:
+                    seen.trouble.append(f"watch error: {event.get('object')}")
+            return
+        except WatchExpired as expired:
+            seen.trouble.append(f"relisted after {expired}")
+            listing = await bench.api.expect("GET", sessions_path(namespace))
+            when = time.time()
+            for item in listing.get("items", []):
+                seen.take(when, item)
+            version = str(listing["metadata"]["resourceVersion"])
 
 
 async def expiry(
@@ -570,22 +341,15 @@ async def expiry(
     patch, then watch until every one is seen stopped (or *grace* seconds past the last
     deadline) and the writes that follow a stop have landed. The counters bracket the
     expiries only, not the benchmark's own patches."""
-    resource_version = await bench.api.resource_version(namespace)
-    seen = _ExpiryWatch(deadlines)
-
-    async def watch() -> None:
-        async for when, event in bench.api.watch(namespace, resource_version):
-            if event.get("type") in ("ADDED", "MODIFIED"):
-                seen.take(when, event.get("object") or {})
-                bench.progress.update(len(seen.stopped) / len(deadlines))
-
-    watcher = asyncio.create_task(watch())
+    seen = _ExpiryWatch(deadlines, {name: format_timestamp(at) for name, at in deadlines.items()})
+    watcher = asyncio.create_task(
+        _follow(bench, namespace, await bench.api.resource_version(namespace), seen)
+    )
     late = 0
 
     async def patch(name: str) -> None:
         nonlocal late
-        expires = format_timestamp(deadlines[name])
-        body = {"status": {"leaseExpiresAt": expires}}
+        body = {"status": {"leaseExpiresAt": seen.written[name]}}
         await bench.api.expect("PATCH", sessions_path(namespace, name, "status"), body, MERGE_PATCH)
         if datetime.now(UTC) >= deadlines[name]:
             late += 1
@@ -598,9 +362,12 @@ async def expiry(
             timeout = max(0.0, last_deadline - time.time()) + grace
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(seen.all_stopped.wait(), timeout)
-            await wait_quiet(bench, time.monotonic() + grace)
+            with contextlib.suppress(TimeoutError):
+                await wait_quiet(bench, time.monotonic() + grace)
         after = await bench.api.request_counts()
     finally:
+        if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
+            seen.trouble.append(f"watch failed: {watcher.exception()!r}")
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -629,6 +396,9 @@ async def expiry(
         late_patches=late,
         calls=after.since(before),
         cost=meter.result,
+        watch_trouble="; ".join(seen.trouble),
+        watch_events=seen.events,
+        graced=len(seen.graced),
     )
 
 
@@ -667,7 +437,7 @@ async def idle_cost(bench: Bench, seconds: float) -> dict[str, ProcessCost]:
 
 
 def lag_summary(values: Sequence[float]) -> dict[str, float]:
-    """p50, p99 and max of *values* (seconds), in milliseconds, for the JSON report."""
+    """p50, p99, max and min of *values* (seconds), in milliseconds, for the JSON report."""
     if not values:
         return {}
     ordered = sorted(values)
