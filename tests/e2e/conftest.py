@@ -8,7 +8,6 @@ same tests against an existing cluster instead (kind, a dev cluster).
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import yaml
 
 from session_operator.devcluster import Kubectl, LocalControlPlane, ensure_built, toolchain
 from session_operator.devcluster.binaries import ensure_tool, go_tool
+from session_operator.devcluster.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,14 +171,6 @@ def operator(
     process.start()
     yield process
     process.stop()
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 HEARTBEAT_AUDIENCE = "session-heartbeat"

@@ -151,7 +151,7 @@ class LocalControlPlane:
 
     def _start_etcd(self) -> None:
         assert self.workdir is not None
-        client_port, peer_port = _free_port(), _free_port()
+        client_port, peer_port = free_port(), free_port()
         client_url = f"http://127.0.0.1:{client_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
         argv = [
@@ -181,7 +181,7 @@ class LocalControlPlane:
         tokens = pki / "tokens.csv"
         tokens.write_text(f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
         tokens.chmod(0o600)
-        port = _free_port()
+        port = free_port()
         self.server = f"https://127.0.0.1:{port}"
         argv = [
             str(self.toolchain.kube_apiserver),
@@ -283,7 +283,8 @@ class LocalControlPlane:
         }
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
