@@ -195,7 +195,10 @@ async def measure(
         )
         token = await _grant_heartbeats(api)
         operator = OperatorProcess(
-            plane.kubeconfig, workdir / "operator.log", {"XG2G_SESSION_NAMESPACE": WATCHED}
+            plane.kubeconfig,
+            workdir / "operator.log",
+            {"XG2G_SESSION_NAMESPACE": WATCHED},
+            log_level="WARNING",
         )
         pids = {
             "kube-apiserver": plane.component("kube-apiserver").pid,

@@ -8,12 +8,7 @@ same tests against an existing cluster instead (kind, a dev cluster).
 from __future__ import annotations
 
 import os
-import ssl
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +20,7 @@ import yaml
 
 from session_operator.devcluster import Kubectl, LocalControlPlane, ensure_built, toolchain
 from session_operator.devcluster.binaries import ensure_tool, go_tool
-from session_operator.devcluster.cluster import free_port
+from session_operator.devcluster.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,86 +72,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return condition()
-
-
-class OperatorProcess:
-    """``session-operator run`` as a child process against the test cluster."""
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        log_path: Path,
-        env: dict[str, str],
-        command: str = "run",
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.port = free_port()
-        self._env = env
-        self._command = command
-        self._tls = tls
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the operator's HTTP server (HTTPS when started with a *tls* context)."""
-        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start the operator and wait until ``/readyz`` answers 200."""
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "XG2G_SESSION_API_HOST": "127.0.0.1",
-            "XG2G_SESSION_API_PORT": str(self.port),
-            "XG2G_SESSION_LOG_FORMAT": "text",
-            "XG2G_SESSION_LOG_LEVEL": "INFO",
-            **self._env,
-        }
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "session_operator", self._command],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if not wait_for(self._ready, timeout=30):
-            self.stop()
-            raise AssertionError(f"operator not ready:\n{self.log_path.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        """Stop the operator (SIGTERM, then SIGKILL after 10 s)."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-    def kill(self) -> None:
-        """SIGKILL the operator: no clean shutdown, no Lease release."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-    def get(self, path: str) -> tuple[int, str]:
-        """GET *path* from the operator's HTTP server: (status, body)."""
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5, context=self._tls) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def _ready(self) -> bool:
-        if self._process is not None and self._process.poll() is not None:
-            raise AssertionError(f"operator exited:\n{self.log_path.read_text()[-4000:]}")
-        try:
-            return self.get("/readyz")[0] == 200
-        except OSError:
-            return False
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,129 @@
+"""The operator as a child process on a free loopback port (used by the e2e tests and the bench).
+
+Its output goes to a log file, so runs stay quiet; the file's tail is shown when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from session_operator.devcluster.cluster import free_port
+
+
+class OperatorFailed(RuntimeError):
+    """The operator exited or did not become ready."""
+
+
+class OperatorProcess:
+    """``session-operator COMMAND`` against *kubeconfig*, serving on a free loopback port."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        command: str = "run",
+        tls: ssl.SSLContext | None = None,
+        log_level: str = "INFO",
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.port = free_port()
+        self._env = dict(env or {})
+        self._command = command
+        self._tls = tls
+        self._log_level = log_level
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP server (HTTPS when started with a *tls* context)."""
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self._process is not None, "the operator is not started"
+        return self._process.pid
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (see :meth:`start`)."""
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "XG2G_SESSION_API_HOST": "127.0.0.1",
+            "XG2G_SESSION_API_PORT": str(self.port),
+            "XG2G_SESSION_LOG_FORMAT": "text",
+            "XG2G_SESSION_LOG_LEVEL": self._log_level,
+            **self._env,
+        }
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "session_operator", self._command],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def start(self, within: float = 30.0) -> None:
+        """Start the process and wait until ``/readyz`` answers 200."""
+        self.spawn()
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise OperatorFailed(f"the operator exited at start:\n{self.log_tail()}")
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise OperatorFailed(f"the operator was not ready after {within:.0f}s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        """Whether the process is running."""
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if not self.alive():
+            return
+        assert self._process is not None
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no Lease release."""
+        if self.alive():
+            assert self._process is not None
+            self._process.kill()
+            self._process.wait()
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET *path* from the HTTP server: (status, body)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5, context=self._tls) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return f"(no log at {self.log_path})"
