@@ -103,11 +103,26 @@ BENCH_ARGS ?=
 bench: install ## measure heartbeats, expiry lag and cost on a local control plane (< 10 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Faults to inject and their sessions, e.g. CHAOS_ARGS="--faults apiserver-stall --sessions 48".
+CHAOS_ARGS ?=
+
+.PHONY: chaos
+chaos: controlplane ## inject every fault into a local cluster, check the invariants, print a table
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+# How long the soak churns sessions, e.g. make soak DURATION=1h
+DURATION ?= 10m
+
+.PHONY: soak
+soak: controlplane ## churn sessions for DURATION, check the invariants and the operator's memory
+	$(BIN)/python -m chaos --soak $(DURATION)
+
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench chaos
+	$(BIN)/ruff format --check operator tests bench chaos
 	$(BIN)/mypy
+	$(BIN)/mypy --strict bench chaos
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the control-plane binaries)

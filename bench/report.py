@@ -404,15 +404,15 @@ def _throughput(run: Measurement) -> float:
     return run.load.throughput
 
 
-def render_table(rows: Sequence[Sequence[str]]) -> str:
+def render_table(rows: Sequence[Sequence[str]], headers: Sequence[str] = HEADERS) -> str:
     """A markdown table with aligned columns."""
-    widths = [max(len(row[i]) for row in (HEADERS, *rows)) for i in range(len(HEADERS))]
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)) + " |"
 
     rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([line(HEADERS), rule, *(line(row) for row in rows)])
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
 
 
 def render(results: Results) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -137,10 +138,32 @@ class LocalControlPlane:
 
     def component(self, name: str) -> subprocess.Popen[bytes]:
         """The running process of component *name* (for fault-injection tests)."""
+        process = self._component(name).process
+        if process is None:
+            raise KeyError(name)
+        return process
+
+    def restart(self, name: str) -> None:
+        """Stop component *name* (SIGTERM) and start it again with the same flags, ports
+        and data; return once it is ready again (a fault the harness injects)."""
+        component = self._component(name)
+        _terminate(component)
+        with component.log_path.open("ab") as log:
+            component.process = _popen(component.argv, log)
+        self._wait_until(component, self._readiness(name))
+
+    def _component(self, name: str) -> _Component:
         for component in self.components:
-            if component.name == name and component.process is not None:
-                return component.process
+            if component.name == name:
+                return component
         raise KeyError(name)
+
+    def _readiness(self, name: str) -> Callable[[], bool]:
+        if name == "etcd":
+            return lambda: _http_ok(f"{self.etcd_url}/health")
+        if name == "kube-apiserver":
+            return self._apiserver_ready
+        return self._default_service_account_exists
 
     @property
     def kubectl(self) -> Kubectl:
@@ -169,7 +192,7 @@ class LocalControlPlane:
             argv.append("--unsafe-no-fsync")
         self.etcd_url = client_url
         component = self._spawn("etcd", argv)
-        self._wait_until(component, lambda: _http_ok(f"{client_url}/health"))
+        self._wait_until(component, self._readiness("etcd"))
 
     def _start_apiserver(self) -> None:
         assert self.workdir is not None
@@ -232,14 +255,7 @@ class LocalControlPlane:
         assert self.workdir is not None
         component = _Component(name, list(argv), self.workdir / f"{name}.log")
         with component.log_path.open("wb") as log:
-            component.process = subprocess.Popen(
-                component.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            component.process = _popen(component.argv, log)
         self.components.append(component)
         return component
 
@@ -325,6 +341,17 @@ def _terminate(component: _Component, grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def _popen(argv: Sequence[str], log: BinaryIO) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
 
 
 def _die_with_parent() -> None:

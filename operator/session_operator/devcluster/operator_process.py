@@ -33,10 +33,11 @@ class OperatorProcess:
         command: str = "run",
         tls: ssl.SSLContext | None = None,
         log_level: str = "INFO",
+        port: int | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
-        self.port = free_port()
+        self.port = port or free_port()
         self._env = dict(env or {})
         self._command = command
         self._tls = tls
