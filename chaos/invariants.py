@@ -16,7 +16,7 @@ that into counts. Times are wall-clock seconds since the epoch, as the harness s
 * **reasons**: a ``stopReason`` other than the one its cause calls for;
 * **events**: a ``LEASE_EXPIRED`` session without exactly one ``LeaseExpired`` Event, or a
   replica whose expiry counter differs from the Events it posted;
-* **rules**: a lease that shrank, two accepted heartbeats closer than the interval (rule 3),
+* **rules**: a session expired before its lease ran out, a lease that shrank, two accepted heartbeats closer than the interval (rule 3),
   or an outage the operator recorded that no injected fault explains.
 """
 
@@ -99,6 +99,19 @@ class SessionRecord:
     def stop_reason(self) -> str | None:
         """The reason recorded on the session, if any was seen."""
         return next((o.stop_reason for o in self.observations if o.stop_reason), None)
+
+    @property
+    def lease_at_stop(self) -> float | None:
+        """The lease the session held when it stopped: the last one seen while live."""
+        stop = self.stop
+        leases = [
+            o.lease_expires_at
+            for o in self.observations
+            if o.lease_expires_at is not None
+            and not _stopped(o)
+            and (stop is None or o.seen <= stop.seen)
+        ]
+        return leases[-1] if leases else None
 
     @property
     def last_heartbeat(self) -> float | None:
@@ -260,8 +273,13 @@ def _check_outcome(
             verdict.missed += 1
             verdict.note(f"{record.name}: client gone, still live {now - due:.1f}s past due")
         return
-    lag = stop.seen - (due - ON_TIME)
-    verdict.worst_lag = lag if verdict.worst_lag is None else max(verdict.worst_lag, lag)
+    lease = record.lease_at_stop
+    if lease is not None and reason == "LEASE_EXPIRED":
+        lag = stop.seen - lease
+        verdict.worst_lag = lag if verdict.worst_lag is None else max(verdict.worst_lag, lag)
+        if lag < 0:
+            verdict.rules += 1
+            verdict.note(f"{record.name}: expired {-lag:.2f}s before its lease ran out")
     if stop.seen > due:
         verdict.missed += 1
         verdict.note(f"{record.name}: stopped {stop.seen - due + ON_TIME:.1f}s after due")

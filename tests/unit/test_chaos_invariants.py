@@ -320,12 +320,18 @@ def test_dropped_client_stopped_too_late_is_missed() -> None:
     assert verdict.worst_lag == pytest.approx(ON_TIME + 0.5)
 
 
-@pytest.mark.parametrize("lag", [-0.5, 0.0, 0.4, ON_TIME])
+@pytest.mark.parametrize("lag", [0.0, 0.4, ON_TIME])
 def test_dropped_client_stopped_in_time_is_not_missed(lag: float) -> None:
     verdict = run(drop_stopped_at(DUE + lag), now=DUE + 20)
     assert counts(verdict) == only()
     assert verdict.worst_lag == pytest.approx(lag)
     assert verdict.passed
+
+
+def test_expiry_before_the_lease_ran_out_breaks_the_rules() -> None:
+    verdict = run(drop_stopped_at(DUE - 0.5), now=DUE + 20)
+    assert counts(verdict) == only(rules=1)
+    assert verdict.worst_lag == pytest.approx(-0.5)
 
 
 def test_worst_lag_is_the_largest_over_the_sessions() -> None:
@@ -348,9 +354,20 @@ def test_stop_after_an_outage_grace_is_not_missed(excuse: str) -> None:
         faults, recorded = (outage,), ()
     else:  # a recorded outage excuses too; a fault just before it explains it
         faults, recorded = (Window(outage.start - 5, outage.start - 1),), (outage,)
-    verdict = run(drop_stopped_at(stop), now=stop + 10, faults=faults, recorded=recorded)
+    record = drop_stopped_at(stop)
+    grace = live(outage.end + 1, beat=LAST, expires=outage.end + GRACE)  # the grace written
+    record.observations.insert(-1, grace)
+    verdict = run(record, now=stop + 10, faults=faults, recorded=recorded)
     assert counts(verdict) == only()
-    assert verdict.worst_lag == pytest.approx(0.5)  # behind the moved deadline, not the TTL
+    assert verdict.worst_lag == pytest.approx(0.5)  # behind the lease granted, not the TTL
+
+
+def test_lag_of_a_lapse_inside_an_outage_counts_from_the_lease() -> None:
+    outage = Window(LAST + 5, DUE + 20)  # the client beat 5 s before it: alive, owed a grace
+    stop = outage.end + 3  # stopped although the grace lay ahead: lag from the old lease
+    verdict = run(drop_stopped_at(stop), now=stop + 10, faults=(outage,))
+    assert counts(verdict) == only()
+    assert verdict.worst_lag == pytest.approx(stop - DUE)
 
 
 def test_stop_after_the_outage_grace_ran_out_is_missed() -> None:

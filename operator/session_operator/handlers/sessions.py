@@ -15,10 +15,13 @@ import kopf
 
 from session_operator.config import Settings
 from session_operator.controller.loop import NotLeading, SessionController
+from session_operator.k8s.errors import ApiUnavailable
 from session_operator.lease import LIVE_STATES
 from session_operator.models import GROUP, PLURAL, SESSION_LABEL, STATE_LABEL, VERSION
 
 _LIVE_LABEL_VALUES = frozenset(state.value for state in LIVE_STATES)
+RETRY_SECONDS = 2.0
+"""How soon a deletion whose clean-up could not finish is tried again."""
 
 
 def has_live_state_label(value: str | None, **_: Any) -> bool:
@@ -44,13 +47,17 @@ def register_session_handlers(
     async def workload_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.observe_pod(event["type"], event["object"])
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, backoff=RETRY_SECONDS)
     async def session_deleted(body: kopf.Body, **_: Any) -> None:
         # kopf holds its finalizer until this returns: CLEANUP, then the objects go.
         try:
             remaining = await controller.clean_up(body)
         except NotLeading as standby:
-            raise kopf.TemporaryError(str(standby), delay=2) from standby
+            raise kopf.TemporaryError(str(standby), delay=RETRY_SECONDS) from standby
+        except ApiUnavailable as unavailable:
+            # kopf's own retry of a failed handler waits a minute; the apiserver may be
+            # back in a second, and the user who deleted the session waits meanwhile.
+            raise kopf.TemporaryError(str(unavailable), delay=RETRY_SECONDS) from unavailable
         if remaining:
             raise kopf.TemporaryError(f"waiting for {remaining} owned objects to go", delay=1)
 
