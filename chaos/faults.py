@@ -43,6 +43,7 @@ class FaultResult:
     fault: str
     verdict: Verdict
     injections: list[Injection] = field(default_factory=list)
+    remarks: list[str] = field(default_factory=list)
 
     @property
     def recovery(self) -> float | None:
@@ -79,7 +80,7 @@ async def run_fault(world: World, fault: str, sessions: int, rng: random.Random)
     await phase.settle()
     verdict = await phase.verdict()
     await phase.close()
-    return FaultResult(fault, verdict, injections)
+    return FaultResult(fault, verdict, injections, phase.remarks)
 
 
 async def _recover(phase: Phase, what: str, start: float, recovery_from: float) -> Injection:

@@ -16,8 +16,9 @@ that into counts. Times are wall-clock seconds since the epoch, as the harness s
 * **reasons**: a ``stopReason`` other than the one its cause calls for;
 * **events**: a ``LEASE_EXPIRED`` session without exactly one ``LeaseExpired`` Event, or a
   replica whose expiry counter differs from the Events it posted;
-* **rules**: a session expired before its lease ran out, a lease that shrank, two accepted heartbeats closer than the interval (rule 3),
-  or an outage the operator recorded that no injected fault explains.
+* **rules**: a session expired before its lease ran out, a lease that shrank, two accepted
+  heartbeats closer than the interval (rule 3), or an outage the operator recorded that no
+  injected fault explains.
 """
 
 from __future__ import annotations

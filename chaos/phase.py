@@ -54,6 +54,8 @@ class Phase:
         self._watched: dict[str, SessionRecord] = {}
         self.workloads: set[str] = set()
         self.faults: list[Window] = []
+        self.remarks: list[str] = []
+        """What the phase saw that is worth telling, though no invariant is at stake."""
         self._tasks: list[asyncio.Task[None]] = []
         self._counters_at_start: dict[str, float] = {}
         self._probe_expiry = ""
@@ -232,7 +234,10 @@ class Phase:
             events_by_instance=Counter(event.get("reportingInstance", "") for event in events),
         )
         for fact in self.world.clients.facts[self._facts_seen :]:
-            if fact["event"] == "burst" and set(fact["outcomes"]) - {"200", "503"}:
+            if fact["event"] != "burst":
+                continue
+            self.remarks.append(f"{fact['session']}: burst answered {fact['outcomes']}")
+            if set(fact["outcomes"]) - {"200", "503"}:
                 verdict.rules += 1
                 verdict.note(f"{fact['session']}: burst answers {fact['outcomes']}")
         return verdict

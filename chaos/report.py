@@ -49,6 +49,7 @@ def render(
             lines.append(
                 f"- {result.fault}: {injection.what}, whole again after {injection.recovery:.1f} s"
             )
+        lines += [f"- {result.fault}: {remark}" for remark in result.remarks]
         lines += [f"- {result.fault}: {finding}" for finding in result.verdict.findings]
     if soak is not None:
         for trend in soak.memory:
@@ -73,6 +74,7 @@ def as_json(
                 "passed": result.verdict.passed,
                 "verdict": asdict(result.verdict),
                 "injections": [asdict(injection) for injection in result.injections],
+                "remarks": result.remarks,
             }
             for result in faults
         ],

@@ -53,9 +53,7 @@ def test_fault_holds_every_invariant(fault: str, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_soak_holds_every_invariant_and_memory_stays_flat(tmp_path: Path) -> None:
-    report = run_chaos(
-        tmp_path, "--soak", f"{SOAK_MINUTES}m", budget=SOAK_MINUTES * 60 + 300
-    )
+    report = run_chaos(tmp_path, "--soak", f"{SOAK_MINUTES}m", budget=SOAK_MINUTES * 60 + 300)
     soak = report["soak"]
     assert soak["passed"], soak
     assert soak["verdict"]["sessions"] > 100, "sessions came and went all along"
