@@ -18,8 +18,8 @@ HEADERS = (
 )  # fmt: skip
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} s"
+def _seconds(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} s"
 
 
 def _row(name: str, verdict: Verdict, recovery: str, passed: bool) -> tuple[str, ...]:
@@ -28,7 +28,7 @@ def _row(name: str, verdict: Verdict, recovery: str, passed: bool) -> tuple[str,
         verdict.reasons, verdict.events, verdict.rules,
     )  # fmt: skip
     result = "pass" if passed else "FAIL"
-    return (name, *map(str, counts), _seconds(verdict.worst_lag), recovery, result)
+    return (name, *map(str, counts), _seconds(verdict.worst_lag, 2), recovery, result)
 
 
 def render(
