@@ -94,7 +94,7 @@ async def leader_kill(world: World, phase: Phase, rng: random.Random) -> list[In
     injections = []
     gone = [r for r in phase.records.values() if r.intent is Intent.DROP and r.acted_at]
     await phase.until(lambda: any(r.stop for r in gone), 3 * TTL, "first expiry")
-    await asyncio.sleep(rng.uniform(0, 0.3))
+    await asyncio.sleep(rng.uniform(0, 0.05))  # between its writes: status, label, Event
     injections.append(await _kill_leader(world, phase, "mid-stop"))
 
     releasing = phase.named(Intent.USER_STOP, workload=True)
@@ -113,6 +113,7 @@ async def _kill_leader(world: World, phase: Phase, what: str) -> Injection:
         raise RuntimeError("no live replica holds the leader Lease")
     killed_at = time.time()
     leader.kill()
+    phase.kills.append(killed_at)
     restart = asyncio.create_task(leader.start(world.http))
     injection = await _recover(phase, what, killed_at, killed_at)
     await restart
@@ -137,7 +138,8 @@ async def _kill_leader_mid_heartbeat(world: World, phase: Phase, rng: random.Ran
         await asyncio.wait_for(killed.wait(), 6 * INTERVAL)
     finally:
         proxy.on_request = None
-    killed_at = time.time()
+    killed_at = time.time() + delay
+    phase.kills.append(killed_at)
     await asyncio.sleep(delay + 0.05)
     restart = asyncio.create_task(leader.start(world.http))
     injection = await _recover(phase, "mid-heartbeat", killed_at, killed_at)

@@ -14,8 +14,9 @@ that into counts. Times are wall-clock seconds since the epoch, as the harness s
   session still held by its finalizer;
 * **revived**: a session seen live again after it was seen stopping or terminal;
 * **reasons**: a ``stopReason`` other than the one its cause calls for;
-* **events**: a ``LEASE_EXPIRED`` session without exactly one ``LeaseExpired`` Event, or a
-  replica whose expiry counter differs from the Events it posted;
+* **events**: a ``LEASE_EXPIRED`` session without exactly one ``LeaseExpired`` Event (none
+  is allowed when the replica was killed right after the stop: the Event went with it), or
+  a replica whose expiry counter differs from the Events it posted;
 * **rules**: a session expired before its lease ran out, a lease that shrank, two accepted
   heartbeats closer than the interval (rule 3), or an outage the operator recorded that no
   injected fault explains.
@@ -34,6 +35,10 @@ ON_TIME = 1.0
 """Seconds a stop may come after its deadline (SPEC rule 5: within one second)."""
 STOP_ACTED_ON_WITHIN = 30.0
 """Seconds within which ``spec.stop`` or a delete must at least start the stop."""
+KILLED_WRITER_WINDOW = 1.0
+"""A stop seen this long before a SIGKILL may be the killed replica's, its Event lost."""
+WATCH_DELAY = 0.5
+"""How much later than the write itself the harness's watch may see it."""
 EXPLAINED_WITHIN = 10.0
 """A recorded outage must overlap an injected fault widened by this many seconds."""
 
@@ -150,6 +155,7 @@ class Verdict:
     rules: int = 0
     worst_lag: float | None = None
     findings: list[str] = field(default_factory=list)
+    lost_events: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -160,6 +166,10 @@ class Verdict:
     def note(self, finding: str) -> None:
         """Remember why a count rose (printed under the table)."""
         self.findings.append(finding)
+
+    def note_lost_event(self, session: str) -> None:
+        """A stop's Event went with the replica killed right after the stop: allowed."""
+        self.lost_events.append(session)
 
 
 def deadline(record: SessionRecord, outages: Sequence[Window]) -> float:
@@ -188,12 +198,16 @@ def judge(
     pods_left: Mapping[str, int],
     replicas: Sequence[Replica],
     events_by_instance: Mapping[str, int],
+    kills: Sequence[float] = (),
 ) -> Verdict:
     """Check every invariant over *records* at *now*.
 
     *faults* are the windows the harness injected (fault start until recovery), and
     *recorded_outages* those the operator wrote down; both may excuse a late expiry.
-    *pods_left* counts the Pods still labelled for each session name.
+    *pods_left* counts the Pods still labelled for each session name. *kills* are the
+    instants a replica was SIGKILLed: a stop written just before one may have lost its
+    Event with the process (Events are posted after the status write, as the counter is
+    raised after the Event).
     """
     verdict = Verdict()
     outages = [*faults, *recorded_outages]
@@ -204,7 +218,7 @@ def judge(
     for record in records:
         verdict.sessions += 1
         _check_lifecycle(record, verdict)
-        _check_outcome(record, verdict, now, outages)
+        _check_outcome(record, verdict, now, outages, kills)
         _check_release(record, verdict, now, stop_timeout, pods_left.get(record.name, 0))
     for replica in replicas:
         posted = events_by_instance.get(replica.instance, 0)
@@ -246,13 +260,22 @@ def _check_lifecycle(record: SessionRecord, verdict: Verdict) -> None:
 
 
 def _check_outcome(
-    record: SessionRecord, verdict: Verdict, now: float, outages: Sequence[Window]
+    record: SessionRecord,
+    verdict: Verdict,
+    now: float,
+    outages: Sequence[Window],
+    kills: Sequence[float],
 ) -> None:
     stop = record.stop
     reason = record.stop_reason
-    if reason == "LEASE_EXPIRED" and record.lease_expired_events != 1:
-        verdict.events += 1
-        verdict.note(f"{record.name}: {record.lease_expired_events} LeaseExpired Events")
+    posted = record.lease_expired_events
+    if reason == "LEASE_EXPIRED" and posted != 1:
+        killed_meanwhile = stop is not None and any(_just_before(stop.seen, k) for k in kills)
+        if posted == 0 and killed_meanwhile:
+            verdict.note_lost_event(record.name)
+        else:
+            verdict.events += 1
+            verdict.note(f"{record.name}: {posted} LeaseExpired Events")
     if record.intent is Intent.BEAT:
         if stop is not None:
             verdict.wrongful += 1
@@ -302,6 +325,11 @@ def _check_release(
 
 def _stopped(observation: Observation) -> bool:
     return observation.deleted or (observation.state is not None and observation.state not in LIVE)
+
+
+def _just_before(seen: float, kill: float) -> bool:
+    """Whether a write the watch saw at *seen* may have been the killed replica's last."""
+    return kill - KILLED_WRITER_WINDOW <= seen <= kill + WATCH_DELAY
 
 
 def _overlaps(a: Window, b: Window, slack: float) -> bool:

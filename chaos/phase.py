@@ -1,6 +1,6 @@
 """One namespace of Sessions under test: created, beaten, stopped, watched, then judged.
 
-A :class:`Phase` creates its Sessions (a third of them run a workload Pod, which the
+A :class:`Phase` creates its Sessions (those with a workload get a Pod, which the
 harness makes Ready as a kubelet would), keeps a watch on them that records every state
 (:class:`~chaos.invariants.Observation`), has their clients beat from the clients' process,
 and carries out each session's :class:`~chaos.invariants.Intent` when told to.
@@ -54,6 +54,8 @@ class Phase:
         self._watched: dict[str, SessionRecord] = {}
         self.workloads: set[str] = set()
         self.faults: list[Window] = []
+        self.kills: list[float] = []
+        """When a replica was SIGKILLed."""
         self.remarks: list[str] = []
         """What the phase saw that is worth telling, though no invariant is at stake."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -79,8 +81,12 @@ class Phase:
             asyncio.create_task(self._watch_sessions()),
             asyncio.create_task(self._play_kubelet()),
         ]
+        self._watched[PROBE] = SessionRecord(PROBE, time.time(), 3600, 1, Intent.BEAT)
         await self._create(PROBE, {"lease": PROBE_LEASE})
         await self.until(lambda: self._live(PROBE), 30, f"{PROBE} ready")
+        while not self._probe_expiry:  # the lease a later written beat must move
+            await self._probe_beat_written()
+            await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         """Stop the clients still beating and every session still live (as a user would,
@@ -232,7 +238,10 @@ class Phase:
             pods_left=pods,
             replicas=replicas,
             events_by_instance=Counter(event.get("reportingInstance", "") for event in events),
+            kills=self.kills,
         )
+        for name in verdict.lost_events:
+            self.remarks.append(f"{name}: its LeaseExpired Event went with the killed leader")
         for fact in self.world.clients.facts[self._facts_seen :]:
             if fact["event"] != "burst":
                 continue
@@ -293,8 +302,6 @@ class Phase:
         return last.state == state if state else last.state in ("new", "starting", "ready")
 
     async def _create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        if name not in self._watched:
-            self._watched[name] = SessionRecord(name, time.time(), 0, 1, Intent.BEAT)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,

@@ -6,8 +6,10 @@ import pytest
 
 from chaos.invariants import (
     EXPLAINED_WITHIN,
+    KILLED_WRITER_WINDOW,
     ON_TIME,
     STOP_ACTED_ON_WITHIN,
+    WATCH_DELAY,
     Intent,
     Observation,
     Replica,
@@ -95,6 +97,7 @@ def run(
     pods: dict[str, int] | None = None,
     replicas: tuple[Replica, ...] = (),
     events_by_instance: dict[str, int] | None = None,
+    kills: tuple[float, ...] = (),
 ) -> Verdict:
     return judge(
         records,
@@ -105,6 +108,7 @@ def run(
         pods_left=pods or {},
         replicas=replicas,
         events_by_instance=events_by_instance or {},
+        kills=kills,
     )
 
 
@@ -743,3 +747,23 @@ def test_any_count_fails_the_verdict(name: str) -> None:
 def test_sessions_lag_and_findings_do_not_fail_the_verdict() -> None:
     verdict = Verdict(sessions=9, worst_lag=12.0, findings=["a note"])
     assert verdict.passed
+
+
+@pytest.mark.parametrize(
+    ("kill_after_stop", "events", "lost"),
+    [
+        (0.02, 0, True),  # killed between the status write and its Event: the Event is gone
+        (KILLED_WRITER_WINDOW, 0, True),
+        (-WATCH_DELAY, 0, True),  # the watch saw the write a little after the kill
+        (KILLED_WRITER_WINDOW + 0.5, 0, False),  # the stop was long done: its Event is owed
+        (-WATCH_DELAY - 0.5, 0, False),  # stopped after the kill: by another replica
+        (0.02, 2, False),  # a duplicate is never excused
+    ],
+)
+def test_lease_expired_event_may_go_with_a_replica_killed_right_after_the_stop(
+    kill_after_stop: float, events: int, lost: bool
+) -> None:
+    record = drop_stopped_at(DUE + 0.1, events=events)
+    verdict = run(record, now=DUE + 20, kills=(DUE + 0.1 + kill_after_stop,))
+    assert counts(verdict) == (only() if lost else only(events=1))
+    assert verdict.lost_events == (["s1"] if lost else [])
