@@ -139,10 +139,10 @@ class ClientsProcess:
         self._process.stdin.write(json.dumps({"op": op, **arguments}).encode() + b"\n")
         await self._process.stdin.drain()
 
-    async def fact(self, event: str, session: str, after: int = 0) -> dict[str, Any]:
-        """Wait for the first fact *event* about *session* from index *after* on."""
+    async def fact(self, event: str, session: str) -> dict[str, Any]:
+        """Wait for the first fact *event* about *session*."""
         while True:
-            for fact in self.facts[after:]:
+            for fact in self.facts:
                 if fact["event"] == event and fact["session"] == session:
                     return fact
             await asyncio.sleep(0.01)
