@@ -86,15 +86,25 @@ deploy: helm kind controlplane ## build the image, load it into kind, install th
 		--set image.pullPolicy=Never --wait --timeout 5m
 
 .PHONY: test
-test: test-unit test-e2e ## install everything needed, then run unit and e2e tests
+test: check-machine test-unit test-e2e ## install everything needed, then run unit and e2e tests
+
+# The tests run with a PATH of their own: .venv/bin, then links to the few machine tools
+# they may run by name (hack/check_clean_machine.py lists them). A test that needs any
+# other tool fails here as it would on a fresh machine.
+TEST_PATH_DIR = $(abspath $(VENV))/test-path
+PYTEST        = PATH=$(abspath $(BIN)):$(TEST_PATH_DIR) $(BIN)/python -m pytest
+
+.PHONY: check-machine
+check-machine: ## refuse hidden install steps: the project in the base Python, unlisted tools
+	$(PYTHON) hack/check_clean_machine.py --path-dir $(TEST_PATH_DIR)
 
 .PHONY: test-unit
-test-unit: install helm kind ## fast tests of the pure logic and the chart, no server
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+test-unit: check-machine install helm kind ## fast tests of the pure logic and the chart, no server
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: controlplane helm ## tests against the real local control plane
-	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+test-e2e: check-machine controlplane helm ## tests against the real local control plane
+	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers.
 BENCH_ARGS ?=

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +32,13 @@ def kind() -> Path:
 
 @pytest.fixture
 def venv(tmp_path: Path) -> Path:
-    """A stand-in for .venv whose python is this one, already "installed", so make runs
-    no pip and touches no real virtualenv."""
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "python").symlink_to(sys.executable)
+    """A stand-in for .venv, already "installed", so make runs no pip and touches no real
+    virtualenv. Its python execs this interpreter by its own path: a symlink would start
+    the base interpreter (no pyvenv.cfg beside the link), which lacks the project."""
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
     (tmp_path / ".installed").touch()
     return tmp_path
 
