@@ -129,10 +129,10 @@ soak: controlplane ## churn sessions for DURATION, check the invariants and the 
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check operator tests bench chaos
-	$(BIN)/ruff format --check operator tests bench chaos
+	$(BIN)/ruff check operator tests bench chaos hack
+	$(BIN)/ruff format --check operator tests bench chaos hack
 	$(BIN)/mypy
-	$(BIN)/mypy --strict bench chaos
+	$(BIN)/mypy --strict bench chaos hack/check_clean_machine.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the control-plane binaries)

@@ -46,6 +46,7 @@ from bench.phases import (
 from bench.population import populate, populate_seeded, seed_unwatched
 from bench.progress import Progress
 from bench.report import Results, as_json, render
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 from session_operator.devcluster import LocalControlPlane, ensure_built, toolchain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,8 +246,11 @@ async def _grant_heartbeats(api: ApiServer) -> str:
         "subjects": [{"kind": "ServiceAccount", "name": CLIENT, "namespace": WATCHED}],
     }  # fmt: skip
     await api.expect("POST", f"{rbac}/namespaces/{WATCHED}/rolebindings", binding)
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-               "spec": {"expirationSeconds": 7200}}  # fmt: skip
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 7200, "audiences": [DEFAULT_TOKEN_AUDIENCE]},
+    }
     answer = await api.expect(
         "POST", f"/api/v1/namespaces/{WATCHED}/serviceaccounts/{CLIENT}/token", request
     )

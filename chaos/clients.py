@@ -62,7 +62,7 @@ class Clients:
             await self._drop(session, report=False)
 
     def _beat(self, session: str) -> None:
-        client = HeartbeatClient(self._url, session, token_file=self._token_file)
+        client = HeartbeatClient(self._url, session, token_file=self._token_file, allow_http=True)
         self._beating[session] = (client, asyncio.create_task(self._keep_alive(client)))
 
     async def _keep_alive(self, client: HeartbeatClient) -> None:
@@ -89,7 +89,9 @@ class Clients:
         until = time.monotonic() + seconds
 
         async def hammer() -> None:
-            async with HeartbeatClient(self._url, session, token_file=self._token_file) as one:
+            async with HeartbeatClient(
+                self._url, session, token_file=self._token_file, allow_http=True
+            ) as one:
                 while time.monotonic() < until:
                     try:
                         await one.beat()

@@ -22,6 +22,7 @@ import aiohttp
 from bench.kube import ApiServer, prometheus_samples
 from bench.operator_process import OperatorProcess
 from chaos.service import ServiceProxy
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 from session_operator.devcluster import LocalControlPlane, ensure_built, toolchain
 from session_operator.devcluster.cluster import free_port
 from session_operator.runtime import LEADER_LEASE_NAME
@@ -297,8 +298,9 @@ class World:
             f"--serviceaccount={CLIENTS_NAMESPACE}:{CLIENT_ACCOUNT}",
         )  # fmt: skip
         token = await self.kubectl(
-            "create", "token", CLIENT_ACCOUNT, "-n", CLIENTS_NAMESPACE, "--duration=24h"
-        )
+            "create", "token", CLIENT_ACCOUNT, "-n", CLIENTS_NAMESPACE, "--duration=24h",
+            f"--audience={DEFAULT_TOKEN_AUDIENCE}",
+        )  # fmt: skip
         self.token = token.strip()
 
     async def _wait_for_leader(self, within: float = 60.0) -> None:

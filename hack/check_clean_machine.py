@@ -22,11 +22,12 @@ import importlib.util
 import os
 import shutil
 import sys
-from importlib.metadata import packages_distributions
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
 # The top-level packages of this repository; none may be importable outside .venv.
 PROJECT_PACKAGES = ("session_operator", "bench", "chaos")
+DISTRIBUTION = "session-lease-operator"
 
 # What a fresh machine has and the tests may run by name: a shell, make and its recipes'
 # utilities, and Go (the control plane and the tools are built from source). `docker`
@@ -43,7 +44,8 @@ def importable_project_packages(python: str) -> list[str]:
         if spec is None or spec.origin is None:
             continue
         origin = Path(spec.origin)
-        distributions = packages_distributions().get(name, [])
+        mapped = sorted(set(packages_distributions().get(name, [])))
+        distributions = mapped or _installed(DISTRIBUTION)
         if distributions:
             remedy = f"{python} -m pip uninstall {' '.join(distributions)}"
         elif os.environ.get("PYTHONPATH"):
@@ -55,6 +57,15 @@ def importable_project_packages(python: str) -> list[str]:
             f".venv, so tests may pass here and fail on a fresh machine; remove it: {remedy}"
         )
     return findings
+
+
+def _installed(distribution: str) -> list[str]:
+    # An editable install maps no top-level package to its distribution; ask by name.
+    try:
+        version(distribution)
+    except PackageNotFoundError:
+        return []
+    return [distribution]
 
 
 def link_machine_tools(path_dir: Path) -> list[str]:

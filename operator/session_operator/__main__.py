@@ -12,7 +12,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from session_operator.client import DEFAULT_TOKEN_FILE, HeartbeatClient, HeartbeatFailed
+from session_operator.client import (
+    DEFAULT_TOKEN_FILE,
+    HeartbeatClient,
+    HeartbeatFailed,
+    InsecureUrl,
+)
 from session_operator.config import ConfigError, Settings, load_settings
 from session_operator.runtime import configure_logging, run_operator, serve_api
 
@@ -42,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     beat.add_argument("--token-file", type=Path, default=DEFAULT_TOKEN_FILE, help="bearer token")
     beat.add_argument("--ca-file", type=Path, help="CA certificate that signed the API's own")
+    beat.add_argument(
+        "--allow-http",
+        action="store_true",
+        help="allow a plain http:// URL (the token then travels unencrypted)",
+    )
     args = parser.parse_args(argv)
     if args.command == "heartbeat":
         if not args.url:
@@ -68,7 +78,17 @@ def _serve(settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, N
 def _heartbeat(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="session-operator heartbeat: %(message)s")
     context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
-    client = HeartbeatClient(args.url, args.session, token_file=args.token_file, ssl=context)
+    try:
+        client = HeartbeatClient(
+            args.url,
+            args.session,
+            token_file=args.token_file,
+            ssl=context,
+            allow_http=args.allow_http,
+        )
+    except InsecureUrl as refusal:
+        print(f"session-operator heartbeat: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(_beat_once(client) if args.once else _keep_alive(client))
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 ::
 
-    async with HeartbeatClient("https://session-lease-operator.ops:8080", "media/living-room",
+    async with HeartbeatClient("https://session-lease-operator.ops:8443", "media/living-room",
                                ssl=ssl.create_default_context(cafile=CA)) as client:
         async with client.in_background() as heartbeat:
             await play()                      # beats go out meanwhile
@@ -105,8 +105,16 @@ def heartbeat_path(session: str) -> str:
     return f"/api/v3/sessions/{_segment(session)}/heartbeat"
 
 
+class InsecureUrl(ValueError):
+    """A plain ``http://`` URL where the client was not told that plain HTTP is meant."""
+
+
 class HeartbeatClient:
-    """Heartbeats for one session, to the API at *url* (like ``https://host:8080``)."""
+    """Heartbeats for one session, to the API at *url* (like ``https://host:8443``).
+
+    A heartbeat carries a bearer token, so a plain ``http://`` *url* is refused with
+    :class:`InsecureUrl` unless *allow_http* says it is meant (a loopback test, a sidecar).
+    """
 
     def __init__(
         self,
@@ -116,7 +124,13 @@ class HeartbeatClient:
         token_file: Path = DEFAULT_TOKEN_FILE,
         ssl: ssl_module.SSLContext | None = None,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
+        allow_http: bool = False,
     ) -> None:
+        if url.lower().startswith("http://") and not allow_http:
+            raise InsecureUrl(
+                f"refusing to send a bearer token over plain HTTP to {url}: use https://,"
+                " or allow plain HTTP explicitly (--allow-http)"
+            )
         self.session = session
         self._url = url.rstrip("/") + heartbeat_path(session)
         self._token_file = token_file

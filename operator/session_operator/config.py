@@ -35,6 +35,9 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "XG2G_SESSION_"
+# The audience heartbeat tokens are minted for: a token for it is no credential at the
+# apiserver, and an apiserver token is no heartbeat token.
+DEFAULT_TOKEN_AUDIENCE = "session-lease-operator"
 
 _DURATION_HINT = "must be a positive duration like 60s, 2m, 1h30m"
 _INCONSISTENT = "inconsistent_settings"
@@ -248,8 +251,12 @@ class Settings(BaseSettings):
         default=None, description="PEM private key of the heartbeat API; with tls_cert_file."
     )
     token_audiences: Annotated[list[str], NoDecode, BeforeValidator(_audiences)] = Field(
-        default_factory=list,
-        description="Audiences for TokenReview; empty means the apiserver's default.",
+        default_factory=lambda: [DEFAULT_TOKEN_AUDIENCE],
+        description=(
+            "Token audiences the heartbeat API accepts (TokenReview). The default, a dedicated"
+            " audience, means a heartbeat token cannot be replayed against the apiserver;"
+            " empty accepts the apiserver's own audience."
+        ),
     )
     auth_cache_ttl: Duration = Field(
         default=timedelta(seconds=10),

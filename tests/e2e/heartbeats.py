@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 from tests.e2e.conftest import Cluster
 from tests.e2e.sessions import create_session, wait_for_state
 
@@ -61,11 +62,12 @@ def create_token(
     namespace: str,
     name: str,
     *,
-    audience: str | None = None,
+    audience: str | None = DEFAULT_TOKEN_AUDIENCE,
     bound_secret: str | None = None,
 ) -> str:
-    """A new token of ServiceAccount *namespace*/*name* (TokenRequest), optionally for
-    *audience* and bound to Secret *bound_secret* (it dies with the Secret)."""
+    """A new token of ServiceAccount *namespace*/*name* (TokenRequest) for *audience* (the
+    operator's default; ``None``: the apiserver's own), optionally bound to Secret
+    *bound_secret* (it dies with the Secret)."""
     args = ["create", "token", name, "-n", namespace, "--duration=1h"]
     if audience is not None:
         args.append(f"--audience={audience}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from session_operator.timestamps import format_timestamp, parse_timestamp
 from tests.e2e.conftest import (
@@ -448,3 +449,51 @@ def _heartbeat_count(operator: OperatorProcess, result: str) -> float:
         if line.startswith(sample):
             return float(line[len(sample) :])
     return 0.0
+
+
+def session_lists(cluster: Cluster) -> float:
+    """How many LISTs of Sessions the apiserver has served (its own request counter)."""
+    metrics = cluster.kubectl("get", "--raw", "/metrics").stdout
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "apiserver_request"
+        for sample in family.samples
+        if sample.name == "apiserver_request_total"
+        and sample.labels.get("resource") == "sessions"
+        and sample.labels.get("verb") == "LIST"
+    )
+
+
+def outage_records(cluster: Cluster) -> str:
+    """Every outage ConfigMap's data, as one comparable string."""
+    listed = cluster.kubectl("get", "configmaps", "-A", "-o", "json").stdout
+    return json.dumps(
+        [
+            item.get("data")
+            for item in json.loads(listed)["items"]
+            if item["metadata"]["name"] == "session-lease-operator-outages"
+        ],
+        sort_keys=True,
+    )
+
+
+async def test_unknown_session_ids_cost_no_session_list_and_no_outage(
+    cluster: Cluster, operator: OperatorProcess, heartbeat_role: str, namespace: str
+) -> None:
+    token = service_account(cluster, namespace, "prober", bind_in=namespace)
+    ready_session(cluster, namespace, "known", LONG_LEASE)  # the cache has synced
+    lists_before, outages_before = session_lists(cluster), outage_records(cluster)
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+
+        async def probe(number: int) -> int:
+            url = f"{operator.url}/api/v3/sessions/no-such-{uuid.uuid4().hex}-{number}/heartbeat"
+            async with http.post(url) as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(probe(n) for n in range(1_000)))
+
+    assert set(statuses) == {404}
+    assert session_lists(cluster) == lists_before
+    assert outage_records(cluster) == outages_before

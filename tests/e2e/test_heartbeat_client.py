@@ -42,7 +42,9 @@ async def test_client_keeps_a_session_alive_past_several_ttls_then_it_expires(
     token_file = player_token_file(cluster, namespace, tmp_path)
 
     async with (
-        HeartbeatClient(operator.url, f"{namespace}/kept", token_file=token_file) as client,
+        HeartbeatClient(
+            operator.url, f"{namespace}/kept", token_file=token_file, allow_http=True
+        ) as client,
         client.in_background() as heartbeat,
     ):
         started = time.monotonic()
@@ -82,7 +84,9 @@ async def test_client_reads_the_rotated_token_file_before_each_beat(
     token_file.write_text(first)
 
     async with (
-        HeartbeatClient(heartbeat_api.url, f"{namespace}/rotated", token_file=token_file) as client,
+        HeartbeatClient(
+            heartbeat_api.url, f"{namespace}/rotated", token_file=token_file, allow_http=True
+        ) as client,
         client.in_background() as heartbeat,
     ):
         await asyncio.sleep(2)
@@ -117,7 +121,9 @@ async def test_client_stops_and_reports_when_the_session_is_stopped(
     token_file = player_token_file(cluster, namespace, tmp_path)
 
     async with (
-        HeartbeatClient(operator.url, f"{namespace}/ended", token_file=token_file) as client,
+        HeartbeatClient(
+            operator.url, f"{namespace}/ended", token_file=token_file, allow_http=True
+        ) as client,
         client.in_background() as heartbeat,
     ):
         await asyncio.sleep(1.5)
@@ -143,7 +149,7 @@ def test_heartbeat_command_once_prints_the_acknowledgement_and_exits_3_when_gone
     session_id = ready_session(cluster, namespace, "cli", LONG_LEASE)
     token_file = player_token_file(cluster, namespace, tmp_path)
 
-    def heartbeat_once() -> subprocess.CompletedProcess[str]:
+    def heartbeat_once_without_allow_http() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 sys.executable, "-m", "session_operator", "heartbeat", f"{namespace}/cli",
@@ -155,6 +161,21 @@ def test_heartbeat_command_once_prints_the_acknowledgement_and_exits_3_when_gone
             check=False,
         )  # fmt: skip
 
+    def heartbeat_once() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable, "-m", "session_operator", "heartbeat", f"{namespace}/cli",
+                "--once", "--url", operator.url, "--token-file", str(token_file), "--allow-http",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )  # fmt: skip
+
+    refused = heartbeat_once_without_allow_http()
+    assert refused.returncode == 2
+    assert "refusing to send a bearer token over plain HTTP" in refused.stderr
     beat = heartbeat_once()
     assert beat.returncode == 0, beat.stderr
     answer = json.loads(beat.stdout)

@@ -323,6 +323,52 @@ def test_only_the_operator_sets_the_state_label(
     assert labels == {STATE_LABEL: "ready", "team": "a"}
 
 
+def test_a_session_with_a_template_needs_the_right_to_create_pods(
+    cluster_of_its_own: Cluster, release: Release, namespace: str
+) -> None:
+    cluster = cluster_of_its_own
+    cluster.kubectl(
+        "create", "role", "sessions-editor", "-n", namespace, "--resource=sessions.xg2g.io",
+        "--verb=get,list,watch,create,update,patch,delete",
+    )  # fmt: skip
+    cluster.kubectl("create", "role", "pod-creator", "-n", namespace, "--resource=pods",
+                    "--verb=create")  # fmt: skip
+    author = f"system:serviceaccount:{namespace}:author"
+    runner = f"system:serviceaccount:{namespace}:runner"
+    for role, accounts in (("sessions-editor", ["author", "runner"]), ("pod-creator", ["runner"])):
+        for account in accounts:
+            cluster.kubectl(
+                "create", "rolebinding", f"{account}-{role}", "-n", namespace, f"--role={role}",
+                f"--serviceaccount={namespace}:{account}",
+            )  # fmt: skip
+    policy = f"ValidatingAdmissionPolicy '{release.fullname}-template-needs-pods'"
+
+    def with_template(name: str) -> str:
+        body = json.loads(session_body(namespace, name))
+        body["spec"]["template"] = UNSCHEDULED_POD
+        return json.dumps(body)
+
+    def create(user: str, body: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl(
+            "create", *extra, "-f", "-", f"--as={user}", input_text=body, check=False
+        )
+
+    # The apiserver starts enforcing a new policy a moment after it is stored.
+    assert wait_for(
+        lambda: policy in create(author, with_template("probe"), "--dry-run=server").stderr, 10
+    )
+    refused = create(author, with_template("privileged"))
+    assert refused.returncode != 0
+    assert policy in refused.stderr
+    assert f"must be allowed to create pods in namespace {namespace}" in refused.stderr
+    assert author in refused.stderr
+    # Without a template the session runs nothing, so editing sessions is enough.
+    assert create(author, session_body(namespace, "plain")).returncode == 0
+    accepted = create(runner, with_template("workload"))
+    assert accepted.returncode == 0, accepted.stderr
+    assert read_session(cluster, namespace, "workload")["spec"]["template"] == UNSCHEDULED_POD
+
+
 def test_operator_is_granted_what_it_uses_and_no_more(
     cluster_of_its_own: Cluster, release: Release, namespace: str
 ) -> None:
@@ -381,7 +427,8 @@ def operator_as_its_service_account(
 ) -> Iterator[OperatorProcess]:
     """``session-operator run`` with a token of the chart's ServiceAccount (not admin), as
     its Pod would run it: leader Lease in the release namespace."""
-    token = create_token(cluster_of_its_own, release.namespace, release.fullname)
+    # A credential for the apiserver, as the kubelet mounts it (its own audience).
+    token = create_token(cluster_of_its_own, release.namespace, release.fullname, audience=None)
     kubeconfig = kubeconfig_for_token(cluster_of_its_own, token, tmp_path / "kubeconfig")
     process = OperatorProcess(
         kubeconfig,

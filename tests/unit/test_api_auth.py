@@ -19,7 +19,8 @@ from session_operator.api.auth import (
     token_review_body,
     token_verdict,
 )
-from session_operator.api.errors import Forbidden, Unauthenticated
+from session_operator.api.errors import AuthenticationUnavailable, Forbidden, Unauthenticated
+from session_operator.api.review_limit import ReviewLimiter
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.k8s.rest import Rest
 from session_operator.models import SessionRef
@@ -79,7 +80,7 @@ def test_token_review_asks_for_the_configured_audiences_only_when_given() -> Non
 
 
 def test_token_verdict_reads_the_user() -> None:
-    verdict = token_verdict({"status": {"authenticated": True, "user": PLAYER}})
+    verdict = token_verdict({"status": {"authenticated": True, "user": PLAYER}}, [])
     assert verdict.caller == Caller(
         username="system:serviceaccount:media:player",
         uid="sa-uid",
@@ -92,11 +93,59 @@ def test_token_verdict_reads_the_user() -> None:
     "status", [{}, {"authenticated": False, "error": "invalid"}, {"authenticated": True}]
 )
 def test_token_verdict_without_an_authenticated_user_has_no_caller(status: dict[str, Any]) -> None:
-    assert token_verdict({"status": status}).caller is None
+    assert token_verdict({"status": status}, []).caller is None
+
+
+@pytest.mark.parametrize(
+    ("answered", "accepted"),
+    [
+        (["session-lease-operator"], True),
+        (["session-lease-operator", "other"], True),
+        (["https://kubernetes.default.svc"], False),
+        (None, False),
+    ],
+)
+def test_token_is_accepted_only_when_the_apiserver_confirms_the_audience(
+    answered: list[str] | None, accepted: bool
+) -> None:
+    status: dict[str, Any] = {"authenticated": True, "user": PLAYER}
+    if answered is not None:
+        status["audiences"] = answered
+    verdict = token_verdict({"status": status}, ["session-lease-operator"])
+    assert (verdict.caller is not None) is accepted
+    if not accepted:
+        assert "not meant for this API" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        'Post "https://authn.example/review": dial tcp 10.0.0.9:443: connect: connection refused',
+        "context deadline exceeded",
+        "webhook token authenticator: unexpected status code 503",
+        "oidc: authenticator not initialized",
+    ],
+)
+def test_authenticator_failure_is_unavailable_not_a_refusal(error: str) -> None:
+    with pytest.raises(AuthenticationUnavailable):
+        token_verdict({"status": {"authenticated": False, "error": error}}, [])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "[invalid bearer token, service account token has expired]",
+        "[invalid bearer token, square/go-jose: error in cryptographic primitive]",
+        'token audiences ["x"] is invalid for the target audiences ["y"]',
+    ],
+)
+def test_bad_token_reasons_are_refusals(error: str) -> None:
+    verdict = token_verdict({"status": {"authenticated": False, "error": error}}, [])
+    assert verdict.caller is None
 
 
 def test_access_review_asks_for_create_on_sessions_heartbeat_in_the_session_namespace() -> None:
-    caller = token_verdict({"status": {"authenticated": True, "user": PLAYER}}).caller
+    caller = token_verdict({"status": {"authenticated": True, "user": PLAYER}}, []).caller
     assert caller is not None
     spec = heartbeat_access_review_body(caller, REF)["spec"]
     assert spec["resourceAttributes"] == {
@@ -131,8 +180,9 @@ def test_access_is_allowed_only_when_allowed_and_not_denied(
 
 
 async def test_token_reviews_are_cached_and_shared_by_concurrent_requests() -> None:
-    rest = FakeRest([{"status": {"authenticated": True, "user": PLAYER}}])
-    authenticator = Authenticator(rest, ["aud"], timedelta(seconds=10))
+    answer = {"authenticated": True, "user": PLAYER, "audiences": ["aud"]}
+    rest = FakeRest([{"status": answer}])
+    authenticator = Authenticator(rest, ["aud"], timedelta(seconds=10), ReviewLimiter())
     callers = await asyncio.gather(*(authenticator.authenticate("Bearer t0ken") for _ in range(5)))
     assert {caller.username for caller in callers} == {PLAYER["username"]}
     assert len(rest.requests) == 1
@@ -143,7 +193,7 @@ async def test_token_reviews_are_cached_and_shared_by_concurrent_requests() -> N
 
 async def test_refused_token_is_unauthenticated() -> None:
     authenticator = Authenticator(
-        FakeRest([{"status": {"authenticated": False}}]), [], timedelta(seconds=10)
+        FakeRest([{"status": {"authenticated": False}}]), [], timedelta(seconds=10), ReviewLimiter()
     )
     with pytest.raises(Unauthenticated):
         await authenticator.authenticate("Bearer nope")
@@ -153,24 +203,37 @@ async def test_token_review_outage_is_unavailable_and_not_cached() -> None:
     rest = FakeRest(
         [ApiUnavailable("timeout"), {"status": {"authenticated": True, "user": PLAYER}}]
     )
-    authenticator = Authenticator(rest, [], timedelta(seconds=10))
+    authenticator = Authenticator(rest, [], timedelta(seconds=10), ReviewLimiter())
     with pytest.raises(ApiUnavailable):
         await authenticator.authenticate("Bearer t0ken")
     assert (await authenticator.authenticate("Bearer t0ken")).username == PLAYER["username"]
 
 
-async def test_denied_access_is_forbidden_and_names_the_namespace() -> None:
+async def test_authenticator_failure_is_not_cached() -> None:
+    down = {"authenticated": False, "error": "dial tcp 10.0.0.9:443: connection refused"}
+    rest = FakeRest([{"status": down}, {"status": {"authenticated": True, "user": PLAYER}}])
+    authenticator = Authenticator(rest, [], timedelta(seconds=10), ReviewLimiter())
+    with pytest.raises(AuthenticationUnavailable):
+        await authenticator.authenticate("Bearer t0ken")
+    assert (await authenticator.authenticate("Bearer t0ken")).username == PLAYER["username"]
+
+
+async def test_denied_access_is_forbidden_without_naming_the_namespace() -> None:
     authorizer = HeartbeatAuthorizer(
-        FakeRest([{"status": {"allowed": False}}]), timedelta(seconds=10)
+        FakeRest([{"status": {"allowed": False}}]), timedelta(seconds=10), ReviewLimiter()
     )
     caller = Caller(username="system:serviceaccount:other:player")
-    with pytest.raises(Forbidden, match='namespace "media"'):
+    with pytest.raises(Forbidden) as refused:
         await authorizer.authorize(caller, REF)
+    assert "system:serviceaccount:other:player" in str(refused.value)
+    assert "media" not in str(refused.value)
     with pytest.raises(Forbidden):
         await authorizer.authorize(caller, REF)  # cached: no second review was answered
 
 
 async def test_access_review_outage_is_unavailable_never_forbidden() -> None:
-    authorizer = HeartbeatAuthorizer(FakeRest([ApiUnavailable("timeout")]), timedelta(seconds=10))
+    authorizer = HeartbeatAuthorizer(
+        FakeRest([ApiUnavailable("timeout")]), timedelta(seconds=10), ReviewLimiter()
+    )
     with pytest.raises(ApiUnavailable):
         await authorizer.authorize(Caller(username="u"), REF)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from session_operator.client import Backoff, HeartbeatFailed, heartbeat_path
+from session_operator.client import (
+    Backoff,
+    HeartbeatClient,
+    HeartbeatFailed,
+    InsecureUrl,
+    heartbeat_path,
+)
 
 
 def test_namespace_and_name_use_the_kubernetes_native_path() -> None:
@@ -35,3 +41,11 @@ def test_backoff_never_waits_less_than_retry_after() -> None:
 )
 def test_only_gone_and_not_found_end_the_session(status: int | None, ended: bool) -> None:
     assert HeartbeatFailed("refused", status).session_ended is ended
+
+
+@pytest.mark.parametrize("url", ["http://api:8080", "HTTP://api:8080"])
+def test_plain_http_is_refused_unless_allowed(url: str) -> None:
+    with pytest.raises(InsecureUrl, match="plain HTTP"):
+        HeartbeatClient(url, "media/s")
+    assert HeartbeatClient(url, "media/s", allow_http=True).session == "media/s"
+    assert HeartbeatClient("https://api:8443", "media/s").session == "media/s"

@@ -80,3 +80,24 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_load() -> None:
     release.set()
     assert await patient == 3
     assert cache.get("k") == 3
+
+
+def test_a_flood_of_refusals_does_not_evict_accepted_decisions() -> None:
+    cache: DecisionCache[str, bool] = DecisionCache(
+        ttl=10, max_entries=3, is_refusal=lambda allowed: not allowed, max_refusals=5
+    )
+    cache.put("valid", True)
+    for number in range(10_010):
+        cache.put(f"garbage-{number}", False)
+    assert cache.get("valid") is True
+    assert len(cache) == 1 + 5
+    assert cache.get("garbage-10009") is False
+    assert cache.get("garbage-0") is None
+
+
+def test_a_key_lives_in_one_pool_only() -> None:
+    cache: DecisionCache[str, bool] = DecisionCache(ttl=10, is_refusal=lambda ok: not ok)
+    cache.put("k", False)
+    cache.put("k", True)
+    assert cache.get("k") is True
+    assert len(cache) == 1

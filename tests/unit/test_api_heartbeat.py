@@ -80,7 +80,7 @@ class FakeLookup(SessionLookup):
             raise SessionNotFound(str(ref))
         return self._cached
 
-    async def by_id(self, session_id: str) -> Session:
+    def by_id(self, session_id: str) -> Session:
         self._log.append("lookup")
         if self._cached is None or self._cached.status.session_id != session_id:
             raise SessionNotFound(session_id)

@@ -134,7 +134,9 @@ def test_default_render_has_every_object_of_an_install(helm: Path) -> None:
             ("Service", f"{FULLNAME}-metrics"),
             ("ServiceAccount", FULLNAME),
             ("ValidatingAdmissionPolicy", f"{FULLNAME}-state-label"),
+            ("ValidatingAdmissionPolicy", f"{FULLNAME}-template-needs-pods"),
             ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-state-label"),
+            ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-template-needs-pods"),
         ]
     )
 
@@ -338,11 +340,14 @@ def test_watching_one_namespace_adds_namespace_observation_and_scopes_the_policy
     assert grants("", ["namespaces"], ["list", "watch"]) <= rules(
         only(objects, "ClusterRole", FULLNAME)
     )
-    binding = only(objects, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": "media"}
-    }
-    assert "matchResources" not in only(render(helm), "ValidatingAdmissionPolicyBinding")["spec"]
+    unscoped = render(helm)
+    for policy in ("state-label", "template-needs-pods"):
+        binding = only(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-{policy}")
+        assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "media"}
+        }
+        everywhere = only(unscoped, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-{policy}")
+        assert "matchResources" not in everywhere["spec"]
 
 
 def test_client_and_aggregated_roles(helm: Path) -> None:
@@ -360,13 +365,23 @@ def test_client_and_aggregated_roles(helm: Path) -> None:
 
 def test_admission_policy_exempts_only_the_operator_service_account(helm: Path) -> None:
     objects = render(helm, "serviceAccount.name=custom")
-    policy = only(objects, "ValidatingAdmissionPolicy")
+    policy = only(objects, "ValidatingAdmissionPolicy", f"{FULLNAME}-state-label")
     expression = policy["spec"]["matchConditions"][0]["expression"]
     assert expression == f'request.userInfo.username != "system:serviceaccount:{NAMESPACE}:custom"'
     assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["sessions"]
-    assert only(objects, "ValidatingAdmissionPolicyBinding")["spec"]["validationActions"] == [
-        "Deny"
-    ]
+    binding = only(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-state-label")
+    assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def test_template_policy_asks_the_authorizer_whether_the_creator_may_create_pods(
+    helm: Path,
+) -> None:
+    policy = only(render(helm), "ValidatingAdmissionPolicy", f"{FULLNAME}-template-needs-pods")
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
+    assert "has(object.spec.template)" in policy["spec"]["matchConditions"][0]["expression"]
+    [validation] = policy["spec"]["validations"]
+    assert "resource('pods')" in validation["expression"]
+    assert "check('create')" in validation["expression"]
 
 
 def test_generated_certificate_is_for_the_api_service_and_signed_by_the_published_ca(

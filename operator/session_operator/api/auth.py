@@ -3,9 +3,13 @@
 A heartbeat carries ``Authorization: Bearer <token>``, usually a projected ServiceAccount
 token. The apiserver says who it is (TokenReview, with the configured audiences) and whether
 that identity may ``create`` ``sessions/heartbeat`` in group ``xg2g.io`` for this session
-(SubjectAccessReview), the Kubernetes form of the seed's ``v3:write`` scope. Decisions are
-cached for a short TTL. A review that cannot be made raises ``ApiUnavailable`` (503): an
-outage is never answered as 401 or 403.
+(SubjectAccessReview). Decisions are cached for a short TTL, refusals in a pool of their
+own; at most a few reviews run at once (:mod:`session_operator.api.review_limit`). A review
+that cannot be made raises ``ApiUnavailable`` (503), and one whose authenticator reports an
+error raises :class:`AuthenticationUnavailable` (503, not cached): an outage is never
+answered as 401 or 403. A token is accepted only if the apiserver confirms one of the
+configured audiences, so a token minted for another audience is not replayable here, and a
+heartbeat token is not one the apiserver itself accepts.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from datetime import timedelta
 from typing import Any
 
 from session_operator.api.decision_cache import DecisionCache
-from session_operator.api.errors import Forbidden, Unauthenticated
+from session_operator.api.errors import AuthenticationUnavailable, Forbidden, Unauthenticated
+from session_operator.api.review_limit import ReviewLimiter
 from session_operator.k8s.rest import Rest
 from session_operator.models import GROUP, PLURAL, SessionRef
 
@@ -70,12 +75,24 @@ def token_review_body(token: str, audiences: Sequence[str]) -> dict[str, Any]:
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
 
 
-def token_verdict(review: Mapping[str, Any]) -> TokenVerdict:
-    """Read the apiserver's answer to a TokenReview."""
+def token_verdict(review: Mapping[str, Any], audiences: Sequence[str]) -> TokenVerdict:
+    """Read the apiserver's answer to a TokenReview that asked for *audiences*.
+
+    Raises :class:`AuthenticationUnavailable` when the authenticator failed rather than
+    judged the token (see :func:`authenticator_failed`).
+    """
     status = review.get("status") or {}
     user = status.get("user") or {}
     if not status.get("authenticated") or not user.get("username"):
+        if authenticator_failed(str(status.get("error") or "")):
+            raise AuthenticationUnavailable(
+                "the apiserver could not check the token (its authenticator failed); retry later"
+            )
         return TokenVerdict(None, "the bearer token is not valid")
+    if audiences and not set(status.get("audiences") or ()) & set(audiences):
+        return TokenVerdict(
+            None, f"the bearer token is not meant for this API (audience {', '.join(audiences)})"
+        )
     extra = user.get("extra") or {}
     return TokenVerdict(
         Caller(
@@ -114,6 +131,35 @@ def heartbeat_access_review_body(caller: Caller, ref: SessionRef) -> dict[str, A
     }
 
 
+# What an authenticator says when it could not judge a token (a webhook or OIDC provider
+# down), as opposed to the reasons it gives for refusing one ("invalid bearer token",
+# "token has expired", ...): the apiserver reports both in the same status.error field.
+_AUTHENTICATOR_FAILURES = (
+    "dial tcp",
+    "connection refused",
+    "connection reset",
+    "deadline exceeded",
+    "timeout",
+    "timed out",
+    "no such host",
+    "eof",
+    "tls:",
+    "x509:",
+    "unexpected status",
+    "status code",
+    "unavailable",
+    "not initialized",
+    "failed to query",
+)
+
+
+def authenticator_failed(error: str) -> bool:
+    """Whether a TokenReview's ``status.error`` says the authenticator failed (a 503,
+    retried) rather than that the token is bad (a 401)."""
+    lowered = error.lower()
+    return any(failure in lowered for failure in _AUTHENTICATOR_FAILURES)
+
+
 def access_allowed(review: Mapping[str, Any]) -> bool:
     """Read the apiserver's answer to a SubjectAccessReview: allowed and not denied."""
     status = review.get("status") or {}
@@ -123,11 +169,18 @@ def access_allowed(review: Mapping[str, Any]) -> bool:
 class Authenticator:
     """Bearer token → :class:`Caller`, by TokenReview, cached for the TTL."""
 
-    def __init__(self, rest: Rest, audiences: Sequence[str], cache_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        rest: Rest,
+        audiences: Sequence[str],
+        cache_ttl: timedelta,
+        limiter: ReviewLimiter,
+    ) -> None:
         self._rest = rest
         self._audiences = tuple(audiences)
+        self._limiter = limiter
         self._verdicts: DecisionCache[bytes, TokenVerdict] = DecisionCache(
-            cache_ttl.total_seconds()
+            cache_ttl.total_seconds(), is_refusal=lambda verdict: verdict.caller is None
         )
 
     async def authenticate(self, authorization: str | None) -> Caller:
@@ -146,16 +199,20 @@ class Authenticator:
 
     async def _review(self, token: str) -> TokenVerdict:
         body = token_review_body(token, self._audiences)
-        return token_verdict(await self._rest.request("POST", TOKEN_REVIEWS, body=body))
+        answer = await self._limiter.run(
+            lambda: self._rest.request("POST", TOKEN_REVIEWS, body=body)
+        )
+        return token_verdict(answer, self._audiences)
 
 
 class HeartbeatAuthorizer:
     """May a caller beat a session? SubjectAccessReview, cached for the TTL."""
 
-    def __init__(self, rest: Rest, cache_ttl: timedelta) -> None:
+    def __init__(self, rest: Rest, cache_ttl: timedelta, limiter: ReviewLimiter) -> None:
         self._rest = rest
+        self._limiter = limiter
         self._decisions: DecisionCache[tuple[Caller, SessionRef], bool] = DecisionCache(
-            cache_ttl.total_seconds()
+            cache_ttl.total_seconds(), is_refusal=lambda allowed: not allowed
         )
 
     async def authorize(self, caller: Caller, ref: SessionRef) -> None:
@@ -167,12 +224,15 @@ class HeartbeatAuthorizer:
             (caller, ref), lambda: self._review(caller, ref)
         )
         if not allowed:
+            # Not naming the namespace: on the sessionID path the caller did not name it.
             raise Forbidden(
                 f'User "{caller.username}" cannot {HEARTBEAT_VERB} resource'
-                f' "{PLURAL}/{HEARTBEAT_SUBRESOURCE}" in API group "{GROUP}"'
-                f' in the namespace "{ref.namespace}"'
+                f' "{PLURAL}/{HEARTBEAT_SUBRESOURCE}" in API group "{GROUP}" for this session'
             )
 
     async def _review(self, caller: Caller, ref: SessionRef) -> bool:
         body = heartbeat_access_review_body(caller, ref)
-        return access_allowed(await self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body))
+        answer = await self._limiter.run(
+            lambda: self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body)
+        )
+        return access_allowed(answer)

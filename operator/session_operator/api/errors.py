@@ -42,3 +42,12 @@ class SessionGone(Exception):
 
 class WriteContention(Exception):
     """The compare-and-set write kept losing to other writers (503, retry)."""
+
+
+class CacheNotSynced(Exception):
+    """The Session cache has not loaded its first listing yet, so a miss proves nothing (503)."""
+
+
+class AuthenticationUnavailable(Exception):
+    """The apiserver could not judge the token: its authenticator failed, or too many
+    reviews are already under way (503, retry)."""

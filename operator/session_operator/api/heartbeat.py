@@ -177,7 +177,7 @@ class HeartbeatService:
         if isinstance(address, SessionRef):
             await self._authorizer.authorize(caller, address)
             return await self._lookup.by_ref(address)
-        session = await self._lookup.by_id(address)
+        session = self._lookup.by_id(address)
         await self._authorizer.authorize(caller, session.ref)
         return session
 

@@ -1,17 +1,19 @@
-"""Find the Session a request names: in the API's cache, else with one read of the apiserver.
+"""Find the Session a request names: in the API's watch-fed cache.
 
-A cache miss is not yet a 404: the Session may be younger than the watch. One read decides
-(a GET by namespace/name; a LIST for a sessionID, which no GET can address). Objects read
-here refresh the cache only where it already knows them, so a Session the watch reported
-deleted is never brought back.
+By namespace/name, a cache miss is not yet a 404: the Session may be younger than the
+watch, and one GET (made after the caller was authorised for that namespace) decides. By
+sessionID no GET can address the Session, and a LIST per unknown id would let any caller
+with a token make the API read every Session in the cluster: a sessionID the synced cache
+does not know is 404 at once, and 503 before the cache has synced. Objects read here refresh
+the cache only where it already knows them, so a Session the watch reported deleted is never
+brought back.
 """
 
 from __future__ import annotations
 
 from session_operator.api.cache import SessionCache
-from session_operator.api.errors import SessionNotFound
+from session_operator.api.errors import CacheNotSynced, SessionNotFound
 from session_operator.k8s.sessions import SessionApi
-from session_operator.k8s.watch import ListWatch
 from session_operator.models import Session, SessionRef
 
 
@@ -22,12 +24,10 @@ class SessionLookup:
         self,
         cache: SessionCache,
         sessions: SessionApi,
-        all_sessions: ListWatch,
         namespace: str | None,
     ) -> None:
         self._cache = cache
         self._sessions = sessions
-        self._all_sessions = all_sessions
         self._namespace = namespace
 
     async def by_ref(self, ref: SessionRef) -> Session:
@@ -39,15 +39,17 @@ class SessionLookup:
             return cached
         return await self.reread(ref)
 
-    async def by_id(self, session_id: str) -> Session:
-        """The Session whose ``status.sessionID`` is *session_id*; else :class:`SessionNotFound`."""
+    def by_id(self, session_id: str) -> Session:
+        """The Session whose ``status.sessionID`` is *session_id*, from the cache alone.
+
+        Raises :class:`SessionNotFound` when the synced cache does not know it, and
+        :class:`CacheNotSynced` before the first listing has been loaded.
+        """
         cached = self._cache.by_id(session_id)
         if cached is not None:
             return cached
-        listing = await self._all_sessions.list()
-        for item in listing.items:
-            if (item.get("status") or {}).get("sessionID") == session_id:
-                return Session.from_body(item)
+        if not self._cache.synced:
+            raise CacheNotSynced("the session cache is still loading; retry in a second")
         raise SessionNotFound(f"no session with sessionID {session_id}")
 
     async def reread(self, ref: SessionRef) -> Session:

@@ -16,7 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from session_operator.api.errors import (
+    AuthenticationUnavailable,
     BadRequest,
+    CacheNotSynced,
     Forbidden,
     LeaseNotInitialised,
     SessionGone,
@@ -87,6 +89,12 @@ def problem_for(error: Exception) -> Problem:
                 "state": error.state.value,
                 "stop_reason": error.stop_reason.value if error.stop_reason else None,
             },
+        )
+    if isinstance(error, CacheNotSynced):
+        return Problem(503, "not-ready", "Service Unavailable", str(error), _retry(1))
+    if isinstance(error, AuthenticationUnavailable):
+        return Problem(
+            503, "authentication-unavailable", "Service Unavailable", str(error), _retry(1)
         )
     if isinstance(error, WriteContention):
         return Problem(503, "write-contention", "Service Unavailable", str(error), _retry(1))

@@ -9,15 +9,15 @@ from datetime import datetime
 from kubernetes_asyncio import client
 
 from session_operator.api.auth import Authenticator, HeartbeatAuthorizer
-from session_operator.api.cache import SessionCache, sessions_path
+from session_operator.api.cache import SessionCache
 from session_operator.api.heartbeat import HeartbeatService
 from session_operator.api.lookup import SessionLookup
+from session_operator.api.review_limit import ReviewLimiter
 from session_operator.api.routes import HeartbeatRoutes
 from session_operator.config import Settings
 from session_operator.k8s.outages import OutageMonitor
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
-from session_operator.k8s.watch import ListWatch
 
 # Every apiserver call on the request path gives up after this long, so that a stalled
 # apiserver is answered with 503 in a few seconds rather than a hung request.
@@ -43,14 +43,9 @@ def build_heartbeat_api(
     rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS, outages=outages)
     cache = SessionCache.for_namespace(api_client, settings.namespace)
     sessions = SessionApi(rest)
-    lookup = SessionLookup(
-        cache,
-        sessions,
-        ListWatch(api_client, rest, sessions_path(settings.namespace)),
-        settings.namespace,
-    )
-    service = HeartbeatService(
-        lookup, HeartbeatAuthorizer(rest, settings.auth_cache_ttl), sessions, clock, outages.windows
-    )
-    authenticator = Authenticator(rest, settings.token_audiences, settings.auth_cache_ttl)
+    lookup = SessionLookup(cache, sessions, settings.namespace)
+    limiter = ReviewLimiter()
+    authorizer = HeartbeatAuthorizer(rest, settings.auth_cache_ttl, limiter)
+    service = HeartbeatService(lookup, authorizer, sessions, clock, outages.windows)
+    authenticator = Authenticator(rest, settings.token_audiences, settings.auth_cache_ttl, limiter)
     return HeartbeatApi(cache, HeartbeatRoutes(authenticator, service))

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from session_operator.config import load_settings
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE, load_settings
 from session_operator.devcluster.binaries import (
     TOOLS,
     BuildError,
@@ -111,7 +111,10 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
         print(f"  {kubectl} apply -f {repo / SAMPLE_SESSION}")
         print(f"  {kubectl} get sessions -A -w")
         print("Keep it alive (a ServiceAccount allowed to beat in `default`):")
-        print(f"  TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default)")
+        print(
+            f"  TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default"
+            f" --audience={DEFAULT_TOKEN_AUDIENCE})"
+        )
         print(
             f'  curl -s -X POST -H "Authorization: Bearer $TOKEN" {heartbeat}/heartbeat\n',
             flush=True,
