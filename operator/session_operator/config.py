@@ -183,6 +183,25 @@ def _audiences(value: Any) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
+# What a stop may release besides the workload Pod (each needs list and delete on that
+# kind, granted by the chart only when listed). Garbage collection deletes the rest of what
+# a Session owns when the Session itself is deleted.
+RELEASABLE_KINDS = ("pods", "services", "configmaps", "secrets", "persistentvolumeclaims")
+
+
+def _released_kinds(value: Any) -> tuple[str, ...]:
+    kinds = _audiences(value) if value is not None else []
+    unknown = [kind for kind in kinds if kind not in RELEASABLE_KINDS]
+    if unknown:
+        raise PydanticCustomError(
+            "released_kinds",
+            "must list kinds among {kinds}, in the environment comma separated",
+            {"kinds": ", ".join(RELEASABLE_KINDS)},
+        )
+    # The workload Pod is always released, and first.
+    return ("pods", *dict.fromkeys(kind for kind in kinds if kind != "pods"))
+
+
 def _lease_namespace(value: Any) -> str:
     if isinstance(value, str) and _NAMESPACE.fullmatch(value.strip()):
         return value.strip()
@@ -206,6 +225,19 @@ def _log_format(value: Any) -> str:
 
 Duration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 """A positive duration setting, parsed by :func:`parse_duration`."""
+
+# A revoked token or a removed RoleBinding keeps working for at most this long.
+MAX_AUTH_CACHE_TTL = timedelta(seconds=60)
+
+
+def _auth_cache_ttl(value: Any) -> timedelta:
+    duration = _positive_duration(value)
+    if duration > MAX_AUTH_CACHE_TTL:
+        raise PydanticCustomError(
+            "auth_cache_ttl",
+            "must be at most 60s: a revoked token or access keeps working that long",
+        )
+    return duration
 
 
 class Settings(BaseSettings):
@@ -258,7 +290,14 @@ class Settings(BaseSettings):
             " empty accepts the apiserver's own audience."
         ),
     )
-    auth_cache_ttl: Duration = Field(
+    released_kinds: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_released_kinds)] = Field(
+        default=("pods",),
+        description=(
+            "Kinds a stop deletes when the session controls them: its Pod always, and these"
+            " (services, configmaps, secrets, persistentvolumeclaims) where listed."
+        ),
+    )
+    auth_cache_ttl: Annotated[timedelta, BeforeValidator(_auth_cache_ttl)] = Field(
         default=timedelta(seconds=10),
         description="How long authentication and authorization decisions are cached.",
     )
@@ -323,6 +362,7 @@ FILE_KEYS: Mapping[str, str] = {
     "tls_cert_file": "tlsCertFile",
     "tls_key_file": "tlsKeyFile",
     "token_audiences": "tokenAudiences",
+    "released_kinds": "releasedKinds",
     "auth_cache_ttl": "authCacheTTL",
     "leader_election": "leaderElection",
     "leader_election_namespace": "leaderElectionNamespace",

@@ -4,6 +4,12 @@ One replica holds the Lease and writes lifecycle changes; the others stand by. A
 renews every ``RETRY_PERIOD``; it stops acting as leader when it could not renew for
 ``RENEW_DEADLINE``; another replica may take the Lease once ``LEASE_DURATION`` passed
 without renewal. Time is passed in.
+
+As in client-go, a replica never compares the holder's ``renewTime`` with its own clock:
+it notes, on its own clock, when it first saw the record as it now stands
+(:class:`Observation`), and the Lease is free once it has not changed for a lease duration
+since then. Clocks that disagree by any amount cannot make a replica take a live leader's
+Lease.
 """
 
 from __future__ import annotations
@@ -29,17 +35,35 @@ class LeaseRecord:
     transitions: int
 
 
-def may_acquire(now: datetime, record: LeaseRecord | None, identity: str) -> bool:
-    """Whether *identity* may take or keep the Lease at *now*.
+@dataclass(frozen=True)
+class Observation:
+    """A Lease record as this replica read it, and when (on this replica's clock) it first
+    read the record in this form."""
 
-    Free (no record, no holder), already ours, or its holder has not renewed it for a
-    whole lease duration.
+    record: LeaseRecord
+    seen_at: datetime
+
+
+def observe(now: datetime, previous: Observation | None, record: LeaseRecord) -> Observation:
+    """The observation after reading *record* at *now*: the previous one while the record
+    is unchanged, else a new one seen at *now*."""
+    if previous is not None and previous.record == record:
+        return previous
+    return Observation(record, now)
+
+
+def may_acquire(now: datetime, observed: Observation | None, identity: str) -> bool:
+    """Whether *identity* may take or keep the Lease at *now*, given what it *observed*.
+
+    Free (no record, no holder), already ours, or the record has not changed for a whole
+    lease duration since this replica first saw it.
     """
-    if record is None or not record.holder or record.holder == identity:
+    if observed is None:
         return True
-    if record.renewed_at is None:
+    record = observed.record
+    if not record.holder or record.holder == identity:
         return True
-    return now >= record.renewed_at + record.duration
+    return now >= observed.seen_at + record.duration
 
 
 def claimed(now: datetime, record: LeaseRecord | None, identity: str) -> LeaseRecord:

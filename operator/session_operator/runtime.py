@@ -89,7 +89,12 @@ def build_controller(
 ) -> SessionController:
     """The control loop with its stores, reconciler and apiserver calls; it takes steps
     only while *leading* is set, and gives a grace for the *outages*."""
-    kube = Kubernetes(SessionApi(rest), PodApi(rest), OwnedObjects(rest), EventRecorder(rest))
+    kube = Kubernetes(
+        SessionApi(rest),
+        PodApi(rest),
+        OwnedObjects(rest, settings.released_kinds),
+        EventRecorder(rest),
+    )
     lifecycle = LifecycleSettings(
         lease_ttl=settings.lease_ttl,
         heartbeat_interval=settings.heartbeat_interval,

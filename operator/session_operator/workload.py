@@ -39,10 +39,11 @@ class Workload:
 
 
 def summarize_pod(body: Mapping[str, Any]) -> PodSummary | None:
-    """Decode a Pod labelled ``xg2g.io/session``; ``None`` for any other Pod."""
+    """Decode a session's workload Pod: labelled ``xg2g.io/session=<name>`` and named
+    ``<name>``, as the operator creates it; ``None`` for any other Pod."""
     metadata = body.get("metadata") or {}
     session_name = (metadata.get("labels") or {}).get(SESSION_LABEL)
-    if not session_name:
+    if not session_name or metadata.get("name") != session_name:
         return None
     controller = next(
         (ref for ref in metadata.get("ownerReferences") or () if ref.get("controller")), None

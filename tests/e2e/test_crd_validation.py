@@ -366,6 +366,19 @@ def test_second_different_stop_reason_is_refused(
     assert get_session(cluster, namespace, "s")["status"]["stopReason"] == "USER_STOPPED"
 
 
+@pytest.mark.parametrize("change", ["another-id", None])
+def test_session_id_cannot_be_changed_or_removed(
+    cluster: ClusterWithKubectl, namespace: str, change: str | None
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", {"state": "new", "sessionID": "first-id"})
+
+    result = patch_status(cluster, namespace, "s", {"sessionID": change}, check=False)
+
+    assert_refused(result, "status.sessionID is set once")
+    assert get_session(cluster, namespace, "s")["status"]["sessionID"] == "first-id"
+
+
 def test_stop_reason_cannot_be_removed(cluster: ClusterWithKubectl, namespace: str) -> None:
     apply_session(cluster, namespace, "s")
     patch_status(cluster, namespace, "s", {"state": "stopping", "stopReason": "LEASE_EXPIRED"})

@@ -65,7 +65,7 @@ async def test_stop_racing_a_lease_extension_never_stops_the_extended_session(
         )  # fmt: skip
 
         clock = _Clock(old_expiry + timedelta(seconds=1))  # the stale lease has lapsed
-        kube = Kubernetes(sessions, PodApi(rest), OwnedObjects(rest), EventRecorder(rest))
+        kube = Kubernetes(sessions, PodApi(rest), OwnedObjects(rest, ["pods"]), EventRecorder(rest))
         settings = LifecycleSettings(
             lease_ttl=timedelta(seconds=60),
             heartbeat_interval=timedelta(seconds=5),

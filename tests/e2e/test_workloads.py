@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,41 +164,51 @@ def test_vanished_pod_fails_the_session(
     assert body["status"]["stopReason"] == "FAILED"
 
 
-def test_release_deletes_only_objects_the_session_controls(
+def test_release_deletes_only_pods_the_session_controls_and_gc_takes_the_rest(
     cluster: Cluster, operator: OperatorProcess, namespace: str
 ) -> None:
     start_ready_session(cluster, namespace, "s", LONG_LEASE)
     uid = read_session(cluster, namespace, "s")["metadata"]["uid"]
     labels = {"xg2g.io/session": "s"}
-    owned = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": "owned",
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [
-                {"apiVersion": "xg2g.io/v1alpha1", "kind": "Session", "name": "s", "uid": uid,
-                 "controller": True},
-            ],
-        },
-    }  # fmt: skip
-    foreign = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "foreign", "namespace": namespace, "labels": labels},
-    }
-    for body in (owned, foreign):
+    controller = [
+        {"apiVersion": "xg2g.io/v1alpha1", "kind": "Session", "name": "s", "uid": uid,
+         "controller": True},
+    ]  # fmt: skip
+    container = {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]}
+
+    def labelled(kind: str, name: str, owners: list[dict[str, Any]]) -> dict[str, Any]:
+        metadata = {"name": name, "namespace": namespace, "labels": labels}
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": kind, "metadata": metadata}
+        if owners:
+            metadata["ownerReferences"] = owners
+        if kind == "Pod":
+            body["spec"] = container
+        return body
+
+    for body in (
+        labelled("Pod", "owned", controller),
+        labelled("Pod", "foreign", []),
+        labelled("ConfigMap", "owned", controller),
+        labelled("ConfigMap", "foreign", []),
+    ):
         cluster.kubectl("create", "-f", "-", input_text=json.dumps(body))
+
+    def names(kind: str) -> list[str]:
+        listed = cluster.kubectl("get", kind, "-n", namespace, "-l", "xg2g.io/session=s",
+                                 "-o", "name")  # fmt: skip
+        return sorted(listed.stdout.split())
 
     cluster.kubectl(
         "patch", "session", "s", "-n", namespace, "--type=merge", "-p", '{"spec":{"stop":true}}'
     )
     wait_for_state(cluster, namespace, "s", {"stopped"}, timeout=10)
-    configmaps = cluster.kubectl(
-        "get", "configmaps", "-n", namespace, "-l", "xg2g.io/session=s", "-o", "name"
-    ).stdout.split()
-    assert configmaps == ["configmap/foreign"]
+    # The stop releases Pods only (setting releasedKinds), and only those it controls.
+    assert wait_for(lambda: names("pods") == ["pod/foreign"], timeout=10)
+    assert names("configmaps") == ["configmap/foreign", "configmap/owned"]
+    # Deleting the Session leaves the rest of what it owns to the garbage collector.
+    cluster.kubectl("delete", "session", "s", "-n", namespace, "--timeout=30s")
+    assert wait_for(lambda: names("configmaps") == ["configmap/foreign"], timeout=30)
+    assert names("pods") == ["pod/foreign"]
 
 
 def test_deleting_a_live_session_releases_its_pod_then_lets_it_go(

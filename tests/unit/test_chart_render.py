@@ -308,19 +308,24 @@ def grants(group: str, resources: list[str], verbs: list[str], name: str = "*") 
     return {(group, resource, name, verb) for resource in resources for verb in verbs}
 
 
+SESSION_RULES = (
+    grants("xg2g.io", ["sessions"], ["get", "list", "watch", "patch", "delete"])
+    | grants("xg2g.io", ["sessions/status"], ["patch"])
+    | grants("xg2g.io", ["sessions/finalizers"], ["update"])
+    | grants("", ["pods"], ["get", "list", "watch", "create", "delete"])
+    | grants("events.k8s.io", ["events"], ["create"])
+)
+CLUSTER_RULES = (
+    grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
+    | grants("authentication.k8s.io", ["tokenreviews"], ["create"])
+    | grants("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
+)
+
+
 def test_operator_role_grants_exactly_what_the_code_uses(helm: Path) -> None:
     objects = render(helm)
-    assert rules(only(objects, "ClusterRole", FULLNAME)) == (
-        grants("xg2g.io", ["sessions"], ["get", "list", "watch", "patch", "delete"])
-        | grants("xg2g.io", ["sessions/status"], ["patch"])
-        | grants("", ["pods"], ["get", "list", "watch", "create", "delete"])
-        | grants("", ["services", "configmaps", "secrets"], ["list", "delete"])
-        | grants("", ["persistentvolumeclaims"], ["list", "delete"])
-        | grants("events.k8s.io", ["events"], ["create"])
-        | grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
-        | grants("authentication.k8s.io", ["tokenreviews"], ["create"])
-        | grants("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
-    )
+    # No Secrets, ConfigMaps or other kinds anywhere: a stop releases the session's Pod.
+    assert rules(only(objects, "ClusterRole", FULLNAME)) == SESSION_RULES | CLUSTER_RULES
     assert rules(only(objects, "Role", f"{FULLNAME}-leader-election")) == (
         grants("coordination.k8s.io", ["leases"], ["get", "update"], "session-lease-operator")
         | grants("coordination.k8s.io", ["leases"], ["create"])
@@ -333,13 +338,33 @@ def test_operator_role_grants_exactly_what_the_code_uses(helm: Path) -> None:
     ]
 
 
-def test_watching_one_namespace_adds_namespace_observation_and_scopes_the_policy(
-    helm: Path,
-) -> None:
-    objects = render(helm, "config.namespace=media")
-    assert grants("", ["namespaces"], ["list", "watch"]) <= rules(
-        only(objects, "ClusterRole", FULLNAME)
+def test_released_kinds_are_granted_list_and_delete_only_when_listed(helm: Path) -> None:
+    objects = render(helm, "config.releasedKinds={secrets,services}")
+    assert rules(only(objects, "ClusterRole", FULLNAME)) == (
+        SESSION_RULES | CLUSTER_RULES | grants("", ["secrets", "services"], ["list", "delete"])
     )
+    env = plain_env(operator_container(objects))
+    assert env["XG2G_SESSION_RELEASED_KINDS"] == "secrets,services"
+
+
+def test_watching_one_namespace_grants_session_rules_by_a_role_in_it(helm: Path) -> None:
+    objects = render(helm, "config.namespace=media")
+    assert rules(only(objects, "ClusterRole", FULLNAME)) == CLUSTER_RULES | grants(
+        "", ["namespaces"], ["list", "watch"]
+    )
+    role = only(objects, "Role", FULLNAME)
+    assert role["metadata"]["namespace"] == "media"
+    assert rules(role) == SESSION_RULES
+    binding = only(objects, "RoleBinding", FULLNAME)
+    assert binding["metadata"]["namespace"] == "media"
+    assert binding["roleRef"]["name"] == FULLNAME
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+
+
+def test_watching_one_namespace_scopes_the_policies(helm: Path) -> None:
+    objects = render(helm, "config.namespace=media")
     unscoped = render(helm)
     for policy in ("state-label", "template-needs-pods"):
         binding = only(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-{policy}")

@@ -142,8 +142,14 @@ def test_duration_setting_reads_units_from_environment(
     monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str
 ) -> None:
     monkeypatch.setenv("XG2G_SESSION_LEASE_TTL", "24h")  # room for a long heartbeat interval
-    monkeypatch.setenv(env, "1h30m")
-    assert getattr(load_settings(), field) == timedelta(hours=1, minutes=30)
+    # The auth cache is capped at a minute; the others take hours.
+    value, expected = (
+        ("1m", timedelta(minutes=1))
+        if field == "auth_cache_ttl"
+        else ("1h30m", timedelta(hours=1, minutes=30))
+    )
+    monkeypatch.setenv(env, value)
+    assert getattr(load_settings(), field) == expected
 
 
 @pytest.mark.parametrize(("field", "env", "_key"), DURATION_SETTINGS)
@@ -545,3 +551,31 @@ def test_error_carries_no_pydantic_dump(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
+
+
+def test_auth_cache_ttl_is_capped_at_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_AUTH_CACHE_TTL", "60s")
+    assert load_settings().auth_cache_ttl == timedelta(seconds=60)
+    monkeypatch.setenv("XG2G_SESSION_AUTH_CACHE_TTL", "61s")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    [problem] = error.value.problems
+    assert "XG2G_SESSION_AUTH_CACHE_TTL" in problem
+    assert "must be at most 60s" in problem
+
+
+def test_only_the_pod_is_released_by_default() -> None:
+    assert load_settings().released_kinds == ("pods",)
+
+
+def test_released_kinds_add_to_the_pod_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_RELEASED_KINDS", "secrets, services,pods,secrets")
+    assert load_settings().released_kinds == ("pods", "secrets", "services")
+
+
+def test_released_kinds_refuse_other_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_RELEASED_KINDS", "deployments")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    [problem] = error.value.problems
+    assert problem.startswith("XG2G_SESSION_RELEASED_KINDS: must list kinds among pods, services")

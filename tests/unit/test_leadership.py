@@ -9,9 +9,12 @@ import pytest
 from session_operator.leadership import (
     LEASE_DURATION,
     RENEW_DEADLINE,
+    RETRY_PERIOD,
     LeaseRecord,
+    Observation,
     claimed,
     may_acquire,
+    observe,
     released,
     still_leading,
     unheld_window,
@@ -27,19 +30,60 @@ def held_by(holder: str | None, renewed_at: datetime = NOW) -> LeaseRecord:
     return LeaseRecord(holder, NOW - timedelta(minutes=5), renewed_at, LEASE_DURATION, 3)
 
 
+def seen(record: LeaseRecord, at: datetime = NOW) -> Observation:
+    return Observation(record, at)
+
+
 def test_a_missing_or_free_lease_may_be_taken() -> None:
     assert may_acquire(NOW, None, "me")
-    assert may_acquire(NOW, held_by(None), "me")
+    assert may_acquire(NOW, seen(held_by(None)), "me")
 
 
 def test_our_own_lease_may_be_renewed() -> None:
-    assert may_acquire(NOW, held_by("me"), "me")
+    assert may_acquire(NOW, seen(held_by("me")), "me")
 
 
-def test_another_holders_lease_is_respected_until_a_whole_duration_passed() -> None:
-    record = held_by("other", renewed_at=NOW)
-    assert not may_acquire(NOW + LEASE_DURATION - timedelta(milliseconds=1), record, "me")
-    assert may_acquire(NOW + LEASE_DURATION, record, "me")
+def test_another_holders_lease_is_respected_for_a_whole_duration_after_it_was_seen() -> None:
+    # The holder's renewTime lies an hour back on its clock: only our clock counts.
+    observed = seen(held_by("other", renewed_at=NOW - timedelta(hours=1)), at=NOW)
+    assert not may_acquire(NOW + LEASE_DURATION - timedelta(milliseconds=1), observed, "me")
+    assert may_acquire(NOW + LEASE_DURATION, observed, "me")
+
+
+def test_an_unchanged_record_keeps_its_first_sighting_and_a_renewal_is_seen_anew() -> None:
+    record = held_by("other")
+    first = observe(NOW, None, record)
+    assert observe(NOW + timedelta(seconds=5), first, record) is first
+    renewal = held_by("other", renewed_at=NOW + timedelta(seconds=2))
+    assert observe(NOW + timedelta(seconds=6), first, renewal).seen_at == NOW + timedelta(seconds=6)
+
+
+@pytest.mark.parametrize("skew", [timedelta(seconds=30), timedelta(seconds=-30)])
+def test_a_skewed_clock_never_takes_a_live_leaders_lease_and_takes_a_dead_ones(
+    skew: timedelta,
+) -> None:
+    # A leader renews every retry period by its own (true) clock; a standby whose clock is
+    # *skew* off reads the Lease every retry period by its own.
+    leader: LeaseRecord | None = None
+    observed: Observation | None = None
+    true_time = NOW
+    for _ in range(30):  # a minute of renewals
+        leader = claimed(true_time, leader, "leader")
+        observed = observe(true_time + skew, observed, leader)
+        assert not may_acquire(true_time + skew, observed, "standby")
+        true_time += RETRY_PERIOD
+    # The leader dies after its last renewal: the standby takes over a lease duration after
+    # it saw that renewal, give or take one of its own retry periods.
+    assert leader is not None
+    assert leader.renewed_at is not None
+    last_renewal = leader.renewed_at
+    taken_at = None
+    while taken_at is None:
+        observed = observe(true_time + skew, observed, leader)
+        if may_acquire(true_time + skew, observed, "standby"):
+            taken_at = true_time
+        true_time += RETRY_PERIOD
+    assert LEASE_DURATION <= taken_at - last_renewal < LEASE_DURATION + RETRY_PERIOD
 
 
 def test_taking_over_counts_a_transition_and_resets_the_acquire_time() -> None:
@@ -59,7 +103,7 @@ def test_renewing_keeps_the_acquire_time_and_the_transition_count() -> None:
 def test_a_released_lease_is_free_for_the_next_replica() -> None:
     free = released(held_by("me"))
     assert free.holder is None
-    assert may_acquire(NOW, free, "other")
+    assert may_acquire(NOW, seen(free), "other")
 
 
 def test_a_leader_stops_acting_at_the_renew_deadline() -> None:

@@ -89,10 +89,16 @@ def test_pod_without_metadata_is_not_summarized() -> None:
 
 
 def test_labelled_pod_names_its_session_by_the_label() -> None:
-    pod = summary(labels={"xg2g.io/session": "kitchen", "app": "player"})
+    pod = summary(labels={"xg2g.io/session": "living-room", "app": "player"})
 
-    assert pod.session == SessionRef(namespace="media", name="kitchen")
+    assert pod.session == SessionRef(namespace="media", name="living-room")
     assert pod.name == "living-room"
+
+
+def test_a_labelled_pod_not_named_after_its_session_is_not_its_workload() -> None:
+    # The operator names the Pod after the session: another Pod that carries the label
+    # and even a controller reference to the session cannot pass for its workload.
+    assert summarize_pod(pod_body(labels={"xg2g.io/session": "kitchen"})) is None
 
 
 # --- who controls it -------------------------------------------------------------------------

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from session_operator import metrics
-from session_operator.api.problems import problem_for, problem_response
+from session_operator.api.connections import (
+    HEADER_TIMEOUT_SECONDS,
+    MAX_HEADER_BYTES,
+    ConnectionCount,
+    GuardedConnection,
+)
+from session_operator.api.problems import Problem, problem_for, problem_response
 from session_operator.api.routes import HeartbeatRoutes
 from session_operator.config import Settings
 
 NO_STORE = {"Cache-Control": "no-store"}
+# Idle keep-alive connections are closed after this long (aiohttp's default is an hour).
+KEEPALIVE_TIMEOUT_SECONDS = 30.0
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +74,90 @@ def create_app(ready: Callable[[], bool], routes: HeartbeatRoutes | None = None)
     return app
 
 
+# aiohttp's options for each connection's RequestHandler.
+HANDLER_OPTIONS: dict[str, Any] = {
+    "access_log": None,
+    # Idle keep-alive connections are closed after this long (aiohttp's default is an hour).
+    "keepalive_timeout": KEEPALIVE_TIMEOUT_SECONDS,
+    # Longer than api/connections.py lets through: aiohttp never judges a size itself.
+    "max_line_size": 2 * MAX_HEADER_BYTES,
+    "max_field_size": 2 * MAX_HEADER_BYTES,
+}
+
+
+class ProblemRequestHandler(web.RequestHandler):
+    """aiohttp's protocol for one connection, answering what it cannot parse with a
+    problem+json 4xx that quotes nothing of the request, logged in one line."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The answer to a request aiohttp could not read or serve."""
+        if status >= 500:
+            logger.error("%s %s failed", request.method, request.path, exc_info=exc)
+            detail = "see the operator log"
+        else:
+            logger.debug("unreadable request from %s: %s", request.remote, type(exc).__name__)
+            detail = "the request is not valid HTTP"
+        title = HTTPStatus(status).phrase
+        problem = Problem(status, "-".join(title.lower().split()), title, detail)
+        response = problem_response(problem, "")
+        response.force_close()
+        return response
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site whose every connection passes the limits of
+    :mod:`session_operator.api.connections` before aiohttp reads it."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        count: ConnectionCount,
+        header_timeout: float = HEADER_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
+        self.count = count
+        self.header_timeout = header_timeout
+
+    async def start(self) -> None:
+        """Listen, wrapping aiohttp's protocol of each connection."""
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+
+        def connection() -> GuardedConnection:
+            handler = ProblemRequestHandler(server, loop=loop, **HANDLER_OPTIONS)
+            return GuardedConnection(handler, self.count, self.header_timeout)
+
+        self._server = await loop.create_server(
+            connection,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=HEADER_TIMEOUT_SECONDS if self._ssl_context else None,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1]
+
+
 async def start_server(app: web.Application, settings: Settings) -> web.AppRunner:
     """Serve *app* on the configured address (HTTPS when a certificate is configured)."""
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, **HANDLER_OPTIONS)
     await runner.setup()
     context = None
     if settings.tls_cert_file and settings.tls_key_file:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    site = web.TCPSite(runner, settings.api_host, settings.api_port, ssl_context=context)
+    site = GuardedSite(runner, settings.api_host, settings.api_port, context, ConnectionCount())
     await site.start()
     return runner

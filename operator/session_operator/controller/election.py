@@ -21,8 +21,10 @@ from session_operator.k8s.leases import LeaseApi
 from session_operator.leadership import (
     RETRY_PERIOD,
     LeaseRecord,
+    Observation,
     claimed,
     may_acquire,
+    observe,
     released,
     still_leading,
     unheld_window,
@@ -57,6 +59,7 @@ class LeaderElector:
         self._on_started = on_started_leading
         self._on_unheld = on_unheld
         self._record: LeaseRecord | None = None
+        self._observed: Observation | None = None
         self._version: str | None = None
         self._last_renewal: datetime | None = None
 
@@ -75,10 +78,12 @@ class LeaderElector:
         now = self._clock()
         try:
             record, version = await self._leases.read()
-            if may_acquire(now, record, self._identity):
+            self._observed = None if record is None else observe(now, self._observed, record)
+            if may_acquire(now, self._observed, self._identity):
                 claim = claimed(now, record, self._identity)
                 self._version = await self._leases.write(claim, version)
                 self._record, self._last_renewal = claim, now
+                self._observed = Observation(claim, now)
                 unheld = unheld_window(now, record, self._identity)
                 if unheld is not None:
                     self._on_unheld(unheld)

@@ -219,6 +219,9 @@ class LocalControlPlane:
             f"--service-account-signing-key-file={service_account_key}",
             f"--token-auth-file={tokens}",
             "--authorization-mode=Node,RBAC",
+            # As strict as the strictest common clusters: an owner reference that blocks its
+            # owner's deletion needs update on the owner's finalizers.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
         ]

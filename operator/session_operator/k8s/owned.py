@@ -1,32 +1,32 @@
 """Release a Session's objects: those labelled ``xg2g.io/session=<name>`` AND controlled by it.
 
 A labelled object that another owner controls (or nobody) is left alone, so labelling a
-foreign object never gets it deleted.
+foreign object never gets it deleted. Only the configured kinds are released (its Pod by
+default, setting ``releasedKinds``), so the operator needs no access to other kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.rest import Rest
 from session_operator.models import SESSION_LABEL, Session
 
-# The kinds a session's workload may consist of, as API collection paths.
-RELEASED_KINDS = ("pods", "services", "configmaps", "secrets", "persistentvolumeclaims")
-
 
 class OwnedObjects:
-    """Lists and deletes the objects a Session controls."""
+    """Lists and deletes the objects of *kinds* (core API collection names, like ``pods``)
+    that a Session controls."""
 
-    def __init__(self, rest: Rest) -> None:
+    def __init__(self, rest: Rest, kinds: Sequence[str]) -> None:
         self._rest = rest
+        self._kinds = tuple(kinds)
 
     async def release(self, session: Session) -> int:
         """Ask for the deletion of every controlled object; return how many still exist."""
         remaining = 0
-        for kind in RELEASED_KINDS:
+        for kind in self._kinds:
             for item in await self._controlled(session, kind):
                 remaining += 1
                 if not item["metadata"].get("deletionTimestamp"):
