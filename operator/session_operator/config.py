@@ -136,6 +136,12 @@ def _port(value: Any) -> int:
     raise PydanticCustomError("port", "must be a port number from 1 to 65535")
 
 
+def _optional_port(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _port(value)
+
+
 def _host(value: Any) -> str:
     if isinstance(value, str) and value.strip():
         return value.strip()
@@ -226,6 +232,9 @@ def _log_format(value: Any) -> str:
 Duration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 """A positive duration setting, parsed by :func:`parse_duration`."""
 
+# etcd's default limit on one stored object (its request size).
+MAX_STORED_OBJECT_BYTES = 1536 * 1024
+
 # A revoked token or a removed RoleBinding keeps working for at most this long.
 MAX_AUTH_CACHE_TTL = timedelta(seconds=60)
 
@@ -276,6 +285,13 @@ class Settings(BaseSettings):
     api_port: Annotated[int, BeforeValidator(_port)] = Field(
         default=8080, description="Port the heartbeat API listens on."
     )
+    metrics_port: Annotated[int | None, BeforeValidator(_optional_port)] = Field(
+        default=None,
+        description=(
+            "Port of a plain-HTTP listener serving only /metrics; unset: /metrics is served on"
+            " the API port."
+        ),
+    )
     tls_cert_file: Annotated[Path | None, BeforeValidator(_optional_path)] = Field(
         default=None, description="PEM certificate of the heartbeat API; with tls_key_file."
     )
@@ -295,6 +311,15 @@ class Settings(BaseSettings):
         description=(
             "Kinds a stop deletes when the session controls them: its Pod always, and these"
             " (services, configmaps, secrets, persistentvolumeclaims) where listed."
+        ),
+    )
+    max_session_bytes: int = Field(
+        default=128 * 1024,
+        ge=1024,
+        le=MAX_STORED_OBJECT_BYTES,
+        description=(
+            "Largest Session, in bytes of JSON, that the admission webhook accepts (its"
+            " spec.template is the part that grows)."
         ),
     )
     auth_cache_ttl: Annotated[timedelta, BeforeValidator(_auth_cache_ttl)] = Field(
@@ -363,6 +388,8 @@ FILE_KEYS: Mapping[str, str] = {
     "tls_key_file": "tlsKeyFile",
     "token_audiences": "tokenAudiences",
     "released_kinds": "releasedKinds",
+    "max_session_bytes": "maxSessionBytes",
+    "metrics_port": "metricsPort",
     "auth_cache_ttl": "authCacheTTL",
     "leader_election": "leaderElection",
     "leader_election_namespace": "leaderElectionNamespace",

@@ -183,7 +183,7 @@ def next_step(
         return stop_session(session, now, StopReason.FAILED, failure)
     if session.labels.get(STATE_LABEL) != state:
         return MirrorStateLabel(state)
-    if state is SessionState.NEW and session.spec.template is not None:
+    if state is SessionState.NEW and session.spec.has_template:
         return StartWorkload(_start(session, now))
     if state is SessionState.STARTING and workload is not None and _pod_ready(workload):
         return MarkReady(_ready(session, now))
@@ -201,7 +201,7 @@ def stop_session(
     previous = session.status.state
     assert previous in LIVE_STATES, f"only a live session can be stopped, not {previous}"
     message = _stop_message(session, reason, detail)
-    releases = session.spec.template is not None
+    releases = session.spec.has_template
     target = SessionState.STOPPING if releases else terminal_state_for(reason)
     extra: dict[str, Any] = {"stopReason": reason.value}
     if not releases:
@@ -261,7 +261,7 @@ def _initialise(session: Session, now: datetime, settings: LifecycleSettings) ->
         ready = Condition(READY, False, "Stopped", "created with spec.stop: true")
         lease_valid = Condition(LEASE_VALID, False, "Stopped", "the session was never started")
         reason, note = "Stopped", "created with spec.stop: true; stopped (USER_STOPPED)"
-    elif spec.template is None:
+    elif not spec.has_template:
         status["state"] = SessionState.READY
         ready = Condition(READY, True, "NoWorkload", "the session runs no workload")
         reason, note = "Ready", f"session ready, lease expires at {status['leaseExpiresAt']}"

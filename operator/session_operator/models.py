@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from session_operator.lease import Lease, SessionState, StopReason
 
@@ -35,11 +35,24 @@ class LeaseSpec(_Model):
 
 
 class SessionSpec(_Model):
-    """``spec``: what the user wants."""
+    """``spec``: what the user wants.
+
+    Of ``spec.template`` only its presence is kept: a template may be large, every replica
+    holds every Session, and only the Pod's creation needs it (``k8s/pods.py`` reads it
+    then).
+    """
 
     lease: LeaseSpec | None = None
     stop: bool = False
-    template: dict[str, Any] | None = None
+    has_template: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_the_template(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "template" in data:
+            kept = {key: value for key, value in data.items() if key != "template"}
+            return {**kept, "has_template": data["template"] is not None}
+        return data
 
 
 class SessionStatus(_Model):

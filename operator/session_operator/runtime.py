@@ -13,7 +13,8 @@ import kopf
 from kubernetes_asyncio.client import ApiClient
 
 from session_operator import metrics
-from session_operator.api.server import create_app, start_server
+from session_operator.api.admission import AdmissionRoutes
+from session_operator.api.server import start_server
 from session_operator.api.wiring import build_heartbeat_api
 from session_operator.config import Settings
 from session_operator.controller.election import LeaderElector, replica_identity
@@ -129,8 +130,10 @@ async def run_operator(settings: Settings) -> None:
     register_session_handlers(registry, controller, settings)
     ready = asyncio.Event()
     api = build_heartbeat_api(api_client, settings, utc_now, outages)
-    app = create_app(lambda: ready.is_set() and api.cache.synced, api.routes)
-    runner = await start_server(app, settings)
+    admission = AdmissionRoutes(settings.max_session_bytes)
+    runners = await start_server(
+        lambda: ready.is_set() and api.cache.synced, settings, api.routes, admission
+    )
     tasks = [
         asyncio.create_task(coroutine)
         for coroutine in (*background, controller.run(), api.cache.run(), outages.run())
@@ -152,7 +155,8 @@ async def run_operator(settings: Settings) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
         await api_client.close()
 
 
@@ -164,7 +168,8 @@ async def serve_api(settings: Settings) -> None:
     api_client = await connect()
     outages = outage_monitor(api_client, settings)
     api = build_heartbeat_api(api_client, settings, utc_now, outages)
-    runner = await start_server(create_app(lambda: api.cache.synced, api.routes), settings)
+    admission = AdmissionRoutes(settings.max_session_bytes)
+    runners = await start_server(lambda: api.cache.synced, settings, api.routes, admission)
     cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
     outages_task = asyncio.create_task(outages.run(), name="session-api-outages")
     loop = asyncio.get_running_loop()
@@ -177,5 +182,6 @@ async def serve_api(settings: Settings) -> None:
         outages_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await outages_task
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
         await api_client.close()

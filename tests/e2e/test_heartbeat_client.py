@@ -15,6 +15,7 @@ import pytest
 
 from session_operator.client import HeartbeatClient, HeartbeatFailed
 from session_operator.timestamps import parse_timestamp
+from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import HEARTBEAT_AUDIENCE, Cluster, OperatorProcess
 from tests.e2e.heartbeats import (
     call,
@@ -22,7 +23,6 @@ from tests.e2e.heartbeats import (
     heartbeat_path,
     player_token_file,
     ready_session,
-    self_signed_certificate,
     service_account,
 )
 from tests.e2e.sessions import read_session, wait_for_state

@@ -137,13 +137,53 @@ def test_default_render_has_every_object_of_an_install(helm: Path) -> None:
             ("ValidatingAdmissionPolicy", f"{FULLNAME}-template-needs-pods"),
             ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-state-label"),
             ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-template-needs-pods"),
+            ("ValidatingWebhookConfiguration", f"{FULLNAME}-session-size"),
         ]
     )
 
 
+def test_size_webhook_trusts_the_generated_ca_and_calls_the_api_service(helm: Path) -> None:
+    objects = render(helm)
+    [webhook] = only(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    ca = only(objects, "Secret", f"{FULLNAME}-tls")["data"]["ca.crt"]
+    assert webhook["clientConfig"]["caBundle"] == ca
+    assert webhook["clientConfig"]["service"] == {
+        "name": f"{FULLNAME}-api",
+        "namespace": NAMESPACE,
+        "path": "/admission/sessions",
+        "port": 8443,
+    }
+    assert webhook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    assert webhook["failurePolicy"] == "Fail"
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_webhook_ca(helm: Path) -> None:
+    objects = render(
+        helm, "tls.certManager.enabled=true", "tls.certManager.issuerRef.name=internal-ca"
+    )
+    assert not [o for o in objects if o["kind"] == "Secret"]  # cert-manager writes it
+    certificate = only(objects, "Certificate")
+    assert certificate["spec"]["secretName"] == f"{FULLNAME}-tls"
+    assert certificate["spec"]["issuerRef"]["name"] == "internal-ca"
+    assert f"{FULLNAME}-api.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+    webhook = only(objects, "ValidatingWebhookConfiguration")
+    annotations = webhook["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/{FULLNAME}-tls"
+    assert "caBundle" not in webhook["webhooks"][0]["clientConfig"]
+    # Nothing is generated, so every render is the same (GitOps).
+    assert (
+        render(helm, "tls.certManager.enabled=true", "tls.certManager.issuerRef.name=internal-ca")
+        == objects
+    )
+
+
+def test_without_tls_there_is_no_webhook(helm: Path) -> None:
+    assert not [o for o in render(helm, "tls.enabled=false") if "Webhook" in o["kind"]]
+
+
 def test_every_namespaced_object_is_in_the_release_namespace(helm: Path) -> None:
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy"}
-    cluster_scoped.add("ValidatingAdmissionPolicyBinding")
+    cluster_scoped |= {"ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration"}
     for obj in render(helm):
         namespace = obj["metadata"].get("namespace")
         assert namespace == (None if obj["kind"] in cluster_scoped else NAMESPACE), obj["kind"]
@@ -178,6 +218,7 @@ def test_every_value_reaches_the_operator_as_its_setting(
         "apiHost": "127.0.0.1",
         "apiPort": "9090",
         "authCacheTTL": "5s",
+        "maxSessionBytes": "65536",
         "leaderElection": "false",
         "logLevel": "INFO",
         "logFormat": "text",
@@ -206,6 +247,7 @@ def test_every_value_reaches_the_operator_as_its_setting(
     assert settings.namespace == "media"
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 9090)
     assert settings.auth_cache_ttl == datetime.timedelta(seconds=5)
+    assert settings.max_session_bytes == 65536
     assert settings.token_audiences == ["aud-a", "aud-b"]
     assert settings.leader_election is False
     assert (settings.log_level, settings.log_format) == ("INFO", "text")
@@ -490,3 +532,31 @@ def test_manifests_are_flat_and_start_with_the_namespace() -> None:
     ]
     namespaced = [d for d in documents if "namespace" in d["metadata"]]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"session-lease-operator"}
+
+
+def test_metrics_on_their_own_port_are_plain_http_for_the_service_and_monitor(
+    helm: Path,
+) -> None:
+    objects = render(helm, "config.metricsPort=9090", "metrics.serviceMonitor.enabled=true")
+    container = operator_container(objects)
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert plain_env(container)["XG2G_SESSION_METRICS_PORT"] == "9090"
+    [port] = only(objects, "Service", f"{FULLNAME}-metrics")["spec"]["ports"]
+    assert (port["name"], port["targetPort"]) == ("http-metrics", "metrics")
+    [endpoint] = only(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["scheme"]) == ("http-metrics", "http")
+    assert "tlsConfig" not in endpoint
+
+
+def test_network_policy_admits_the_api_port_and_metrics_only_from_their_scrapers(
+    helm: Path,
+) -> None:
+    assert not [o for o in render(helm) if o["kind"] == "NetworkPolicy"]
+    scraper = "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=observability"
+    objects = render(helm, "networkPolicy.enabled=true", "config.metricsPort=9090", scraper)
+    policy = only(objects, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    api, metrics = policy["spec"]["ingress"]
+    assert api == {"ports": [{"port": "api", "protocol": "TCP"}]}  # clients in any namespace
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]

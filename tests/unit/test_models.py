@@ -75,7 +75,13 @@ def test_spec_is_decoded_from_its_camel_case_names() -> None:
     assert spec.lease.ttl_seconds == 60
     assert spec.lease.heartbeat_interval_seconds == 5
     assert spec.stop is True
-    assert spec.template == {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    assert spec.has_template is True
+
+
+def test_the_template_itself_is_not_kept_in_memory() -> None:
+    session = Session.from_body(make_body())
+    assert "busybox" not in repr(session)
+    assert "busybox" not in session.model_dump_json()
 
 
 def test_empty_spec_means_no_lease_no_stop_no_template() -> None:
@@ -85,7 +91,7 @@ def test_empty_spec_means_no_lease_no_stop_no_template() -> None:
 
     assert spec.lease is None
     assert spec.stop is False
-    assert spec.template is None
+    assert spec.has_template is False
 
 
 def test_status_fields_are_decoded_from_their_aliases() -> None:

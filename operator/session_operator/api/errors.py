@@ -14,7 +14,8 @@ class Unauthenticated(Exception):
 
 
 class BadRequest(Exception):
-    """A malformed request: a path parameter that can never name a session (400)."""
+    """A malformed request: a path parameter that can never name a session, a body that is
+    not an AdmissionReview (400)."""
 
 
 class Forbidden(Exception):

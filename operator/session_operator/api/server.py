@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from session_operator import metrics
+from session_operator.api.admission import MAX_REVIEW_BYTES
+from session_operator.api.certificates import ReloadingCertificate
 from session_operator.api.connections import (
     HEADER_TIMEOUT_SECONDS,
     MAX_HEADER_BYTES,
@@ -20,7 +23,6 @@ from session_operator.api.connections import (
     GuardedConnection,
 )
 from session_operator.api.problems import Problem, problem_for, problem_response
-from session_operator.api.routes import HeartbeatRoutes
 from session_operator.config import Settings
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -46,8 +48,18 @@ async def problem_responses(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
-def create_app(ready: Callable[[], bool], routes: HeartbeatRoutes | None = None) -> web.Application:
-    """The probe and metrics routes, and the heartbeat API's *routes*; *ready* answers
+class RouteGroup(Protocol):
+    """Routes that add themselves to a router (the heartbeat API, the admission webhook)."""
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        """Add the routes to *router*."""
+
+
+def create_app(
+    ready: Callable[[], bool], *groups: RouteGroup, serve_metrics: bool = True
+) -> web.Application:
+    """The probe routes, ``/metrics`` unless *serve_metrics* is false (it has a port of its
+    own then, :func:`metrics_app`), and the routes of *groups*; *ready* answers
     ``/readyz``."""
 
     async def healthz(_: web.Request) -> web.Response:
@@ -58,20 +70,31 @@ def create_app(ready: Callable[[], bool], routes: HeartbeatRoutes | None = None)
             return web.json_response({"status": "ready"}, headers=NO_STORE)
         return web.json_response({"status": "not ready"}, status=503, headers=NO_STORE)
 
-    async def metrics_page(_: web.Request) -> web.Response:
-        body = generate_latest(metrics.REGISTRY)
-        response = web.Response(body=body, headers=NO_STORE)
-        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        return response
-
-    app = web.Application(middlewares=[problem_responses])
+    # Only the admission webhook reads a request body, an AdmissionReview.
+    app = web.Application(middlewares=[problem_responses], client_max_size=MAX_REVIEW_BYTES)
     # Exactly the documented methods: no implicit HEAD, so `Allow` matches the OpenAPI.
     app.router.add_route("GET", "/healthz", healthz)
     app.router.add_route("GET", "/readyz", readyz)
-    app.router.add_route("GET", "/metrics", metrics_page)
-    if routes is not None:
-        routes.register(app.router)
+    if serve_metrics:
+        app.router.add_route("GET", "/metrics", metrics_page)
+    for group in groups:
+        group.register(app.router)
     return app
+
+
+def metrics_app() -> web.Application:
+    """``/metrics`` alone, for a port of its own (setting ``metricsPort``)."""
+    app = web.Application(middlewares=[problem_responses])
+    app.router.add_route("GET", "/metrics", metrics_page)
+    return app
+
+
+async def metrics_page(_: web.Request) -> web.Response:
+    """The Prometheus text page of the operator's metrics."""
+    body = generate_latest(metrics.REGISTRY)
+    response = web.Response(body=body, headers=NO_STORE)
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
 
 
 # aiohttp's options for each connection's RequestHandler.
@@ -150,14 +173,39 @@ class GuardedSite(web.TCPSite):
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
-async def start_server(app: web.Application, settings: Settings) -> web.AppRunner:
-    """Serve *app* on the configured address (HTTPS when a certificate is configured)."""
-    runner = web.AppRunner(app, **HANDLER_OPTIONS)
-    await runner.setup()
+async def start_server(
+    ready: Callable[[], bool], settings: Settings, *groups: RouteGroup
+) -> list[web.AppRunner]:
+    """Serve the probes, *groups* and ``/metrics`` on the configured address (HTTPS when a
+    certificate is configured), and ``/metrics`` on ``metricsPort`` instead when set; the
+    runners to clean up."""
+    app = create_app(ready, *groups, serve_metrics=settings.metrics_port is None)
     context = None
     if settings.tls_cert_file and settings.tls_key_file:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    site = GuardedSite(runner, settings.api_host, settings.api_port, context, ConnectionCount())
-    await site.start()
+        certificate = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file)
+        context = certificate.context
+        _run_while_serving(app, certificate.watch())
+    runners = [await _serve(app, settings.api_host, settings.api_port, context)]
+    if settings.metrics_port is not None:
+        runners.append(await _serve(metrics_app(), settings.api_host, settings.metrics_port, None))
+    return runners
+
+
+async def _serve(
+    app: web.Application, host: str, port: int, context: ssl.SSLContext | None
+) -> web.AppRunner:
+    runner = web.AppRunner(app, **HANDLER_OPTIONS)
+    await runner.setup()
+    await GuardedSite(runner, host, port, context, ConnectionCount()).start()
     return runner
+
+
+def _run_while_serving(app: web.Application, work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+
+    async def stop(_: web.Application) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.on_cleanup.append(stop)

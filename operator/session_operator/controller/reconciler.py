@@ -188,7 +188,7 @@ class Reconciler:
 
     async def _workload(self, session: Session) -> Workload | None:
         """The session's Pod as observed, or ``None`` when the lifecycle does not need it."""
-        if session.spec.template is None or session.status.state not in LIVE_STATES:
+        if not session.spec.has_template or session.status.state not in LIVE_STATES:
             return None
         pod = self._pod_store.get(session.ref, session.uid)
         if pod is None and session.status.state is not SessionState.NEW:

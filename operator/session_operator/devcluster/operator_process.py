@@ -40,14 +40,15 @@ class OperatorProcess:
         self.port = port or free_port()
         self._env = dict(env or {})
         self._command = command
-        self._tls = tls
+        self.tls = tls
+        """The client context trusting the server's certificate; ``None`` for plain HTTP."""
         self._log_level = log_level
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """Base URL of the HTTP server (HTTPS when started with a *tls* context)."""
-        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -117,7 +118,7 @@ class OperatorProcess:
     def get(self, path: str) -> tuple[int, str]:
         """GET *path* from the HTTP server: (status, body)."""
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5, context=self._tls) as response:
+            with urllib.request.urlopen(self.url + path, timeout=5, context=self.tls) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()

@@ -1,0 +1,152 @@
+"""The Session size webhook on a real apiserver: the apiserver calls the operator's
+``/admission/sessions`` over TLS and refuses a Session larger than ``maxSessionBytes``.
+
+It registers a cluster-wide webhook that refuses writes while it is down, so it gets an
+apiserver of its own (``private_cluster``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.certificates import self_signed_certificate
+from tests.e2e.conftest import REPO, Cluster, OperatorProcess, wait_for
+
+MAX_BYTES = 16 * 1024
+WEBHOOK = "session-size-e2e"
+
+
+@pytest.fixture(scope="module")
+def webhook_api(
+    private_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """``serve-api`` over TLS, registered as the Session size webhook of the cluster."""
+    cluster = private_cluster
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/sessions.xg2g.io")
+    directory = tmp_path_factory.mktemp("webhook")
+    cert_file, key_file = self_signed_certificate(directory)
+    api = OperatorProcess(
+        cluster.kubeconfig,
+        directory / "serve-api.log",
+        {
+            "XG2G_SESSION_TLS_CERT_FILE": str(cert_file),
+            "XG2G_SESSION_TLS_KEY_FILE": str(key_file),
+            "XG2G_SESSION_MAX_SESSION_BYTES": str(MAX_BYTES),
+        },
+        command="serve-api",
+        tls=ssl.create_default_context(cafile=str(cert_file)),
+    )
+    api.start()
+    registration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": WEBHOOK},
+        "webhooks": [
+            {
+                "name": "session-size.xg2g.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 5,
+                "clientConfig": {
+                    "url": f"{api.url}/admission/sessions",
+                    "caBundle": base64.b64encode(cert_file.read_bytes()).decode(),
+                },
+                "rules": [
+                    {
+                        "apiGroups": ["xg2g.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["sessions"],
+                    }
+                ],
+            }
+        ],
+    }
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(registration))
+    yield api
+    cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, check=False)
+    api.stop()
+
+
+@pytest.fixture
+def namespace(private_cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    private_cluster.kubectl("create", "namespace", name)
+    yield name
+    private_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def session(namespace: str, name: str, padding: int = 0) -> dict[str, Any]:
+    """A Session with a template whose Pod annotation holds *padding* bytes."""
+    template = {
+        "metadata": {"annotations": {"padding": "x" * padding}},
+        "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]},
+    }
+    return {
+        "apiVersion": "xg2g.io/v1alpha1",
+        "kind": "Session",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": template},
+    }
+
+
+def create(cluster: Cluster, body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("create", "-f", "-", input_text=json.dumps(body), check=False)
+
+
+def test_a_session_over_the_size_limit_is_refused_and_one_under_it_admitted(
+    private_cluster: Cluster, webhook_api: OperatorProcess, namespace: str
+) -> None:
+    cluster = private_cluster
+
+    def webhook_in_force() -> bool:
+        probe = cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-",
+            input_text=json.dumps(session(namespace, "probe", MAX_BYTES)), check=False,
+        )  # fmt: skip
+        return "session-size.xg2g.io" in probe.stderr
+
+    assert wait_for(webhook_in_force, timeout=15)
+
+    refused = create(cluster, session(namespace, "huge", 1024 * 1024))
+    assert refused.returncode != 0
+    assert "session-size.xg2g.io" in refused.stderr
+    assert f"at most {MAX_BYTES} are accepted" in refused.stderr
+    assert "keep large data out of spec.template" in refused.stderr
+    assert cluster.kubectl("get", "session", "huge", "-n", namespace, check=False).returncode
+
+    admitted = create(cluster, session(namespace, "small", 1024))
+    assert admitted.returncode == 0, admitted.stderr
+
+    # Growing an admitted Session past the limit (its metadata) is refused too.
+    grown = cluster.kubectl(
+        "annotate", "session", "small", "-n", namespace, f"padding={'y' * MAX_BYTES}",
+        check=False,
+    )  # fmt: skip
+    assert grown.returncode != 0
+    assert f"at most {MAX_BYTES} are accepted" in grown.stderr
+
+
+def test_the_webhook_answers_what_is_not_a_review_with_a_problem(
+    webhook_api: OperatorProcess,
+) -> None:
+    request = urllib.request.Request(
+        f"{webhook_api.url}/admission/sessions", data=b'{"kind": "Pod"}', method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5, context=webhook_api.tls)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["detail"] == "the body is not an AdmissionReview"
