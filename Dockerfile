@@ -6,9 +6,12 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/session-operator
 WORKDIR /src
+# The dependencies exactly as locked, each checked against its hash; then the project alone.
+COPY requirements.lock ./
+RUN /opt/session-operator/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN /opt/session-operator/bin/pip install .
+RUN /opt/session-operator/bin/pip install --no-deps .
 
 FROM python:3.11-slim
 ENV PATH=/opt/session-operator/bin:$PATH \

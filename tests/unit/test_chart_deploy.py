@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,28 @@ def test_image_is_multi_stage_slim_non_root_with_the_console_script() -> None:
 def test_image_context_is_only_what_pip_install_needs() -> None:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert patterns[:4] == ["*", "!pyproject.toml", "!README.md", "!operator/"]
+    assert patterns[:5] == [
+        "*",
+        "!requirements.lock",
+        "!pyproject.toml",
+        "!README.md",
+        "!operator/",
+    ]
     copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (REPO / "Dockerfile").read_text(), re.M)
-    assert copied == ["pyproject.toml README.md", "operator"]
+    assert copied == ["requirements.lock", "pyproject.toml README.md", "operator"]
+
+
+def test_the_image_installs_hashed_locked_dependencies_covering_pyproject() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
+    lock = (REPO / "requirements.lock").read_text()
+    # Every pin is followed by its hashes (`name==version \` then `--hash=sha256:...`).
+    pins = re.findall(r"^([a-z0-9._-]+)==\S+( \\\n    --hash=sha256:)?", lock, re.M)
+    assert pins
+    assert all(hashed for _, hashed in pins), "a dependency without hashes: run `make lock`"
+    pinned = {name for name, _ in pins}
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for requirement in pyproject["project"]["dependencies"]:
+        name = re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not in requirements.lock: run `make lock`"
