@@ -194,6 +194,9 @@ def test_helm_install_prints_the_kubectl_and_heartbeat_lines(release: Release) -
     api = f"https://{release.fullname}-api.{release.namespace}.svc:8443"
     assert f"{api}/api/v3/namespaces/default/sessions/living-room/heartbeat" in release.notes
     assert f"kubectl get configmap {release.fullname}-ca -n {release.namespace}" in release.notes
+    # Clients are shown a projected token for the operator's own audience.
+    assert "serviceAccountToken: {audience: session-lease-operator," in release.notes
+    assert "--token-file /var/run/secrets/heartbeat/token --ca-file ca.crt" in release.notes
 
 
 def test_helm_upgrade_keeps_the_ca_and_applies_new_values(
