@@ -63,8 +63,14 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.posting.enabled = False
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xg2g.io")
+    # kopf records what it last handled in an annotation and writes it again whenever that
+    # changes. Its one change handler here is on.delete, which needs no diff: leaving out
+    # the labels (the state label changes on every transition) and the spec means it is
+    # written once, at creation, and never on a lifecycle step.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="xg2g.io", key="last-handled-configuration"
+        prefix="xg2g.io",
+        key="last-handled-configuration",
+        ignored_fields=["metadata.labels", "spec"],
     )
     settings.watching.server_timeout = 300
     # Stop promptly on SIGTERM: a lease decision in flight is a compare-and-set write,
@@ -104,7 +110,9 @@ def build_controller(
     )
     pods = PodStore()
     reconciler = Reconciler(kube, pods, lifecycle, utc_now, outages.windows)
-    return SessionController(reconciler, SessionStore(), pods, utc_now, leading)
+    return SessionController(
+        reconciler, SessionStore(), pods, utc_now, leading, settings.expiry_check_interval
+    )
 
 
 async def run_operator(settings: Settings) -> None:
@@ -127,7 +135,7 @@ async def run_operator(settings: Settings) -> None:
         background = []
 
     registry = kopf.OperatorRegistry()
-    register_session_handlers(registry, controller, settings)
+    register_session_handlers(registry, controller)
     ready = asyncio.Event()
     api = build_heartbeat_api(api_client, settings, utc_now, outages)
     admission = AdmissionRoutes(settings.max_session_bytes)

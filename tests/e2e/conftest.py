@@ -129,14 +129,15 @@ def helm() -> Path:
 
 
 @contextmanager
-def private_control_plane() -> Iterator[Cluster]:
+def private_control_plane(*apiserver_args: str) -> Iterator[Cluster]:
     """A control plane of its own, without CRDs, for tests that install cluster-wide objects
-    (RBAC, admission policies, an operator of their own) which the shared ``cluster`` must
-    not see. Skips the test when ``E2E_KUBECONFIG`` names an external cluster."""
+    (RBAC, admission policies, an operator of their own) or start the apiserver with
+    *apiserver_args*, which the shared ``cluster`` must not see. Skips the test when
+    ``E2E_KUBECONFIG`` names an external cluster."""
     if os.environ.get("E2E_KUBECONFIG"):
         pytest.skip("needs an apiserver of its own; E2E_KUBECONFIG names a shared cluster")
     chain = ensure_built(toolchain(repo_root=REPO))
-    with LocalControlPlane(chain) as control_plane:
+    with LocalControlPlane(chain, apiserver_args=apiserver_args) as control_plane:
         yield Cluster(control_plane.kubeconfig, control_plane.kubectl, control_plane)
 
 

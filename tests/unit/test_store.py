@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -121,3 +122,80 @@ def test_count_by_state_follows_updates() -> None:
     store.update(make_session("2", "stopped"))
 
     assert store.count_by_state() == Counter({"stopped": 1})
+
+
+def expiring(name: str, version: str, expires_at: str, state: str = "ready") -> Session:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "namespace": "media",
+            "uid": f"uid-{name}",
+            "resourceVersion": version,
+            "creationTimestamp": "2026-11-23T10:00:00Z",
+        },
+        "status": {
+            "state": state,
+            "leaseTTLSeconds": 60,
+            "heartbeatInterval": 5,
+            "leaseExpiresAt": expires_at,
+        },
+    }
+    if state in ("stopping", "stopped", "failed"):
+        body["status"]["stopReason"] = "LEASE_EXPIRED"
+    return Session.from_body(body)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_lapsed_lists_live_sessions_whose_lease_ran_out_earliest_first() -> None:
+    store = SessionStore()
+    store.update(expiring("late", "1", "2026-11-23T10:02:00Z"))
+    store.update(expiring("early", "2", "2026-11-23T10:01:00Z", state="new"))
+    store.update(expiring("future", "3", "2026-11-23T11:00:00Z", state="starting"))
+    store.update(expiring("over", "4", "2026-11-23T10:00:30Z", state="stopped"))
+    assert store.lapsed(at("2026-11-23T10:00:59+00:00")) == []
+    assert [ref.name for ref in store.lapsed(at("2026-11-23T10:01:00+00:00"))] == ["early"]
+    assert [ref.name for ref in store.lapsed(at("2026-11-23T10:05:00+00:00"))] == [
+        "early",
+        "late",
+    ]
+    # Asking again lists them again: a lapsed session stays until it changes.
+    assert len(store.lapsed(at("2026-11-23T10:05:00+00:00"))) == 2
+
+
+def test_an_extended_stopped_or_deleted_session_is_no_longer_lapsed() -> None:
+    store = SessionStore()
+    for name in ("extended", "stopped", "deleted"):
+        store.update(expiring(name, "1", "2026-11-23T10:01:00Z"))
+    store.update(expiring("extended", "2", "2026-11-23T10:09:00Z"))
+    store.update(expiring("stopped", "2", "2026-11-23T10:01:00Z", state="stopping"))
+    store.remove(SessionRef(namespace="media", name="deleted"))
+    assert store.lapsed(at("2026-11-23T10:05:00+00:00")) == []
+
+
+def test_an_older_version_does_not_move_the_expiry_back() -> None:
+    store = SessionStore()
+    store.update(expiring("s", "5", "2026-11-23T10:09:00Z"))
+    store.update(expiring("s", "4", "2026-11-23T10:01:00Z"))
+    assert store.lapsed(at("2026-11-23T10:05:00+00:00")) == []
+
+
+def test_lapsed_costs_only_what_lapsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SessionStore()
+    for number in range(10_000):
+        store.update(expiring(f"s{number}", "1", "2026-11-23T11:00:00Z"))
+    store.update(expiring("gone", "1", "2026-11-23T10:00:00Z"))
+    compared = 0
+    original = datetime.__le__
+
+    class CountingTime(datetime):
+        def __ge__(self, other: object) -> bool:
+            nonlocal compared
+            compared += 1
+            return original(other, self)  # type: ignore[arg-type]
+
+    now = CountingTime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    assert [ref.name for ref in store.lapsed(now)] == ["gone"]
+    assert compared <= 5

@@ -1,8 +1,10 @@
 """The control loop: watch events in, reconciles out, one lease deadline per Session.
 
-kopf delivers every watch event (``observe``) and, as a backstop, a label-filtered
-timer for live Sessions (``recheck``). Both only queue the Session; workers reconcile
-it and hand its lease deadline to the scheduler, which queues it again on the dot.
+kopf delivers every watch event (``observe``), which queues the Session; workers reconcile
+it and hand its lease deadline to the scheduler, which queues it again on the dot. One
+backstop for the whole operator runs every ``expiryCheckInterval`` and queues the live
+Sessions whose lease has run out (the store knows them without looking at the others),
+in case a deadline was missed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from session_operator.controller.deadlines import DeadlineScheduler
@@ -19,7 +21,7 @@ from session_operator.controller.reconciler import Reconciler
 from session_operator.controller.store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
 from session_operator.k8s.errors import KubernetesError
-from session_operator.lease import LIVE_STATES, should_expire
+from session_operator.lease import LIVE_STATES
 from session_operator.models import Session, SessionRef
 from session_operator.workload import summarize_pod
 
@@ -43,8 +45,11 @@ class SessionController:
         pods: PodStore,
         clock: Callable[[], datetime],
         leading: asyncio.Event,
+        expiry_check_interval: timedelta,
         workers: int = 16,
+        exact_deadlines: bool = True,
     ) -> None:
+        """*exact_deadlines* false leaves expiry to the backstop alone (a test of it)."""
         self.store = store
         self.pods = pods
         self.leading = leading
@@ -52,6 +57,8 @@ class SessionController:
         self._queue: WorkQueue[SessionRef] = WorkQueue()
         self._clock = clock
         self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(self._queue.add, clock)
+        self._exact_deadlines = exact_deadlines
+        self._expiry_check_interval = expiry_check_interval
         self._workers = workers
         self._failures: dict[SessionRef, int] = {}
 
@@ -76,16 +83,16 @@ class SessionController:
             self.pods.update(pod)
         self._queue.add(pod.session)
 
-    def recheck(self, body: Mapping[str, Any]) -> None:
-        """The periodic backstop: queue the Session if its lease has run out.
+    def queue_lapsed(self) -> int:
+        """The backstop: queue every live Session whose lease has run out; how many.
 
-        The exact deadline should already have stopped it; a live session whose lease
-        still runs costs nothing here (thousands of these fire every interval).
+        The exact deadline should already have stopped each; this costs O(lapsed + log n),
+        however many Sessions are live.
         """
-        session = self.store.update(Session.from_body(body))
-        lease = session.lease()
-        if lease is None or should_expire(self._clock(), lease):
-            self._queue.add(session.ref)
+        lapsed = self.store.lapsed(self._clock())
+        for ref in lapsed:
+            self._queue.add(ref)
+        return len(lapsed)
 
     def resync(self) -> None:
         """Queue every known Session (this replica just became the leader)."""
@@ -102,11 +109,19 @@ class SessionController:
         return await self._reconciler.clean_up(Session.from_body(body))
 
     async def run(self) -> None:
-        """Run the deadline scheduler and the workers until cancelled."""
+        """Run the deadline scheduler, the backstop and the workers until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._deadlines.run())
+            if self._exact_deadlines:
+                tasks.create_task(self._deadlines.run())
+            tasks.create_task(self._backstop())
             for _ in range(self._workers):
                 tasks.create_task(self._work())
+
+    async def _backstop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_check_interval.total_seconds())
+            if self.leading.is_set() and (missed := self.queue_lapsed()):
+                logger.info("expiry backstop queued %d lapsed session(s)", missed)
 
     async def _work(self) -> None:
         while True:

@@ -87,6 +87,8 @@ class LocalControlPlane:
     workdir: Path | None = None
     etcd_fsync: bool = True
     startup_timeout: float = 60.0
+    apiserver_args: tuple[str, ...] = ()
+    """More kube-apiserver flags (a test's authentication webhook, say)."""
     components: list[_Component] = field(default_factory=list, init=False)
     kubeconfig: Path = field(init=False)
     etcd_url: str = field(init=False)
@@ -224,6 +226,7 @@ class LocalControlPlane:
             "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
+            *self.apiserver_args,
         ]
         component = self._spawn("kube-apiserver", argv)
         self.ca_file = pki / "apiserver.crt"

@@ -1,10 +1,9 @@
-"""kopf handlers: Session and workload Pod events, deletion, and the expiry backstop.
+"""kopf handlers: Session and workload Pod events, and deletion.
 
 ``@kopf.on.event`` adds no finalizer and writes nothing; it feeds the controller,
-which owns every decision and every write. ``@kopf.on.delete`` holds kopf's finalizer
-while a deleted Session is stopped (``CLEANUP``) and its objects are released. The
-timer serves only Sessions whose ``xg2g.io/state`` label is a live state, at
-``expiryCheckInterval``: it catches a deadline the exact scheduler could have missed.
+which owns every decision and every write (its expiry backstop included: one task for
+the operator, not a kopf timer per Session). ``@kopf.on.delete`` holds kopf's finalizer
+while a deleted Session is stopped (``CLEANUP``) and its objects are released.
 """
 
 from __future__ import annotations
@@ -13,24 +12,16 @@ from typing import Any
 
 import kopf
 
-from session_operator.config import Settings
 from session_operator.controller.loop import NotLeading, SessionController
 from session_operator.k8s.errors import ApiUnavailable
-from session_operator.lease import LIVE_STATES
-from session_operator.models import GROUP, PLURAL, SESSION_LABEL, STATE_LABEL, VERSION
+from session_operator.models import GROUP, PLURAL, SESSION_LABEL, VERSION
 
-_LIVE_LABEL_VALUES = frozenset(state.value for state in LIVE_STATES)
 RETRY_SECONDS = 2.0
 """How soon a deletion whose clean-up could not finish is tried again."""
 
 
-def has_live_state_label(value: str | None, **_: Any) -> bool:
-    """kopf label filter: the ``xg2g.io/state`` label names a live state."""
-    return value in _LIVE_LABEL_VALUES
-
-
 def register_session_handlers(
-    registry: kopf.OperatorRegistry, controller: SessionController, settings: Settings
+    registry: kopf.OperatorRegistry, controller: SessionController
 ) -> None:
     """Register the Session handlers of *controller* in *registry*."""
 
@@ -60,14 +51,3 @@ def register_session_handlers(
             raise kopf.TemporaryError(str(unavailable), delay=RETRY_SECONDS) from unavailable
         if remaining:
             raise kopf.TemporaryError(f"waiting for {remaining} owned objects to go", delay=1)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        registry=registry,
-        interval=settings.expiry_check_interval.total_seconds(),
-        labels={STATE_LABEL: has_live_state_label},
-    )
-    async def expiry_backstop(body: kopf.Body, **_: Any) -> None:
-        controller.recheck(body)

@@ -1,0 +1,87 @@
+"""The expiry backstop: one task for the operator queues the live Sessions whose lease ran
+out, so a lapsed session is stopped within one expiryCheckInterval even without its exact
+deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from session_operator.controller.loop import SessionController
+from session_operator.controller.pods import PodStore
+from session_operator.controller.reconciler import Outcome, Reconciler
+from session_operator.controller.store import SessionStore
+from session_operator.models import Session
+
+NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+CHECK = timedelta(milliseconds=200)
+
+
+def body(name: str, expires_at: datetime, state: str = "ready") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "media",
+            "uid": f"uid-{name}",
+            "resourceVersion": "1",
+            "creationTimestamp": "2026-11-23T09:00:00Z",
+        },
+        "status": {
+            "state": state,
+            "leaseTTLSeconds": 60,
+            "heartbeatInterval": 5,
+            "leaseExpiresAt": expires_at.isoformat().replace("+00:00", "Z"),
+        },
+    }
+
+
+class StopsNothing(Reconciler):
+    """A reconciler that records each Session it is given and leaves it as it is (as when
+    the first stop attempt was lost), asking to look again at its lease's expiry."""
+
+    def __init__(self) -> None:
+        self.reconciled: list[str] = []
+
+    async def reconcile(self, session: Session) -> Outcome:
+        self.reconciled.append(session.ref.name)
+        return Outcome(session, session.status.lease_expires_at)
+
+
+async def run_for(controller: SessionController, seconds: float) -> None:
+    task = asyncio.create_task(controller.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def controller_without_deadlines(reconciler: Reconciler) -> SessionController:
+    leading = asyncio.Event()
+    leading.set()
+    return SessionController(
+        reconciler, SessionStore(), PodStore(), lambda: NOW, leading, CHECK,
+        exact_deadlines=False,
+    )  # fmt: skip
+
+
+async def test_with_the_heap_off_a_lapsed_session_is_queued_again_every_check() -> None:
+    reconciler = StopsNothing()
+    controller = controller_without_deadlines(reconciler)
+    controller.observe("ADDED", body("lapsed", NOW - timedelta(seconds=1)))
+    controller.observe("ADDED", body("live", NOW + timedelta(hours=1)))
+    await run_for(controller, CHECK.total_seconds() * 2.5)
+    # Once for the watch event, then once per backstop check: the lapsed one only.
+    assert reconciler.reconciled.count("lapsed") == 3
+    assert reconciler.reconciled.count("live") == 1
+
+
+async def test_a_standby_replica_queues_nothing() -> None:
+    reconciler = StopsNothing()
+    controller = controller_without_deadlines(reconciler)
+    controller.leading.clear()
+    controller.observe("ADDED", body("lapsed", NOW - timedelta(seconds=1)))
+    assert controller.queue_lapsed() == 1  # it knows, but its loop waits for leadership
+    await run_for(controller, CHECK.total_seconds() * 2.5)
+    assert reconciler.reconciled == []
