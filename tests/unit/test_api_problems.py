@@ -8,7 +8,9 @@ import pytest
 from aiohttp import web
 
 from session_operator.api.errors import (
+    AuthenticationUnavailable,
     BadRequest,
+    CacheNotSynced,
     Forbidden,
     LeaseNotInitialised,
     SessionGone,
@@ -31,6 +33,8 @@ from session_operator.lease import SessionState, StopReason
         (SessionNotFound("none"), 404, "session-not-found", set()),
         (LeaseNotInitialised("soon"), 409, "lease-not-initialised", {"Retry-After"}),
         (WriteContention("busy"), 503, "write-contention", {"Retry-After"}),
+        (CacheNotSynced("loading"), 503, "not-ready", {"Retry-After"}),
+        (AuthenticationUnavailable("down"), 503, "authentication-unavailable", {"Retry-After"}),
         (ApiUnavailable("timeout"), 503, "apiserver-unavailable", {"Retry-After"}),
         (Rejected("403: forbidden"), 502, "apiserver-refused", set()),
     ],
