@@ -137,14 +137,16 @@ async def run_operator(settings: Settings) -> None:
     registry = kopf.OperatorRegistry()
     register_session_handlers(registry, controller)
     ready = asyncio.Event()
-    api = build_heartbeat_api(api_client, settings, utc_now, outages)
+    # One store of Sessions in this process: kopf's watch feeds it, the controller and the
+    # heartbeat API read it; one LIST at the start tells when it has seen every Session.
+    api = build_heartbeat_api(api_client, settings, utc_now, outages, controller.store)
     admission = AdmissionRoutes(settings.max_session_bytes)
     runners = await start_server(
-        lambda: ready.is_set() and api.cache.synced, settings, api.routes, admission
+        lambda: ready.is_set() and controller.store.synced, settings, api.routes, admission
     )
     tasks = [
         asyncio.create_task(coroutine)
-        for coroutine in (*background, controller.run(), api.cache.run(), outages.run())
+        for coroutine in (*background, controller.run(), api.cache.prime(), outages.run())
     ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
     # its own and, on exit, waits for them before cancelling them.
@@ -175,9 +177,10 @@ async def serve_api(settings: Settings) -> None:
     """
     api_client = await connect()
     outages = outage_monitor(api_client, settings)
-    api = build_heartbeat_api(api_client, settings, utc_now, outages)
+    store = SessionStore()
+    api = build_heartbeat_api(api_client, settings, utc_now, outages, store)
     admission = AdmissionRoutes(settings.max_session_bytes)
-    runners = await start_server(lambda: api.cache.synced, settings, api.routes, admission)
+    runners = await start_server(lambda: store.synced, settings, api.routes, admission)
     cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
     outages_task = asyncio.create_task(outages.run(), name="session-api-outages")
     loop = asyncio.get_running_loop()

@@ -1,4 +1,5 @@
-"""The API's Session cache: LIST, then WATCH from the listed version, LIST again on 410 Gone."""
+"""The watch that fills a store without kopf: LIST, then WATCH from the listed version, LIST
+again on 410 Gone; or one LIST to prime a store another watch feeds."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from session_operator.api.cache import SessionCache
+from session_operator.controller.store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.k8s.watch import Listing, ListWatch, ResourceVersionExpired, WatchEvent
-from session_operator.models import SessionRef
+from session_operator.models import Session, SessionRef
+
+SessionFrom = Session.from_body
 
 
 def body(name: str, version: int, session_id: str | None = None) -> dict[str, Any]:
@@ -75,15 +79,17 @@ async def test_cache_lists_then_applies_watch_events_and_relists_on_410() -> Non
             [WatchEvent("DELETED", body("b", 21, "id-b"))],
         ],
     )
-    cache = SessionCache(script)
-    assert not cache.synced
-    await run_until(cache, lambda: len(script.watched_from) == 2 and cache.by_id("id-b") is None)
+    cache = SessionCache(script, SessionStore())
+    assert not cache.store.synced
+    await run_until(
+        cache, lambda: len(script.watched_from) == 2 and cache.store.by_id("id-b") is None
+    )
 
-    assert cache.synced
+    assert cache.store.synced
     assert script.lists == 2
     assert script.watched_from == ["10", "20"]
-    assert cache.by_ref(SessionRef(namespace="media", name="a")) is None  # gone from the LIST
-    assert cache.by_id("id-a") is None
+    assert cache.store.get(SessionRef(namespace="media", name="a")) is None  # gone from the LIST
+    assert cache.store.by_id("id-a") is None
 
 
 async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -> None:
@@ -94,10 +100,10 @@ async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -
             [WatchEvent("MODIFIED", body("a", 12, "id-a"))],
         ],
     )
-    cache = SessionCache(script)
+    cache = SessionCache(script, SessionStore())
     await run_until(
         cache,
-        lambda: (found := cache.by_id("id-a")) is not None and found.resource_version == "12",
+        lambda: (found := cache.store.by_id("id-a")) is not None and found.resource_version == "12",
     )
     assert script.lists == 1
     assert script.watched_from == ["10", "11"]
@@ -110,6 +116,20 @@ async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
         listings=[Listing([broken, body("a", 5, "id-a")], "10")],
         watches=[[WatchEvent("ADDED", broken), WatchEvent("ADDED", body("b", 12, "id-b"))]],
     )
-    cache = SessionCache(script)
-    await run_until(cache, lambda: cache.by_id("id-b") is not None)
-    assert cache.by_id("id-a") is not None
+    cache = SessionCache(script, SessionStore())
+    await run_until(cache, lambda: cache.store.by_id("id-b") is not None)
+    assert cache.store.by_id("id-a") is not None
+
+
+async def test_prime_merges_one_listing_and_marks_the_store_synced() -> None:
+    store = SessionStore()
+    script = ScriptedListWatch([Listing([body("a", 5, "id-a"), body("b", 5, "id-b")], "10")], [])
+    store.update(SessionFrom(body("a", 7, "id-a")))  # delivered by kopf's watch meanwhile
+    await SessionCache(script, store).prime()
+    assert store.synced
+    found = store.by_id("id-a")
+    assert found is not None
+    assert found.resource_version == "7"  # the newer version stays
+    assert store.by_id("id-b") is not None
+    assert script.lists == 1
+    assert script.watched_from == []

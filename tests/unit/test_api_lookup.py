@@ -7,6 +7,7 @@ import pytest
 from session_operator.api.cache import SessionCache
 from session_operator.api.errors import CacheNotSynced, SessionNotFound
 from session_operator.api.lookup import SessionLookup
+from session_operator.controller.store import SessionStore
 from session_operator.k8s.sessions import SessionApi
 from session_operator.k8s.watch import Listing
 from session_operator.models import Session, SessionRef
@@ -24,14 +25,14 @@ class NoReads(SessionApi):
 
 
 def lookup_over(script: ScriptedListWatch) -> tuple[SessionLookup, SessionCache]:
-    cache = SessionCache(script)
-    return SessionLookup(cache, NoReads(), namespace=None), cache
+    cache = SessionCache(script, SessionStore())
+    return SessionLookup(cache.store, NoReads(), namespace=None), cache
 
 
 async def test_unknown_session_id_is_not_found_without_reading_the_apiserver() -> None:
     script = ScriptedListWatch([Listing([body("a", 5, "id-a")], "10")], [])
     lookup, cache = lookup_over(script)
-    await run_until(cache, lambda: cache.synced)
+    await run_until(cache, lambda: cache.store.synced)
     assert lookup.by_id("id-a").ref == SessionRef(namespace="media", name="a")
     for _ in range(1_000):
         with pytest.raises(SessionNotFound):

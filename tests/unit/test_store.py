@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from session_operator.controller.store import SessionStore
+from session_operator.controller.store import SessionStore, is_newer
 from session_operator.models import Session, SessionRef
 
 pytestmark = pytest.mark.unit
@@ -199,3 +199,81 @@ def test_lapsed_costs_only_what_lapsed(monkeypatch: pytest.MonkeyPatch) -> None:
     now = CountingTime(2026, 11, 23, 10, 30, tzinfo=UTC)
     assert [ref.name for ref in store.lapsed(now)] == ["gone"]
     assert compared <= 5
+
+
+REF = SessionRef(namespace="media", name="living-room")
+
+
+def indexed_session(
+    version: int, session_id: str | None = "uid-1", name: str = REF.name
+) -> Session:
+    status: dict[str, Any] = {"state": "ready"}
+    if session_id is not None:
+        status["sessionID"] = session_id
+    return Session.from_body(
+        {
+            "metadata": {
+                "namespace": REF.namespace,
+                "name": name,
+                "uid": "uid-1",
+                "resourceVersion": str(version),
+                "creationTimestamp": "2026-11-23T09:59:00Z",
+            },
+            "status": status,
+        }
+    )
+
+
+def test_session_is_found_by_ref_and_once_initialised_by_id() -> None:
+    store = SessionStore()
+    store.update(indexed_session(1, session_id=None))
+    assert store.get(REF) is not None
+    assert store.by_id("uid-1") is None
+    store.update(indexed_session(2))
+    found = store.by_id("uid-1")
+    assert found is not None
+    assert found.resource_version == "2"
+
+
+def test_older_version_never_replaces_a_newer_one() -> None:
+    store = SessionStore()
+    store.update(indexed_session(5))
+    store.update(indexed_session(4))
+    store.refresh(indexed_session(3))
+    found = store.get(REF)
+    assert found is not None
+    assert found.resource_version == "5"
+
+
+def test_refresh_does_not_bring_back_a_deleted_session() -> None:
+    store = SessionStore()
+    store.update(indexed_session(1))
+    store.remove(REF)
+    store.refresh(indexed_session(2))
+    assert store.get(REF) is None
+    assert store.by_id("uid-1") is None
+
+
+def test_refresh_takes_a_newer_known_session() -> None:
+    store = SessionStore()
+    store.update(indexed_session(1))
+    store.refresh(indexed_session(2))
+    found = store.get(REF)
+    assert found is not None
+    assert found.resource_version == "2"
+
+
+def test_replace_all_forgets_what_the_listing_no_longer_has() -> None:
+    store = SessionStore()
+    store.update(indexed_session(1))
+    store.replace_all([indexed_session(2, session_id="uid-2", name="other")])
+    assert store.get(REF) is None
+    assert store.by_id("uid-1") is None
+    assert store.by_id("uid-2") is not None
+    assert len(store) == 1
+
+
+def test_resource_versions_compare_as_numbers_when_they_are() -> None:
+    assert is_newer("10", "9")
+    assert not is_newer("9", "10")
+    assert not is_newer("abc", "1")

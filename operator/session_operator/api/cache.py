@@ -1,8 +1,11 @@
-"""The heartbeat API's own Session cache, fed by a LIST then a WATCH of the apiserver.
+"""The watch that fills a :class:`SessionStore` where no operator does (``serve-api``).
 
-Not kopf's memory: the API also runs on standby replicas and in ``serve-api`` alone. The
-cache answers most heartbeats without a read; every write it leads to is compare-and-set,
-so a cache that lags a little can delay an answer but never make a wrong write.
+``serve-api`` has no kopf: this LIST then WATCH of the apiserver keeps its store current.
+In the operator process kopf's watch feeds the controller's store, which the API reads
+too; there this only lists once at the start (:meth:`SessionCache.prime`), so that the
+store knows when it has seen every Session (a sessionID it does not know is then 404).
+Every write the API makes is compare-and-set, so a store that lags a little can delay an
+answer but never make a wrong write.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import Any
 from kubernetes_asyncio import client
 from pydantic import ValidationError
 
-from session_operator.api.session_index import SessionIndex
+from session_operator.controller.store import SessionStore
 from session_operator.k8s.errors import KubernetesError
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.watch import ListWatch, ResourceVersionExpired, WatchEvent
-from session_operator.models import GROUP, PLURAL, VERSION, Session, SessionRef
+from session_operator.models import GROUP, PLURAL, VERSION, Session
 
 LIST_TIMEOUT_SECONDS = 60.0
 RETRY_FIRST_SECONDS = 0.2
@@ -36,36 +39,39 @@ def sessions_path(namespace: str | None) -> str:
 
 
 class SessionCache:
-    """Sessions by sessionID and by namespace/name, kept current by a watch."""
+    """Lists and watches Sessions into *store*."""
 
-    def __init__(self, list_watch: ListWatch) -> None:
+    def __init__(self, list_watch: ListWatch, store: SessionStore) -> None:
         self._list_watch = list_watch
-        self._index = SessionIndex()
+        self.store = store
         self._resource_version: str | None = None
-        self._synced = False
 
     @classmethod
-    def for_namespace(cls, api_client: client.ApiClient, namespace: str | None) -> SessionCache:
-        """A cache of the Sessions in *namespace* (``None``: in all namespaces)."""
+    def for_namespace(
+        cls, api_client: client.ApiClient, namespace: str | None, store: SessionStore
+    ) -> SessionCache:
+        """A watch of the Sessions in *namespace* (``None``: in all namespaces)."""
         rest = Rest(api_client, timeout=LIST_TIMEOUT_SECONDS)
-        return cls(ListWatch(api_client, rest, sessions_path(namespace)))
+        return cls(ListWatch(api_client, rest, sessions_path(namespace)), store)
 
-    @property
-    def synced(self) -> bool:
-        """True once the first LIST has been loaded (and from then on)."""
-        return self._synced
-
-    def by_id(self, session_id: str) -> Session | None:
-        """The Session whose ``status.sessionID`` is *session_id*, if the cache has it."""
-        return self._index.by_id(session_id)
-
-    def by_ref(self, ref: SessionRef) -> Session | None:
-        """The Session at *ref*, if the cache has it."""
-        return self._index.by_ref(ref)
-
-    def refresh(self, session: Session) -> None:
-        """Take a version read or written outside the watch, if it is not older."""
-        self._index.refresh(session)
+    async def prime(self) -> None:
+        """LIST once, merge the listing into the store (newer versions that another watch
+        delivered meanwhile stay) and mark it synced; retried until it succeeds."""
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                listing = await self._list_watch.list()
+            except KubernetesError as error:
+                logger.warning("session listing: %s; retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_SECONDS, delay * 2)
+                continue
+            for item in listing.items:
+                session = _decode(item)
+                if session is not None:
+                    self.store.update(session)
+            self.store.mark_synced()
+            return
 
     async def run(self) -> None:
         """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone.
@@ -90,9 +96,9 @@ class SessionCache:
     async def _relist(self) -> None:
         listing = await self._list_watch.list()
         decoded = (_decode(item) for item in listing.items)
-        self._index.replace_all(session for session in decoded if session is not None)
+        self.store.replace_all(session for session in decoded if session is not None)
         self._resource_version = listing.resource_version
-        self._synced = True
+        self.store.mark_synced()
 
     async def _watch(self) -> None:
         assert self._resource_version is not None
@@ -103,9 +109,9 @@ class SessionCache:
         version = (event.object.get("metadata") or {}).get("resourceVersion")
         session = None if event.type == "BOOKMARK" else _decode(event.object)
         if session is not None and event.type in ("ADDED", "MODIFIED"):
-            self._index.upsert(session)
+            self.store.update(session)
         elif session is not None and event.type == "DELETED":
-            self._index.remove(session.ref)
+            self.store.remove(session.ref)
         if version:
             self._resource_version = str(version)
 

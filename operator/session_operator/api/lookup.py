@@ -1,4 +1,4 @@
-"""Find the Session a request names: in the API's watch-fed cache.
+"""Find the Session a request names: in the process's watch-fed store.
 
 By namespace/name, a cache miss is not yet a 404: the Session may be younger than the
 watch, and one GET (made after the caller was authorised for that namespace) decides. By
@@ -11,8 +11,8 @@ brought back.
 
 from __future__ import annotations
 
-from session_operator.api.cache import SessionCache
 from session_operator.api.errors import CacheNotSynced, SessionNotFound
+from session_operator.controller.store import SessionStore
 from session_operator.k8s.sessions import SessionApi
 from session_operator.models import Session, SessionRef
 
@@ -22,11 +22,11 @@ class SessionLookup:
 
     def __init__(
         self,
-        cache: SessionCache,
+        store: SessionStore,
         sessions: SessionApi,
         namespace: str | None,
     ) -> None:
-        self._cache = cache
+        self._store = store
         self._sessions = sessions
         self._namespace = namespace
 
@@ -34,7 +34,7 @@ class SessionLookup:
         """The Session at *ref*; :class:`SessionNotFound` if there is none."""
         if self._namespace is not None and ref.namespace != self._namespace:
             raise SessionNotFound(f"no session {ref} (this API serves namespace {self._namespace})")
-        cached = self._cache.by_ref(ref)
+        cached = self._store.get(ref)
         if cached is not None:
             return cached
         return await self.reread(ref)
@@ -45,10 +45,10 @@ class SessionLookup:
         Raises :class:`SessionNotFound` when the synced cache does not know it, and
         :class:`CacheNotSynced` before the first listing has been loaded.
         """
-        cached = self._cache.by_id(session_id)
+        cached = self._store.by_id(session_id)
         if cached is not None:
             return cached
-        if not self._cache.synced:
+        if not self._store.synced:
             raise CacheNotSynced("the session cache is still loading; retry in a second")
         raise SessionNotFound(f"no session with sessionID {session_id}")
 
@@ -57,9 +57,9 @@ class SessionLookup:
         session = await self._sessions.get(ref)
         if session is None:
             raise SessionNotFound(f"no session {ref}")
-        self._cache.refresh(session)
+        self._store.refresh(session)
         return session
 
     def remember(self, session: Session) -> None:
         """Take a version this API has just written."""
-        self._cache.refresh(session)
+        self._store.refresh(session)

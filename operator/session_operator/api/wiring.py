@@ -15,6 +15,7 @@ from session_operator.api.lookup import SessionLookup
 from session_operator.api.review_limit import ReviewLimiter
 from session_operator.api.routes import HeartbeatRoutes
 from session_operator.config import Settings
+from session_operator.controller.store import SessionStore
 from session_operator.k8s.outages import OutageMonitor
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
@@ -26,7 +27,9 @@ REQUEST_TIMEOUT_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class HeartbeatApi:
-    """The API's routes and the Session cache they read (run :meth:`SessionCache.run`)."""
+    """The API's routes, the store they read and the watch that can fill it: run
+    :meth:`SessionCache.run` where nothing else feeds the store, else
+    :meth:`SessionCache.prime`."""
 
     cache: SessionCache
     routes: HeartbeatRoutes
@@ -37,13 +40,15 @@ def build_heartbeat_api(
     settings: Settings,
     clock: Callable[[], datetime],
     outages: OutageMonitor,
+    store: SessionStore,
 ) -> HeartbeatApi:
-    """The heartbeat API over *api_client*, reading the wall clock through *clock*; its
-    apiserver calls tell *outages*, whose windows its lease decisions honour."""
+    """The heartbeat API over *api_client* and the Sessions in *store*, reading the wall
+    clock through *clock*; its apiserver calls tell *outages*, whose windows its lease
+    decisions honour."""
     rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS, outages=outages)
-    cache = SessionCache.for_namespace(api_client, settings.namespace)
+    cache = SessionCache.for_namespace(api_client, settings.namespace, store)
     sessions = SessionApi(rest)
-    lookup = SessionLookup(cache, sessions, settings.namespace)
+    lookup = SessionLookup(store, sessions, settings.namespace)
     limiter = ReviewLimiter()
     authorizer = HeartbeatAuthorizer(rest, settings.auth_cache_ttl, limiter)
     service = HeartbeatService(lookup, authorizer, sessions, clock, outages.windows)

@@ -1,10 +1,16 @@
-"""The latest Session objects seen on the watch, keyed by namespace/name, and which of the
-live ones have lapsed."""
+"""The one in-memory store of Sessions in a process, fed by a watch.
+
+The controller, its expiry backstop and the heartbeat API all read it: by namespace/name,
+by ``status.sessionID``, and, for the live Sessions, ordered by their lease's expiry. An
+older version of an object never replaces a newer one, so a write's response taken here
+stays put when the watch later delivers the same or an older version. The stored form
+holds no ``spec.template`` (``models.SessionSpec``).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from session_operator.controller.keyed_heap import KeyedHeap
@@ -13,38 +19,65 @@ from session_operator.models import Session, SessionRef
 
 
 class SessionStore:
-    """Newest known version of each Session; an older version never replaces a newer one.
-
-    It also orders the live Sessions (``new``, ``starting``, ``ready``) by their lease's
-    expiry, so the expiry backstop finds the lapsed ones in O(lapsed + log n) without
-    looking at the others or asking the apiserver.
-    """
+    """Newest known version of each Session, by ref and by sessionID, with the live ones
+    ordered by expiry so the backstop finds the lapsed ones in O(lapsed + log n)."""
 
     def __init__(self) -> None:
         self._sessions: dict[SessionRef, Session] = {}
+        self._by_id: dict[str, SessionRef] = {}
         self._expiries: KeyedHeap[SessionRef] = KeyedHeap()
+        self._synced = False
+
+    @property
+    def synced(self) -> bool:
+        """True once a full listing has been loaded (and from then on): a Session it does
+        not know does not exist, as far as the watch has told."""
+        return self._synced
+
+    def mark_synced(self) -> None:
+        """Say that a full listing has been loaded."""
+        self._synced = True
 
     def update(self, session: Session) -> Session:
         """Keep *session* unless a newer version is already stored; return the kept one."""
         known = self._sessions.get(session.ref)
-        if known is not None and _newer(known.resource_version, session.resource_version):
+        if known is not None and is_newer(known.resource_version, session.resource_version):
             return known
-        self._sessions[session.ref] = session
-        expires_at = session.status.lease_expires_at
-        if session.status.state in LIVE_STATES and expires_at is not None:
-            self._expiries.set(session.ref, expires_at)
-        else:
-            self._expiries.discard(session.ref)
+        self._put(known, session)
         return session
+
+    def refresh(self, session: Session) -> None:
+        """Keep *session* if its ref is known and it is not older than what is known.
+
+        For objects read or written outside the watch: a Session the watch already reported
+        deleted is not brought back by a response that was in flight meanwhile.
+        """
+        if session.ref in self._sessions:
+            self.update(session)
+
+    def replace_all(self, sessions: Iterable[Session]) -> None:
+        """Forget everything and keep *sessions* (the result of a fresh LIST)."""
+        self._sessions.clear()
+        self._by_id.clear()
+        self._expiries = KeyedHeap()
+        for session in sessions:
+            self.update(session)
 
     def remove(self, ref: SessionRef) -> None:
         """Forget a deleted Session."""
-        self._sessions.pop(ref, None)
+        known = self._sessions.pop(ref, None)
+        if known is not None and known.status.session_id:
+            self._by_id.pop(known.status.session_id, None)
         self._expiries.discard(ref)
 
     def get(self, ref: SessionRef) -> Session | None:
         """The newest known version, if any."""
         return self._sessions.get(ref)
+
+    def by_id(self, session_id: str) -> Session | None:
+        """The Session whose ``status.sessionID`` is *session_id*, if known."""
+        ref = self._by_id.get(session_id)
+        return None if ref is None else self._sessions.get(ref)
 
     def lapsed(self, now: datetime) -> list[SessionRef]:
         """The live Sessions whose lease expired at or before *now*, earliest first."""
@@ -62,10 +95,25 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def _put(self, known: Session | None, session: Session) -> None:
+        if known is not None and known.status.session_id != session.status.session_id:
+            self._by_id.pop(known.status.session_id or "", None)
+        self._sessions[session.ref] = session
+        if session.status.session_id:
+            self._by_id[session.status.session_id] = session.ref
+        expires_at = session.status.lease_expires_at
+        if session.status.state in LIVE_STATES and expires_at is not None:
+            self._expiries.set(session.ref, expires_at)
+        else:
+            self._expiries.discard(session.ref)
 
-def _newer(first: str, second: str) -> bool:
-    # resourceVersions are opaque, but etcd-backed ones are increasing integers; where
-    # they are not, the most recent arrival wins.
+
+def is_newer(first: str, second: str) -> bool:
+    """Tell whether resourceVersion *first* is newer than *second*.
+
+    resourceVersions are opaque, but etcd-backed ones are increasing integers; where they
+    are not, neither counts as newer and the most recent arrival wins.
+    """
     try:
         return int(first) > int(second)
     except ValueError:
