@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
+import aiohttp
 from kubernetes_asyncio import client, config
 
 from session_operator import __version__
 
 CONNECTION_POOL_SIZE = 64
+# A watch event carries a whole object, up to etcd's 1.5 MiB (the library's own choice).
+READ_BUFFER_BYTES = 2 * 1024 * 1024
 
 
 async def connect(kubeconfig: str | None = None) -> client.ApiClient:
@@ -21,6 +24,24 @@ async def connect(kubeconfig: str | None = None) -> client.ApiClient:
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = client.ApiClient(configuration)
+    _without_environment_lookups(api_client)
     # Also the field manager name that `kubectl get -o yaml --show-managed-fields` shows.
     api_client.user_agent = f"session-lease-operator/{__version__}"
     return api_client
+
+
+def _without_environment_lookups(api_client: client.ApiClient) -> None:
+    """Give the client an HTTP session that does not consult the environment.
+
+    kubernetes_asyncio's session looks up proxy variables and reads ``~/.netrc`` on every
+    request (aiohttp's ``trust_env``), a cost on every heartbeat's write. The apiserver is
+    reached directly, or through the kubeconfig's ``proxy-url``, which is passed with each
+    request and still applies.
+    """
+    rest = api_client.rest_client
+    environment_aware: aiohttp.ClientSession = rest.pool_manager
+    connector = environment_aware.connector
+    environment_aware.detach()
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=connector, trust_env=False, read_bufsize=READ_BUFFER_BYTES
+    )
