@@ -50,13 +50,22 @@ def cluster() -> Iterator[Cluster]:
         yield found
 
 
+@contextmanager
+def fresh_namespace(cluster: Cluster) -> Iterator[str]:
+    """A new namespace of *cluster*, deleted (without waiting) when the block ends."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(cluster) as name:
+        yield name
 
 
 def _install_crds(cluster: Cluster) -> None:

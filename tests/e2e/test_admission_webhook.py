@@ -13,14 +13,13 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.certificates import self_signed_certificate
-from tests.e2e.conftest import REPO, Cluster, OperatorProcess, wait_for
+from tests.e2e.conftest import REPO, Cluster, OperatorProcess, fresh_namespace, wait_for
 
 MAX_BYTES = 16 * 1024
 WEBHOOK = "session-size-e2e"
@@ -82,10 +81,9 @@ def webhook_api(
 
 @pytest.fixture
 def namespace(private_cluster: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    private_cluster.kubectl("create", "namespace", name)
-    yield name
-    private_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    """A fresh namespace of the module's cluster for one test."""
+    with fresh_namespace(private_cluster) as name:
+        yield name
 
 
 def session(namespace: str, name: str, padding: int = 0) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     HEARTBEAT_AUDIENCE,
     Cluster,
     OperatorProcess,
+    fresh_namespace,
     wait_for,
 )
 from tests.e2e.heartbeats import (
@@ -43,10 +44,8 @@ PROBLEM_JSON = "application/problem+json"
 @pytest.fixture
 def other_namespace(cluster: Cluster) -> Iterator[str]:
     """A second fresh namespace, deleted afterwards."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(cluster) as name:
+        yield name
 
 
 def patch_status(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ import yaml
 from tests.e2e.conftest import (
     Cluster,
     OperatorProcess,
+    fresh_namespace,
     kubeconfig_for_token,
     private_control_plane,
     wait_for,
@@ -108,10 +109,8 @@ def release(helm_cli: Helm) -> Iterator[Release]:
 @pytest.fixture
 def namespace(cluster_of_its_own: Cluster) -> Iterator[str]:
     """A fresh namespace of the module's cluster for one test."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster_of_its_own.kubectl("create", "namespace", name)
-    yield name
-    cluster_of_its_own.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(cluster_of_its_own) as name:
+        yield name
 
 
 def resource(obj: dict[str, Any]) -> str:

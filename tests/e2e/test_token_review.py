@@ -4,7 +4,6 @@ because its authentication webhook is down, is 503 and asked about again (not ca
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from tests.e2e.conftest import (
     REPO,
     Cluster,
     OperatorProcess,
+    fresh_namespace,
     private_control_plane,
 )
 from tests.e2e.heartbeats import call, create_token, heartbeat_path, ready_session
@@ -75,8 +75,11 @@ def test_a_token_the_apiserver_cannot_judge_is_503_and_not_cached(
     cluster_with_a_dead_authenticator: Cluster, tmp_path: Path
 ) -> None:
     cluster = cluster_with_a_dead_authenticator
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", namespace)
+    with fresh_namespace(cluster) as namespace:
+        _beat_with_a_dead_authenticator(cluster, namespace, tmp_path)
+
+
+def _beat_with_a_dead_authenticator(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     ready = {"lease": {"ttlSeconds": 120, "heartbeatIntervalSeconds": 2}}
     api = OperatorProcess(
         cluster.kubeconfig, tmp_path / "serve-api.log", {"XG2G_SESSION_AUTH_CACHE_TTL": "60s"},
