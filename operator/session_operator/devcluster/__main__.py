@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from session_operator.config import DEFAULT_TOKEN_AUDIENCE, load_settings
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
 from session_operator.devcluster.binaries import (
     TOOLS,
     BuildError,
@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}", flush=True)
             return _run_operator(os.environ["KUBECONFIG"])
         return _with_local_cluster(args.workdir, run_operator=args.command == "run")
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: invalid configuration: {problem}", file=sys.stderr)
+        return 2
     except (BuildError, ControlPlaneError, KubectlError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -89,6 +93,8 @@ def _build(targets: list[str]) -> None:
 
 
 def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
+    # A bad setting stops here, in one line, before anything is built or started.
+    port = load_settings().api_port
     chain = ensure_built(toolchain())
     started = time.monotonic()
     print(
@@ -104,7 +110,6 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
         _create_demo_client(cluster, repo)
         print(f"control plane ready in {time.monotonic() - started:.1f}s; CRDs installed\n")
         kubectl = f"{chain.kubectl} --kubeconfig={cluster.kubeconfig}"
-        port = load_settings().api_port
         heartbeat = f"http://127.0.0.1:{port}/api/v3/namespaces/default/sessions/living-room"
         print("From another terminal:")
         print(f"  export KUBECONFIG={cluster.kubeconfig}")
