@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import ssl
@@ -12,6 +13,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from kubernetes_asyncio.config import ConfigException
+
+from session_operator import __version__
 from session_operator.client import (
     DEFAULT_TOKEN_FILE,
     HeartbeatClient,
@@ -19,6 +23,7 @@ from session_operator.client import (
     InsecureUrl,
 )
 from session_operator.config import ConfigError, Settings, load_settings
+from session_operator.k8s.client import NoCluster
 from session_operator.runtime import configure_logging, run_operator, serve_api
 
 URL_ENV = "XG2G_HEARTBEAT_URL"
@@ -31,6 +36,7 @@ EXIT_INTERRUPTED = 130
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``session-operator`` console script."""
     parser = argparse.ArgumentParser(prog="session-operator")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator and its HTTP server")
     serve = commands.add_parser(
@@ -72,6 +78,28 @@ def _serve(settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, N
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except NoCluster:
+        print(
+            "session-operator: no cluster found: set KUBECONFIG to a kubeconfig file (or"
+            " create ~/.kube/config), or run it in a Pod of the cluster",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except ConfigException as error:
+        print(f"session-operator: cannot use the kubeconfig: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        ports = f"{settings.api_port}" + (
+            f" or {settings.metrics_port}" if settings.metrics_port else ""
+        )
+        print(
+            f"session-operator: cannot listen on {settings.api_host} port {ports}: already in"
+            " use; choose another with XG2G_SESSION_API_PORT (XG2G_SESSION_METRICS_PORT)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 

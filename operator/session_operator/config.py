@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -429,6 +430,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if unknown:
         raise ConfigError(f"unknown setting {flag_name(field)}" for field in unknown)
     from_file = _read_config_file(config_file) if config_file is not None else {}
+    misspelled = [_unknown_variable(name) for name in os.environ if _is_unknown_variable(name)]
+    if misspelled:
+        raise ConfigError(misspelled)
     try:
         from_env: dict[str, Any] = EnvSettingsSource(Settings)()
     except SettingsError as error:
@@ -473,6 +477,22 @@ def _read_config_file(path: Path) -> dict[str, object]:
     if problems:
         raise ConfigError(problems)
     return {_FIELD_BY_FILE_KEY[key]: raw for key, raw in data.items()}
+
+
+def _is_unknown_variable(name: str) -> bool:
+    known = {env_name(field) for field in Settings.model_fields}
+    return name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+
+
+def _unknown_variable(name: str) -> str:
+    # A misspelled variable would otherwise leave its setting at the default, in silence.
+    # Compared without the prefix that every name shares.
+    known = sorted(field.upper() for field in Settings.model_fields)
+    line = f"{name}: unknown setting"
+    close = difflib.get_close_matches(name.upper().removeprefix(ENV_PREFIX), known, n=1)
+    if close:
+        line += f", did you mean {ENV_PREFIX}{close[0]}?"
+    return line
 
 
 def _unknown_key(path: Path, key: object) -> str:

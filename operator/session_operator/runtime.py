@@ -124,15 +124,16 @@ async def run_operator(settings: Settings) -> None:
     leading = asyncio.Event()
     controller = build_controller(rest, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)
+    electors = []
     if settings.leader_election:
         leases = LeaseApi(rest, settings.leader_election_namespace, LEADER_LEASE_NAME)
-        elector = LeaderElector(
-            leases, replica_identity(), utc_now, leading, controller.resync, outages.add
+        electors.append(
+            LeaderElector(
+                leases, replica_identity(), utc_now, leading, controller.resync, outages.add
+            )
         )
-        background = [elector.run()]
     else:
         leading.set()
-        background = []
 
     registry = kopf.OperatorRegistry()
     register_session_handlers(registry, controller)
@@ -144,6 +145,7 @@ async def run_operator(settings: Settings) -> None:
     runners = await start_server(
         lambda: ready.is_set() and controller.store.synced, settings, api.routes, admission
     )
+    background = [elector.run() for elector in electors]
     tasks = [
         asyncio.create_task(coroutine)
         for coroutine in (*background, controller.run(), api.cache.prime(), outages.run())

@@ -579,3 +579,23 @@ def test_released_kinds_refuse_other_kinds(monkeypatch: pytest.MonkeyPatch) -> N
         load_settings()
     [problem] = error.value.problems
     assert problem.startswith("XG2G_SESSION_RELEASED_KINDS: must list kinds among pods, services")
+
+
+def test_a_misspelled_environment_setting_stops_the_start_and_suggests_the_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_LEASE_TIME", "30s")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert error.value.problems == (
+        "XG2G_SESSION_LEASE_TIME: unknown setting, did you mean XG2G_SESSION_LEASE_TTL?",
+    )
+
+
+def test_an_unknown_environment_setting_far_from_any_name_is_named_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_WHATEVER", "1")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert error.value.problems == ("XG2G_SESSION_WHATEVER: unknown setting",)

@@ -1,0 +1,76 @@
+"""``session-operator`` says what went wrong in one line, never with a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from session_operator import __version__
+
+
+def session_operator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("XG2G_SESSION_")
+        and key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "session_operator", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = session_operator("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"session-operator {__version__}"
+
+
+def test_no_cluster_is_one_line_that_says_how_to_point_at_one(tmp_path: Path) -> None:
+    result = session_operator("run", KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "session-operator: no cluster found: set KUBECONFIG to a kubeconfig file (or create"
+        " ~/.kube/config), or run it in a Pod of the cluster"
+    ]
+
+
+def test_a_taken_port_is_one_line_naming_it(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = session_operator(
+            "serve-api",
+            KUBECONFIG=str(kubeconfig),
+            XG2G_SESSION_API_HOST="127.0.0.1",
+            XG2G_SESSION_API_PORT=str(port),
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"session-operator: cannot listen on 127.0.0.1 port {port}: already in use; choose"
+        " another with XG2G_SESSION_API_PORT (XG2G_SESSION_METRICS_PORT)"
+    ]
