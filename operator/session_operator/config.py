@@ -335,7 +335,8 @@ class Settings(BaseSettings):
         default="default", description="Namespace of the leader Lease (the operator's own)."
     )
     log_level: Annotated[str, BeforeValidator(_log_level)] = Field(
-        default="WARNING", description="Name of a logging level, like INFO."
+        default="INFO",
+        description="Name of a logging level: INFO tells each lifecycle step, WARNING less.",
     )
     log_format: Annotated[Literal["json", "text"], BeforeValidator(_log_format)] = Field(
         default="json", description="Log line format."

@@ -48,13 +48,15 @@ def utc_now() -> datetime:
 
 
 def configure_logging(settings: Settings) -> None:
-    """Structured (JSON) or plain logs at the configured level; quiet by default."""
+    """Structured (JSON) or plain logs at the configured level: at INFO, one line per
+    lifecycle step of a Session, per leadership change and per outage; nothing per
+    heartbeat. kopf's and aiohttp's own lines only at DEBUG (and their warnings)."""
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(log_format=log_format, verbose=settings.log_level == "DEBUG")
     logging.getLogger().setLevel(settings.log_level)
-    # kopf logs every watch and handler run at INFO; keep it at the configured level.
-    for name in ("kopf", "aiohttp.access"):
-        logging.getLogger(name).setLevel(max(logging.getLevelName(settings.log_level), 20))
+    quiet = settings.log_level if settings.log_level == "DEBUG" else "WARNING"
+    for name in ("kopf", "aiohttp.access", "aiohttp.server"):
+        logging.getLogger(name).setLevel(quiet)
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -145,6 +147,7 @@ async def run_operator(settings: Settings) -> None:
     runners = await start_server(
         lambda: ready.is_set() and controller.store.synced, settings, api.routes, admission
     )
+    logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     background = [elector.run() for elector in electors]
     tasks = [
         asyncio.create_task(coroutine)
@@ -183,6 +186,7 @@ async def serve_api(settings: Settings) -> None:
     api = build_heartbeat_api(api_client, settings, utc_now, outages, store)
     admission = AdmissionRoutes(settings.max_session_bytes)
     runners = await start_server(lambda: store.synced, settings, api.routes, admission)
+    logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
     outages_task = asyncio.create_task(outages.run(), name="session-api-outages")
     loop = asyncio.get_running_loop()
@@ -198,3 +202,9 @@ async def serve_api(settings: Settings) -> None:
         for runner in runners:
             await runner.cleanup()
         await api_client.close()
+
+
+def _listening(settings: Settings) -> str:
+    scheme = "https" if settings.tls_cert_file else "http"
+    where = f"{scheme}://{settings.api_host}:{settings.api_port}"
+    return where + (f" (metrics on :{settings.metrics_port})" if settings.metrics_port else "")

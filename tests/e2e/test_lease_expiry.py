@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 from tests.e2e.conftest import Cluster, OperatorProcess, wait_for
+from tests.e2e.heartbeats import call, heartbeat_path, service_account
 from tests.e2e.sessions import create_session, read_session, status_time, wait_for_state
 
 SHORT_LEASE = {"lease": {"ttlSeconds": 3, "heartbeatIntervalSeconds": 1}}
@@ -133,3 +134,32 @@ def test_metrics_count_expiries_by_previous_state(
     assert samples['xg2g_sessions_lease_expired_total{previous_state="ready"}'] >= 1
     assert samples["xg2g_session_expiry_lag_seconds_count"] >= 1
     assert samples['xg2g_sessions{state="stopped"}'] >= 1
+
+
+def test_the_operator_log_tells_each_lifecycle_step_in_one_line_and_no_heartbeat(
+    cluster: Cluster, operator: OperatorProcess, heartbeat_role: str, namespace: str
+) -> None:
+    lease = {"lease": {"ttlSeconds": 6, "heartbeatIntervalSeconds": 1}}
+    create_session(cluster, namespace, "told", lease)
+    wait_for_state(cluster, namespace, "told", {"ready"}, timeout=5)
+    token = service_account(cluster, namespace, "player", bind_in=namespace)
+    url = operator.url + heartbeat_path(namespace, "told")
+    for _ in range(3):
+        assert call("POST", url, token).status == 200
+        time.sleep(1.1)
+    wait_for_state(cluster, namespace, "told", {"stopped"}, timeout=15)
+
+    ref = f"{namespace}/told"
+    told = [line for line in operator.log_path.read_text().splitlines() if ref in line]
+    steps = [
+        reason
+        for line in told
+        for reason in ("Ready", "LeaseExpired")
+        if f"] {reason} {ref} (" in line
+    ]
+    assert steps == ["Ready", "LeaseExpired"], told
+    assert len(told) == 2, told  # nothing per heartbeat
+    assert (
+        "serving heartbeats, probes and metrics on http://127.0.0.1:"
+        in operator.log_path.read_text()
+    )

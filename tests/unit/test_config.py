@@ -75,7 +75,7 @@ def test_defaults_of_the_other_settings() -> None:
     assert settings.tls_key_file is None
     assert settings.token_audiences == ["session-lease-operator"]
     assert settings.auth_cache_ttl == timedelta(seconds=10)
-    assert settings.log_level == "WARNING"
+    assert settings.log_level == "INFO"
     assert settings.log_format == "json"
 
 

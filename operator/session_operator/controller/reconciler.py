@@ -139,9 +139,7 @@ class Reconciler:
             updated = await self._kube.sessions.write_status_at_version(
                 ref, step.status, session.resource_version
             )
-            await self._kube.events.record(
-                updated, step.event_reason, step.event_note, self._clock()
-            )
+            await self._tell(updated, step.event_reason, step.event_note)
             return updated
         if isinstance(step, StartWorkload):
             try:
@@ -163,6 +161,11 @@ class Reconciler:
             return await self._release(session, step)
         if isinstance(step, DeleteSession):
             await self._kube.sessions.delete(session)
+            logger.info(
+                "deleted %s: its retention after it stopped has passed",
+                ref,
+                extra={"session": str(ref), "reason": "Deleted"},
+            )
             return Outcome(None, None)
         raise AssertionError(f"unhandled step {step!r}")
 
@@ -177,14 +180,26 @@ class Reconciler:
 
     async def _transition(self, session: Session, transition: Transition) -> Session:
         updated = await self._kube.sessions.patch_status(session.ref, transition.patch)
-        await self._kube.events.record(
-            updated,
-            transition.event_reason,
-            transition.event_note,
-            self._clock(),
-            warning=transition.warning,
+        await self._tell(
+            updated, transition.event_reason, transition.event_note, warning=transition.warning
         )
         return updated
+
+    async def _tell(
+        self, session: Session, reason: str, note: str, *, warning: bool = False
+    ) -> None:
+        """One lifecycle step, told twice: an Event on the Session, a line in the log."""
+        state = session.status.state.value if session.status.state else ""
+        logger.log(
+            logging.WARNING if warning else logging.INFO,
+            "%s %s (%s): %s",
+            reason,
+            session.ref,
+            state,
+            note,
+            extra={"session": str(session.ref), "reason": reason, "state": state},
+        )
+        await self._kube.events.record(session, reason, note, self._clock(), warning=warning)
 
     async def _workload(self, session: Session) -> Workload | None:
         """The session's Pod as observed, or ``None`` when the lifecycle does not need it."""

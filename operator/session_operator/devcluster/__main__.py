@@ -142,7 +142,8 @@ def _create_demo_client(cluster: LocalControlPlane, repo: Path) -> None:
 
 
 def _run_operator(kubeconfig: str) -> int:
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    # In a terminal: readable lines rather than the JSON a cluster's log collector wants.
+    env = {"XG2G_SESSION_LOG_FORMAT": "text", **os.environ, "KUBECONFIG": kubeconfig}
     command = [sys.executable, "-m", "session_operator", "run"]
     return subprocess.run(command, env=env, check=False).returncode
 
