@@ -69,6 +69,14 @@ def test_gone_names_the_state_and_reason() -> None:
         "LEASE_EXPIRED",
     )
     assert body["instance"] == "/api/v3/sessions/uid-1/heartbeat"
+    assert body["detail"].startswith("session uid-1 is stopping (LEASE_EXPIRED)")
+
+
+def test_gone_names_the_session_as_the_request_did() -> None:
+    gone = SessionGone("uid-1", SessionState.STOPPED, StopReason.USER_STOPPED, "media/s")
+    body = problem_for(gone).body("/api/v3/namespaces/media/sessions/s/heartbeat")
+    assert body["detail"].startswith("session media/s is stopped (USER_STOPPED)")
+    assert body["session_id"] == "uid-1"
 
 
 def test_unexpected_error_is_a_bare_500_without_its_message() -> None:

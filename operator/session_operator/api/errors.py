@@ -33,9 +33,16 @@ class LeaseNotInitialised(Exception):
 class SessionGone(Exception):
     """The session is stopping, terminal or its lease has expired (410): stop beating."""
 
-    def __init__(self, session_id: str, state: SessionState, stop_reason: StopReason | None):
+    def __init__(
+        self,
+        session_id: str,
+        state: SessionState,
+        stop_reason: StopReason | None,
+        addressed_as: str | None = None,
+    ):
+        """*addressed_as*: the session as the request named it (default: its sessionID)."""
         reason = f" ({stop_reason.value})" if stop_reason else ""
-        super().__init__(f"session {session_id} is {state.value}{reason}")
+        super().__init__(f"session {addressed_as or session_id} is {state.value}{reason}")
         self.session_id = session_id
         self.state = state
         self.stop_reason = stop_reason

@@ -127,7 +127,9 @@ class HeartbeatService:
                     # Expired by the cached copy: a heartbeat may have extended it since.
                     session, fresh = await self._reread(session), True
                     continue
-                raise SessionGone(_session_id(session), decision.state, decision.stop_reason)
+                raise SessionGone(
+                    _session_id(session), decision.state, decision.stop_reason, str(address)
+                )
             if isinstance(decision, HeartbeatNoop):
                 return _ack(session, decision.expires_at, extended=False)
             try:
