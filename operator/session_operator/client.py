@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +35,8 @@ from pydantic import ValidationError
 
 from session_operator.api.bodies import HeartbeatBody
 
-DEFAULT_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+# Where a client Pod mounts its projected token for the operator's audience (docs/security.md).
+DEFAULT_TOKEN_FILE = Path("/var/run/secrets/heartbeat/token")
 REQUEST_TIMEOUT_SECONDS = 5.0
 # Until the first answer names the session's interval: the operator's default interval.
 DEFAULT_INTERVAL_SECONDS = 5.0
@@ -122,10 +124,13 @@ class HeartbeatClient:
         session: str,
         *,
         token_file: Path = DEFAULT_TOKEN_FILE,
+        token: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
         allow_http: bool = False,
     ) -> None:
+        """*token*, when given, is sent as it is; else *token_file* is read before every beat
+        (projected tokens rotate)."""
         if url.lower().startswith("http://") and not allow_http:
             raise InsecureUrl(
                 f"refusing to send a bearer token over plain HTTP to {url}: use https://,"
@@ -133,7 +138,9 @@ class HeartbeatClient:
             )
         self.session = session
         self._url = url.rstrip("/") + heartbeat_path(session)
+        self._base_url = url.rstrip("/")
         self._token_file = token_file
+        self._token = token
         self._ssl = ssl
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
@@ -169,15 +176,20 @@ class HeartbeatClient:
                     return HeartbeatBody.model_validate_json(text)
                 raise _refusal(response.status, text, response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, ValidationError) as error:
-            raise HeartbeatFailed(f"heartbeat to {self._url} failed: {error!r}") from error
+            raise HeartbeatFailed(_unreached(self._base_url, error)) from error
 
-    async def keep_alive(self) -> SessionEnded:
-        """Beat at the session's interval until the API says the session has ended."""
+    async def keep_alive(
+        self, on_beat: Callable[[HeartbeatBody], None] | None = None
+    ) -> SessionEnded:
+        """Beat at the session's interval until the API says the session has ended; tell
+        *on_beat* of each acknowledgement."""
         backoff = Backoff()
         interval = DEFAULT_INTERVAL_SECONDS
         while True:
             try:
                 ack = await self.beat()
+                if on_beat is not None:
+                    on_beat(ack)
             except HeartbeatFailed as failure:
                 if failure.session_ended:
                     ended = _ended(failure)
@@ -203,6 +215,8 @@ class HeartbeatClient:
                 await task
 
     def _read_token(self) -> str:
+        if self._token is not None:
+            return self._token
         try:
             return self._token_file.read_text(encoding="utf-8").strip()
         except OSError as error:
@@ -225,6 +239,23 @@ class BackgroundHeartbeat:
     async def wait(self) -> SessionEnded:
         """Wait until the session has ended."""
         return await asyncio.shield(self._task)
+
+
+def _unreached(base_url: str, error: Exception) -> str:
+    """What went wrong on the way to the API, as a sentence."""
+    if isinstance(error, TimeoutError):
+        return f"no answer from {base_url} within {REQUEST_TIMEOUT_SECONDS:g}s"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        problem = error.certificate_error
+        why = getattr(problem, "verify_message", None) or str(problem)
+        return f"cannot trust the certificate of {base_url}: {why}"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        number = error.os_error.errno
+        reason = os.strerror(number) if number else str(error.os_error)
+        return f"cannot reach {base_url}: {reason[:1].lower()}{reason[1:]}"
+    if isinstance(error, ValidationError):
+        return f"{base_url} answered 200 with something that is not a heartbeat acknowledgement"
+    return f"heartbeat to {base_url} failed: {error}"
 
 
 def _segment(text: str) -> str:

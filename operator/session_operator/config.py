@@ -414,6 +414,26 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+def settings_help() -> str:
+    """Every setting's environment variable, default and meaning, one per line (for --help)."""
+    lines = ["settings (environment variables; also a YAML file with --config):"]
+    for field, info in Settings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        shown = _format_default(default)
+        lines.append(f"  {env_name(field):<40} {shown:<24} {info.description or ''}")
+    return "\n".join(lines)
+
+
+def _format_default(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, timedelta):
+        return _format_duration(value)
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 def flag_name(field: str) -> str:
     """Return the command-line flag named in errors about an override, like ``--lease-ttl``."""
     return "--" + field.replace("_", "-")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from session_operator.devcluster.cluster import free_port
 from tests.e2e.conftest import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,3 +107,80 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def make_run(**env: str) -> subprocess.Popen[str]:
+    """``python -m session_operator.devcluster run`` (what ``make run`` runs) with no
+    KUBECONFIG, so on a local control plane of its own."""
+    base = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "session_operator.devcluster", "run"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**base, **env},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def test_make_run_prints_its_lines_once_listening_and_the_client_line_works(
+    cluster: Cluster,
+) -> None:
+    port = free_port()
+    run = make_run(XG2G_SESSION_API_PORT=str(port))
+    assert run.stdout is not None
+    printed: list[str] = []
+    try:
+        for line in run.stdout:
+            printed.append(line.rstrip("\n"))
+            if line.startswith("A Session with spec.template stays"):
+                break
+        text = "\n".join(printed)
+        # By the time the lines are printed, the API they name answers.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200
+        assert f"heartbeat living-room -n default --url http://127.0.0.1:{port}" in text
+        kubeconfig = next(
+            line.split("=", 1)[1]
+            for line in printed
+            if line.strip().startswith("export KUBECONFIG=")
+        )
+        kubectl = [str(cluster.kubectl.binary), f"--kubeconfig={kubeconfig}"]
+        sample = REPO / "hack" / "samples" / "session.yaml"
+        subprocess.run([*kubectl, "apply", "-f", str(sample)], check=True, capture_output=True)
+        token = subprocess.run(
+            [*kubectl, "create", "token", "demo-client", "-n", "default",
+             "--audience=session-lease-operator"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        client_line = next(line for line in printed if "heartbeat living-room" in line)
+        argv = shlex.split(client_line.replace('"$TOKEN"', shlex.quote(token)))
+        assert wait_for(
+            lambda: (
+                subprocess.run(
+                    [*argv[:-1], "--once"], capture_output=True, text=True, check=False
+                ).returncode
+                == 0
+            ),
+            timeout=15,
+        ), text
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+
+
+def test_make_run_on_a_taken_port_says_so_in_one_line_and_prints_no_usage(
+    cluster: Cluster,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = make_run(XG2G_SESSION_API_PORT=str(port))
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 1, err
+    assert "curl" not in out
+    assert f"cannot listen on 0.0.0.0 port {port}: already in use" in err
+    assert "Traceback" not in err
+    assert "was never awaited" not in err

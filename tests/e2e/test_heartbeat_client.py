@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from session_operator.client import HeartbeatClient, HeartbeatFailed
 from session_operator.timestamps import parse_timestamp
@@ -234,3 +237,42 @@ async def _state(cluster: Cluster, namespace: str, name: str) -> str:
     body = await asyncio.to_thread(read_session, cluster, namespace, name)
     state: str = body["status"]["state"]
     return state
+
+
+def test_heartbeat_command_from_a_terminal_finds_the_namespace_and_prints_each_beat(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    heartbeat_role: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    ready_session(
+        cluster, namespace, "desk", {"lease": {"ttlSeconds": 30, "heartbeatIntervalSeconds": 1}}
+    )
+    token = service_account(cluster, namespace, "player", bind_in=namespace)
+    # A kubeconfig whose context names the namespace, as `kubectl config set-context` does.
+    kubeconfig = yaml.safe_load(cluster.kubeconfig.read_text())
+    for context in kubeconfig["contexts"]:
+        context["context"]["namespace"] = namespace
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(tmp_path / "kubeconfig"),
+        "SESSION_API_URL": operator.url,
+        "SESSION_API_TOKEN": token,
+    }
+    command = [sys.executable, "-m", "session_operator", "heartbeat", "desk", "--allow-http", "-v"]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 130, err
+    lines = out.splitlines()
+    assert len(lines) >= 3, (out, err)
+    assert all(
+        line.startswith(f"{namespace}/desk: lease until ") and line.endswith("next heartbeat in 1s")
+        for line in lines
+    ), lines
+    assert "Traceback" not in err

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
@@ -109,26 +110,59 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
         )
         _create_demo_client(cluster, repo)
         print(f"control plane ready in {time.monotonic() - started:.1f}s; CRDs installed\n")
-        kubectl = f"{chain.kubectl} --kubeconfig={cluster.kubeconfig}"
-        heartbeat = f"http://127.0.0.1:{port}/api/v3/namespaces/default/sessions/living-room"
-        print("From another terminal:")
-        print(f"  export KUBECONFIG={cluster.kubeconfig}")
-        print(f"  {kubectl} apply -f {repo / SAMPLE_SESSION}")
-        print(f"  {kubectl} get sessions -A -w")
-        print("Keep it alive (a ServiceAccount allowed to beat in `default`):")
-        print(
-            f"  TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default"
-            f" --audience={DEFAULT_TOKEN_AUDIENCE})"
-        )
-        print(
-            f'  curl -s -X POST -H "Authorization: Bearer $TOKEN" {heartbeat}/heartbeat\n',
-            flush=True,
-        )
-        if run_operator:
-            return _run_operator(str(cluster.kubeconfig))
-        print("Ctrl-C stops the control plane.", flush=True)
-        while True:
-            time.sleep(3600)
+        if not run_operator:
+            _print_how_to_use(chain.kubectl, cluster.kubeconfig, port, repo)
+            print("Ctrl-C stops the control plane.", flush=True)
+            while True:
+                time.sleep(3600)
+        operator = _start_operator(str(cluster.kubeconfig))
+        try:
+            # The lines name the API's port: print them only once the operator listens there.
+            if _listening(operator, port):
+                _print_how_to_use(chain.kubectl, cluster.kubeconfig, port, repo)
+            return operator.wait()
+        finally:
+            if operator.poll() is None:  # interrupted: stop it before the control plane
+                operator.terminate()
+                operator.wait(timeout=10)
+
+
+def _print_how_to_use(kubectl_binary: Path, kubeconfig: Path, port: int, repo: Path) -> None:
+    kubectl = f"{kubectl_binary} --kubeconfig={kubeconfig}"
+    heartbeat = f"http://127.0.0.1:{port}/api/v3/namespaces/default/sessions/living-room"
+    client = Path(sys.executable).parent / "session-operator"
+    print("From another terminal:")
+    print(f"  export KUBECONFIG={kubeconfig}")
+    print(f"  {kubectl} apply -f {repo / SAMPLE_SESSION}")
+    print(f"  {kubectl} get sessions -A -w")
+    print("Keep it alive (a ServiceAccount allowed to beat in `default`):")
+    print(
+        f"  TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default"
+        f" --audience={DEFAULT_TOKEN_AUDIENCE})"
+    )
+    print(f'  curl -s -X POST -H "Authorization: Bearer $TOKEN" {heartbeat}/heartbeat')
+    print("or with the operator's own client, a line per heartbeat until Ctrl-C:")
+    print(
+        f"  {client} heartbeat living-room -n default --url http://127.0.0.1:{port}"
+        ' --token "$TOKEN" --allow-http -v'
+    )
+    print(
+        "A Session with spec.template stays `starting`: this local control plane has no node"
+        " to run its Pod.\n",
+        flush=True,
+    )
+
+
+def _listening(operator: subprocess.Popen[bytes], port: int, within: float = 60.0) -> bool:
+    """Wait until the operator answers on *port*; False if it exited first."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and operator.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
 
 
 def _create_demo_client(cluster: LocalControlPlane, repo: Path) -> None:
@@ -141,11 +175,14 @@ def _create_demo_client(cluster: LocalControlPlane, repo: Path) -> None:
     )  # fmt: skip
 
 
-def _run_operator(kubeconfig: str) -> int:
+def _start_operator(kubeconfig: str) -> subprocess.Popen[bytes]:
     # In a terminal: readable lines rather than the JSON a cluster's log collector wants.
     env = {"XG2G_SESSION_LOG_FORMAT": "text", **os.environ, "KUBECONFIG": kubeconfig}
-    command = [sys.executable, "-m", "session_operator", "run"]
-    return subprocess.run(command, env=env, check=False).returncode
+    return subprocess.Popen([sys.executable, "-m", "session_operator", "run"], env=env)
+
+
+def _run_operator(kubeconfig: str) -> int:
+    return _start_operator(kubeconfig).wait()
 
 
 if __name__ == "__main__":
