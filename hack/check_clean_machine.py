@@ -30,9 +30,23 @@ PROJECT_PACKAGES = ("session_operator", "bench", "chaos")
 DISTRIBUTION = "session-lease-operator"
 
 # What a fresh machine has and the tests may run by name: a shell, make and its recipes'
-# utilities, and Go (the control plane and the tools are built from source). `docker`
-# is optional: the tests that need an engine say so and skip when there is none.
-MACHINE_TOOLS = ("sh", "bash", "make", "go", "env", "grep", "awk", "touch", "rm", "mkdir")
+# utilities, Go (the control plane and the tools are built from source), and the coreutils
+# the README's commands use. `docker` is optional: the tests that need an engine say so
+# and skip when there is none.
+MACHINE_TOOLS = (
+    "sh",
+    "bash",
+    "make",
+    "go",
+    "env",
+    "grep",
+    "awk",
+    "touch",
+    "rm",
+    "mkdir",
+    "sleep",
+    "timeout",
+)
 OPTIONAL_MACHINE_TOOLS = ("docker",)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -124,8 +123,16 @@ def make_run(**env: str) -> subprocess.Popen[str]:
     )
 
 
-def test_make_run_prints_its_lines_once_listening_and_the_client_line_works(
-    cluster: Cluster,
+def try_it_commands() -> list[str]:
+    """The shell commands of the README's "Try it", in order."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```sh\n")[1:]
+    return [line for block in blocks for line in block.split("```", 1)[0].splitlines() if line]
+
+
+def test_make_run_prints_its_lines_once_listening_and_the_readme_try_it_works(
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     port = free_port()
     run = make_run(XG2G_SESSION_API_PORT=str(port))
@@ -136,35 +143,38 @@ def test_make_run_prints_its_lines_once_listening_and_the_client_line_works(
             printed.append(line.rstrip("\n"))
             if line.startswith("A Session with spec.template stays"):
                 break
-        text = "\n".join(printed)
         # By the time the lines are printed, the API they name answers.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
             assert answer.status == 200
+        text = "\n".join(printed)
         assert f"heartbeat living-room -n default --url http://127.0.0.1:{port}" in text
-        kubeconfig = next(
-            line.split("=", 1)[1]
-            for line in printed
-            if line.strip().startswith("export KUBECONFIG=")
-        )
-        kubectl = [str(cluster.kubectl.binary), f"--kubeconfig={kubeconfig}"]
-        sample = REPO / "hack" / "samples" / "session.yaml"
-        subprocess.run([*kubectl, "apply", "-f", str(sample)], check=True, capture_output=True)
-        token = subprocess.run(
-            [*kubectl, "create", "token", "demo-client", "-n", "default",
-             "--audience=session-lease-operator"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-        client_line = next(line for line in printed if "heartbeat living-room" in line)
-        argv = shlex.split(client_line.replace('"$TOKEN"', shlex.quote(token)))
-        assert wait_for(
-            lambda: (
-                subprocess.run(
-                    [*argv[:-1], "--once"], capture_output=True, text=True, check=False
-                ).returncode
-                == 0
-            ),
-            timeout=15,
-        ), text
+        exports = [line.strip() for line in printed if "export KUBECONFIG=" in line]
+        kubeconfig = exports[0].split("=", 1)[1]
+
+        # The README's commands, word for word but for the paths make run printed and the
+        # port this test chose; `get -w` watches until it is stopped.
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "kubectl").symlink_to(cluster.kubectl.binary)
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        script = [f"export KUBECONFIG={kubeconfig}"]
+        for command in try_it_commands():
+            command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+            if command.startswith("export KUBECONFIG="):
+                continue
+            if command.endswith(" -w") or command.endswith(" -v"):
+                command = f"timeout 4 {command}; test $? -eq 124"
+            elif "--once" in command:
+                command = f"until {command}; do sleep 1; done"  # until the session has a lease
+            script.append(command)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", "\n".join(script)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, (script, done.stdout, done.stderr)
+        assert "living-room" in done.stdout
+        assert '"acknowledged":true' in done.stdout
+        assert "default/living-room: lease until " in done.stdout
     finally:
         run.send_signal(signal.SIGINT)
         run.communicate(timeout=60)
