@@ -1,0 +1,72 @@
+"""The control loop around the reconciler: retries with backoff, forgetting deleted
+Sessions, taking a written version into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+
+from session_operator.controller.loop import SessionController
+from session_operator.controller.reconciler import Outcome, Reconciler
+from session_operator.k8s.errors import ApiUnavailable
+from session_operator.models import Session, SessionRef
+from tests.unit.test_controller_backstop import NOW, body, controller_without_deadlines
+
+
+class FailsThenWrites(Reconciler):
+    """Fails *failures* times as if the apiserver were down, then writes a new version."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[float] = []
+
+    async def reconcile(self, session: Session) -> Outcome:
+        self.attempts.append(asyncio.get_running_loop().time())
+        if len(self.attempts) <= self.failures:
+            raise ApiUnavailable("connection refused")
+        written = session.model_copy(update={"resource_version": "99"})
+        return Outcome(written, None)
+
+
+async def run_until(
+    controller: SessionController, done: Callable[[], bool], seconds: float
+) -> None:
+    """Run *controller* until *done* holds (at most *seconds*)."""
+    task = asyncio.create_task(controller.run())
+    try:
+        async with asyncio.timeout(seconds):
+            while not done():
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_failing_reconcile_is_retried_with_a_doubling_backoff() -> None:
+    reconciler = FailsThenWrites(failures=2)
+    controller = controller_without_deadlines(reconciler)
+    controller.observe("ADDED", body("s", NOW + timedelta(hours=1)))
+    await run_until(controller, lambda: len(reconciler.attempts) == 3, seconds=5)
+    first, second = (
+        reconciler.attempts[1] - reconciler.attempts[0],
+        reconciler.attempts[2] - reconciler.attempts[1],
+    )
+    assert 0.45 <= first < 0.9  # RETRY_FIRST_SECONDS
+    assert 0.95 <= second < 1.6  # doubled
+    stored = controller.store.get(SessionRef(namespace="media", name="s"))
+    assert stored is not None
+    assert stored.resource_version == "99"  # the written version is what the store holds
+
+
+async def test_a_deleted_session_is_forgotten_and_not_reconciled() -> None:
+    reconciler = FailsThenWrites(failures=0)
+    controller = controller_without_deadlines(reconciler)
+    controller.observe("ADDED", body("s", NOW + timedelta(hours=1)))
+    controller.observe("DELETED", body("s", NOW + timedelta(hours=1)))
+    assert controller.store.get(SessionRef(namespace="media", name="s")) is None
+    with contextlib.suppress(TimeoutError):
+        await run_until(controller, lambda: bool(reconciler.attempts), seconds=0.3)
+    assert reconciler.attempts == []
