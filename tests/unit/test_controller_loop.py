@@ -36,9 +36,11 @@ async def run_until(
     """Run *controller* until *done* holds (at most *seconds*)."""
     task = asyncio.create_task(controller.run())
     try:
-        async with asyncio.timeout(seconds):
-            while not done():
-                await asyncio.sleep(0.02)
+        for _ in range(int(seconds / 0.02)):
+            if done():
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
