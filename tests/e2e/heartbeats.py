@@ -31,11 +31,11 @@ def service_account(
     name: str,
     *,
     bind_in: str | None = None,
-    audience: str | None = None,
+    audience: str = DEFAULT_TOKEN_AUDIENCE,
     bound_secret: str | None = None,
 ) -> str:
     """Create ServiceAccount *namespace*/*name*, bind it to ``session-heartbeat`` in
-    *bind_in* (if given), and return a fresh token for it."""
+    *bind_in* (if given), and return a fresh token for it, for *audience* (the operator's)."""
     cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
     if bind_in is not None:
         bind_heartbeat_role(cluster, bind_in, namespace, name)
