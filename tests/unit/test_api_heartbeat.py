@@ -17,7 +17,7 @@ from session_operator.api.errors import (
 )
 from session_operator.api.heartbeat import HeartbeatService, heartbeat_patch
 from session_operator.api.lookup import SessionLookup
-from session_operator.k8s.errors import NotFound, PreconditionFailed
+from session_operator.k8s.errors import ApiUnavailable, NotFound, PreconditionFailed
 from session_operator.k8s.sessions import JsonPatch, SessionApi
 from session_operator.lease import HeartbeatExtend, SessionState, StopReason
 from session_operator.models import Session, SessionRef
@@ -336,3 +336,14 @@ async def test_client_gone_before_the_outage_is_still_gone() -> None:
     with pytest.raises(SessionGone):
         await beats.beat(CALLER, REF)
     assert sessions.patches == []
+
+
+async def test_unknown_session_id_during_an_ongoing_outage_is_unavailable_not_not_found() -> None:
+    ongoing = OutageWindow(NOW - timedelta(seconds=3), NOW, ongoing=True)
+    beats, _, _ = service(None, outages=[ongoing])
+    with pytest.raises(ApiUnavailable):
+        await beats.beat(CALLER, "uid-unknown")
+    over = OutageWindow(NOW - timedelta(seconds=30), NOW - timedelta(seconds=20))
+    beats, _, _ = service(None, outages=[over])
+    with pytest.raises(SessionNotFound):
+        await beats.beat(CALLER, "uid-unknown")

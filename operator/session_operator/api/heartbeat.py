@@ -24,7 +24,7 @@ from session_operator.api.errors import (
     WriteContention,
 )
 from session_operator.api.lookup import SessionLookup
-from session_operator.k8s.errors import NotFound, PreconditionFailed
+from session_operator.k8s.errors import ApiUnavailable, NotFound, PreconditionFailed
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lease import (
     LIVE_STATES,
@@ -179,7 +179,14 @@ class HeartbeatService:
         if isinstance(address, SessionRef):
             await self._authorizer.authorize(caller, address)
             return await self._lookup.by_ref(address)
-        session = self._lookup.by_id(address)
+        try:
+            session = self._lookup.by_id(address)
+        except SessionNotFound:
+            # While the apiserver cannot be reached the store may lag the cluster: an
+            # unknown sessionID then proves nothing, and an outage is never answered 404.
+            if any(window.ongoing for window in self._outages()):
+                raise ApiUnavailable("the apiserver cannot be reached") from None
+            raise
         await self._authorizer.authorize(caller, session.ref)
         return session
 
