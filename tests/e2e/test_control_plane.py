@@ -163,7 +163,7 @@ def test_make_run_prints_its_lines_once_listening_and_the_readme_try_it_works(
             if command.startswith("export KUBECONFIG="):
                 continue
             if command.endswith(" -w") or command.endswith(" -v"):
-                command = f"timeout 4 {command}; test $? -eq 124"
+                command = f"timeout 4 {command} || test $? -eq 124"
             elif "--once" in command:
                 command = f"until {command}; do sleep 1; done"  # until the session has a lease
             script.append(command)
