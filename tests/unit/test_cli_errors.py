@@ -8,16 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from session_operator import __version__
+from tests.kubeconfigs import unreachable_kubeconfig
 
 
 def session_operator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``session-operator ARGS`` with *env* over an environment cleared of every setting,
+    kubeconfig and heartbeat variable of this machine."""
     base = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("XG2G_SESSION_")
+        if not key.startswith(("XG2G_SESSION_", "SESSION_API_"))
         and key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
     }
     return subprocess.run(
@@ -46,19 +47,7 @@ def test_no_cluster_is_one_line_that_says_how_to_point_at_one(tmp_path: Path) ->
 
 
 def test_a_taken_port_is_one_line_naming_it(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

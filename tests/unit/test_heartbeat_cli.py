@@ -4,15 +4,14 @@ it says when something is missing or unreachable."""
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from session_operator.heartbeat_cli import Usage, add_heartbeat_command, session_address
+from tests.unit.test_cli_errors import session_operator
 
 
 def parsed(*argv: str) -> argparse.Namespace:
@@ -57,15 +56,7 @@ def test_the_session_must_be_named_once(argv: tuple[str, ...]) -> None:
 
 
 def heartbeat(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_API_")}
-    return subprocess.run(
-        [sys.executable, "-m", "session_operator", "heartbeat", *argv],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        timeout=60,
-        check=False,
-    )
+    return session_operator("heartbeat", *argv, **env)
 
 
 def test_without_a_url_it_asks_for_one() -> None:

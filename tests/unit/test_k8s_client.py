@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from session_operator.k8s.client import connect
+from tests.kubeconfigs import unreachable_kubeconfig
 
 
 async def test_the_apiserver_client_ignores_the_environment(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     api_client = await connect(str(kubeconfig))
     try:
         session = api_client.rest_client.pool_manager
