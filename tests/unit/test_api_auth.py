@@ -219,8 +219,9 @@ async def test_authenticator_failure_is_not_cached() -> None:
 
 
 async def test_denied_access_is_forbidden_without_naming_the_namespace() -> None:
+    denied = {"status": {"allowed": False}}
     authorizer = HeartbeatAuthorizer(
-        FakeRest([{"status": {"allowed": False}}]), timedelta(seconds=10), ReviewLimiter()
+        FakeRest([denied, denied]), timedelta(seconds=10), ReviewLimiter()
     )
     caller = Caller(username="system:serviceaccount:other:player")
     with pytest.raises(Forbidden) as refused:
@@ -237,3 +238,25 @@ async def test_access_review_outage_is_unavailable_never_forbidden() -> None:
     )
     with pytest.raises(ApiUnavailable):
         await authorizer.authorize(Caller(username="u"), REF)
+
+
+async def test_one_namespace_wide_review_serves_every_session_of_the_namespace() -> None:
+    rest = FakeRest([{"status": {"allowed": True}}])
+    authorizer = HeartbeatAuthorizer(rest, timedelta(seconds=10), ReviewLimiter())
+    caller = Caller(username="system:serviceaccount:media:player")
+    for name in ("living-room", "kitchen", "garage"):
+        await authorizer.authorize(caller, SessionRef(namespace="media", name=name))
+    assert len(rest.requests) == 1
+    attributes = rest.requests[0][2]["spec"]["resourceAttributes"]
+    assert "name" not in attributes
+    assert attributes["namespace"] == "media"
+
+
+async def test_a_binding_that_names_the_session_is_asked_about_when_the_namespace_is_not() -> None:
+    rest = FakeRest([{"status": {"allowed": False}}, {"status": {"allowed": True}}])
+    authorizer = HeartbeatAuthorizer(rest, timedelta(seconds=10), ReviewLimiter())
+    caller = Caller(username="system:serviceaccount:media:player")
+    await authorizer.authorize(caller, REF)
+    await authorizer.authorize(caller, REF)  # both decisions cached
+    assert len(rest.requests) == 2
+    assert rest.requests[1][2]["spec"]["resourceAttributes"]["name"] == REF.name

@@ -106,8 +106,11 @@ def token_verdict(review: Mapping[str, Any], audiences: Sequence[str]) -> TokenV
     )
 
 
-def heartbeat_access_review_body(caller: Caller, ref: SessionRef) -> dict[str, Any]:
-    """A SubjectAccessReview: may *caller* ``create sessions/heartbeat`` on *ref*?"""
+def heartbeat_access_review_body(
+    caller: Caller, ref: SessionRef, *, whole_namespace: bool = False
+) -> dict[str, Any]:
+    """A SubjectAccessReview: may *caller* ``create sessions/heartbeat`` on *ref* (or, with
+    *whole_namespace*, on every Session of its namespace)?"""
     spec: dict[str, Any] = {
         "user": caller.username,
         "groups": list(caller.groups),
@@ -117,7 +120,7 @@ def heartbeat_access_review_body(caller: Caller, ref: SessionRef) -> dict[str, A
             "group": GROUP,
             "resource": PLURAL,
             "subresource": HEARTBEAT_SUBRESOURCE,
-            "name": ref.name,
+            **({} if whole_namespace else {"name": ref.name}),
         },
     }
     if caller.uid:
@@ -206,23 +209,32 @@ class Authenticator:
 
 
 class HeartbeatAuthorizer:
-    """May a caller beat a session? SubjectAccessReview, cached for the TTL."""
+    """May a caller beat a session? SubjectAccessReviews, cached for the TTL.
+
+    A caller is usually bound to ``session-heartbeat`` for a whole namespace, so the first
+    question is whether it may beat every Session there: one review then serves all of them
+    (a client beating many sessions costs one review per TTL, not one per session). Only
+    when that is refused is the one session asked about (a RoleBinding may name Sessions).
+    """
 
     def __init__(self, rest: Rest, cache_ttl: timedelta, limiter: ReviewLimiter) -> None:
         self._rest = rest
         self._limiter = limiter
-        self._decisions: DecisionCache[tuple[Caller, SessionRef], bool] = DecisionCache(
+        self._namespaces: DecisionCache[tuple[Caller, str], bool] = DecisionCache(
+            cache_ttl.total_seconds(), is_refusal=lambda allowed: not allowed
+        )
+        self._sessions: DecisionCache[tuple[Caller, SessionRef], bool] = DecisionCache(
             cache_ttl.total_seconds(), is_refusal=lambda allowed: not allowed
         )
 
     async def authorize(self, caller: Caller, ref: SessionRef) -> None:
         """Return if *caller* may beat *ref*; raise :class:`Forbidden` if not.
 
-        Raises ``ApiUnavailable`` when the SubjectAccessReview cannot be made.
+        Raises ``ApiUnavailable`` when a SubjectAccessReview cannot be made.
         """
-        allowed = await self._decisions.get_or_load(
-            (caller, ref), lambda: self._review(caller, ref)
-        )
+        allowed = await self._namespaces.get_or_load(
+            (caller, ref.namespace), lambda: self._review(caller, ref, whole_namespace=True)
+        ) or await self._sessions.get_or_load((caller, ref), lambda: self._review(caller, ref))
         if not allowed:
             # Not naming the namespace: on the sessionID path the caller did not name it.
             raise Forbidden(
@@ -230,8 +242,10 @@ class HeartbeatAuthorizer:
                 f' "{PLURAL}/{HEARTBEAT_SUBRESOURCE}" in API group "{GROUP}" for this session'
             )
 
-    async def _review(self, caller: Caller, ref: SessionRef) -> bool:
-        body = heartbeat_access_review_body(caller, ref)
+    async def _review(
+        self, caller: Caller, ref: SessionRef, *, whole_namespace: bool = False
+    ) -> bool:
+        body = heartbeat_access_review_body(caller, ref, whole_namespace=whole_namespace)
         answer = await self._limiter.run(
             lambda: self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body)
         )
