@@ -451,7 +451,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if unknown:
         raise ConfigError(f"unknown setting {flag_name(field)}" for field in unknown)
     from_file = _read_config_file(config_file) if config_file is not None else {}
-    misspelled = [_unknown_variable(name) for name in os.environ if _is_unknown_variable(name)]
+    known = {env_name(field) for field in Settings.model_fields}
+    misspelled = [
+        _unknown_variable(name)
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    ]
     if misspelled:
         raise ConfigError(misspelled)
     try:
@@ -498,11 +503,6 @@ def _read_config_file(path: Path) -> dict[str, object]:
     if problems:
         raise ConfigError(problems)
     return {_FIELD_BY_FILE_KEY[key]: raw for key, raw in data.items()}
-
-
-def _is_unknown_variable(name: str) -> bool:
-    known = {env_name(field) for field in Settings.model_fields}
-    return name.upper().startswith(ENV_PREFIX) and name.upper() not in known
 
 
 def _unknown_variable(name: str) -> str:

@@ -118,7 +118,7 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
         operator = _start_operator(str(cluster.kubeconfig))
         try:
             # The lines name the API's port: print them only once the operator listens there.
-            if _listening(operator, port):
+            if _wait_until_listening(operator, port):
                 _print_how_to_use(chain.kubectl, cluster.kubeconfig, port, repo)
             return operator.wait()
         finally:
@@ -153,7 +153,9 @@ def _print_how_to_use(kubectl_binary: Path, kubeconfig: Path, port: int, repo: P
     )
 
 
-def _listening(operator: subprocess.Popen[bytes], port: int, within: float = 60.0) -> bool:
+def _wait_until_listening(
+    operator: subprocess.Popen[bytes], port: int, within: float = 60.0
+) -> bool:
     """Wait until the operator answers on *port*; False if it exited first."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and operator.poll() is None:
