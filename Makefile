@@ -106,7 +106,8 @@ test-unit: check-machine install helm kind ## fast tests of the pure logic and t
 test-e2e: check-machine controlplane helm ## tests against the real local control plane
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
-# Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers.
+# Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers,
+# BENCH_ARGS="--sessions 50000" to add a tier of 50,000 sessions (idle cost, expiry lag).
 BENCH_ARGS ?=
 
 .PHONY: bench

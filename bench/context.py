@@ -42,6 +42,8 @@ class Bench:
     progress: Progress
     cleanup_wait: float = 1.0
     """Seconds to let follow-up writes (labels, Events) land before the counters are read."""
+    standby: OperatorProcess | None = None
+    """A second replica, not the leader, while one runs (metered as ``standby``)."""
 
     async def operator_counters(self, metric: str, label: str) -> dict[str, float]:
         """A metric of the operator's ``/metrics``, summed by the value of *label*."""
@@ -59,10 +61,13 @@ class Bench:
         return int(states.get("ready", 0))
 
     def meter(self) -> CostMeter:
-        """A cost meter over the operator (while it runs), apiserver, etcd and the benchmark."""
+        """A cost meter over the operator (and a standby) while they run, apiserver, etcd and
+        the benchmark."""
         pids = dict(self.pids)
         if self.operator.alive():
             pids["operator"] = self.operator.pid
+        if self.standby is not None and self.standby.alive():
+            pids["standby"] = self.standby.pid
         return CostMeter(pids)
 
     def heartbeat_sender(self) -> Callable[[SessionName], Any]:

@@ -20,10 +20,9 @@ from typing import Any
 
 import aiohttp
 
+from session_operator.k8s.rest import JSON
 from session_operator.models import GROUP, PLURAL, VERSION
 
-JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 REVIEW_RESOURCES = frozenset({"tokenreviews", "subjectaccessreviews"})
 

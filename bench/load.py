@@ -122,12 +122,14 @@ async def closed_loop(
     concurrency: int,
     duration: float,
     on_tick: Callable[[float], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> LoadResult:
     """Run *concurrency* workers for *duration* seconds, each calling ``send(target)``.
 
     *send* returns the HTTP status (0 when there was no answer). Latency is measured
     around each call; throughput counts 2xx answers over the time from the start to the
     last answer. *on_tick* is called with the elapsed fraction about twice a second.
+    Setting *stop* ends the run early: each worker finishes the request it has in flight.
     """
     durations: list[float] = []
     statuses: Counter[int] = Counter()
@@ -148,7 +150,7 @@ async def closed_loop(
             statuses[status] += 1
             last_answer = max(last_answer, answered)
             rotation.give_back(target, answered)
-            if answered >= end:
+            if answered >= end or (stop is not None and stop.is_set()):
                 return
 
     async def ticker() -> None:

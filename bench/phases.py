@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,9 +28,12 @@ import aiohttp
 
 from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
-from bench.kube import MERGE_PATCH, ApiCalls, WatchExpired, sessions_path
+from bench.kube import ApiCalls, WatchExpired, sessions_path
 from bench.load import Latency, LoadResult, Rotation, bounded_gather, closed_loop, percentile
 from bench.population import wait_quiet
+from session_operator.api.heartbeat import heartbeat_patch
+from session_operator.k8s.rest import JSON_PATCH, MERGE_PATCH
+from session_operator.lease import HeartbeatExtend
 from session_operator.timestamps import format_timestamp, parse_timestamp
 
 STOPPED = ("stopping", "stopped", "failed")
@@ -63,6 +66,13 @@ class Measurement:
     def calls_per_op(self) -> float:
         """apiserver calls (Sessions, Events, reviews; not watches) per 2xx answer."""
         return self.calls.calls / self.load.ok if self.load.ok else math.nan
+
+    def cpu_ms_per_op(self, process: str) -> float:
+        """Milliseconds of *process*'s CPU per 2xx answer (NaN if it was not metered)."""
+        cost = self.cost.get(process)
+        if cost is None or not self.load.ok:
+            return math.nan
+        return 1000 * cost.cpu_seconds / self.load.ok
 
 
 async def _heartbeat_results(bench: Bench) -> dict[str, float]:
@@ -98,29 +108,110 @@ async def _measure(
     return Measurement(label, live, targets, load, after.since(before), meter.result, results)
 
 
-# -- 1. raw ceiling ---------------------------------------------------------------------
+# -- 1. raw ceiling and the cost of a heartbeat's write --------------------------------
+
+
+class StatusWriter:
+    """Writes what a heartbeat writes (``lastHeartbeat`` and ``leaseExpiresAt``) straight to
+    the apiserver as the admin, and remembers what it wrote to each Session.
+
+    :meth:`merge` is the raw ceiling's write: an unconditional merge patch. :meth:`guarded`
+    is the heartbeat's own compare-and-set JSON patch (:func:`heartbeat_patch`: ``test``
+    operations on what this writer wrote last, then ``add`` and ``replace``), so the two
+    differ in the patch type alone. Every target is a ready Session.
+    """
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+        self._ttl = timedelta(seconds=IDLER_LEASE["ttlSeconds"])
+        self._written: dict[SessionName, dict[str, str]] = {}
+
+    def _next(self) -> dict[str, str]:
+        now = datetime.now(UTC)
+        return {
+            "state": "ready",
+            "lastHeartbeat": format_timestamp(now),
+            "leaseExpiresAt": format_timestamp(now + self._ttl),
+        }
+
+    async def _send(self, ref: SessionName, status: dict[str, str], body: object, kind: str) -> int:
+        path = sessions_path(ref.namespace, ref.name, "status")
+        try:
+            answer = await self._bench.api.send("PATCH", path, body, kind)
+        except (aiohttp.ClientError, TimeoutError):
+            return 0
+        if answer == 200:
+            self._written[ref] = status
+        return answer
+
+    async def merge(self, ref: SessionName) -> int:
+        """An unconditional status merge patch; returns the HTTP status (0: no answer)."""
+        status = self._next()
+        body = {"status": {key: status[key] for key in ("lastHeartbeat", "leaseExpiresAt")}}
+        return await self._send(ref, status, body, MERGE_PATCH)
+
+    async def guarded(self, ref: SessionName) -> int:
+        """The heartbeat's JSON patch, tested against what :meth:`merge` or this wrote last."""
+        status = self._next()
+        extend = HeartbeatExtend(
+            last_heartbeat=parse_timestamp(status["lastHeartbeat"]),
+            expires_at=parse_timestamp(status["leaseExpiresAt"]),
+        )
+        body = heartbeat_patch(self._written[ref], extend)
+        return await self._send(ref, status, body, JSON_PATCH)
+
+    async def prime(self, targets: Sequence[SessionName]) -> None:
+        """Merge-patch every target not written yet, so :meth:`guarded` knows what to test."""
+        missing = [ref for ref in targets if ref not in self._written]
+        await bounded_gather(missing, self.merge, SETUP_CONCURRENCY)
 
 
 async def raw_ceiling(
-    bench: Bench, live: int, targets: Rotation[SessionName], concurrency: int, duration: float
+    bench: Bench,
+    live: int,
+    targets: Rotation[SessionName],
+    concurrency: int,
+    duration: float,
+    writer: StatusWriter,
 ) -> Measurement:
-    """Status merge-PATCHes of ``lastHeartbeat`` and ``leaseExpiresAt`` (what a heartbeat
-    writes) to *targets*, never two at once on one Session."""
-    ttl = timedelta(seconds=IDLER_LEASE["ttlSeconds"])
+    """Status merge-PATCHes of what a heartbeat writes to *targets*, never two at once on
+    one Session."""
+    return await _measure(bench, "raw", live, targets, writer.merge, concurrency, duration)
 
-    async def patch(ref: SessionName) -> int:
-        now = datetime.now(UTC)
-        status = {
-            "lastHeartbeat": format_timestamp(now),
-            "leaseExpiresAt": format_timestamp(now + ttl),
-        }
-        path = sessions_path(ref.namespace, ref.name, "status")
-        try:
-            return await bench.api.send("PATCH", path, {"status": status}, MERGE_PATCH)
-        except (aiohttp.ClientError, TimeoutError):
-            return 0
 
-    return await _measure(bench, "raw", live, targets, patch, concurrency, duration)
+@dataclass(frozen=True)
+class WriteVariant:
+    """One way of writing a heartbeat's fields, measured to split a heartbeat's apiserver
+    cost into its parts: the patch type, and the operator's watch of the namespace."""
+
+    label: str
+    description: str
+    guarded: bool
+    watched: bool
+
+
+WRITE_VARIANTS = (
+    WriteVariant("guarded-unwatched", "the heartbeat's JSON patch, unwatched namespace",
+                 guarded=True, watched=False),
+    WriteVariant("merge-watched", "status merge-PATCH, the operator's namespace",
+                 guarded=False, watched=True),
+    WriteVariant("guarded-watched", "the heartbeat's JSON patch, the operator's namespace",
+                 guarded=True, watched=True),
+)  # fmt: skip
+
+
+async def write_variant(
+    bench: Bench,
+    variant: WriteVariant,
+    live: int,
+    targets: Rotation[SessionName],
+    concurrency: int,
+    duration: float,
+    writer: StatusWriter,
+) -> Measurement:
+    """Write to *targets* as *variant* says (its targets must match its ``watched``)."""
+    send = writer.guarded if variant.guarded else writer.merge
+    return await _measure(bench, variant.label, live, targets, send, concurrency, duration)
 
 
 # -- 2. heartbeats ----------------------------------------------------------------------
@@ -217,6 +308,22 @@ async def duplicate_heartbeats(
 # -- 3. expiry --------------------------------------------------------------------------
 
 
+Background = Callable[[asyncio.Event], Coroutine[Any, Any, LoadResult]]
+"""A load run beside an expiry until the event is set."""
+
+
+def heartbeat_load(
+    bench: Bench, targets: Rotation[SessionName], concurrency: int, longest: float
+) -> Background:
+    """Heartbeats through the API to *targets*, for at most *longest* seconds."""
+    send = bench.heartbeat_sender()
+
+    async def run(stop: asyncio.Event) -> LoadResult:
+        return await closed_loop(targets, send, concurrency, longest, stop=stop)
+
+    return run
+
+
 @dataclass
 class Expiry:
     """Sessions whose leases were set to end at chosen instants, and when each stop was seen."""
@@ -241,6 +348,8 @@ class Expiry:
     watch_events: dict[str, int] = field(default_factory=dict)
     graced: int = 0
     """Sessions whose lease the operator moved on instead of stopping them (outage grace)."""
+    background: LoadResult | None = None
+    """Must-write heartbeats sent while the leases ended (``None``: none were)."""
 
     @property
     def lag(self) -> Latency:
@@ -258,9 +367,15 @@ class Expiry:
         return self.observed / self.drain_seconds if self.drain_seconds > 0 else math.nan
 
     @property
+    def expiry_writes(self) -> int:
+        """Successful writes the expiries caused: all writes but the background
+        heartbeats' (one status write each)."""
+        return self.calls.writes - (self.background.ok if self.background else 0)
+
+    @property
     def writes_per_expiry(self) -> float:
         """Successful writes (status, metadata, Event) per stop seen."""
-        return self.calls.writes / self.observed if self.observed else math.nan
+        return self.expiry_writes / self.observed if self.observed else math.nan
 
 
 @dataclass
@@ -336,11 +451,15 @@ async def expiry(
     namespace: str,
     deadlines: dict[str, datetime],
     grace: float,
+    background: Background | None = None,
 ) -> Expiry:
     """Set ``leaseExpiresAt`` of each Session of *namespace* named in *deadlines* by status
     patch, then watch until every one is seen stopped (or *grace* seconds past the last
     deadline) and the writes that follow a stop have landed. The counters bracket the
-    expiries only, not the benchmark's own patches."""
+    expiries only, not the benchmark's own patches.
+
+    With *background*, that load runs from the end of the patches until every stop is
+    seen: the expiries then compete with it for the operator and the apiserver."""
     seen = _ExpiryWatch(deadlines, {name: format_timestamp(at) for name, at in deadlines.items()})
     watcher = asyncio.create_task(
         _follow(bench, namespace, await bench.api.resource_version(namespace), seen)
@@ -358,10 +477,17 @@ async def expiry(
         await bounded_gather(sorted(deadlines, key=deadlines.__getitem__), patch, SETUP_CONCURRENCY)
         before = await bench.api.request_counts()
         last_deadline = max(deadlines.values()).timestamp()
+        loaded: LoadResult | None = None
         async with bench.meter() as meter:
             timeout = max(0.0, last_deadline - time.time()) + grace
+            stop = asyncio.Event()
+            load: asyncio.Task[LoadResult] | None = None
+            if background is not None:
+                load = asyncio.create_task(background(stop))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(seen.all_stopped.wait(), timeout)
+            stop.set()
+            loaded = None if load is None else await load
             with contextlib.suppress(TimeoutError):
                 await wait_quiet(bench, time.monotonic() + grace)
         after = await bench.api.request_counts()
@@ -399,6 +525,7 @@ async def expiry(
         watch_trouble="; ".join(seen.trouble),
         watch_events=seen.events,
         graced=len(seen.graced),
+        background=loaded,
     )
 
 

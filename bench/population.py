@@ -23,9 +23,10 @@ import kopf
 
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
-from bench.kube import MERGE_PATCH, ApiCalls, ApiServer, sessions_path
+from bench.kube import ApiCalls, ApiServer, sessions_path
 from bench.load import bounded_gather
 from session_operator.config import Settings
+from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.lifecycle import InitialiseStatus, LifecycleSettings, next_step
 from session_operator.models import STATE_LABEL, Session
 from session_operator.runtime import FINALIZER, kopf_settings

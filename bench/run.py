@@ -20,21 +20,25 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
+from bench.cost import ProcessCost
 from bench.kube import ApiServer
 from bench.load import Rotation
 from bench.machine import describe_machine
 from bench.operator_process import OperatorProcess
 from bench.phases import (
+    WRITE_VARIANTS,
     WRITER_GAP,
+    StatusWriter,
     duplicate_heartbeats,
     expiry,
+    heartbeat_load,
     heartbeats,
     idle_cost,
     patch_lead,
@@ -42,6 +46,7 @@ from bench.phases import (
     same_instant,
     staggered,
     warm_up,
+    write_variant,
 )
 from bench.population import populate, populate_seeded, seed_unwatched
 from bench.progress import Progress
@@ -55,8 +60,16 @@ WATCHED = "bench"
 """The namespace of the Sessions under test, the only one the operator watches."""
 UNWATCHED = "bench-raw"
 """Sessions for the raw ceiling, outside the operator's namespace: nothing reacts to them."""
+OPERATOR_ENV = {"XG2G_SESSION_NAMESPACE": WATCHED}
+"""The settings of every operator replica the benchmark starts."""
+STANDBY_SETTLE_SECONDS = 2.0
+"""Time a standby replica is given after its first LIST before its idle cost is metered."""
 CLIENT = "bench-client"
 HEARTBEAT_ROLE = "bench-session-heartbeat"
+FULL_SESSIONS = 10_000
+"""N of the default run's largest tier."""
+EXPIRY_LOAD_LIMIT = 120.0
+"""Seconds at most that heartbeats run beside an expiry (they stop when it is seen)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,8 @@ class Stage:
     never beaten before the duplicate burst) and *expirers* (e, interval 1 s, never beaten,
     for the expiry phases: with a short interval an outage the operator records forgives
     a lapse for 2 s at most, SPEC rule 8). *seeded*: created as the operator leaves a
-    ready session, not made ready by it."""
+    ready session, not made ready by it. *full*: every phase runs at this N; otherwise
+    only the idle cost and a staggered expiry (the optional large tier)."""
 
     prefix: str
     writers: int
@@ -74,11 +88,17 @@ class Stage:
     duplicates: int
     expirers: int = 0
     seeded: bool = False
+    full: bool = True
 
     @property
     def size(self) -> int:
         """Sessions this stage adds."""
         return self.writers + self.idlers + self.duplicates + self.expirers
+
+    def names(self, kind: str) -> list[SessionName]:
+        """The Sessions of one kind: ``w``, ``i``, ``d`` or ``e``."""
+        count = {"w": self.writers, "i": self.idlers, "d": self.duplicates, "e": self.expirers}
+        return [SessionName(WATCHED, f"{self.prefix}-{kind}-{i:05d}") for i in range(count[kind])]
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,10 @@ class Plan:
     mode: str
     stages: tuple[Stage, ...]
     concurrencies: tuple[int, ...]
+    variant_concurrency: int
+    """The concurrency of the write variants (measured at the largest full N only)."""
+    load_concurrency: int
+    """The concurrency of the heartbeats that run while leases end."""
     raw_sessions: int
     raw_seconds: float
     write_seconds: float
@@ -103,15 +127,27 @@ class Plan:
     cleanup_wait: float
 
     @classmethod
-    def full(cls) -> Plan:
-        """N = 1,000 then 10,000 live sessions."""
+    def full(cls, sessions: int = FULL_SESSIONS) -> Plan:
+        """N = 1,000 then 10,000 live sessions; with *sessions* above 10,000, a last tier
+        of that many measures the idle cost and a staggered expiry."""
+        stages = [
+            Stage("a", writers=700, idlers=200, duplicates=100),
+            Stage("b", writers=0, idlers=4900, duplicates=100, expirers=4000, seeded=True),
+        ]
+        if sessions > FULL_SESSIONS:
+            expirers = 1000  # the staggered batch of the large tier
+            left = FULL_SESSIONS - stages[-1].expirers  # the expiry phases end those
+            idlers = sessions - left - expirers
+            stages.append(
+                Stage("c", writers=0, idlers=idlers, duplicates=0, expirers=expirers,
+                      seeded=True, full=False)
+            )  # fmt: skip
         return cls(
-            mode="full",
-            stages=(
-                Stage("a", writers=700, idlers=200, duplicates=100),
-                Stage("b", writers=0, idlers=6900, duplicates=100, expirers=2000, seeded=True),
-            ),
+            mode="full" if sessions == FULL_SESSIONS else f"full + {sessions:,}",
+            stages=tuple(stages),
             concurrencies=(8, 32, 64),
+            variant_concurrency=32,
+            load_concurrency=8,
             raw_sessions=500,
             raw_seconds=5.0,
             write_seconds=6.0,
@@ -123,7 +159,7 @@ class Plan:
             staggered_window=20.0,
             burst_sessions=1000,
             expiry_grace=30.0,
-            setup_timeout=300.0,
+            setup_timeout=300.0 + sessions / 100,
             cleanup_wait=1.0,
         )
 
@@ -134,9 +170,14 @@ class Plan:
             mode="quick",
             stages=(
                 Stage("a", writers=40, idlers=15, duplicates=5),
-                Stage("b", writers=0, idlers=35, duplicates=5, expirers=100, seeded=True),
+                Stage("b", writers=0, idlers=35, duplicates=5, expirers=200, seeded=True),
+                Stage(
+                    "c", writers=0, idlers=40, duplicates=0, expirers=40, seeded=True, full=False
+                ),
             ),
             concurrencies=(8,),
+            variant_concurrency=8,
+            load_concurrency=4,
             raw_sessions=40,
             raw_seconds=1.0,
             write_seconds=1.5,
@@ -152,6 +193,22 @@ class Plan:
             cleanup_wait=0.3,
         )
 
+    @property
+    def last_full(self) -> int:
+        """The index of the largest stage that runs every phase."""
+        return max(index for index, stage in enumerate(self.stages) if stage.full)
+
+    def expiry_batches(self, index: int) -> list[tuple[str, int, bool]]:
+        """The expiry runs after stage *index*: (``staggered`` or ``burst``, sessions,
+        under heartbeats)."""
+        staggered = ("staggered", self.staggered_sessions, False)
+        if not self.stages[index].full:
+            return [staggered]
+        if index != self.last_full:
+            return []
+        burst = ("burst", self.burst_sessions, False)
+        return [staggered, burst, (*staggered[:2], True), (*burst[:2], True)]
+
     def steps(self) -> dict[str, float]:
         """The run's steps with their expected seconds (the progress bar's weights)."""
         steps = {"control plane": 8.0, "raw sessions": 2.0 + self.raw_sessions / 150}
@@ -163,16 +220,21 @@ class Plan:
             live += stage.size
             writers += stage.writers
             steps[f"populate {index}"] = 4.0 + stage.size / (150 if stage.seeded else 50)
-            steps[f"idle {index}"] = self.idle_seconds
-            for c in self.concurrencies:
-                steps[f"raw {index} {c}"] = self.raw_seconds + 1
-                steps[f"write {index} {c}"] = self.write_seconds + 1
-                steps[f"noop {index} {c}"] = self.noop_seconds + 1
-            steps[f"warm writers {index}"] = 1.0 + writers / (150 if index == 0 else 80)
-            steps[f"warm pool {index}"] = 1.0 + min(self.noop_pool, live) / 200
-            steps[f"duplicates {index}"] = 3.0 + stage.duplicates / 20
-        steps["staggered"] = self.staggered_window + 10
-        steps["burst"] = 5.0 + self.burst_sessions / 50
+            steps[f"idle {index}"] = self.idle_seconds + 3 + live / 5000
+            if stage.full:
+                for c in self.concurrencies:
+                    steps[f"raw {index} {c}"] = self.raw_seconds + 1
+                    steps[f"write {index} {c}"] = self.write_seconds + 1
+                    steps[f"noop {index} {c}"] = self.noop_seconds + 1
+                steps[f"warm writers {index}"] = 1.0 + writers / (150 if index == 0 else 80)
+                steps[f"warm pool {index}"] = 1.0 + min(self.noop_pool, live) / 200
+                steps[f"duplicates {index}"] = 3.0 + stage.duplicates / 20
+            if index == self.last_full:
+                for variant in WRITE_VARIANTS:
+                    steps[f"variant {variant.label}"] = self.raw_seconds + 2
+            for batch, (label, count, _) in enumerate(self.expiry_batches(index)):
+                seconds = self.staggered_window + 10 if label == "staggered" else 5 + count / 50
+                steps[f"expiry {index} {batch}"] = seconds
         return steps
 
 
@@ -198,7 +260,7 @@ async def measure(
         operator = OperatorProcess(
             plane.kubeconfig,
             workdir / "operator.log",
-            {"XG2G_SESSION_NAMESPACE": WATCHED},
+            OPERATOR_ENV,
             log_level="WARNING",
         )
         pids = {
@@ -257,8 +319,13 @@ async def _grant_heartbeats(api: ApiServer) -> str:
     return str(answer["status"]["token"])
 
 
-def _names(stage: Stage, kind: str, count: int) -> list[SessionName]:
-    return [SessionName(WATCHED, f"{stage.prefix}-{kind}-{i:05d}") for i in range(count)]
+@dataclass
+class _Population:
+    """The Sessions added so far, by kind (see :class:`Stage`)."""
+
+    live: int = 0
+    writers: list[SessionName] = field(default_factory=list)
+    idlers: list[SessionName] = field(default_factory=list)
 
 
 async def _run_phases(plan: Plan, bench: Bench, results: Results) -> None:
@@ -266,93 +333,179 @@ async def _run_phases(plan: Plan, bench: Bench, results: Results) -> None:
     progress.start("raw sessions", "ready sessions in an unwatched namespace")
     unwatched = [SessionName(UNWATCHED, f"raw-{i:05d}") for i in range(plan.raw_sessions)]
     await seed_unwatched(bench.api, unwatched)
-    raw_targets = Rotation(unwatched)
+    writer = StatusWriter(bench)
     for c in plan.concurrencies:
         progress.start(f"raw - {c}", f"operator not started: raw status PATCH, c={c}")
-        results.raw.append(await raw_ceiling(bench, 0, raw_targets, c, plan.raw_seconds))
+        results.raw.append(
+            await raw_ceiling(bench, 0, Rotation(unwatched), c, plan.raw_seconds, writer)
+        )
 
     progress.start("operator", "starting the operator")
     bench.operator.spawn()
     await bench.operator.wait_ready(bench.http)
 
-    writers: list[SessionName] = []
-    idlers: list[SessionName] = []
-    expirers: list[SessionName] = []
-    live = 0
+    held = _Population()
     for index, stage in enumerate(plan.stages):
-        new_writers = _names(stage, "w", stage.writers)
-        new_idlers = _names(stage, "i", stage.idlers)
-        duplicates = _names(stage, "d", stage.duplicates)
-        new_expirers = _names(stage, "e", stage.expirers)
-        live += stage.size
-        writers += new_writers
-        idlers += new_idlers
-        expirers += new_expirers
+        held.live += stage.size
+        held.writers += stage.names("w")
+        held.idlers += stage.names("i")
+        await _populate(plan, bench, results, index, stage, held.live)
 
-        population = [(ref, WRITER_LEASE) for ref in (*new_writers, *new_expirers)]
-        population += [(ref, IDLER_LEASE) for ref in (*new_idlers, *duplicates)]
-        if stage.seeded:
-            progress.start(f"populate {index}", f"N={live:,}: seeding sessions")
-            added = await populate_seeded(bench, population, live, within=plan.setup_timeout)
-        else:
-            progress.start(f"populate {index}", f"N={live:,}: creating sessions")
-            added = await populate(bench, population, live, within=plan.setup_timeout)
-        results.populations.append(added)
+        progress.start(f"idle {index}", f"N={held.live:,}: operator idle, beside a standby")
+        results.idle.append((held.live, await _idle_with_standby(bench, plan.idle_seconds)))
+        if stage.full:
+            await _full_phases(plan, bench, results, index, held, unwatched, writer)
+        await _expiries(plan, bench, results, index, held)
 
-        progress.start(f"idle {index}", f"N={live:,}: operator idle")
-        results.idle.append((live, await idle_cost(bench, plan.idle_seconds)))
 
-        for c in plan.concurrencies:
-            progress.start(f"raw {index} {c}", f"N={live:,}: raw status PATCH, c={c}")
-            results.raw.append(await raw_ceiling(bench, live, raw_targets, c, plan.raw_seconds))
+async def _full_phases(
+    plan: Plan,
+    bench: Bench,
+    results: Results,
+    index: int,
+    held: _Population,
+    unwatched: list[SessionName],
+    writer: StatusWriter,
+) -> None:
+    """The raw ceiling, the write variants (at the largest full N) and the heartbeats."""
+    for c in plan.concurrencies:
+        bench.progress.start(f"raw {index} {c}", f"N={held.live:,}: raw status PATCH, c={c}")
+        results.raw.append(
+                await raw_ceiling(bench, held.live, Rotation(unwatched), c, plan.raw_seconds,
+                                  writer)
+            )  # fmt: skip
+    if index == plan.last_full:
+        await _write_variants(plan, bench, results, held, unwatched, writer)
+    await _heartbeats(plan, bench, results, index, held, plan.stages[index].names("d"))
 
-        progress.start(f"warm writers {index}", f"N={live:,}: first heartbeat of every writer")
-        await warm_up(bench, writers)
-        await asyncio.sleep(WRITER_GAP)  # every writer is outside its interval again
-        write_targets = Rotation(writers, WRITER_GAP)
-        for c in plan.concurrencies:
-            progress.start(f"write {index} {c}", f"N={live:,}: heartbeats that write, c={c}")
-            results.writes.append(
-                await heartbeats(bench, "write", live, write_targets, c, plan.write_seconds)
-            )
 
-        progress.start(f"warm pool {index}", f"N={live:,}: first heartbeat of the noop pool")
-        pool = idlers[: plan.noop_pool]
-        await warm_up(bench, pool)
-        noop_targets = Rotation(pool)
-        for c in plan.concurrencies:
-            progress.start(
-                f"noop {index} {c}", f"N={live:,}: heartbeats inside the interval, c={c}"
-            )
-            results.noops.append(
-                await heartbeats(bench, "noop", live, noop_targets, c, plan.noop_seconds)
-            )
+async def _populate(
+    plan: Plan, bench: Bench, results: Results, index: int, stage: Stage, live: int
+) -> None:
+    """Add *stage*'s Sessions and wait until the operator holds all *live* ones ready."""
+    population = [(ref, WRITER_LEASE) for kind in "we" for ref in stage.names(kind)]
+    population += [(ref, IDLER_LEASE) for kind in "id" for ref in stage.names(kind)]
+    if stage.seeded:
+        bench.progress.start(f"populate {index}", f"N={live:,}: seeding sessions")
+        added = await populate_seeded(bench, population, live, within=plan.setup_timeout)
+    else:
+        bench.progress.start(f"populate {index}", f"N={live:,}: creating sessions")
+        added = await populate(bench, population, live, within=plan.setup_timeout)
+    results.populations.append(added)
 
-        progress.start(f"duplicates {index}", f"N={live:,}: duplicate heartbeats")
-        results.duplicates.append(
-            await duplicate_heartbeats(
-                bench, live, duplicates, plan.duplicate_copies, max(plan.concurrencies)
-            )
+
+async def _write_variants(
+    plan: Plan,
+    bench: Bench,
+    results: Results,
+    held: _Population,
+    unwatched: list[SessionName],
+    writer: StatusWriter,
+) -> None:
+    """The heartbeat's write made by other means, to split what it costs the apiserver.
+    The watched targets are idlers past the noop pool: ready, a 3600 s interval, never
+    beaten."""
+    watched = held.idlers[-plan.raw_sessions :]
+    for variant in WRITE_VARIANTS:
+        bench.progress.start(f"variant {variant.label}", f"N={held.live:,}: {variant.description}")
+        targets = watched if variant.watched else unwatched
+        await writer.prime(targets)
+        results.variants.append(
+            await write_variant(bench, variant, held.live, Rotation(targets),
+                                plan.variant_concurrency, plan.raw_seconds, writer)
+        )  # fmt: skip
+
+
+async def _heartbeats(
+    plan: Plan,
+    bench: Bench,
+    results: Results,
+    index: int,
+    held: _Population,
+    duplicates: list[SessionName],
+) -> None:
+    """Heartbeats that must write, heartbeats inside the interval, duplicate first beats."""
+    progress, live = bench.progress, held.live
+    progress.start(f"warm writers {index}", f"N={live:,}: first heartbeat of every writer")
+    await warm_up(bench, held.writers)
+    await asyncio.sleep(WRITER_GAP)  # every writer is outside its interval again
+    write_targets = Rotation(held.writers, WRITER_GAP)
+    for c in plan.concurrencies:
+        progress.start(f"write {index} {c}", f"N={live:,}: heartbeats that write, c={c}")
+        results.writes.append(
+            await heartbeats(bench, "write", live, write_targets, c, plan.write_seconds)
         )
 
-    ceiling = max((run.load.throughput for run in results.raw if run.live == live), default=0.0)
-    progress.start("staggered", f"N={live:,}: staggered expiry")
-    names = [ref.name for ref in expirers[: plan.staggered_sessions]]
-    start = datetime.now(UTC).timestamp() + patch_lead(len(names), ceiling)
-    deadlines = staggered(names, datetime.fromtimestamp(start, UTC), plan.staggered_window)
-    results.expiries.append(
-        await expiry(bench, "staggered", live, WATCHED, deadlines, plan.expiry_grace)
-    )
-    live -= len(names)
+    progress.start(f"warm pool {index}", f"N={live:,}: first heartbeat of the noop pool")
+    pool = held.idlers[: plan.noop_pool]
+    await warm_up(bench, pool)
+    noop_targets = Rotation(pool)
+    for c in plan.concurrencies:
+        progress.start(f"noop {index} {c}", f"N={live:,}: heartbeats inside the interval, c={c}")
+        results.noops.append(
+            await heartbeats(bench, "noop", live, noop_targets, c, plan.noop_seconds)
+        )
 
-    burst = expirers[plan.staggered_sessions : plan.staggered_sessions + plan.burst_sessions]
-    progress.start("burst", f"N={live:,}: {len(burst):,} leases end at once")
-    names = [ref.name for ref in burst]
-    instant = datetime.now(UTC).timestamp() + patch_lead(len(names), ceiling)
-    deadlines = same_instant(names, datetime.fromtimestamp(round(instant), UTC))
-    results.expiries.append(
-        await expiry(bench, "burst", live, WATCHED, deadlines, plan.expiry_grace)
+    progress.start(f"duplicates {index}", f"N={live:,}: duplicate heartbeats")
+    results.duplicates.append(
+        await duplicate_heartbeats(
+            bench, live, duplicates, plan.duplicate_copies, max(plan.concurrencies)
+        )
     )
+
+
+async def _expiries(
+    plan: Plan, bench: Bench, results: Results, index: int, held: _Population
+) -> None:
+    """The expiry runs :meth:`Plan.expiry_batches` lists after stage *index*, each with the
+    next unused expirers of that stage."""
+    ceiling = max(
+        (run.load.throughput for run in results.raw if run.live <= held.live), default=0.0
+    )
+    unused = iter(plan.stages[index].names("e"))
+    for batch, (label, count, loaded) in enumerate(plan.expiry_batches(index)):
+        names = [ref.name for _, ref in zip(range(count), unused, strict=False)]
+        title = (
+            f"staggered expiry over {plan.staggered_window:.0f} s"
+            if label == "staggered"
+            else f"{len(names):,} leases end at once"
+        )
+        under = ", under heartbeats" if loaded else ""
+        bench.progress.start(f"expiry {index} {batch}", f"N={held.live:,}: {title}{under}")
+        first = datetime.now(UTC).timestamp() + patch_lead(len(names), ceiling)
+        if label == "staggered":
+            deadlines = staggered(names, datetime.fromtimestamp(first, UTC), plan.staggered_window)
+        else:
+            deadlines = same_instant(names, datetime.fromtimestamp(round(first), UTC))
+        background = None
+        if loaded:
+            targets = Rotation(held.writers, WRITER_GAP)
+            background = heartbeat_load(bench, targets, plan.load_concurrency, EXPIRY_LOAD_LIMIT)
+        results.expiries.append(
+            await expiry(bench, label, held.live, WATCHED, deadlines, plan.expiry_grace,
+                         background)
+        )  # fmt: skip
+        held.live -= len(names)
+
+
+async def _idle_with_standby(bench: Bench, seconds: float) -> dict[str, ProcessCost]:
+    """The idle cost of the leader and of a second replica started for the purpose (it
+    watches and serves heartbeats but takes no lifecycle step), stopped afterwards."""
+    standby = OperatorProcess(
+        bench.operator.kubeconfig,
+        bench.operator.log_path.with_name("standby.log"),
+        OPERATOR_ENV,
+        log_level="WARNING",
+    )
+    standby.spawn()
+    try:
+        await standby.wait_ready(bench.http)
+        bench.standby = standby
+        await asyncio.sleep(STANDBY_SETTLE_SECONDS)
+        return await idle_cost(bench, seconds)
+    finally:
+        bench.standby = None
+        standby.stop()
 
 
 def _write_json(results_dir: Path, document: dict[str, object]) -> Path:
@@ -370,8 +523,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run with tiny numbers")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=FULL_SESSIONS,
+        help=f"add a last tier of this many sessions (more than {FULL_SESSIONS:,}, e.g. 50000):"
+        " idle cost and staggered expiry only",
+    )
     args = parser.parse_args(argv)
-    plan = Plan.quick() if args.quick else Plan.full()
+    if args.sessions < FULL_SESSIONS:
+        parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
+    plan = Plan.quick() if args.quick else Plan.full(args.sessions)
     chain = ensure_built(toolchain(repo_root=REPO))
     progress = Progress(plan.steps())
     started = time.monotonic()

@@ -281,7 +281,7 @@ async def test_read_reports_an_expired_live_session_as_stopping_lease_expired() 
 def test_first_heartbeat_patch_tests_state_and_expiry_then_sets_both_times() -> None:
     session = make_session()
     decision = HeartbeatExtend(last_heartbeat=NOW, expires_at=NOW + timedelta(seconds=60))
-    assert heartbeat_patch(session, decision) == [
+    assert heartbeat_patch(session.raw_status, decision) == [
         {"op": "test", "path": "/status/state", "value": "ready"},
         {"op": "test", "path": "/status/leaseExpiresAt", "value": "2026-11-23T10:00:30.000Z"},
         {"op": "add", "path": "/status/lastHeartbeat", "value": "2026-11-23T10:00:00.000Z"},
@@ -292,7 +292,7 @@ def test_first_heartbeat_patch_tests_state_and_expiry_then_sets_both_times() -> 
 def test_later_heartbeat_patch_also_tests_the_last_heartbeat_as_stored() -> None:
     session = make_session(last=NOW - timedelta(seconds=5))
     decision = HeartbeatExtend(last_heartbeat=NOW, expires_at=NOW + timedelta(seconds=60))
-    tests = [op for op in heartbeat_patch(session, decision) if op["op"] == "test"]
+    tests = [op for op in heartbeat_patch(session.raw_status, decision) if op["op"] == "test"]
     assert tests[-1] == {
         "op": "test",
         "path": "/status/lastHeartbeat",

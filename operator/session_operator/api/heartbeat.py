@@ -11,7 +11,7 @@ again from the fresh object, so a heartbeat never revives a session stopped mean
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -72,15 +72,14 @@ class SessionView:
     heartbeat_interval: int
 
 
-def heartbeat_patch(session: Session, decision: HeartbeatExtend) -> list[dict[str, Any]]:
+def heartbeat_patch(raw: Mapping[str, Any], decision: HeartbeatExtend) -> list[dict[str, Any]]:
     """The compare-and-set JSON patch that records an accepted heartbeat on ``/status``.
 
-    It tests the stored state, expiry and last heartbeat (absent before the first one), so
-    it fails with 422 if the operator stopped the session, another heartbeat was written,
-    or anything else moved the expiry since *session* was read: a lease never shrinks
-    because of a stale read.
+    *raw* is the status as read (:attr:`Session.raw_status`). The patch tests its state,
+    expiry and last heartbeat (absent before the first one), so it fails with 422 if the
+    operator stopped the session, another heartbeat was written, or anything else moved
+    the expiry since it was read: a lease never shrinks because of a stale read.
     """
-    raw = session.raw_status
     guards = ["state", "leaseExpiresAt", *(["lastHeartbeat"] if "lastHeartbeat" in raw else [])]
     return [
         *({"op": "test", "path": f"/status/{field}", "value": raw[field]} for field in guards),
@@ -134,7 +133,7 @@ class HeartbeatService:
                 return _ack(session, decision.expires_at, extended=False)
             try:
                 written = await self._sessions.patch_status(
-                    session.ref, heartbeat_patch(session, decision)
+                    session.ref, heartbeat_patch(session.raw_status, decision)
                 )
             except PreconditionFailed:
                 session, fresh = await self._reread(session), True
