@@ -17,9 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import kopf
+from typing import Any
 
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
@@ -28,8 +26,7 @@ from bench.load import bounded_gather
 from session_operator.config import Settings
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.lifecycle import InitialiseStatus, LifecycleSettings, next_step
-from session_operator.models import STATE_LABEL, Session
-from session_operator.runtime import FINALIZER, kopf_settings
+from session_operator.models import FINALIZER, STATE_LABEL, Session
 
 Lease = dict[str, int]
 
@@ -70,17 +67,11 @@ def session_body(ref: SessionName, lease: Lease) -> dict[str, Any]:
 
 
 def adopted_body(ref: SessionName, lease: Lease) -> dict[str, Any]:
-    """A Session as the operator leaves a ready one, less its status: the state label,
-    kopf's finalizer, and kopf's record of what it has handled (so it writes nothing)."""
+    """A Session as the operator leaves a ready one, less its status: the state label and
+    the operator's finalizer (so it writes nothing)."""
     body = session_body(ref, lease)
     body["metadata"]["labels"] = {STATE_LABEL: "ready"}
     body["metadata"]["finalizers"] = [FINALIZER]
-    body["spec"]["stop"] = False  # the CRD's default, part of what kopf records
-    storage = kopf_settings().persistence.diffbase_storage
-    kopf_body = kopf.Body(cast(kopf.RawBody, body))
-    patch = kopf.Patch()
-    storage.store(body=kopf_body, patch=patch, essence=storage.build(body=kopf_body))
-    body["metadata"]["annotations"] = dict(patch["metadata"]["annotations"])
     return body
 
 

@@ -298,7 +298,7 @@ def _expiry_row(results: Results, exp: Expiry) -> tuple[str, ...]:
     beats = exp.background.ok if exp.background else 0
     breakdown = (
         f"{writes:.2f} writes/expiry: status {(exp.calls.status_writes - beats) / per:.2f}, "
-        f"label {labels / per:.2f}, kopf annotation {annotations / per:.2f}, "
+        f"label {labels / per:.2f}, annotations {annotations / per:.2f}, "
         f"Event {exp.calls.event_writes / per:.2f}"
         + (f", other metadata {other / per:.2f}" if other else "")
         + (f"; {exp.calls.refused_writes} refused" if exp.calls.refused_writes else "")

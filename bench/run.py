@@ -571,7 +571,7 @@ def _notes(plan: Plan) -> list[str]:
         f"The first {first.size:,} sessions are created as users do and made ready by the "
         f"operator; the other {sum(stage.size for stage in rest):,} are seeded (while it "
         "runs) as it leaves a ready session: status from its lifecycle function, state "
-        "label, kopf finalizer and annotations.",
+        "label and finalizer.",
         "apiserver columns are deltas of its own apiserver_request_total: writes = "
         "successful mutations of Sessions and Events; calls add refused writes (409/422), "
         "GET/LIST of Sessions and TokenReviews/SubjectAccessReviews (watches excluded).",

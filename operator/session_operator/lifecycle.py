@@ -3,13 +3,15 @@
 The data path reads top to bottom here. A new Session gets its status and lease
 (``InitialiseStatus``); a template starts a Pod (``StartWorkload``) and the session is
 ``ready`` when the Pod is (``MarkReady``); the ``xg2g.io/state`` label follows the state
-(``MirrorStateLabel``). A lease that lapsed because of the system's own outage is given a
+(``WriteMetadata``). A lease that lapsed because of the system's own outage is given a
 grace instead (``GrantGrace``, SPEC §2 rule 8). Any other lapsed lease, ``spec.stop`` or a
 failed Pod stops the session
 (``StopSession``): straight to its terminal state when it runs no workload, else to
 ``stopping`` while its objects are released (``ReleaseObjects``, then ``FinishStop``),
 forced after ``stopTimeout``. Terminal sessions are deleted after ``retention``
-(``DeleteSession``); until then the operator waits (``WaitUntil``).
+(``DeleteSession``); until then the operator waits (``WaitUntil``). The label write also
+holds the operator's finalizer (``WriteMetadata``); a deleted session is stopped
+(``CLEANUP``) and released like any other, then its finalizer goes (``RemoveFinalizer``).
 
 Each step carries the exact write to make, compare-and-set included; ``k8s/`` applies it.
 """
@@ -32,7 +34,7 @@ from session_operator.lease import (
     should_expire,
     terminal_state_for,
 )
-from session_operator.models import STATE_LABEL, Session
+from session_operator.models import FINALIZER, STATE_LABEL, Session
 from session_operator.outage import LeaseGrace, OutageWindow, outage_grace
 from session_operator.timestamps import format_timestamp, parse_timestamp
 from session_operator.workload import Workload
@@ -118,10 +120,19 @@ class ReleaseObjects:
 
 
 @dataclass(frozen=True)
-class MirrorStateLabel:
-    """Set the ``xg2g.io/state`` label to the stored state."""
+class WriteMetadata:
+    """Set the ``xg2g.io/state`` label to the stored state and hold the operator's
+    finalizer, with one JSON patch of the object's metadata."""
 
     state: SessionState
+    patch: JsonPatch
+
+
+@dataclass(frozen=True)
+class RemoveFinalizer:
+    """The deleted session is stopped and released: let the object go."""
+
+    patch: JsonPatch
 
 
 @dataclass(frozen=True)
@@ -143,8 +154,9 @@ Step: TypeAlias = (
     | StopSession
     | GrantGrace
     | ReleaseObjects
-    | MirrorStateLabel
+    | WriteMetadata
     | DeleteSession
+    | RemoveFinalizer
     | WaitUntil
 )
 
@@ -163,7 +175,7 @@ def next_step(
     *outages* are the windows in which heartbeats could not be accepted.
     """
     if session.deleting:
-        return WaitUntil(None)  # the deletion handler releases and lets the object go
+        return _clean_up(session, now, settings)
     lease = session.lease()
     if lease is None:
         return _initialise(session, now, settings)
@@ -181,8 +193,8 @@ def next_step(
     failure = _workload_failure(state, workload)
     if failure is not None:
         return stop_session(session, now, StopReason.FAILED, failure)
-    if session.labels.get(STATE_LABEL) != state:
-        return MirrorStateLabel(state)
+    if session.labels.get(STATE_LABEL) != state or FINALIZER not in session.finalizers:
+        return WriteMetadata(state, _metadata_patch(session, state))
     if state is SessionState.NEW and session.spec.has_template:
         return StartWorkload(_start(session, now))
     if state is SessionState.STARTING and workload is not None and _pod_ready(workload):
@@ -192,6 +204,52 @@ def next_step(
     if state in LIVE_STATES:
         return WaitUntil(lease.expires_at)
     return _retain(session, now, settings)
+
+
+def _clean_up(session: Session, now: datetime, settings: LifecycleSettings) -> Step:
+    """A deleted session: stop it if live (``CLEANUP``), release what it holds, then
+    remove the finalizer."""
+    state = session.status.state
+    if state in LIVE_STATES:
+        return stop_session(session, now, StopReason.CLEANUP)
+    if state is SessionState.STOPPING:
+        return release_step(session, now, settings)
+    if FINALIZER in session.finalizers:
+        index = session.finalizers.index(FINALIZER)
+        path = f"/metadata/finalizers/{index}"
+        return RemoveFinalizer([
+            {"op": "test", "path": path, "value": FINALIZER},
+            {"op": "remove", "path": path},
+        ])  # fmt: skip
+    return WaitUntil(None)  # someone else's finalizer holds it
+
+
+def _metadata_patch(session: Session, state: SessionState) -> JsonPatch:
+    """Mirror *state* into the label; add the finalizer where it is missing (tested
+    against the object's version when the list is absent: nobody else's is dropped)."""
+    if session.labels:
+        patch: JsonPatch = [
+            {"op": "add", "path": f"/metadata/labels/{_pointer(STATE_LABEL)}", "value": state.value}
+        ]
+    else:
+        patch = [{"op": "add", "path": "/metadata/labels", "value": {STATE_LABEL: state.value}}]
+    if FINALIZER in session.finalizers:
+        return patch
+    test: dict[str, Any]
+    add: dict[str, Any]
+    if session.finalizers:
+        test = {"op": "test", "path": "/metadata/finalizers", "value": list(session.finalizers)}
+        add = {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
+    else:
+        version = session.resource_version
+        test = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+        add = {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
+    return [test, *patch, add]
+
+
+def _pointer(key: str) -> str:
+    """*key* escaped as one JSON-pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def stop_session(

@@ -21,6 +21,8 @@ PLURAL = "sessions"
 KIND = "Session"
 STATE_LABEL = "xg2g.io/state"
 SESSION_LABEL = "xg2g.io/session"
+FINALIZER = "xg2g.io/session-lease-operator"
+"""The operator's finalizer: a deleted Session stays until it is stopped and released."""
 
 
 class _Model(BaseModel):
@@ -89,6 +91,7 @@ class Session(_Model):
     generation: int
     created_at: datetime
     labels: Mapping[str, str]
+    finalizers: tuple[str, ...]
     deleting: bool
     spec: SessionSpec
     status: SessionStatus
@@ -106,6 +109,7 @@ class Session(_Model):
             generation=metadata.get("generation", 0),
             created_at=metadata["creationTimestamp"],
             labels=dict(metadata.get("labels") or {}),
+            finalizers=tuple(metadata.get("finalizers") or ()),
             deleting=bool(metadata.get("deletionTimestamp")),
             spec=SessionSpec.model_validate(body.get("spec") or {}),
             status=SessionStatus.model_validate(raw_status),

@@ -14,6 +14,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from session_operator import metrics
 from session_operator.api.admission import AdmissionRoutes
+from session_operator.api.cache import SessionCache
 from session_operator.api.server import start_server
 from session_operator.api.wiring import build_heartbeat_api
 from session_operator.config import Settings
@@ -22,7 +23,7 @@ from session_operator.controller.loop import SessionController
 from session_operator.controller.pods import PodStore
 from session_operator.controller.reconciler import Kubernetes, Reconciler
 from session_operator.controller.store import SessionStore
-from session_operator.handlers.sessions import register_session_handlers
+from session_operator.handlers.pods import register_pod_handlers
 from session_operator.k8s.client import connect
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.leases import LeaseApi
@@ -36,7 +37,6 @@ from session_operator.lifecycle import LifecycleSettings
 # The outage record's calls give up as soon as the heartbeat API's do.
 OUTAGE_RECORD_TIMEOUT_SECONDS = 2.0
 
-FINALIZER = "xg2g.io/session-lease-operator"
 LEADER_LEASE_NAME = "session-lease-operator"
 
 logger = logging.getLogger(__name__)
@@ -60,20 +60,10 @@ def configure_logging(settings: Settings) -> None:
 
 
 def kopf_settings() -> kopf.OperatorSettings:
-    """kopf's behaviour: no Events of its own, annotations for its bookkeeping."""
+    """kopf's behaviour: it watches the workload Pods only, posts no Events of its own,
+    and stops promptly."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="xg2g.io")
-    # kopf records what it last handled in an annotation and writes it again whenever that
-    # changes. Its one change handler here is on.delete, which needs no diff: leaving out
-    # the labels (the state label changes on every transition) and the spec means it is
-    # written once, at creation, and never on a lifecycle step.
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="xg2g.io",
-        key="last-handled-configuration",
-        ignored_fields=["metadata.labels", "spec"],
-    )
     settings.watching.server_timeout = 300
     # Stop promptly on SIGTERM: a lease decision in flight is a compare-and-set write,
     # safe to abandon; the next leader (or restart) decides again.
@@ -138,20 +128,21 @@ async def run_operator(settings: Settings) -> None:
         leading.set()
 
     registry = kopf.OperatorRegistry()
-    register_session_handlers(registry, controller)
+    register_pod_handlers(registry, controller)
     ready = asyncio.Event()
-    # One store of Sessions in this process: kopf's watch feeds it, the controller and the
-    # heartbeat API read it; one LIST at the start tells when it has seen every Session.
-    api = build_heartbeat_api(api_client, settings, utc_now, outages, controller.store)
+    # One watch and one store of Sessions in this process: the watch tells the controller,
+    # whose store the heartbeat API reads too.
+    sessions = SessionCache.for_namespace(api_client, settings.namespace, controller)
+    routes = build_heartbeat_api(api_client, settings, utc_now, outages, controller.store)
     admission = AdmissionRoutes(settings.max_session_bytes)
     runners = await start_server(
-        lambda: ready.is_set() and controller.store.synced, settings, api.routes, admission
+        lambda: ready.is_set() and controller.store.synced, settings, routes, admission
     )
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     background = [elector.run() for elector in electors]
     tasks = [
         asyncio.create_task(coroutine)
-        for coroutine in (*background, controller.run(), api.cache.prime(), outages.run())
+        for coroutine in (*background, controller.run(), sessions.run(), outages.run())
     ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
     # its own and, on exit, waits for them before cancelling them.
@@ -183,11 +174,12 @@ async def serve_api(settings: Settings) -> None:
     api_client = await connect()
     outages = outage_monitor(api_client, settings)
     store = SessionStore()
-    api = build_heartbeat_api(api_client, settings, utc_now, outages, store)
+    sessions = SessionCache.for_namespace(api_client, settings.namespace, store)
+    routes = build_heartbeat_api(api_client, settings, utc_now, outages, store)
     admission = AdmissionRoutes(settings.max_session_bytes)
-    runners = await start_server(lambda: store.synced, settings, api.routes, admission)
+    runners = await start_server(lambda: store.synced, settings, routes, admission)
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
-    cache_task = asyncio.create_task(api.cache.run(), name="session-api-cache")
+    cache_task = asyncio.create_task(sessions.run(), name="session-api-cache")
     outages_task = asyncio.create_task(outages.run(), name="session-api-outages")
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, cache_task.cancel)

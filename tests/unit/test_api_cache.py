@@ -1,5 +1,5 @@
-"""The watch that fills a store without kopf: LIST, then WATCH from the listed version, LIST
-again on 410 Gone; or one LIST to prime a store another watch feeds."""
+"""The one watch of Sessions: LIST, then WATCH from the listed version, LIST again on 410
+Gone; what it sees goes to a sink (here a bare store)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from session_operator.api.cache import SessionCache
 from session_operator.controller.store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.k8s.watch import Listing, ListWatch, ResourceVersionExpired, WatchEvent
-from session_operator.models import Session, SessionRef
-
-SessionFrom = Session.from_body
+from session_operator.models import SessionRef
 
 
 def body(name: str, version: int, session_id: str | None = None) -> dict[str, Any]:
@@ -79,17 +77,16 @@ async def test_cache_lists_then_applies_watch_events_and_relists_on_410() -> Non
             [WatchEvent("DELETED", body("b", 21, "id-b"))],
         ],
     )
-    cache = SessionCache(script, SessionStore())
-    assert not cache.store.synced
-    await run_until(
-        cache, lambda: len(script.watched_from) == 2 and cache.store.by_id("id-b") is None
-    )
+    store = SessionStore()
+    cache = SessionCache(script, store)
+    assert not store.synced
+    await run_until(cache, lambda: len(script.watched_from) == 2 and store.by_id("id-b") is None)
 
-    assert cache.store.synced
+    assert store.synced
     assert script.lists == 2
     assert script.watched_from == ["10", "20"]
-    assert cache.store.get(SessionRef(namespace="media", name="a")) is None  # gone from the LIST
-    assert cache.store.by_id("id-a") is None
+    assert store.get(SessionRef(namespace="media", name="a")) is None  # gone from the LIST
+    assert store.by_id("id-a") is None
 
 
 async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -> None:
@@ -100,10 +97,11 @@ async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -
             [WatchEvent("MODIFIED", body("a", 12, "id-a"))],
         ],
     )
-    cache = SessionCache(script, SessionStore())
+    store = SessionStore()
+    cache = SessionCache(script, store)
     await run_until(
         cache,
-        lambda: (found := cache.store.by_id("id-a")) is not None and found.resource_version == "12",
+        lambda: (found := store.by_id("id-a")) is not None and found.resource_version == "12",
     )
     assert script.lists == 1
     assert script.watched_from == ["10", "11"]
@@ -116,20 +114,7 @@ async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
         listings=[Listing([broken, body("a", 5, "id-a")], "10")],
         watches=[[WatchEvent("ADDED", broken), WatchEvent("ADDED", body("b", 12, "id-b"))]],
     )
-    cache = SessionCache(script, SessionStore())
-    await run_until(cache, lambda: cache.store.by_id("id-b") is not None)
-    assert cache.store.by_id("id-a") is not None
-
-
-async def test_prime_merges_one_listing_and_marks_the_store_synced() -> None:
     store = SessionStore()
-    script = ScriptedListWatch([Listing([body("a", 5, "id-a"), body("b", 5, "id-b")], "10")], [])
-    store.update(SessionFrom(body("a", 7, "id-a")))  # delivered by kopf's watch meanwhile
-    await SessionCache(script, store).prime()
-    assert store.synced
-    found = store.by_id("id-a")
-    assert found is not None
-    assert found.resource_version == "7"  # the newer version stays
-    assert store.by_id("id-b") is not None
-    assert script.lists == 1
-    assert script.watched_from == []
+    cache = SessionCache(script, store)
+    await run_until(cache, lambda: store.by_id("id-b") is not None)
+    assert store.by_id("id-a") is not None

@@ -24,15 +24,16 @@ class NoReads(SessionApi):
         raise AssertionError(f"unexpected GET of {ref}")
 
 
-def lookup_over(script: ScriptedListWatch) -> tuple[SessionLookup, SessionCache]:
-    cache = SessionCache(script, SessionStore())
-    return SessionLookup(cache.store, NoReads(), namespace=None), cache
+def lookup_over(script: ScriptedListWatch) -> tuple[SessionLookup, SessionCache, SessionStore]:
+    store = SessionStore()
+    cache = SessionCache(script, store)
+    return SessionLookup(store, NoReads(), namespace=None), cache, store
 
 
 async def test_unknown_session_id_is_not_found_without_reading_the_apiserver() -> None:
     script = ScriptedListWatch([Listing([body("a", 5, "id-a")], "10")], [])
-    lookup, cache = lookup_over(script)
-    await run_until(cache, lambda: cache.store.synced)
+    lookup, cache, store = lookup_over(script)
+    await run_until(cache, lambda: store.synced)
     assert lookup.by_id("id-a").ref == SessionRef(namespace="media", name="a")
     for _ in range(1_000):
         with pytest.raises(SessionNotFound):
@@ -41,6 +42,6 @@ async def test_unknown_session_id_is_not_found_without_reading_the_apiserver() -
 
 
 def test_session_id_before_the_cache_synced_is_not_ready_rather_than_not_found() -> None:
-    lookup, _ = lookup_over(ScriptedListWatch([], []))
+    lookup, _, _ = lookup_over(ScriptedListWatch([], []))
     with pytest.raises(CacheNotSynced):
         lookup.by_id("id-a")

@@ -69,8 +69,8 @@ def controller_without_deadlines(reconciler: Reconciler) -> SessionController:
 async def test_with_the_heap_off_a_lapsed_session_is_queued_again_every_check() -> None:
     reconciler = StopsNothing()
     controller = controller_without_deadlines(reconciler)
-    controller.observe("ADDED", body("lapsed", NOW - timedelta(seconds=1)))
-    controller.observe("ADDED", body("live", NOW + timedelta(hours=1)))
+    controller.update(Session.from_body(body("lapsed", NOW - timedelta(seconds=1))))
+    controller.update(Session.from_body(body("live", NOW + timedelta(hours=1))))
     await run_for(controller, CHECK.total_seconds() * 2.5)
     # Once for the watch event, then once per backstop check: the lapsed one only.
     assert reconciler.reconciled.count("lapsed") == 3
@@ -81,7 +81,7 @@ async def test_a_standby_replica_queues_nothing() -> None:
     reconciler = StopsNothing()
     controller = controller_without_deadlines(reconciler)
     controller.leading.clear()
-    controller.observe("ADDED", body("lapsed", NOW - timedelta(seconds=1)))
+    controller.update(Session.from_body(body("lapsed", NOW - timedelta(seconds=1))))
     assert controller.queue_lapsed() == 1  # it knows, but its loop waits for leadership
     await run_for(controller, CHECK.total_seconds() * 2.5)
     assert reconciler.reconciled == []

@@ -50,7 +50,7 @@ async def run_until(
 async def test_a_failing_reconcile_is_retried_with_a_doubling_backoff() -> None:
     reconciler = FailsThenWrites(failures=2)
     controller = controller_without_deadlines(reconciler)
-    controller.observe("ADDED", body("s", NOW + timedelta(hours=1)))
+    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
     await run_until(controller, lambda: len(reconciler.attempts) == 3, seconds=5)
     first, second = (
         reconciler.attempts[1] - reconciler.attempts[0],
@@ -66,9 +66,24 @@ async def test_a_failing_reconcile_is_retried_with_a_doubling_backoff() -> None:
 async def test_a_deleted_session_is_forgotten_and_not_reconciled() -> None:
     reconciler = FailsThenWrites(failures=0)
     controller = controller_without_deadlines(reconciler)
-    controller.observe("ADDED", body("s", NOW + timedelta(hours=1)))
-    controller.observe("DELETED", body("s", NOW + timedelta(hours=1)))
+    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    controller.remove(SessionRef(namespace="media", name="s"))
     assert controller.store.get(SessionRef(namespace="media", name="s")) is None
     with contextlib.suppress(TimeoutError):
         await run_until(controller, lambda: bool(reconciler.attempts), seconds=0.3)
     assert reconciler.attempts == []
+
+
+async def test_a_relisting_forgets_what_it_lacks_and_queues_what_it_holds() -> None:
+    reconciler = FailsThenWrites(failures=0)
+    controller = controller_without_deadlines(reconciler)
+    controller.update(Session.from_body(body("gone", NOW + timedelta(hours=1))))
+    controller.replace_all([Session.from_body(body("kept", NOW + timedelta(hours=1)))])
+    controller.mark_synced()
+
+    assert controller.store.synced
+    assert controller.store.get(SessionRef(namespace="media", name="gone")) is None
+    await run_until(controller, lambda: len(reconciler.attempts) == 1, seconds=2)
+    stored = controller.store.get(SessionRef(namespace="media", name="kept"))
+    assert stored is not None
+    assert stored.resource_version == "99"

@@ -4,7 +4,7 @@ object and its observed workload Pod."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,18 +18,19 @@ from session_operator.lifecycle import (
     JsonPatch,
     LifecycleSettings,
     MarkReady,
-    MirrorStateLabel,
     ReleaseObjects,
+    RemoveFinalizer,
     StartWorkload,
     Step,
     StopSession,
     Transition,
     WaitUntil,
+    WriteMetadata,
     next_step,
     release_step,
     stop_session,
 )
-from session_operator.models import STATE_LABEL, Session, SessionRef
+from session_operator.models import FINALIZER, STATE_LABEL, Session, SessionRef
 from session_operator.outage import OutageWindow
 from session_operator.timestamps import format_timestamp
 from session_operator.workload import PodSummary, Workload
@@ -65,9 +66,10 @@ def make_body(
     spec: Mapping[str, Any] | None = None,
     status: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
+    finalizers: Sequence[str] = (),
     created: str = CREATED,
 ) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "xg2g.io/v1alpha1",
         "kind": "Session",
         "metadata": {
@@ -82,6 +84,9 @@ def make_body(
         "spec": dict(spec or {}),
         "status": dict(status or {}),
     }
+    if finalizers:
+        body["metadata"]["finalizers"] = list(finalizers)
+    return body
 
 
 def live_status(
@@ -126,9 +131,11 @@ def stored(
     label: str | None = "same",
     **extra: Any,
 ) -> dict[str, Any]:
-    """A body as stored after initialisation; *label* ``"same"`` mirrors the state."""
+    """A body as stored after initialisation; *label* ``"same"`` mirrors the state (and
+    the operator's finalizer is there, as the label write leaves it)."""
     labels = {STATE_LABEL: state.value if label == "same" else label} if label else {}
-    return make_body(spec=spec, status=live_status(state, expires, **extra), labels=labels)
+    status = live_status(state, expires, **extra)
+    return make_body(spec=spec, status=status, labels=labels, finalizers=[FINALIZER])
 
 
 def with_template(state: SessionState, **extra: Any) -> dict[str, Any]:
@@ -178,21 +185,36 @@ class PatchTestFailed(Exception):
 
 
 def apply_patch(body: Mapping[str, Any], patch: JsonPatch) -> dict[str, Any]:
-    """Apply the subset of RFC 6902 the lifecycle writes (test, add, replace) to a copy."""
+    """Apply the subset of RFC 6902 the lifecycle writes (test, add, replace, remove; object
+    members and list items) to a copy."""
     result = copy.deepcopy(dict(body))
     for operation in patch:
-        *parents, leaf = operation["path"].strip("/").split("/")
-        target = result
+        *parents, leaf = (
+            part.replace("~1", "/").replace("~0", "~")
+            for part in operation["path"].strip("/").split("/")
+        )
+        target: Any = result
         for part in parents:
-            target = target[part]
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            index = len(target) if leaf == "-" else int(leaf)
+            present = index < len(target)
+            current = target[index] if present else None
+        else:
+            present, current = leaf in target, target.get(leaf)
         if operation["op"] == "test":
-            if leaf not in target or target[leaf] != operation["value"]:
-                raise PatchTestFailed(f"{operation['path']}: {target.get(leaf)!r}")
+            if not present or current != operation["value"]:
+                raise PatchTestFailed(f"{operation['path']}: {current!r}")
         elif operation["op"] == "replace":
-            assert leaf in target, f"replace of a missing member {operation['path']}"
-            target[leaf] = operation["value"]
+            assert present, f"replace of a missing member {operation['path']}"
+            target[index if isinstance(target, list) else leaf] = operation["value"]
+        elif operation["op"] == "add" and isinstance(target, list):
+            target.insert(index, operation["value"])
         elif operation["op"] == "add":
             target[leaf] = operation["value"]
+        elif operation["op"] == "remove":
+            assert present, f"remove of a missing member {operation['path']}"
+            del target[index if isinstance(target, list) else leaf]
         else:
             raise AssertionError(f"unexpected op {operation['op']}")
     return result
@@ -434,7 +456,8 @@ def test_session_one_millisecond_before_expiry_with_a_stale_label_mirrors_the_la
     body = stored(SessionState.READY, label="new")
     step = decide(body, EXPIRES_AT - MS)
 
-    assert step == MirrorStateLabel(SessionState.READY)
+    assert isinstance(step, WriteMetadata)
+    assert step.state is SessionState.READY
 
 
 def test_expiry_patch_tests_state_and_expiry_with_the_raw_stored_strings() -> None:
@@ -1049,24 +1072,64 @@ def test_terminal_session_without_stopped_at_waits_for_nothing(
         assert decide(body, now) == WaitUntil(None)
 
 
-# --- a Session being deleted is left to the deletion handler ---------------------------------
+# --- a Session being deleted is stopped (CLEANUP), released, then let go -------------------
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "target"),
     [
-        pytest.param(stored(SessionState.READY), id="ready"),
-        pytest.param(with_template(SessionState.STARTING), id="starting-with-template"),
-        pytest.param(stored(SessionState.READY, spec={"stop": True}), id="spec-stop"),
-        pytest.param(stopping_body(), id="stopping"),
-        pytest.param(terminal_body(SessionState.STOPPED), id="stopped"),
-        pytest.param(stored(SessionState.READY, label="new"), id="stale-label"),
+        pytest.param(stored(SessionState.READY), "stopped", id="ready-no-workload"),
+        pytest.param(with_template(SessionState.STARTING), "stopping", id="starting-with-pod"),
+        pytest.param(with_template(SessionState.READY), "stopping", id="ready-with-pod"),
+        pytest.param(stored(SessionState.READY, spec={"stop": True}), "stopped", id="spec-stop"),
+        pytest.param(stored(SessionState.READY, label="new"), "stopped", id="stale-label"),
     ],
 )
-def test_session_being_deleted_waits_for_nothing(body: dict[str, Any]) -> None:
-    for now in (MIDWAY, EXPIRES_AT, STOPPED_AT_TIME + RETENTION + timedelta(days=1)):
-        for workload in (None, NO_POD, pod(phase="Failed")):
-            assert decide(deleting(body), now, workload) == WaitUntil(None)
+def test_live_session_being_deleted_is_stopped_for_cleanup(
+    body: dict[str, Any], target: str
+) -> None:
+    # Even with its lease run out: the deletion is why it stops.
+    for now in (MIDWAY, EXPIRES_AT + timedelta(days=1)):
+        step = decide(deleting(body), now, pod(ready=True))
+        assert isinstance(step, StopSession)
+        assert step.reason is StopReason.CLEANUP
+        assert apply_patch(body, step.transition.patch)["status"]["state"] == target
+
+
+def test_stopping_session_being_deleted_releases_its_objects() -> None:
+    step = decide(deleting(stopping_body()), STOP_BEGAN + timedelta(seconds=1))
+
+    assert isinstance(step, ReleaseObjects)
+
+
+@pytest.mark.parametrize("state", TERMINAL)
+def test_terminal_session_being_deleted_lets_go_of_the_finalizer_only(
+    state: SessionState,
+) -> None:
+    body = deleting(terminal_body(state))
+    body["metadata"]["finalizers"] = ["example.com/keep", FINALIZER]
+    step = decide(body, STOPPED_AT_TIME)
+
+    assert isinstance(step, RemoveFinalizer)
+    assert apply_patch(body, step.patch)["metadata"]["finalizers"] == ["example.com/keep"]
+    moved = copy.deepcopy(body)
+    moved["metadata"]["finalizers"] = [FINALIZER]
+    with pytest.raises(PatchTestFailed):  # another finalizer went meanwhile: decide again
+        apply_patch(moved, step.patch)
+
+
+def test_uninitialised_session_being_deleted_lets_go() -> None:
+    body = deleting(make_body(finalizers=[FINALIZER]))
+
+    assert isinstance(decide(body, CREATED_AT), RemoveFinalizer)
+
+
+def test_deleted_session_without_the_finalizer_waits_for_nothing() -> None:
+    body = deleting(terminal_body(SessionState.STOPPED))
+    body["metadata"]["finalizers"] = ["example.com/keep"]
+
+    assert decide(body, STOPPED_AT_TIME + RETENTION) == WaitUntil(None)
+    assert decide(deleting(make_body()), CREATED_AT) == WaitUntil(None)
 
 
 def test_deletion_timestamp_is_what_marks_a_session_deleting() -> None:
@@ -1075,6 +1138,51 @@ def test_deletion_timestamp_is_what_marks_a_session_deleting() -> None:
     assert decide(body, EXPIRES_AT) != WaitUntil(None)
     assert session_of(deleting(body)).deleting
     assert not session_of(body).deleting
+
+
+# --- the label write holds the finalizer ----------------------------------------------------
+
+
+def test_first_metadata_write_adds_label_and_finalizer_at_the_read_version() -> None:
+    body = make_body(status=live_status())
+    step = decide(body, MIDWAY)
+
+    assert isinstance(step, WriteMetadata)
+    after = apply_patch(body, step.patch)
+    assert after["metadata"]["labels"] == {STATE_LABEL: "ready"}
+    assert after["metadata"]["finalizers"] == [FINALIZER]
+    newer = copy.deepcopy(body)
+    newer["metadata"]["resourceVersion"] = "43"
+    with pytest.raises(PatchTestFailed):  # a finalizer list written meanwhile is not lost
+        apply_patch(newer, step.patch)
+
+
+def test_finalizer_joins_the_finalizers_of_others() -> None:
+    body = make_body(status=live_status(), labels={"app": "tv"}, finalizers=["example.com/a"])
+    step = decide(body, MIDWAY)
+
+    assert isinstance(step, WriteMetadata)
+    after = apply_patch(body, step.patch)
+    assert after["metadata"]["finalizers"] == ["example.com/a", FINALIZER]
+    assert after["metadata"]["labels"] == {"app": "tv", STATE_LABEL: "ready"}
+
+
+def test_label_right_but_finalizer_missing_writes_the_finalizer() -> None:
+    body = make_body(status=live_status(), labels={STATE_LABEL: "ready"})
+
+    step = decide(body, MIDWAY)
+    assert isinstance(step, WriteMetadata)
+    assert apply_patch(body, step.patch)["metadata"]["finalizers"] == [FINALIZER]
+
+
+def test_label_write_with_the_finalizer_present_writes_the_label_alone() -> None:
+    body = stored(SessionState.READY, label="new")
+    step = decide(body, MIDWAY)
+
+    assert isinstance(step, WriteMetadata)
+    assert step.patch == [
+        {"op": "add", "path": "/metadata/labels/xg2g.io~1state", "value": "ready"}
+    ]
 
 
 # --- every transition emits one Event, its reason CamelCase ----------------------------------
@@ -1216,21 +1324,25 @@ def test_label_that_differs_from_the_state_is_mirrored(
     body = stored(state, label=label)
     step = decide(body, MIDWAY)
 
-    assert step == MirrorStateLabel(state)
+    assert isinstance(step, WriteMetadata)
+    assert step.state is state
+    assert apply_patch(body, step.patch)["metadata"]["labels"] == {STATE_LABEL: state.value}
 
 
 def test_label_is_mirrored_before_the_workload_starts() -> None:
     body = stored(SessionState.NEW, spec={"template": TEMPLATE}, label=None)
     step = decide(body, CREATED_AT)
 
-    assert step == MirrorStateLabel(SessionState.NEW)
+    assert isinstance(step, WriteMetadata)
+    assert step.state is SessionState.NEW
 
 
 def test_label_is_mirrored_before_the_session_is_marked_ready() -> None:
     body = with_template(SessionState.STARTING, label="new")
     step = decide(body, MIDWAY, pod(ready=True))
 
-    assert step == MirrorStateLabel(SessionState.STARTING)
+    assert isinstance(step, WriteMetadata)
+    assert step.state is SessionState.STARTING
 
 
 def test_a_whole_session_with_a_workload_from_creation_to_deletion() -> None:
@@ -1239,8 +1351,11 @@ def test_a_whole_session_with_a_workload_from_creation_to_deletion() -> None:
     init = decide(body, CREATED_AT)
     assert isinstance(init, InitialiseStatus)
     body["status"] = init.status
-    assert decide(body, CREATED_AT) == MirrorStateLabel(SessionState.NEW)
-    body["metadata"]["labels"][STATE_LABEL] = "new"
+    metadata = decide(body, CREATED_AT)
+    assert isinstance(metadata, WriteMetadata)
+    body = apply_patch(body, metadata.patch)
+    assert body["metadata"]["labels"] == {STATE_LABEL: "new"}
+    assert body["metadata"]["finalizers"] == [FINALIZER]
 
     start = decide(body, CREATED_AT, NO_POD)
     assert isinstance(start, StartWorkload)

@@ -1,28 +1,27 @@
-"""The watch that fills a :class:`SessionStore` where no operator does (``serve-api``).
+"""The one watch of Sessions in a process: LIST, then WATCH, into a :class:`SessionSink`.
 
-``serve-api`` has no kopf: this LIST then WATCH of the apiserver keeps its store current.
-In the operator process kopf's watch feeds the controller's store, which the API reads
-too; there this only lists once at the start (:meth:`SessionCache.prime`), so that the
-store knows when it has seen every Session (a sessionID it does not know is then 404).
-Every write the API makes is compare-and-set, so a store that lags a little can delay an
-answer but never make a wrong write.
+In the operator the sink is the controller, which keeps the store that its workers, its
+expiry backstop and the heartbeat API read; in ``serve-api`` it is a bare store. A LIST
+(at the start, and after a watch that cannot resume) replaces what the sink holds, so a
+Session deleted while the watch was down is forgotten too. Every write the API makes is
+compare-and-set, so a store that lags a little can delay an answer but never make a wrong
+write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from kubernetes_asyncio import client
 from pydantic import ValidationError
 
-from session_operator.controller.store import SessionStore
 from session_operator.k8s.errors import KubernetesError
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.watch import ListWatch, ResourceVersionExpired, WatchEvent
-from session_operator.models import GROUP, PLURAL, VERSION, Session
+from session_operator.models import GROUP, PLURAL, VERSION, Session, SessionRef
 
 LIST_TIMEOUT_SECONDS = 60.0
 RETRY_FIRST_SECONDS = 0.2
@@ -38,40 +37,37 @@ def sessions_path(namespace: str | None) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
 
 
-class SessionCache:
-    """Lists and watches Sessions into *store*."""
+class SessionSink(Protocol):
+    """What the watch tells: :class:`SessionStore` and the controller both listen."""
 
-    def __init__(self, list_watch: ListWatch, store: SessionStore) -> None:
+    def update(self, session: Session) -> object:
+        """A Session was added or changed."""
+
+    def remove(self, ref: SessionRef) -> None:
+        """A Session is gone."""
+
+    def replace_all(self, sessions: Iterable[Session]) -> None:
+        """A fresh listing: exactly these Sessions exist."""
+
+    def mark_synced(self) -> None:
+        """Every Session has been listed."""
+
+
+class SessionCache:
+    """Lists and watches Sessions into *sink*."""
+
+    def __init__(self, list_watch: ListWatch, sink: SessionSink) -> None:
         self._list_watch = list_watch
-        self.store = store
+        self._sink = sink
         self._resource_version: str | None = None
 
     @classmethod
     def for_namespace(
-        cls, api_client: client.ApiClient, namespace: str | None, store: SessionStore
+        cls, api_client: client.ApiClient, namespace: str | None, sink: SessionSink
     ) -> SessionCache:
         """A watch of the Sessions in *namespace* (``None``: in all namespaces)."""
         rest = Rest(api_client, timeout=LIST_TIMEOUT_SECONDS)
-        return cls(ListWatch(api_client, rest, sessions_path(namespace)), store)
-
-    async def prime(self) -> None:
-        """LIST once, merge the listing into the store (newer versions that another watch
-        delivered meanwhile stay) and mark it synced; retried until it succeeds."""
-        delay = RETRY_FIRST_SECONDS
-        while True:
-            try:
-                listing = await self._list_watch.list()
-            except KubernetesError as error:
-                logger.warning("session listing: %s; retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(RETRY_MAX_SECONDS, delay * 2)
-                continue
-            for item in listing.items:
-                session = _decode(item)
-                if session is not None:
-                    self.store.update(session)
-            self.store.mark_synced()
-            return
+        return cls(ListWatch(api_client, rest, sessions_path(namespace)), sink)
 
     async def run(self) -> None:
         """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone.
@@ -96,9 +92,9 @@ class SessionCache:
     async def _relist(self) -> None:
         listing = await self._list_watch.list()
         decoded = (_decode(item) for item in listing.items)
-        self.store.replace_all(session for session in decoded if session is not None)
+        self._sink.replace_all(session for session in decoded if session is not None)
         self._resource_version = listing.resource_version
-        self.store.mark_synced()
+        self._sink.mark_synced()
 
     async def _watch(self) -> None:
         assert self._resource_version is not None
@@ -109,9 +105,9 @@ class SessionCache:
         version = (event.object.get("metadata") or {}).get("resourceVersion")
         session = None if event.type == "BOOKMARK" else _decode(event.object)
         if session is not None and event.type in ("ADDED", "MODIFIED"):
-            self.store.update(session)
+            self._sink.update(session)
         elif session is not None and event.type == "DELETED":
-            self.store.remove(session.ref)
+            self._sink.remove(session.ref)
         if version:
             self._resource_version = str(version)
 

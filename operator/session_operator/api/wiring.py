@@ -1,15 +1,16 @@
-"""Assemble the heartbeat API from one apiserver connection and the settings."""
+"""Assemble the heartbeat API from one apiserver connection and the settings.
+
+The Sessions it reads come from the process's one watch, ``api.cache.SessionCache``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from kubernetes_asyncio import client
 
 from session_operator.api.auth import Authenticator, HeartbeatAuthorizer
-from session_operator.api.cache import SessionCache
 from session_operator.api.heartbeat import HeartbeatService
 from session_operator.api.lookup import SessionLookup
 from session_operator.api.review_limit import ReviewLimiter
@@ -25,32 +26,21 @@ from session_operator.k8s.sessions import SessionApi
 REQUEST_TIMEOUT_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class HeartbeatApi:
-    """The API's routes, the store they read and the watch that can fill it: run
-    :meth:`SessionCache.run` where nothing else feeds the store, else
-    :meth:`SessionCache.prime`."""
-
-    cache: SessionCache
-    routes: HeartbeatRoutes
-
-
 def build_heartbeat_api(
     api_client: client.ApiClient,
     settings: Settings,
     clock: Callable[[], datetime],
     outages: OutageMonitor,
     store: SessionStore,
-) -> HeartbeatApi:
-    """The heartbeat API over *api_client* and the Sessions in *store*, reading the wall
-    clock through *clock*; its apiserver calls tell *outages*, whose windows its lease
-    decisions honour."""
+) -> HeartbeatRoutes:
+    """The heartbeat API over *api_client* and the Sessions in *store* (which a
+    ``SessionCache`` fills), reading the wall clock through *clock*; its apiserver
+    calls tell *outages*, whose windows its lease decisions honour."""
     rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS, outages=outages)
-    cache = SessionCache.for_namespace(api_client, settings.namespace, store)
     sessions = SessionApi(rest)
     lookup = SessionLookup(store, sessions, settings.namespace)
     limiter = ReviewLimiter()
     authorizer = HeartbeatAuthorizer(rest, settings.auth_cache_ttl, limiter)
     service = HeartbeatService(lookup, authorizer, sessions, clock, outages.windows)
     authenticator = Authenticator(rest, settings.token_audiences, settings.auth_cache_ttl, limiter)
-    return HeartbeatApi(cache, HeartbeatRoutes(authenticator, service))
+    return HeartbeatRoutes(authenticator, service)

@@ -1,17 +1,18 @@
 """The control loop: watch events in, reconciles out, one lease deadline per Session.
 
-kopf delivers every watch event (``observe``), which queues the Session; workers reconcile
-it and hand its lease deadline to the scheduler, which queues it again on the dot. One
-backstop for the whole operator runs every ``expiryCheckInterval`` and queues the live
-Sessions whose lease has run out (the store knows them without looking at the others),
-in case a deadline was missed.
+The Session watch (``api.cache.SessionCache``) delivers every change (``update``,
+``remove``, ``replace_all``), which queues the Session; kopf delivers the workload Pods'
+(``observe_pod``). Workers reconcile a Session and hand its lease deadline to the
+scheduler, which queues it again on the dot. One backstop for the whole operator runs
+every ``expiryCheckInterval`` and queues the live Sessions whose lease has run out (the
+store knows them without looking at the others), in case a deadline was missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,10 +30,6 @@ RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 
 logger = logging.getLogger(__name__)
-
-
-class NotLeading(Exception):
-    """This replica is on standby; the leader takes lifecycle steps."""
 
 
 class SessionController:
@@ -62,15 +59,29 @@ class SessionController:
         self._workers = workers
         self._failures: dict[SessionRef, int] = {}
 
-    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """Take one watch event: remember the object and queue it (or forget it)."""
-        session = Session.from_body(body)
-        if event_type == "DELETED":
-            self.store.remove(session.ref)
-            self._deadlines.cancel(session.ref)
-            return
+    def update(self, session: Session) -> None:
+        """A Session was added or changed (a watch event): remember it and queue it."""
         self.store.update(session)
         self._queue.add(session.ref)
+
+    def remove(self, ref: SessionRef) -> None:
+        """A Session is gone (a watch event): forget it."""
+        self.store.remove(ref)
+        self._deadlines.cancel(ref)
+
+    def replace_all(self, sessions: Iterable[Session]) -> None:
+        """A fresh listing: forget what it lacks, remember and queue what it holds."""
+        listed = list(sessions)
+        kept = {session.ref for session in listed}
+        for gone in [session.ref for session in self.store if session.ref not in kept]:
+            self._deadlines.cancel(gone)
+        self.store.replace_all(listed)
+        for ref in kept:
+            self._queue.add(ref)
+
+    def mark_synced(self) -> None:
+        """The store has seen every Session (a listing is loaded)."""
+        self.store.mark_synced()
 
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Take one watch event of a labelled Pod: remember it, queue its Session."""
@@ -98,15 +109,6 @@ class SessionController:
         """Queue every known Session (this replica just became the leader)."""
         for session in self.store:
             self._queue.add(session.ref)
-
-    async def clean_up(self, body: Mapping[str, Any]) -> int:
-        """Release a Session being deleted; how many of its objects still exist.
-
-        Raises :class:`NotLeading` on a standby replica: only the leader writes.
-        """
-        if not self.leading.is_set():
-            raise NotLeading("a standby replica does not release sessions")
-        return await self._reconciler.clean_up(Session.from_body(body))
 
     async def run(self) -> None:
         """Run the deadline scheduler, the backstop and the workers until cancelled."""

@@ -19,7 +19,7 @@ from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.sessions import SessionApi
-from session_operator.lease import LIVE_STATES, SessionState, StopReason
+from session_operator.lease import LIVE_STATES, SessionState
 from session_operator.lifecycle import (
     RELEASE_POLL,
     DeleteSession,
@@ -27,16 +27,15 @@ from session_operator.lifecycle import (
     InitialiseStatus,
     LifecycleSettings,
     MarkReady,
-    MirrorStateLabel,
     ReleaseObjects,
+    RemoveFinalizer,
     StartWorkload,
     Step,
     StopSession,
     Transition,
     WaitUntil,
+    WriteMetadata,
     next_step,
-    release_step,
-    stop_session,
 )
 from session_operator.models import Session
 from session_operator.outage import OutageWindow
@@ -106,35 +105,10 @@ class Reconciler:
         logger.warning("%s: still changing after %d steps; will look again", session.ref, MAX_STEPS)
         return Outcome(current, self._clock())
 
-    async def clean_up(self, session: Session) -> int:
-        """Stop a Session being deleted (``CLEANUP``) and release its objects.
-
-        Returns how many objects still exist; the caller keeps the finalizer until that
-        is 0. After ``stopTimeout`` the stop is forced (Warning Event) and 0 returned.
-        """
-        current: Session | None = session
-        while current is not None and current.status.state in LIVE_STATES:
-            stop = stop_session(current, self._clock(), StopReason.CLEANUP)
-            try:
-                current = await self._transition(current, stop.transition)
-            except PreconditionFailed:
-                current = await self._kube.sessions.get(current.ref)
-        if current is None:
-            return 0
-        remaining = await self._kube.owned.release(current)
-        if current.status.state is SessionState.STOPPING:
-            release = release_step(current, self._clock(), self._settings)
-            if remaining == 0:
-                await self._transition(current, release.finish)
-            elif self._clock() >= release.stop_deadline:
-                await self._transition(current, release.force)
-                return 0
-        return remaining
-
     async def _apply(self, session: Session, step: Step) -> Session | Outcome:
         ref = session.ref
-        if isinstance(step, MirrorStateLabel):
-            return await self._kube.sessions.set_state_label(ref, step.state.value)
+        if isinstance(step, WriteMetadata | RemoveFinalizer):
+            return await self._kube.sessions.patch(ref, step.patch)
         if isinstance(step, InitialiseStatus):
             updated = await self._kube.sessions.write_status_at_version(
                 ref, step.status, session.resource_version
@@ -166,7 +140,8 @@ class Reconciler:
                 ref,
                 extra={"session": str(ref), "reason": "Deleted"},
             )
-            return Outcome(None, None)
+            # Kept as it was: the watch brings the deletion (the finalizer goes then).
+            return Outcome(session, None)
         raise AssertionError(f"unhandled step {step!r}")
 
     async def _release(self, session: Session, step: ReleaseObjects) -> Session | Outcome:

@@ -13,7 +13,7 @@ from typing import Any
 
 from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.rest import JSON_PATCH, MERGE_PATCH, Rest
-from session_operator.models import GROUP, PLURAL, STATE_LABEL, VERSION, Session, SessionRef
+from session_operator.models import GROUP, PLURAL, VERSION, Session, SessionRef
 
 JsonPatch = Sequence[Mapping[str, Any]]
 
@@ -55,11 +55,11 @@ class SessionApi:
         )
         return Session.from_body(body)
 
-    async def set_state_label(self, ref: SessionRef, state: str) -> Session:
-        """Write the ``xg2g.io/state`` label (a second write: ``/status`` ignores metadata)."""
-        patch = {"metadata": {"labels": {STATE_LABEL: state}}}
+    async def patch(self, ref: SessionRef, operations: JsonPatch) -> Session:
+        """Apply a JSON patch (with its ``test`` operations) to the object: its metadata
+        (``/status`` is written through :meth:`patch_status`)."""
         body = await self._rest.request(
-            "PATCH", session_path(ref), body=patch, content_type=MERGE_PATCH
+            "PATCH", session_path(ref), body=list(operations), content_type=JSON_PATCH
         )
         return Session.from_body(body)
 
