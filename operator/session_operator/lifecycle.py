@@ -264,6 +264,10 @@ def stop_session(
     extra: dict[str, Any] = {"stopReason": reason.value}
     if not releases:
         extra["stoppedAt"] = format_timestamp(now)
+    expires_at = session.status.lease_expires_at
+    if expires_at is not None and now < expires_at:
+        # A stop ends the lease: EXPIRES shows when, not a time that will never come.
+        extra["leaseExpiresAt"] = format_timestamp(now)
     conditions = [
         Condition(READY, False, _camel(reason), message),
         # LeaseValid turns False exactly when a stop begins: its lastTransitionTime is

@@ -1,4 +1,5 @@
-"""``kubectl get sessions -w`` shows each lifecycle step once or twice, not five times.
+"""What ``kubectl get sessions`` shows: each lifecycle step once or twice with ``-w``, not
+five times; and for a stopped session, when its lease ended.
 
 Every write to a Session is a watch event and a row: the operator writes a transition's
 status and then its state label (the label write also holds the finalizer), and nothing
@@ -61,6 +62,21 @@ def test_create_and_stop_print_at_most_two_rows_per_state(
     assert shown["ready"] <= ROWS_PER_STEP + 1, rows  # + the user's own spec.stop write
     assert shown["stopped"] <= ROWS_PER_STEP, rows
     assert set(shown) == {"<none>", "ready", "stopped"}, rows
+
+
+def test_a_stopped_session_shows_when_its_lease_ended(
+    cluster: Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    create_session(cluster, namespace, "ended", {"lease": LEASE})
+    wait_for_state(cluster, namespace, "ended", {"ready"}, timeout=10)
+    cluster.kubectl("patch", "session", "ended", "-n", namespace, "--type=merge",
+                    "-p", '{"spec":{"stop":true}}')  # fmt: skip
+    body, _ = wait_for_state(cluster, namespace, "ended", {"stopped"}, timeout=10)
+
+    status = body["status"]
+    assert status["leaseExpiresAt"] == status["stoppedAt"]  # not 300 s ahead
+    row = cluster.kubectl("get", "session", "ended", "-n", namespace, "--no-headers").stdout
+    assert row.split()[:3] == ["ended", "stopped", status["stoppedAt"]]
 
 
 def _labelled(cluster: Cluster, namespace: str, state: str) -> bool:

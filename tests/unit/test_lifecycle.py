@@ -623,7 +623,6 @@ def test_stop_keeps_the_lease_fields_it_does_not_own() -> None:
     step = stop_session(session_of(body), MIDWAY, StopReason.CLEANUP)
 
     status = apply_patch(body, step.transition.patch)["status"]
-    assert status["leaseExpiresAt"] == EXPIRES
     assert status["lastHeartbeat"] == LAST_HEARTBEAT
     assert status["observedGeneration"] == GENERATION
 
@@ -689,14 +688,13 @@ def test_user_stop_patch_tests_the_state_but_not_the_expiry() -> None:
     assert isinstance(step, StopSession)
     patch = step.transition.patch
     assert cas_tests(patch) == [{"op": "test", "path": "/status/state", "value": "ready"}]
-    assert ops_on(patch, "/status/leaseExpiresAt") == []
     # A heartbeat that extended the lease meanwhile does not cancel a user's stop.
     extended = copy.deepcopy(body)
     extended["status"]["leaseExpiresAt"] = "2026-11-23T10:05:00.000Z"
     status = apply_patch(extended, patch)["status"]
     assert status["state"] == "stopped"
     assert status["stopReason"] == "USER_STOPPED"
-    assert status["stoppedAt"] == format_timestamp(now)
+    assert status["stoppedAt"] == status["leaseExpiresAt"] == format_timestamp(now)
     assert condition(status, "Ready")["status"] == "False"
     assert condition(status, "Ready")["reason"] == "UserStopped"
 
@@ -1070,6 +1068,35 @@ def test_terminal_session_without_stopped_at_waits_for_nothing(
     body = stored(state, spec={"stop": stop}, stopReason="LEASE_EXPIRED")
     for now in (EXPIRES_AT - MS, EXPIRES_AT, EXPIRES_AT + timedelta(days=1)):
         assert decide(body, now) == WaitUntil(None)
+
+
+# --- a stop ends the lease -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(stored(SessionState.READY), StopReason.USER_STOPPED, id="user-no-workload"),
+        pytest.param(with_template(SessionState.READY), StopReason.CLEANUP, id="cleanup-pod"),
+        pytest.param(with_template(SessionState.STARTING), StopReason.FAILED, id="failed"),
+    ],
+)
+def test_stop_before_the_lease_runs_out_moves_the_expiry_to_the_stop(
+    body: dict[str, Any], reason: StopReason
+) -> None:
+    step = stop_session(session_of(body), MIDWAY, reason)
+
+    assert apply_patch(body, step.transition.patch)["status"]["leaseExpiresAt"] == (
+        format_timestamp(MIDWAY)
+    )
+
+
+def test_expiry_leaves_the_lease_where_it_ran_out() -> None:
+    body = stored(SessionState.READY)
+    step = decide(body, EXPIRES_AT + timedelta(seconds=1))
+
+    assert isinstance(step, StopSession)
+    assert apply_patch(body, step.transition.patch)["status"]["leaseExpiresAt"] == EXPIRES
 
 
 # --- a Session being deleted is stopped (CLEANUP), released, then let go -------------------
