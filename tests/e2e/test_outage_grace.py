@@ -88,6 +88,11 @@ def test_stalled_apiserver_is_not_charged_to_live_clients_but_gone_ones_are_stop
     grace_events = events(cluster, namespace, "quiet", "LeaseGraceGranted")
     assert len(grace_events) == 1, grace_events
     assert ".." in grace_events[0]["note"], "the Event names the outage window"
+    # The log tells the outage and the grace, one line each.
+    log = operator.log_path.read_text().splitlines()
+    assert any("heartbeats could not be accepted during" in line for line in log), log[-20:]
+    told = [line for line in log if f"LeaseGraceGranted {namespace}/quiet (" in line]
+    assert len(told) == 1, log[-20:]
 
     # The beating client keeps its session for longer than the grace.
     until = time.monotonic() + 2 * INTERVAL + 2

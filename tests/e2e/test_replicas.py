@@ -89,3 +89,7 @@ def test_each_expiry_is_written_once_and_a_standby_takes_over_from_a_killed_lead
     long_after = read_session(cluster, namespace, "long")
     assert long_after["status"]["leaseExpiresAt"] == long_before["status"]["leaseExpiresAt"]
     assert long_after["status"]["state"] == "ready"
+    # Each replica's log says when it gained the lead, in one line.
+    for name in (old_leader, standby):
+        log = replicas[name].log_path.read_text()
+        assert sum(" is now the leader" in line for line in log.splitlines()) == 1, log
