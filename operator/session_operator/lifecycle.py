@@ -30,6 +30,7 @@ from session_operator.lease import (
     TERMINAL_STATES,
     SessionState,
     StopReason,
+    can_transition,
     initial_lease_expiry,
     should_expire,
     terminal_state_for,
@@ -46,6 +47,10 @@ RELEASE_POLL = timedelta(seconds=1)
 
 # How often a lease that lapsed in an outage still going on is looked at again.
 OUTAGE_POLL = timedelta(seconds=1)
+
+
+class InvalidTransition(ValueError):
+    """A step would write a state change the state machine does not allow (a bug)."""
 
 
 @dataclass(frozen=True)
@@ -456,6 +461,9 @@ def _transition_patch(
     extra: Mapping[str, Any],
     test_expiry: bool = False,
 ) -> JsonPatch:
+    current = session.status.state
+    if current is None or not can_transition(current, target):
+        raise InvalidTransition(f"{session.ref}: {current} -> {target.value} is not a transition")
     raw = session.raw_status
     patch: JsonPatch = [{"op": "test", "path": "/status/state", "value": raw["state"]}]
     if test_expiry:

@@ -15,6 +15,7 @@ from session_operator.lifecycle import (
     DeleteSession,
     GrantGrace,
     InitialiseStatus,
+    InvalidTransition,
     JsonPatch,
     LifecycleSettings,
     MarkReady,
@@ -1068,6 +1069,12 @@ def test_terminal_session_without_stopped_at_waits_for_nothing(
     body = stored(state, spec={"stop": stop}, stopReason="LEASE_EXPIRED")
     for now in (EXPIRES_AT - MS, EXPIRES_AT, EXPIRES_AT + timedelta(days=1)):
         assert decide(body, now) == WaitUntil(None)
+
+
+def test_a_step_that_would_write_a_forbidden_transition_is_refused() -> None:
+    # Finishing a stop of a session that is already terminal: stopped -> stopped.
+    with pytest.raises(InvalidTransition, match="stopped -> stopped"):
+        release_step(session_of(terminal_body(SessionState.STOPPED)), MIDWAY, SETTINGS)
 
 
 # --- a stop ends the lease -------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import assert_never
 
 from session_operator import metrics
 from session_operator.controller.pods import PodStore
@@ -92,8 +93,6 @@ class Reconciler:
                 return Outcome(None, None)
             workload = await self._workload(current)
             step = next_step(current, self._clock(), self._settings, workload, self._outages())
-            if isinstance(step, WaitUntil):
-                return Outcome(current, step.deadline)
             try:
                 result = await self._apply(current, step)
             except PreconditionFailed:
@@ -107,42 +106,46 @@ class Reconciler:
 
     async def _apply(self, session: Session, step: Step) -> Session | Outcome:
         ref = session.ref
-        if isinstance(step, WriteMetadata | RemoveFinalizer):
-            return await self._kube.sessions.patch(ref, step.patch)
-        if isinstance(step, InitialiseStatus):
-            updated = await self._kube.sessions.write_status_at_version(
-                ref, step.status, session.resource_version
-            )
-            await self._tell(updated, step.event_reason, step.event_note)
-            return updated
-        if isinstance(step, StartWorkload):
-            try:
-                await self._kube.pods.create_workload(session)
-            except Rejected as error:
-                logger.warning("%s: the workload Pod was refused: %s", ref, error)
-                raise
-            return await self._transition(session, step.transition)
-        if isinstance(step, MarkReady | GrantGrace):
-            return await self._transition(session, step.transition)
-        if isinstance(step, StopSession):
-            updated = await self._transition(session, step.transition)
-            if step.lease_expires_at is not None:
-                lag = self._clock() - step.lease_expires_at
-                metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
-                metrics.EXPIRY_LAG.observe(lag.total_seconds())
-            return updated
-        if isinstance(step, ReleaseObjects):
-            return await self._release(session, step)
-        if isinstance(step, DeleteSession):
-            await self._kube.sessions.delete(session)
-            logger.info(
-                "deleted %s: its retention after it stopped has passed",
-                ref,
-                extra={"session": str(ref), "reason": "Deleted"},
-            )
-            # Kept as it was: the watch brings the deletion (the finalizer goes then).
-            return Outcome(session, None)
-        raise AssertionError(f"unhandled step {step!r}")
+        match step:
+            case InitialiseStatus():
+                updated = await self._kube.sessions.write_status_at_version(
+                    ref, step.status, session.resource_version
+                )
+                await self._tell(updated, step.event_reason, step.event_note)
+                return updated
+            case WriteMetadata() | RemoveFinalizer():
+                return await self._kube.sessions.patch(ref, step.patch)
+            case StartWorkload():
+                try:
+                    await self._kube.pods.create_workload(session)
+                except Rejected as error:
+                    logger.warning("%s: the workload Pod was refused: %s", ref, error)
+                    raise
+                return await self._transition(session, step.transition)
+            case MarkReady() | GrantGrace():
+                return await self._transition(session, step.transition)
+            case StopSession():
+                updated = await self._transition(session, step.transition)
+                if step.lease_expires_at is not None:
+                    lag = self._clock() - step.lease_expires_at
+                    metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
+                    metrics.EXPIRY_LAG.observe(lag.total_seconds())
+                return updated
+            case ReleaseObjects():
+                return await self._release(session, step)
+            case DeleteSession():
+                await self._kube.sessions.delete(session)
+                logger.info(
+                    "deleted %s: its retention after it stopped has passed",
+                    ref,
+                    extra={"session": str(ref), "reason": "Deleted"},
+                )
+                # Kept as it was: the watch brings the deletion (the finalizer goes then).
+                return Outcome(session, None)
+            case WaitUntil():
+                return Outcome(session, step.deadline)
+            case _:
+                assert_never(step)
 
     async def _release(self, session: Session, step: ReleaseObjects) -> Session | Outcome:
         remaining = await self._kube.owned.release(session)

@@ -1,0 +1,176 @@
+"""The reconciler applies the lifecycle's steps to one Session: compare-and-set writes that
+lose are decided again from a fresh read, a Session that never settles is left after a
+step limit, and a deleted one is stopped, released and let go."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from session_operator.controller.pods import PodStore
+from session_operator.controller.reconciler import MAX_STEPS, Kubernetes, Reconciler
+from session_operator.k8s.errors import PreconditionFailed
+from session_operator.k8s.events import EventRecorder
+from session_operator.k8s.owned import OwnedObjects
+from session_operator.k8s.pods import PodApi
+from session_operator.k8s.sessions import JsonPatch, SessionApi
+from session_operator.lease import SessionState
+from session_operator.models import FINALIZER, Session, SessionRef
+from session_operator.workload import PodSummary
+from tests.unit.test_lifecycle import (
+    EXPIRES_AT,
+    MIDWAY,
+    SETTINGS,
+    PatchTestFailed,
+    apply_patch,
+    deleting,
+    stored,
+    with_template,
+)
+
+
+class StoredSession(SessionApi):
+    """One Session held in memory; writes apply their JSON patches, tests included."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = copy.deepcopy(body)
+        self.writes: list[str] = []
+        self.reads = 0
+
+    def _write(self, kind: str, patch: JsonPatch) -> Session:
+        try:
+            self.body = apply_patch(self.body, patch)
+        except PatchTestFailed as failed:
+            raise PreconditionFailed(str(failed)) from failed
+        metadata = self.body["metadata"]
+        metadata["resourceVersion"] = str(int(metadata["resourceVersion"]) + 1)
+        self.writes.append(kind)
+        return Session.from_body(self.body)
+
+    async def get(self, ref: SessionRef) -> Session | None:
+        self.reads += 1
+        return Session.from_body(self.body)
+
+    async def patch_status(self, ref: SessionRef, operations: JsonPatch) -> Session:
+        return self._write("status", operations)
+
+    async def patch(self, ref: SessionRef, operations: JsonPatch) -> Session:
+        return self._write("metadata", operations)
+
+    async def delete(self, session: Session) -> None:
+        self.writes.append("delete")
+
+
+class Events(EventRecorder):
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    async def record(self, session: Session, reason: str, *_: Any, **__: Any) -> None:
+        self.reasons.append(reason)
+
+
+class Owned(OwnedObjects):
+    """What a release finds still there, call after call."""
+
+    def __init__(self, remaining: Sequence[int]) -> None:
+        self.remaining = list(remaining)
+
+    async def release(self, session: Session) -> int:
+        return self.remaining.pop(0)
+
+
+class NoPods(PodApi):
+    def __init__(self) -> None:
+        pass
+
+    async def read_workload(self, session: Session) -> PodSummary | None:
+        return None
+
+
+def reconciler_over(sessions: StoredSession, owned: Owned, now: Any) -> tuple[Reconciler, Events]:
+    events = Events()
+    kube = Kubernetes(sessions, NoPods(), owned, events)
+    return Reconciler(kube, PodStore(), SETTINGS, lambda: now), events
+
+
+async def test_an_expired_session_is_stopped_labelled_and_kept_for_its_retention() -> None:
+    sessions = StoredSession(stored())
+    reconciler, events = reconciler_over(sessions, Owned([]), EXPIRES_AT)
+
+    outcome = await reconciler.reconcile(Session.from_body(sessions.body))
+
+    assert sessions.writes == ["status", "metadata"]
+    assert events.reasons == ["LeaseExpired"]
+    assert outcome.session is not None
+    assert outcome.session.status.state == "stopped"
+    assert outcome.deadline == EXPIRES_AT + SETTINGS.retention
+
+
+async def test_a_lost_compare_and_set_is_decided_again_from_a_fresh_read() -> None:
+    sessions = StoredSession(stored())
+    stale = Session.from_body(sessions.body)
+    # A heartbeat extended the lease after the copy the reconciler holds was read.
+    sessions.body["status"]["leaseExpiresAt"] = "2026-11-23T10:05:00.000Z"
+    reconciler, events = reconciler_over(sessions, Owned([]), EXPIRES_AT)
+
+    outcome = await reconciler.reconcile(stale)
+
+    assert sessions.reads == 1
+    assert sessions.writes == []  # the fresh lease runs on: nothing to write
+    assert events.reasons == []
+    assert outcome.session is not None
+    assert outcome.session.status.state == "ready"
+    assert outcome.deadline is not None
+    assert outcome.deadline.isoformat() == "2026-11-23T10:05:00+00:00"
+
+
+async def test_a_session_that_keeps_changing_is_left_after_the_step_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unsettled(StoredSession):
+        """Every label write is undone by someone else before the next read."""
+
+        async def patch(self, ref: SessionRef, operations: JsonPatch) -> Session:
+            self.writes.append("metadata")
+            return Session.from_body(self.body)
+
+    sessions = Unsettled(stored(label="new"))
+    reconciler, _ = reconciler_over(sessions, Owned([]), MIDWAY)
+
+    with caplog.at_level(logging.WARNING):
+        outcome = await reconciler.reconcile(Session.from_body(sessions.body))
+
+    assert sessions.writes == ["metadata"] * MAX_STEPS
+    assert outcome.deadline == MIDWAY  # look again at once, through the queue
+    assert f"still changing after {MAX_STEPS} steps" in caplog.text
+
+
+async def test_a_deleted_session_is_stopped_released_and_let_go() -> None:
+    sessions = StoredSession(deleting(with_template_ready()))
+    owned = Owned([1, 0])  # the Pod is still going at the first look, gone at the second
+    now = MIDWAY
+    reconciler, events = reconciler_over(sessions, owned, now)
+
+    first = await reconciler.reconcile(Session.from_body(sessions.body))
+    assert sessions.body["status"]["state"] == "stopping"
+    assert sessions.body["status"]["stopReason"] == "CLEANUP"
+    assert first.deadline is not None  # polls the release
+    assert first.deadline <= now + timedelta(seconds=1)
+
+    second = await reconciler.reconcile(Session.from_body(sessions.body))
+    assert sessions.body["status"]["state"] == "stopped"
+    assert FINALIZER not in sessions.body["metadata"].get("finalizers", [])
+    assert sessions.writes == ["status", "status", "metadata"]
+    assert events.reasons == ["Stopping", "Stopped"]
+    assert second.deadline is None
+
+
+def with_template_ready() -> dict[str, Any]:
+    body = with_template(SessionState.READY)
+    body["metadata"]["finalizers"] = ["example.com/keep", FINALIZER]
+    return body
