@@ -21,23 +21,13 @@ from typing import Any
 import aiohttp
 
 from session_operator.k8s.rest import JSON
-from session_operator.models import GROUP, PLURAL, VERSION
+from session_operator.models import PLURAL, sessions_path
 
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 REVIEW_RESOURCES = frozenset({"tokenreviews", "subjectaccessreviews"})
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def sessions_path(namespace: str, name: str = "", subresource: str = "") -> str:
-    """The API path of the Sessions of *namespace*, of one of them, or of its subresource."""
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
 
 
 def prometheus_samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:

@@ -21,12 +21,12 @@ from typing import Any
 
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
-from bench.kube import ApiCalls, ApiServer, sessions_path
+from bench.kube import ApiCalls, ApiServer
 from bench.load import bounded_gather
 from session_operator.config import Settings
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.lifecycle import InitialiseStatus, LifecycleSettings, next_step
-from session_operator.models import FINALIZER, STATE_LABEL, Session
+from session_operator.models import FINALIZER, STATE_LABEL, Session, sessions_path
 
 Lease = dict[str, int]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.kube import ApiServerError, WatchExpired, sessions_path
+from bench.kube import ApiServerError, WatchExpired
 from chaos.invariants import (
     Intent,
     Observation,
@@ -32,7 +32,7 @@ from chaos.invariants import (
 from chaos.world import LEASE_NAMESPACE, World
 from session_operator.k8s.outages import OUTAGES_CONFIGMAP, WINDOWS_KEY, decode_windows
 from session_operator.k8s.rest import MERGE_PATCH
-from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION
+from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION, sessions_path
 from session_operator.timestamps import parse_timestamp
 
 WORKLOAD = {"spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from session_operator.timestamps import format_time
 
 READY = "Ready"
 LEASE_VALID = "LeaseValid"
@@ -36,7 +38,7 @@ def merged_conditions(
         transition = (
             previous["lastTransitionTime"]
             if unchanged and previous and previous.get("lastTransitionTime")
-            else _whole_seconds(now)
+            else format_time(now)
         )
         merged[update.type] = {
             "type": update.type,
@@ -47,8 +49,3 @@ def merged_conditions(
             "observedGeneration": generation,
         }
     return list(merged.values())
-
-
-def _whole_seconds(now: datetime) -> str:
-    # metav1.Condition.lastTransitionTime is a metav1.Time: RFC 3339 in whole seconds.
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

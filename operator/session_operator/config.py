@@ -13,7 +13,6 @@ An invalid configuration stops the operator at start: :func:`load_settings` rais
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -25,7 +24,7 @@ from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -129,18 +128,8 @@ def _positive_duration(value: Any) -> timedelta:
     return duration
 
 
-def _port(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
-        return value
-    raise PydanticCustomError("port", "must be a port number from 1 to 65535")
-
-
-def _optional_port(value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return _port(value)
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 def _host(value: Any) -> str:
@@ -218,17 +207,18 @@ def _lease_namespace(value: Any) -> str:
     )
 
 
-def _log_level(value: Any) -> str:
-    if isinstance(value, str) and value.strip().upper() in logging.getLevelNamesMapping():
-        return value.strip().upper()
-    raise PydanticCustomError("log_level", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
 
 
-def _log_format(value: Any) -> str:
-    if isinstance(value, str) and value.strip().lower() in ("json", "text"):
-        return value.strip().lower()
-    raise PydanticCustomError("log_format", "must be json or text")
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
+
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port to listen on."""
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 Duration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 """A positive duration setting, parsed by :func:`parse_duration`."""
@@ -283,10 +273,8 @@ class Settings(BaseSettings):
     api_host: Annotated[str, BeforeValidator(_host)] = Field(
         default="0.0.0.0", description="Address the heartbeat API listens on."
     )
-    api_port: Annotated[int, BeforeValidator(_port)] = Field(
-        default=8080, description="Port the heartbeat API listens on."
-    )
-    metrics_port: Annotated[int | None, BeforeValidator(_optional_port)] = Field(
+    api_port: PortNumber = Field(default=8080, description="Port the heartbeat API listens on.")
+    metrics_port: Annotated[PortNumber | None, BeforeValidator(_blank_is_none)] = Field(
         default=None,
         description=(
             "Port of a plain-HTTP listener serving only /metrics; unset: /metrics is served on"
@@ -334,11 +322,11 @@ class Settings(BaseSettings):
     leader_election_namespace: Annotated[str, BeforeValidator(_lease_namespace)] = Field(
         default="default", description="Namespace of the leader Lease (the operator's own)."
     )
-    log_level: Annotated[str, BeforeValidator(_log_level)] = Field(
+    log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field(
         default="INFO",
         description="Name of a logging level: INFO tells each lifecycle step, WARNING less.",
     )
-    log_format: Annotated[Literal["json", "text"], BeforeValidator(_log_format)] = Field(
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = Field(
         default="json", description="Log line format."
     )
 
@@ -542,8 +530,24 @@ def _describe(error: ValidationError, given: Mapping[str, _Given]) -> list[str]:
             source = given.get(field)
             label = source.label if source else env_name(field)
             raw = source.raw if source else item["input"]
-            lines.append(f"{label}: {item['msg']} (got {raw!r})")
+            lines.append(f"{label}: {_must(item)} (got {raw!r})")
     return lines
+
+
+def _must(item: ErrorDetails) -> str:
+    """What a value must be, in the words of the operator's own messages."""
+    context = item.get("ctx") or {}
+    match item["type"]:
+        case "greater_than_equal":
+            return f"must be at least {context['ge']}"
+        case "less_than_equal":
+            return f"must be at most {context['le']}"
+        case "literal_error":
+            return f"must be {context['expected']}"
+        case "int_parsing" | "int_type" | "int_from_float":
+            return "must be a whole number"
+        case _:
+            return item["msg"]
 
 
 def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:

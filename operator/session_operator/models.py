@@ -25,6 +25,16 @@ FINALIZER = "xg2g.io/session-lease-operator"
 """The operator's finalizer: a deleted Session stays until it is stopped and released."""
 
 
+def sessions_path(namespace: str | None, name: str = "", subresource: str = "") -> str:
+    """The API path of the Sessions of *namespace* (``None``: of all namespaces), of one
+    of them, or of one of its subresources."""
+    path = f"/apis/{GROUP}/{VERSION}"
+    path += f"/namespaces/{namespace}/{PLURAL}" if namespace is not None else f"/{PLURAL}"
+    if name:
+        path += f"/{name}"
+    return f"{path}/{subresource}" if subresource else path
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
@@ -80,6 +90,10 @@ class SessionRef(_Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def path(self, subresource: str = "") -> str:
+        """The API path of this Session (or of one of its subresources)."""
+        return sessions_path(self.namespace, self.name, subresource)
 
 
 class Session(_Model):

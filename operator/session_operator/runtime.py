@@ -17,6 +17,7 @@ from session_operator.api.admission import AdmissionRoutes
 from session_operator.api.cache import SessionCache
 from session_operator.api.server import start_server
 from session_operator.api.wiring import build_heartbeat_api
+from session_operator.call_health import CallHealth
 from session_operator.config import Settings
 from session_operator.controller.election import LeaderElector, replica_identity
 from session_operator.controller.loop import SessionController
@@ -74,13 +75,11 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def outage_monitor(api_client: ApiClient, settings: Settings) -> OutageMonitor:
-    """This replica's view of the outages, shared through the record in the
-    leader-election namespace (run :meth:`OutageMonitor.run`)."""
-    monitor = OutageMonitor(utc_now)
-    rest = Rest(api_client, timeout=OUTAGE_RECORD_TIMEOUT_SECONDS, outages=monitor)
-    monitor.attach(OutageRecordApi(rest, settings.leader_election_namespace))
-    return monitor
+async def share_outages(api_client: ApiClient, outages: OutageMonitor, settings: Settings) -> None:
+    """Share *outages* through the record in the leader-election namespace, until
+    cancelled."""
+    rest = Rest(api_client, timeout=OUTAGE_RECORD_TIMEOUT_SECONDS, observer=outages.health)
+    await outages.run(OutageRecordApi(rest, settings.leader_election_namespace))
 
 
 def build_controller(
@@ -111,8 +110,8 @@ async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve the heartbeat
     API, probes and metrics."""
     api_client = await connect()
-    outages = outage_monitor(api_client, settings)
-    rest = Rest(api_client, outages=outages)
+    outages = OutageMonitor(CallHealth(utc_now))
+    rest = Rest(api_client, observer=outages.health)
     leading = asyncio.Event()
     controller = build_controller(rest, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)
@@ -142,7 +141,12 @@ async def run_operator(settings: Settings) -> None:
     background = [elector.run() for elector in electors]
     tasks = [
         asyncio.create_task(coroutine)
-        for coroutine in (*background, controller.run(), sessions.run(), outages.run())
+        for coroutine in (
+            *background,
+            controller.run(),
+            sessions.run(),
+            share_outages(api_client, outages, settings),
+        )
     ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
     # its own and, on exit, waits for them before cancelling them.
@@ -172,7 +176,7 @@ async def serve_api(settings: Settings) -> None:
     It keeps no state of its own, so any number of these may serve beside the operator.
     """
     api_client = await connect()
-    outages = outage_monitor(api_client, settings)
+    outages = OutageMonitor(CallHealth(utc_now))
     store = SessionStore()
     sessions = SessionCache.for_namespace(api_client, settings.namespace, store)
     routes = build_heartbeat_api(api_client, settings, utc_now, outages, store)
@@ -180,7 +184,9 @@ async def serve_api(settings: Settings) -> None:
     runners = await start_server(lambda: store.synced, settings, routes, admission)
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     cache_task = asyncio.create_task(sessions.run(), name="session-api-cache")
-    outages_task = asyncio.create_task(outages.run(), name="session-api-outages")
+    outages_task = asyncio.create_task(
+        share_outages(api_client, outages, settings), name="session-api-outages"
+    )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, cache_task.cancel)
     try:

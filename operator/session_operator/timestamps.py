@@ -74,6 +74,14 @@ def parse_timestamp(text: str) -> datetime:
     return parsed
 
 
+def format_time(dt: datetime) -> str:
+    """Format an aware datetime as a Kubernetes ``metav1.Time`` (a Condition's
+    ``lastTransitionTime``): RFC 3339, UTC, whole seconds."""
+    if dt.tzinfo is None:
+        raise ValueError("a metav1.Time needs an aware datetime")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def format_micro_time(dt: datetime) -> str:
     """Format an aware datetime as a Kubernetes MicroTime: RFC 3339, UTC, microseconds."""
     if dt.tzinfo is None:

@@ -287,13 +287,23 @@ def test_api_port_accepts_valid_ports(
     assert load_settings().api_port == expected
 
 
-@pytest.mark.parametrize("value", ["0", "65536", "-1", "http", "80.5", ""])
-def test_api_port_rejects_invalid_ports(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "must"),
+    [
+        ("0", "must be at least 1"),
+        ("-1", "must be at least 1"),
+        ("65536", "must be at most 65535"),
+        ("http", "must be a whole number"),
+        ("80.5", "must be a whole number"),
+        ("", "must be a whole number"),
+    ],
+)
+def test_api_port_rejects_invalid_ports(
+    monkeypatch: pytest.MonkeyPatch, value: str, must: str
+) -> None:
     monkeypatch.setenv("XG2G_SESSION_API_PORT", value)
     error = config_error()
-    assert error.problems == (
-        f"XG2G_SESSION_API_PORT: must be a port number from 1 to 65535 (got {value!r})",
-    )
+    assert error.problems == (f"XG2G_SESSION_API_PORT: {must} (got {value!r})",)
 
 
 def test_api_host_must_not_be_empty(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,7 +326,7 @@ def test_log_level_rejects_unknown_names(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XG2G_SESSION_LOG_LEVEL", "verbose")
     error = config_error()
     assert error.problems == (
-        "XG2G_SESSION_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        "XG2G_SESSION_LOG_LEVEL: must be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"
         " (got 'verbose')",
     )
 
@@ -329,7 +339,7 @@ def test_log_format_accepts_text(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_log_format_rejects_other_formats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XG2G_SESSION_LOG_FORMAT", "xml")
     error = config_error()
-    assert error.problems == ("XG2G_SESSION_LOG_FORMAT: must be json or text (got 'xml')",)
+    assert error.problems == ("XG2G_SESSION_LOG_FORMAT: must be 'json' or 'text' (got 'xml')",)
 
 
 def test_namespace_limits_the_operator_to_one_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -531,9 +541,9 @@ def test_every_bad_setting_gets_exactly_one_line(
         [
             f"XG2G_SESSION_LEASE_TTL: {DURATION_HINT} (got '0s')",
             f"XG2G_SESSION_RETENTION: {DURATION_HINT} (got 'forever')",
-            "apiPort: must be a port number from 1 to 65535 (got 0)",
-            "logFormat: must be json or text (got 'xml')",
-            "--log-level: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (got 'chatty')",
+            "apiPort: must be at least 1 (got 0)",
+            "logFormat: must be 'json' or 'text' (got 'xml')",
+            "--log-level: must be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL' (got 'chatty')",
         ]
     )
     assert str(error).splitlines() == list(error.problems)

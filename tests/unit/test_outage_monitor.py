@@ -1,14 +1,18 @@
-"""How a replica notices an outage from its own apiserver calls (SPEC §2 rule 8)."""
+"""How a replica notices an outage from its own apiserver calls (``CallHealth``, pure), and
+what it knows of all outages (``OutageMonitor``: its own, the shared record, the ongoing)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from session_operator.call_health import STALLED_AFTER, CallHealth
 from session_operator.k8s.outages import (
-    STALLED_AFTER,
     OutageMonitor,
+    OutageRecordApi,
     decode_windows,
     encode_windows,
 )
@@ -30,23 +34,25 @@ class Clock:
 
 def test_answered_calls_are_no_outage() -> None:
     clock = Clock()
-    monitor = OutageMonitor(clock)
-    token = monitor.call_started()
+    health = CallHealth(clock)
+    monitor = OutageMonitor(health)
+    token = health.call_started()
     clock.now += STALLED_AFTER - timedelta(milliseconds=1)
-    monitor.call_ended(token, reachable=True)
+    health.call_ended(token, reachable=True)
     assert monitor.windows() == []
 
 
 def test_failed_calls_open_an_outage_from_the_first_send_to_the_next_answer() -> None:
     clock = Clock()
-    monitor = OutageMonitor(clock)
-    first = monitor.call_started()
+    health = CallHealth(clock)
+    monitor = OutageMonitor(health)
+    first = health.call_started()
     clock.now += 2 * S
-    monitor.call_ended(first, reachable=False)
+    health.call_ended(first, reachable=False)
     assert monitor.windows() == [OutageWindow(T0, T0 + 2 * S)]
     assert monitor.windows()[0].ongoing
     clock.now += 10 * S
-    monitor.call_ended(monitor.call_started(), reachable=True)
+    health.call_ended(health.call_started(), reachable=True)
     (window,) = monitor.windows()
     assert window == OutageWindow(T0, T0 + 12 * S)
     assert not window.ongoing
@@ -54,23 +60,25 @@ def test_failed_calls_open_an_outage_from_the_first_send_to_the_next_answer() ->
 
 def test_a_call_hanging_longer_than_the_stall_limit_is_an_ongoing_outage() -> None:
     clock = Clock()
-    monitor = OutageMonitor(clock)
-    token = monitor.call_started()
+    health = CallHealth(clock)
+    monitor = OutageMonitor(health)
+    token = health.call_started()
     clock.now += STALLED_AFTER - timedelta(milliseconds=1)
     assert monitor.windows() == []
     clock.now += timedelta(milliseconds=1)
     assert monitor.windows() == [OutageWindow(T0, T0 + STALLED_AFTER, ongoing=True)]
     clock.now += 20 * S
-    monitor.call_ended(token, reachable=True)
+    health.call_ended(token, reachable=True)
     assert monitor.windows() == [OutageWindow(T0, T0 + STALLED_AFTER + 20 * S)]
 
 
 def test_a_cancelled_call_tells_nothing() -> None:
     clock = Clock()
-    monitor = OutageMonitor(clock)
-    token = monitor.call_started()
+    health = CallHealth(clock)
+    monitor = OutageMonitor(health)
+    token = health.call_started()
     clock.now += 10 * S
-    monitor.call_abandoned(token)
+    health.call_abandoned(token)
     assert monitor.windows() == []
 
 
@@ -79,3 +87,43 @@ def test_record_round_trips_and_an_unreadable_one_is_empty() -> None:
     assert decode_windows(encode_windows(windows)) == windows
     assert decode_windows("not json") == []
     assert decode_windows('[{"start": "2026-11-23T10:00:00Z"}]') == []
+
+
+class Record(OutageRecordApi):
+    """The shared record in memory: what other replicas wrote, and what this one adds."""
+
+    def __init__(self, windows: list[OutageWindow]) -> None:
+        self.windows = windows
+        self.added: list[OutageWindow] = []
+
+    async def read(self) -> tuple[list[OutageWindow], str | None]:
+        return list(self.windows), "1"
+
+    async def add(self, new: list[OutageWindow]) -> list[OutageWindow]:
+        self.added += new
+        self.windows += new
+        return list(self.windows)
+
+
+async def test_windows_noticed_here_are_shared_and_the_record_is_read() -> None:
+    clock = Clock()
+    health = CallHealth(clock)
+    monitor = OutageMonitor(health)
+    theirs = OutageWindow(T0 - 60 * S, T0 - 50 * S)
+    record = Record([theirs])
+    token = health.call_started()
+    clock.now += 2 * S
+    health.call_ended(token, reachable=False)
+    health.call_ended(health.call_started(), reachable=True)
+    mine = OutageWindow(T0, T0 + 2 * S)
+
+    task = asyncio.create_task(monitor.run(record))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if record.added:
+            break
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert record.added == [mine]
+    assert monitor.windows() == [theirs, mine]

@@ -18,23 +18,16 @@ from typing import Any, Protocol
 from kubernetes_asyncio import client
 from pydantic import ValidationError
 
-from session_operator.k8s.errors import KubernetesError
+from session_operator.k8s.errors import KubernetesError, ResourceVersionExpired
 from session_operator.k8s.rest import Rest
-from session_operator.k8s.watch import ListWatch, ResourceVersionExpired, WatchEvent
-from session_operator.models import GROUP, PLURAL, VERSION, Session, SessionRef
+from session_operator.k8s.watch import ListWatch, WatchEvent
+from session_operator.models import Session, SessionRef, sessions_path
 
 LIST_TIMEOUT_SECONDS = 60.0
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
-
-
-def sessions_path(namespace: str | None) -> str:
-    """The Sessions collection: of one namespace, or of all when *namespace* is ``None``."""
-    if namespace is None:
-        return f"/apis/{GROUP}/{VERSION}/{PLURAL}"
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
 
 
 class SessionSink(Protocol):
@@ -67,7 +60,7 @@ class SessionCache:
     ) -> SessionCache:
         """A watch of the Sessions in *namespace* (``None``: in all namespaces)."""
         rest = Rest(api_client, timeout=LIST_TIMEOUT_SECONDS)
-        return cls(ListWatch(api_client, rest, sessions_path(namespace)), sink)
+        return cls(ListWatch(rest, sessions_path(namespace)), sink)
 
     async def run(self) -> None:
         """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone.

@@ -36,7 +36,7 @@ def build_heartbeat_api(
     """The heartbeat API over *api_client* and the Sessions in *store* (which a
     ``SessionCache`` fills), reading the wall clock through *clock*; its apiserver
     calls tell *outages*, whose windows its lease decisions honour."""
-    rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS, outages=outages)
+    rest = Rest(api_client, timeout=REQUEST_TIMEOUT_SECONDS, observer=outages.health)
     sessions = SessionApi(rest)
     lookup = SessionLookup(store, sessions, settings.namespace)
     limiter = ReviewLimiter()

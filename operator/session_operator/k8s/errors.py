@@ -35,6 +35,10 @@ class ApiUnavailable(KubernetesError):
     """The apiserver could not be reached or answered with a server error; retry later."""
 
 
+class ResourceVersionExpired(KubernetesError):
+    """The resourceVersion to watch from is no longer available (410 Gone): list again."""
+
+
 async def translated(call: Awaitable[T]) -> T:
     """Await an apiserver call, raising the matching :class:`KubernetesError` on failure."""
     try:
@@ -46,10 +50,15 @@ async def translated(call: Awaitable[T]) -> T:
 
 
 def _from_api_exception(error: ApiException) -> KubernetesError:
-    status = int(error.status or 0)
-    message = _status_message(error)
+    return error_for_status(int(error.status or 0), _status_message(error))
+
+
+def error_for_status(status: int, message: str) -> KubernetesError:
+    """The one table from an apiserver answer's status (0: none) to what a caller acts on."""
     if status == 404:
         return NotFound(message)
+    if status == 410:
+        return ResourceVersionExpired(message)
     if status == 409 or (status == 422 and _is_failed_test(message)):
         return PreconditionFailed(message)
     if status == 429 or status >= 500 or status == 0:

@@ -1,8 +1,7 @@
 """The outage record of SPEC §2 rule 8: noticed by each replica, shared through the cluster.
 
-Every replica watches its own apiserver calls (:class:`OutageMonitor`, told by ``Rest``):
-a call that fails as unavailable, or hangs longer than ``STALLED_AFTER``, opens an outage;
-the next call that succeeds closes it. A closed window is added to the ConfigMap
+Each replica notices outages from its own apiserver calls (``call_health.CallHealth``).
+:class:`OutageMonitor` adds every closed window to the ConfigMap
 ``session-lease-operator-outages`` (in the leader-election namespace) with a
 compare-and-set write, so every replica, and the leader that expires sessions, knows of
 it. A new leader adds the span in which nobody held the leader Lease the same way.
@@ -16,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from session_operator.call_health import CallHealth
 from session_operator.k8s.errors import KubernetesError, NotFound, PreconditionFailed
 from session_operator.k8s.rest import Rest
 from session_operator.outage import OutageWindow, recorded_outages
@@ -30,11 +28,6 @@ from session_operator.timestamps import format_timestamp, parse_timestamp
 
 OUTAGES_CONFIGMAP = "session-lease-operator-outages"
 WINDOWS_KEY = "windows"
-
-STALLED_AFTER = timedelta(seconds=5)
-"""A call unanswered for this long counts as an outage from when it was sent. A call
-that fails (unreachable, or the heartbeat API's 2 s timeout) counts at once; a slow
-answer only past this, so an apiserver that is merely busy is not taken for down."""
 
 POLL_INTERVAL = timedelta(seconds=2)
 
@@ -85,48 +78,13 @@ class OutageRecordApi:
 class OutageMonitor:
     """This replica's view of the outages: the shared record, its own, the current one."""
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
-        self._clock = clock
-        self._record: OutageRecordApi | None = None
+    def __init__(self, health: CallHealth) -> None:
+        self.health = health
+        """What this replica's calls tell; give it to every ``Rest`` as its observer."""
         self._shared: list[OutageWindow] = []
         self._pending: list[OutageWindow] = []
         self._sending: list[OutageWindow] = []
-        self._failing_since: datetime | None = None
-        self._in_flight: dict[int, datetime] = {}
-        self._tokens = itertools.count()
         self._wake = asyncio.Event()
-
-    def attach(self, record: OutageRecordApi) -> None:
-        """Share windows through *record* (before :meth:`run`)."""
-        self._record = record
-
-    def call_started(self) -> int:
-        """An apiserver call is sent now; pass the token to :meth:`call_ended`."""
-        token = next(self._tokens)
-        self._in_flight[token] = self._clock()
-        return token
-
-    def call_ended(self, token: int, *, reachable: bool) -> None:
-        """The call came back: answered (*reachable*), or failed as unavailable."""
-        sent = self._in_flight.pop(token, None)
-        now = self._clock()
-        if not reachable:
-            start = sent if sent is not None else now
-            if self._failing_since is None or start < self._failing_since:
-                self._failing_since = start
-            return
-        if self._failing_since is not None:
-            start = self._failing_since
-        elif sent is not None and now - sent >= STALLED_AFTER:
-            start = sent
-        else:
-            return
-        self._failing_since = None
-        self.add(OutageWindow(start, now))
-
-    def call_abandoned(self, token: int) -> None:
-        """The call was cancelled before an answer; it tells nothing."""
-        self._in_flight.pop(token, None)
 
     def add(self, window: OutageWindow) -> None:
         """Remember *window* and share it with the other replicas."""
@@ -136,20 +94,16 @@ class OutageMonitor:
 
     def windows(self) -> list[OutageWindow]:
         """Every outage known here, the one going on now ending now."""
-        now = self._clock()
+        self._take_noticed()
         known = [*self._shared, *self._sending, *self._pending]
-        ongoing = self._ongoing_since(now)
-        if ongoing is not None:
-            known.append(OutageWindow(ongoing, now, ongoing=True))
-        return known
+        ongoing = self.health.ongoing()
+        return [*known, ongoing] if ongoing is not None else known
 
-    async def run(self) -> None:
-        """Share new windows and poll the record, until cancelled."""
-        record = self._record
-        if record is None:
-            return
+    async def run(self, record: OutageRecordApi) -> None:
+        """Share new windows through *record* and poll it, until cancelled."""
         while True:
             self._wake.clear()
+            self._take_noticed()
             pending, self._pending = self._pending, []
             self._sending = pending
             try:
@@ -165,10 +119,9 @@ class OutageMonitor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL.total_seconds())
 
-    def _ongoing_since(self, now: datetime) -> datetime | None:
-        stalled = [sent for sent in self._in_flight.values() if now - sent >= STALLED_AFTER]
-        starts = [*stalled, *([self._failing_since] if self._failing_since else [])]
-        return min(starts) if starts else None
+    def _take_noticed(self) -> None:
+        for window in self.health.take_closed():
+            self.add(window)
 
 
 def encode_windows(windows: list[OutageWindow]) -> str:

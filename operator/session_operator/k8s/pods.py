@@ -8,7 +8,6 @@ from typing import Any
 
 from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.rest import Rest
-from session_operator.k8s.sessions import session_path
 from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION, Session
 from session_operator.workload import PodSummary, summarize_pod
 
@@ -54,7 +53,7 @@ class PodApi:
 
         Raises ``NotFound`` when the Session is gone or was replaced by another of its name.
         """
-        stored = await self._rest.request("GET", session_path(session.ref))
+        stored = await self._rest.request("GET", session.ref.path())
         if stored["metadata"]["uid"] != session.uid:
             raise NotFound(f"session {session.ref} was replaced")
         template = (stored.get("spec") or {}).get("template") or {}

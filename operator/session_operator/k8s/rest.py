@@ -7,19 +7,35 @@ bodies and Session models of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol, cast
 
+import aiohttp
 from kubernetes_asyncio import client
 
-from session_operator.k8s.errors import ApiUnavailable, KubernetesError, translated
-
-if TYPE_CHECKING:
-    from session_operator.k8s.outages import OutageMonitor
+from session_operator.k8s.errors import (
+    ApiUnavailable,
+    KubernetesError,
+    error_for_status,
+    translated,
+)
 
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class CallObserver(Protocol):
+    """Told of every request (``call_health.CallHealth`` is one)."""
+
+    def call_started(self) -> int:
+        """A call is sent now; returns a token for the two below."""
+
+    def call_ended(self, token: int, *, reachable: bool) -> None:
+        """The call was answered (*reachable*), or failed as unavailable."""
+
+    def call_abandoned(self, token: int) -> None:
+        """The call was cancelled before an answer."""
 
 
 class Rest:
@@ -27,8 +43,8 @@ class Rest:
 
     *timeout* bounds each call, in seconds (``None``: no limit). The heartbeat API uses a
     short one, so that a stalled apiserver is answered with ``ApiUnavailable`` in time.
-    *outages*, if given, is told of every call, to notice when the apiserver is out of
-    reach (SPEC §2 rule 8).
+    *observer*, if given, is told of every request (not of streams), to notice when the
+    apiserver is out of reach.
     """
 
     def __init__(
@@ -36,11 +52,11 @@ class Rest:
         api_client: client.ApiClient,
         *,
         timeout: float | None = None,
-        outages: OutageMonitor | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self._client = api_client
         self._timeout = timeout
-        self._outages = outages
+        self._observer = observer
 
     async def request(
         self,
@@ -63,19 +79,66 @@ class Rest:
             _return_http_data_only=True,
             _request_timeout=self._timeout,
         )
-        if self._outages is None:
+        if self._observer is None:
             return cast(dict[str, Any], await translated(call))
-        token = self._outages.call_started()
+        token = self._observer.call_started()
         try:
             answer = await translated(call)
         except ApiUnavailable:
-            self._outages.call_ended(token, reachable=False)
+            self._observer.call_ended(token, reachable=False)
             raise
         except KubernetesError:
-            self._outages.call_ended(token, reachable=True)  # a 404, a 422: it answered
+            self._observer.call_ended(token, reachable=True)  # a 404, a 422: it answered
             raise
         except BaseException:
-            self._outages.call_abandoned(token)  # cancelled: it tells nothing
+            self._observer.call_abandoned(token)  # cancelled: it tells nothing
             raise
-        self._outages.call_ended(token, reachable=True)
+        self._observer.call_ended(token, reachable=True)
         return cast(dict[str, Any], answer)
+
+    async def stream(
+        self, path: str, query: Sequence[tuple[str, str]], limits: aiohttp.ClientTimeout
+    ) -> AsyncIterator[bytes]:
+        """GET *path* and yield the answer's lines as they come (a watch: one JSON event
+        per line), until the server ends it. Failures raise the same errors as
+        :meth:`request`; a broken stream is ``ApiUnavailable``."""
+        try:
+            response: aiohttp.ClientResponse = await self._client.call_api(
+                path,
+                "GET",
+                query_params=list(query),
+                header_params={"Accept": JSON},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=limits,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise ApiUnavailable(f"apiserver unreachable: {error!r}") from error
+        async with response:
+            if response.status != 200:
+                raise error_for_status(response.status, await _text(response))
+            try:
+                async for line in _lines(response.content):
+                    yield line
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
+                raise ApiUnavailable(f"stream broke: {error!r}") from error
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    # One JSON object per line; objects may be larger than aiohttp's readline() limit.
+    buffer = b""
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+async def _text(response: aiohttp.ClientResponse) -> str:
+    try:
+        return (await response.read()).decode(errors="replace")[:1000]
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return response.reason or ""

@@ -13,15 +13,9 @@ from typing import Any
 
 from session_operator.k8s.errors import NotFound, PreconditionFailed
 from session_operator.k8s.rest import JSON_PATCH, MERGE_PATCH, Rest
-from session_operator.models import GROUP, PLURAL, VERSION, Session, SessionRef
+from session_operator.models import Session, SessionRef
 
 JsonPatch = Sequence[Mapping[str, Any]]
-
-
-def session_path(ref: SessionRef, subresource: str = "") -> str:
-    """The API path of a Session (or of one of its subresources)."""
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{PLURAL}/{ref.name}"
-    return f"{path}/{subresource}" if subresource else path
 
 
 class SessionApi:
@@ -33,7 +27,7 @@ class SessionApi:
     async def get(self, ref: SessionRef) -> Session | None:
         """The Session as stored now, or ``None`` when it does not exist."""
         try:
-            body = await self._rest.request("GET", session_path(ref))
+            body = await self._rest.request("GET", ref.path())
         except NotFound:
             return None
         return Session.from_body(body)
@@ -41,7 +35,10 @@ class SessionApi:
     async def patch_status(self, ref: SessionRef, operations: JsonPatch) -> Session:
         """Apply a JSON patch (with its ``test`` operations) to ``/status``."""
         body = await self._rest.request(
-            "PATCH", session_path(ref, "status"), body=list(operations), content_type=JSON_PATCH
+            "PATCH",
+            ref.path("status"),
+            body=list(operations),
+            content_type=JSON_PATCH,
         )
         return Session.from_body(body)
 
@@ -51,7 +48,10 @@ class SessionApi:
         """Merge *status* into ``/status`` if the object is still at *resource_version*."""
         patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
         body = await self._rest.request(
-            "PATCH", session_path(ref, "status"), body=patch, content_type=MERGE_PATCH
+            "PATCH",
+            ref.path("status"),
+            body=patch,
+            content_type=MERGE_PATCH,
         )
         return Session.from_body(body)
 
@@ -59,7 +59,10 @@ class SessionApi:
         """Apply a JSON patch (with its ``test`` operations) to the object: its metadata
         (``/status`` is written through :meth:`patch_status`)."""
         body = await self._rest.request(
-            "PATCH", session_path(ref), body=list(operations), content_type=JSON_PATCH
+            "PATCH",
+            ref.path(),
+            body=list(operations),
+            content_type=JSON_PATCH,
         )
         return Session.from_body(body)
 
@@ -67,6 +70,6 @@ class SessionApi:
         """Delete *session* (this very object: a uid precondition); gone already is fine."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": session.uid}}
         try:
-            await self._rest.request("DELETE", session_path(session.ref), body=body)
+            await self._rest.request("DELETE", session.ref.path(), body=body)
         except (NotFound, PreconditionFailed):
             return

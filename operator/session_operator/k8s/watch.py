@@ -3,7 +3,7 @@
 A LIST returns the objects and the collection's resourceVersion; a WATCH from that version
 streams one JSON event per line (``ADDED``, ``MODIFIED``, ``DELETED``, ``BOOKMARK``). When
 the version is too old the apiserver answers ``410 Gone``, raised here as
-:class:`ResourceVersionExpired`: the caller lists again.
+``errors.ResourceVersionExpired``: the caller lists again.
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client
 
-from session_operator.k8s.errors import ApiUnavailable, KubernetesError, NotFound, Rejected
-from session_operator.k8s.rest import JSON, Rest
+from session_operator.k8s.errors import ApiUnavailable, error_for_status
+from session_operator.k8s.rest import Rest
 
 LIST_PAGE_SIZE = 500
 WATCH_TIMEOUT_SECONDS = 300
 # The server ends the watch after WATCH_TIMEOUT_SECONDS; the client gives it this much more.
 WATCH_CLIENT_GRACE_SECONDS = 30
 CONNECT_TIMEOUT_SECONDS = 5
-
-
-class ResourceVersionExpired(KubernetesError):
-    """The resourceVersion to watch from is no longer available (410 Gone): list again."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,7 @@ class Listing:
 class ListWatch:
     """LIST and WATCH one collection path, like ``/apis/xg2g.io/v1alpha1/sessions``."""
 
-    def __init__(self, api_client: client.ApiClient, rest: Rest, path: str) -> None:
-        self._client = api_client
+    def __init__(self, rest: Rest, path: str) -> None:
         self._rest = rest
         self._path = path
 
@@ -83,39 +77,8 @@ class ListWatch:
             total=WATCH_TIMEOUT_SECONDS + WATCH_CLIENT_GRACE_SECONDS,
             sock_connect=CONNECT_TIMEOUT_SECONDS,
         )
-        try:
-            response: aiohttp.ClientResponse = await self._client.call_api(
-                self._path,
-                "GET",
-                query_params=query,
-                header_params={"Accept": JSON},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError, OSError) as error:
-            raise ApiUnavailable(f"apiserver unreachable: {error!r}") from error
-        async with response:
-            if response.status != 200:
-                raise _status_error(response.status, await _text(response))
-            try:
-                async for line in _lines(response.content):
-                    yield _decode_event(line)
-            except (TimeoutError, aiohttp.ClientError, OSError) as error:
-                raise ApiUnavailable(f"watch stream broke: {error!r}") from error
-
-
-async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    # One JSON object per line; objects may be larger than aiohttp's readline() limit.
-    buffer = b""
-    async for chunk in stream.iter_any():
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if buffer.strip():
-        yield buffer
+        async for line in self._rest.stream(self._path, query, timeout):
+            yield _decode_event(line)
 
 
 def _decode_event(line: bytes) -> WatchEvent:
@@ -128,24 +91,7 @@ def _decode_event(line: bytes) -> WatchEvent:
     event = WatchEvent(type=str(raw.get("type", "")), object=raw["object"])
     if event.type == "ERROR":
         code = event.object.get("code")
-        raise _status_error(
+        raise error_for_status(
             code if isinstance(code, int) else 500, str(event.object.get("message", ""))
         )
     return event
-
-
-def _status_error(status: int, message: str) -> KubernetesError:
-    if status == 410:
-        return ResourceVersionExpired(message)
-    if status == 404:
-        return NotFound(message)
-    if status == 429 or status >= 500:
-        return ApiUnavailable(f"{status}: {message}")
-    return Rejected(f"{status}: {message}")
-
-
-async def _text(response: aiohttp.ClientResponse) -> str:
-    try:
-        return (await response.read()).decode(errors="replace")[:1000]
-    except (TimeoutError, aiohttp.ClientError, OSError):
-        return response.reason or ""
