@@ -34,12 +34,13 @@ import aiohttp
 from pydantic import ValidationError
 
 from session_operator.api.bodies import HeartbeatBody
+from session_operator.config import Settings
 
 # Where a client Pod mounts its projected token for the operator's audience (docs/security.md).
 DEFAULT_TOKEN_FILE = Path("/var/run/secrets/heartbeat/token")
 REQUEST_TIMEOUT_SECONDS = 5.0
 # Until the first answer names the session's interval: the operator's default interval.
-DEFAULT_INTERVAL_SECONDS = 5.0
+DEFAULT_INTERVAL_SECONDS = Settings.model_fields["heartbeat_interval"].get_default().total_seconds()
 FIRST_BACKOFF_SECONDS = 0.5
 _ENDING_STATUSES = frozenset({404, 410})
 

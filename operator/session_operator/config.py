@@ -350,9 +350,10 @@ class Settings(BaseSettings):
         if self.lease_ttl < _MIN_HEARTBEATS_PER_TTL * self.heartbeat_interval:
             codes.append(_TTL_BELOW_MINIMUM)
             summaries.append(
-                f"lease_ttl ({_format_duration(self.lease_ttl)}) must be at least"
-                f" {_MIN_HEARTBEATS_PER_TTL} {_TIMES} heartbeat_interval"
-                f" ({_format_duration(self.heartbeat_interval)})"
+                _ttl_rule(
+                    ("lease_ttl", _format_duration(self.lease_ttl)),
+                    ("heartbeat_interval", _format_duration(self.heartbeat_interval)),
+                )
             )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             codes.append(_TLS_UNPAIRED)
@@ -550,6 +551,14 @@ def _must(item: ErrorDetails) -> str:
             return item["msg"]
 
 
+def _ttl_rule(ttl: tuple[str, str], interval: tuple[str, str]) -> str:
+    """The TTL rule broken, each setting given as (its name, its value)."""
+    return (
+        f"{ttl[0]} ({ttl[1]}) must be at least {_MIN_HEARTBEATS_PER_TTL} {_TIMES}"
+        f" {interval[0]} ({interval[1]})"
+    )
+
+
 def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:
     def label(field: str) -> str:
         source = given.get(field)
@@ -563,9 +572,8 @@ def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:
         return _format_duration(parse_duration(raw))
 
     if code == _TTL_BELOW_MINIMUM:
-        return (
-            f"{label('lease_ttl')} ({shown('lease_ttl')}) must be at least"
-            f" {_MIN_HEARTBEATS_PER_TTL} {_TIMES} {label('heartbeat_interval')}"
-            f" ({shown('heartbeat_interval')})"
+        return _ttl_rule(
+            (label("lease_ttl"), shown("lease_ttl")),
+            (label("heartbeat_interval"), shown("heartbeat_interval")),
         )
     return f"{label('tls_cert_file')} and {label('tls_key_file')} must be given together"
