@@ -85,10 +85,12 @@ IMAGE_ARCHIVE ?=
 engine: install ## install the Docker engine and debootstrap (Debian packages; as root) if missing
 	$(DEVCLUSTER) build engine
 
+IMAGE_ARGS     = --tag $(IMAGE_REPO):$(IMAGE_TAG) --base-image "$(BASE_IMAGE)" \
+	$(if $(IMAGE_ARCHIVE),--save $(IMAGE_ARCHIVE))
+
 .PHONY: image
 image: engine ## build the operator image IMAGE_REPO:IMAGE_TAG from the Dockerfile (BASE_IMAGE)
-	$(DEVCLUSTER) image --tag $(IMAGE_REPO):$(IMAGE_TAG) --base-image "$(BASE_IMAGE)" \
-		$(if $(IMAGE_ARCHIVE),--save $(IMAGE_ARCHIVE))
+	$(DEVCLUSTER) image $(IMAGE_ARGS)
 
 .PHONY: base-lock
 base-lock: engine ## make the image's Debian base anew; record its versions in hack/image/
