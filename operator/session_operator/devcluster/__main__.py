@@ -36,6 +36,7 @@ from session_operator.devcluster.binaries import (
 )
 from session_operator.devcluster.cluster import ControlPlaneError, KubectlError, LocalControlPlane
 from session_operator.devcluster.debian_packages import (
+    ENGINE_PROGRAMS,
     IMAGE_PROGRAMS,
     PackageError,
     ensure_installed,
@@ -130,7 +131,8 @@ def _build(targets: list[str]) -> None:
 
 def _with_engine(args: argparse.Namespace) -> None:
     """``image`` or ``base-lock``, on a Docker engine started for it."""
-    ensure_installed(IMAGE_PROGRAMS)
+    on_a_given_base = args.command == "image" and args.base_image
+    ensure_installed(ENGINE_PROGRAMS if on_a_given_base else IMAGE_PROGRAMS)
     with DockerEngine() as engine:
         if args.command == "base-lock":
             print(f"base image {relock_base(engine, default_base())}")
