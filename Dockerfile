@@ -1,19 +1,31 @@
-# syntax=docker/dockerfile:1
-# The operator image: `session-operator` (run, serve-api, heartbeat) on a slim Python.
-# Untested here: this machine has no container engine. `make deploy` builds it for kind.
+# The operator image: `session-operator` (run, serve-api, heartbeat) in a virtualenv on a
+# Debian-based Python 3.11. `make image` builds it (docs/image.md).
+#
+# BASE_IMAGE: an image with python3 (3.11) and its venv module. `make image` passes a
+# Debian bookworm base it makes with debootstrap (pinned by hack/image/debian-base.lock);
+# where a registry can be reached, python:3.11-slim works as well.
+ARG BASE_IMAGE
 
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/session-operator
+RUN python3 -m venv /opt/session-operator
 WORKDIR /src
 # The dependencies exactly as locked, each checked against its hash; then the project alone.
+# The optional build secret `ca-bundle` is a CA bundle for pip to trust, for machines that
+# reach PyPI through a TLS-inspecting proxy; it is not kept in any layer.
 COPY requirements.lock ./
-RUN /opt/session-operator/bin/pip install --require-hashes --no-deps -r requirements.lock
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && /opt/session-operator/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN /opt/session-operator/bin/pip install --no-deps .
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && /opt/session-operator/bin/pip install --no-deps .
+# The installers are not needed at run time.
+RUN /opt/session-operator/bin/python -m pip uninstall --yes --quiet pip setuptools
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PATH=/opt/session-operator/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -10,6 +10,7 @@ import signal
 from datetime import UTC, datetime
 
 import kopf
+from kopf._core.engines.peering import Identity  # kopf.operator's type, not exported
 from kubernetes_asyncio.client import ApiClient
 
 from session_operator import metrics
@@ -115,13 +116,14 @@ async def run_operator(settings: Settings) -> None:
     leading = asyncio.Event()
     controller = build_controller(rest, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)
+    # Also kopf's: its default asks the user database for a name, and a container's
+    # user (uid 65532, or an arbitrary one) may have no entry there.
+    identity = replica_identity()
     electors = []
     if settings.leader_election:
         leases = LeaseApi(rest, settings.leader_election_namespace, LEADER_LEASE_NAME)
         electors.append(
-            LeaderElector(
-                leases, replica_identity(), utc_now, leading, controller.resync, outages.add
-            )
+            LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
         )
     else:
         leading.set()
@@ -156,6 +158,7 @@ async def run_operator(settings: Settings) -> None:
             registry=registry,
             settings=kopf_settings(),
             standalone=True,
+            identity=Identity(identity),
             clusterwide=settings.namespace is None,
             namespaces=[settings.namespace] if settings.namespace else [],
             ready_flag=ready,

@@ -14,12 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import yaml
 
 from session_operator.devcluster import Kubectl, LocalControlPlane, ensure_built, toolchain
 from session_operator.devcluster.binaries import ensure_tool, go_tool
+from session_operator.devcluster.debian_packages import PackageError
+from session_operator.devcluster.engine import DockerEngine, EngineError
+from session_operator.devcluster.image import build_operator_image
 from session_operator.devcluster.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,3 +178,33 @@ def kubeconfig_for_token(cluster: Cluster, token: str, path: Path) -> Path:
     path.write_text(yaml.safe_dump(document))
     path.chmod(0o600)
     return path
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test because this machine cannot run it, saying why; in CI (``CI`` set, as
+    ``.ci/run`` does) fail it instead: there every test must run."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason} (CI is set: this test must run here)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """The harness's own Docker engine (``make engine`` installs it), shared by the session."""
+    engine = DockerEngine()
+    try:
+        engine.start()
+    except EngineError as error:
+        unavailable(f"no Docker engine: {error}")
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def operator_image(docker_engine: DockerEngine) -> str:
+    """The operator image, built from this checkout (quick once ``make image`` has built it:
+    only what changed is built again); its tag."""
+    try:
+        return build_operator_image(docker_engine, repo_root=REPO).tag
+    except PackageError as error:
+        unavailable(f"cannot make the image's Debian base: {error}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -90,10 +91,15 @@ def heartbeat_path(namespace: str, name: str) -> str:
 
 
 def call(
-    method: str, url: str, token: str | None = None, *, authorization: str | None = None
+    method: str,
+    url: str,
+    token: str | None = None,
+    *,
+    authorization: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Reply:
     """Send one request; *token* becomes ``Authorization: Bearer``, unless *authorization*
-    gives the whole header."""
+    gives the whole header. *tls*: the client context of an ``https`` URL."""
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     if authorization is None and token is not None:
         authorization = f"Bearer {token}"
@@ -101,7 +107,7 @@ def call(
         request.add_header("Authorization", authorization)
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=15, context=tls) as response:
             status, headers, raw = response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         status, headers, raw = error.code, dict(error.headers), error.read()

@@ -1,7 +1,10 @@
 """``python -m session_operator.devcluster``: build the binaries, or run a local cluster.
 
 - ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl;
-  ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above).
+  ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above);
+  ``build engine`` installs the Docker engine and debootstrap (Debian packages) if missing.
+- ``image``: build the operator image on the harness's Docker engine (``make image``).
+- ``base-lock``: make the image's Debian base anew and record its package versions.
 - ``which NAME``: print where the cache keeps NAME (``helm``, ``kind``, ``kubectl``); builds
   nothing.
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
@@ -21,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
+from session_operator.devcluster.base_image import BaseImageError, default_base, relock_base
 from session_operator.devcluster.binaries import (
     TOOLS,
     BuildError,
@@ -31,6 +35,14 @@ from session_operator.devcluster.binaries import (
     toolchain,
 )
 from session_operator.devcluster.cluster import ControlPlaneError, KubectlError, LocalControlPlane
+from session_operator.devcluster.debian_packages import (
+    ENGINE_PROGRAMS,
+    IMAGE_PROGRAMS,
+    PackageError,
+    ensure_installed,
+)
+from session_operator.devcluster.engine import DockerEngine, EngineError
+from session_operator.devcluster.image import OPERATOR_IMAGE, build_operator_image
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
 HEARTBEAT_ROLE = "manifests/session-heartbeat-clusterrole.yaml"
@@ -46,7 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         "targets",
         nargs="*",
         metavar="TARGET",
-        help=f"what to build: controlplane (the default), {', '.join(TOOLS)}",
+        help=f"what to build: controlplane (the default), {', '.join(TOOLS)}, engine",
+    )
+    image = commands.add_parser("image", help="build the operator image (Docker engine of its own)")
+    image.add_argument("--tag", default=OPERATOR_IMAGE, help=f"its name (default {OPERATOR_IMAGE})")
+    image.add_argument(
+        "--base-image",
+        default="",
+        help="build on this image (python:3.11-slim, say); default: a Debian base made here",
+    )
+    image.add_argument("--save", type=Path, help="also write the image here (docker save)")
+    commands.add_parser(
+        "base-lock", help="make the image's Debian base anew and record its package versions"
     )
     which = commands.add_parser("which", help="print the cached path of a tool or kubectl")
     which.add_argument("tool", choices=[*TOOLS, "kubectl"])
@@ -59,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            unknown = set(args.targets) - {"controlplane", *TOOLS}
+            unknown = set(args.targets) - {"controlplane", *TOOLS, "engine"}
             if unknown:
                 build.error(f"unknown TARGET {', '.join(sorted(unknown))}")
             _build(args.targets or ["controlplane"])
+            return 0
+        if args.command in ("image", "base-lock"):
+            _with_engine(args)
             return 0
         if args.command == "which":
             print(toolchain().kubectl if args.tool == "kubectl" else go_tool(args.tool).binary)
@@ -75,7 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"error: invalid configuration: {problem}", file=sys.stderr)
         return 2
-    except (BuildError, ControlPlaneError, KubectlError) as error:
+    except (
+        BuildError,
+        ControlPlaneError,
+        KubectlError,
+        PackageError,
+        EngineError,
+        BaseImageError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -84,13 +117,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build(targets: list[str]) -> None:
     for target in dict.fromkeys(targets):
-        if target == "controlplane":
+        if target == "engine":
+            ensure_installed(IMAGE_PROGRAMS)
+            print("image tools:", " ".join(str(program.path()) for program in IMAGE_PROGRAMS))
+        elif target == "controlplane":
             chain = ensure_built(toolchain())
             versions = f"{chain.kube_version} (etcd {chain.etcd_version})"
             print(f"control plane {versions} in {chain.kube_dir.parent}")
         else:
             tool = ensure_tool(go_tool(target))
             print(f"{tool.name} {tool.version} in {tool.binary}")
+
+
+def _with_engine(args: argparse.Namespace) -> None:
+    """``image`` or ``base-lock``, on a Docker engine started for it."""
+    on_a_given_base = args.command == "image" and args.base_image
+    ensure_installed(ENGINE_PROGRAMS if on_a_given_base else IMAGE_PROGRAMS)
+    with DockerEngine() as engine:
+        if args.command == "base-lock":
+            print(f"base image {relock_base(engine, default_base())}")
+            return
+        built = build_operator_image(engine, args.tag, args.base_image or None)
+        if args.save:
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            engine.docker("save", f"--output={args.save}", built.tag)
+            print(f"saved {built.tag} to {args.save}")
+        print(built.summary())
 
 
 def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:

@@ -111,13 +111,19 @@ TOOLS = tuple(_TOOL_SOURCES)
 """The tools :func:`go_tool` knows."""
 
 
+def project_cache() -> Path:
+    """The project's cache outside the repository: ``$XDG_CACHE_HOME/session-lease-operator``
+    (binaries, images, the Docker engine's data)."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "session-lease-operator"
+
+
 def cache_root() -> Path:
     """The binary cache: ``$XG2G_BIN_CACHE`` or ``$XDG_CACHE_HOME/session-lease-operator/bin``."""
     explicit = os.environ.get("XG2G_BIN_CACHE")
     if explicit:
         return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "session-lease-operator" / "bin"
+    return project_cache() / "bin"
 
 
 def find_repo_root(start: Path | None = None) -> Path:

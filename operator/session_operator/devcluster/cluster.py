@@ -10,10 +10,8 @@ parent be killed outright.
 
 from __future__ import annotations
 
-import ctypes
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -25,17 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from session_operator.devcluster.binaries import Toolchain
+from session_operator.devcluster.processes import exit_on_sigterm, log_excerpt, spawn, terminate
 
 ADMIN_USER = "xg2g-admin"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-_PR_SET_PDEATHSIG = 1
 
 
 class ControlPlaneError(RuntimeError):
@@ -118,10 +115,7 @@ class LocalControlPlane:
             self.workdir = Path(tempfile.mkdtemp(prefix="xg2g-controlplane-"))
             self._owns_workdir = True
         self.workdir.mkdir(parents=True, exist_ok=True)
-        previous_sigterm = signal.getsignal(signal.SIGTERM)
-        if previous_sigterm in (signal.SIG_DFL, None):
-            # Turn a plain SIGTERM into SystemExit so context managers and fixtures stop us.
-            signal.signal(signal.SIGTERM, _raise_system_exit)
+        exit_on_sigterm()
         try:
             self._start_etcd()
             self._start_apiserver()
@@ -133,7 +127,7 @@ class LocalControlPlane:
     def stop(self) -> None:
         """Stop every component (newest first) and remove a temporary working directory."""
         for component in reversed(self.components):
-            _terminate(component)
+            terminate(component.process)
         self.components.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -149,9 +143,9 @@ class LocalControlPlane:
         """Stop component *name* (SIGTERM) and start it again with the same flags, ports
         and data; return once it is ready again (a fault the harness injects)."""
         component = self._component(name)
-        _terminate(component)
+        terminate(component.process)
         with component.log_path.open("ab") as log:
-            component.process = _popen(component.argv, log)
+            component.process = spawn(component.argv, log)
         self._wait_until(component, self._readiness(name))
 
     def _component(self, name: str) -> _Component:
@@ -261,7 +255,7 @@ class LocalControlPlane:
         assert self.workdir is not None
         component = _Component(name, list(argv), self.workdir / f"{name}.log")
         with component.log_path.open("wb") as log:
-            component.process = _popen(component.argv, log)
+            component.process = spawn(component.argv, log)
         self.components.append(component)
         return component
 
@@ -272,14 +266,14 @@ class LocalControlPlane:
             if component.process.poll() is not None:
                 raise ControlPlaneError(
                     f"{component.name} exited with code {component.process.returncode}"
-                    f" during start\n{_log_excerpt(component.log_path)}"
+                    f" during start\n{log_excerpt(component.log_path)}"
                 )
             if ready():
                 return
             time.sleep(0.1)
         raise ControlPlaneError(
             f"{component.name} not ready after {self.startup_timeout:.0f}s\n"
-            f"{_log_excerpt(component.log_path)}"
+            f"{log_excerpt(component.log_path)}"
         )
 
     def _apiserver_ready(self) -> bool:
@@ -335,47 +329,3 @@ def _http_ok(url: str, token: str | None = None, ca_file: Path | None = None) ->
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
-
-
-def _terminate(component: _Component, grace: float = 10.0) -> None:
-    process = component.process
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _popen(argv: Sequence[str], log: BinaryIO) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _raise_system_exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _log_excerpt(path: Path, head: int = 15, tail: int = 25) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    if len(lines) <= head + tail:
-        shown = lines
-    else:
-        shown = [*lines[:head], f"... ({len(lines) - head - tail} lines) ...", *lines[-tail:]]
-    return f"--- {path} ---\n" + "\n".join(shown)

@@ -1,0 +1,91 @@
+"""How the harness runs the daemons it starts: logged to a file, in a session of their own,
+dying with their parent, stopped with SIGTERM then SIGKILL, and what they mounted undone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+_PR_SET_PDEATHSIG = 1
+_MNT_DETACH = 2
+
+
+def spawn(
+    argv: Sequence[str], log: BinaryIO, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start *argv* with its output in *log*; it gets SIGKILL should this process die."""
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def terminate(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
+    """SIGTERM *process*, then SIGKILL if it is still running after *grace* seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def exit_on_sigterm() -> None:
+    """Turn a plain SIGTERM into SystemExit, so context managers and fixtures stop what
+    they started; a handler someone else installed is kept."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def unmount_under(directory: Path) -> None:
+    """Detach every mount at or below *directory*, deepest first (what a daemon killed
+    outright, or a failed debootstrap, leaves behind before its directory is removed)."""
+    root = os.path.realpath(directory)
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        points = [_unescape(line.split()[4]) for line in mountinfo]
+    inside = [point for point in points if point == root or point.startswith(root + "/")]
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    for point in sorted(set(inside), key=len, reverse=True):
+        libc.umount2(point.encode(), _MNT_DETACH)
+
+
+def log_excerpt(path: Path, head: int = 15, tail: int = 25) -> str:
+    """The start and the end of the log at *path*, for an error message."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    if len(lines) <= head + tail:
+        shown = lines
+    else:
+        shown = [*lines[:head], f"... ({len(lines) - head - tail} lines) ...", *lines[-tail:]]
+    return f"--- {path} ---\n" + "\n".join(shown)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash in paths as octal escapes.
+    for escaped, plain in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(escaped, plain)
+    return field
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _raise_system_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
