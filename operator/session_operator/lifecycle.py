@@ -428,14 +428,14 @@ def _pod_ready(workload: Workload) -> bool:
 
 
 def _condition_message(session: Session, condition_type: str) -> str:
-    for condition in session.status.conditions:
+    for condition in session.conditions:
         if condition.get("type") == condition_type:
             return str(condition.get("message") or "")
     return ""
 
 
 def _stop_began(session: Session) -> datetime:
-    for condition in session.status.conditions:
+    for condition in session.conditions:
         if condition.get("type") == LEASE_VALID and condition.get("status") == "False":
             return parse_timestamp(str(condition["lastTransitionTime"]))
     # A status edited by hand without the condition: count from the last status write

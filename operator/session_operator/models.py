@@ -7,13 +7,17 @@ timestamp.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from session_operator.lease import Lease, SessionState, StopReason
+from session_operator.timestamps import parse_timestamp
 
 GROUP = "xg2g.io"
 VERSION = "v1alpha1"
@@ -35,18 +39,21 @@ def sessions_path(namespace: str | None, name: str = "", subresource: str = "") 
     return f"{path}/{subresource}" if subresource else path
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+# Every replica holds every Session: the stored form is slotted dataclasses (no per-object
+# dict), validated by pydantic where the API's JSON is read.
+_DECODED = ConfigDict(populate_by_name=True, extra="ignore")
 
 
-class LeaseSpec(_Model):
+@pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
+class LeaseSpec:
     """``spec.lease``: the lease a session asks for."""
 
     ttl_seconds: int = Field(alias="ttlSeconds")
     heartbeat_interval_seconds: int = Field(alias="heartbeatIntervalSeconds")
 
 
-class SessionSpec(_Model):
+@pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
+class SessionSpec:
     """``spec``: what the user wants.
 
     Of ``spec.template`` only its presence is kept: a template may be large, every replica
@@ -67,7 +74,8 @@ class SessionSpec(_Model):
         return data
 
 
-class SessionStatus(_Model):
+@pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
+class SessionStatus:
     """``status``: what the operator observed and decided."""
 
     state: SessionState | None = None
@@ -79,10 +87,10 @@ class SessionStatus(_Model):
     stop_reason: StopReason | None = Field(default=None, alias="stopReason")
     stopped_at: datetime | None = Field(default=None, alias="stoppedAt")
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
-    conditions: tuple[dict[str, Any], ...] = ()
 
 
-class SessionRef(_Model):
+@dataclass(frozen=True, slots=True)
+class SessionRef:
     """Where a Session lives: its namespace and name."""
 
     namespace: str
@@ -96,7 +104,8 @@ class SessionRef(_Model):
         return sessions_path(self.namespace, self.name, subresource)
 
 
-class Session(_Model):
+@dataclass(frozen=True, slots=True)
+class Session:
     """A Session as read from the API, with the raw status kept for compare-and-set."""
 
     ref: SessionRef
@@ -115,20 +124,29 @@ class Session(_Model):
     def from_body(cls, body: Mapping[str, Any]) -> Session:
         """Decode a Session object as the API returns it."""
         metadata = body["metadata"]
-        raw_status = body.get("status") or {}
+        raw_status = _shared(body.get("status") or {})
         return cls(
             ref=SessionRef(namespace=metadata["namespace"], name=metadata["name"]),
             uid=metadata["uid"],
             resource_version=metadata.get("resourceVersion", ""),
             generation=metadata.get("generation", 0),
-            created_at=metadata["creationTimestamp"],
+            created_at=parse_timestamp(metadata["creationTimestamp"]),
             labels=dict(metadata.get("labels") or {}),
             finalizers=tuple(metadata.get("finalizers") or ()),
             deleting=bool(metadata.get("deletionTimestamp")),
-            spec=SessionSpec.model_validate(body.get("spec") or {}),
-            status=SessionStatus.model_validate(raw_status),
+            spec=_SPEC.validate_python(body.get("spec") or {}),
+            status=_STATUS.validate_python(raw_status),
             raw_status=raw_status,
         )
+
+    @property
+    def conditions(self) -> Sequence[Mapping[str, Any]]:
+        """``status.conditions`` as stored (``metav1.Condition`` entries)."""
+        conditions = self.raw_status.get("conditions")
+        return conditions if isinstance(conditions, list) else ()
+
+    def __repr__(self) -> str:
+        return f"Session({self.ref}, uid={self.uid}, resourceVersion={self.resource_version})"
 
     @property
     def initialised(self) -> bool:
@@ -153,3 +171,19 @@ class Session(_Model):
             heartbeat_interval=timedelta(seconds=status.heartbeat_interval),
             stop_reason=status.stop_reason,
         )
+
+
+_SPEC = TypeAdapter(SessionSpec)
+_STATUS = TypeAdapter(SessionStatus)
+
+
+def _shared(value: Any) -> Any:
+    """*value* (decoded JSON) with its keys and strings interned: every replica holds every
+    Session, and their condition types, reasons and messages repeat from one to the next."""
+    if isinstance(value, dict):
+        return {sys.intern(key): _shared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shared(item) for item in value]
+    if type(value) is str:  # not a subclass (an enum member): intern() takes exact str
+        return sys.intern(value)
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -26,7 +27,7 @@ class FailsThenWrites(Reconciler):
         self.attempts.append(asyncio.get_running_loop().time())
         if len(self.attempts) <= self.failures:
             raise ApiUnavailable("connection refused")
-        written = session.model_copy(update={"resource_version": "99"})
+        written = dataclasses.replace(session, resource_version="99")
         return Outcome(written, None)
 
 
