@@ -1,5 +1,5 @@
 """The session clients of the fault harness: a process of their own, beating with the
-project's own :class:`~session_operator.client.HeartbeatClient`.
+project's own :class:`~session_operator.heartbeat_client.HeartbeatClient`.
 
 The harness drives it through stdin, one JSON command per line:
 
@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from session_operator.client import HeartbeatClient, HeartbeatFailed
+from session_operator.heartbeat_client import HeartbeatClient, HeartbeatFailed
 
 
 class Clients:

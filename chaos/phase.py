@@ -30,7 +30,7 @@ from chaos.invariants import (
     judge,
 )
 from chaos.world import LEASE_NAMESPACE, World
-from session_operator.k8s.outages import OUTAGES_CONFIGMAP, WINDOWS_KEY, decode_windows
+from session_operator.k8s.outage_record import OUTAGES_CONFIGMAP, WINDOWS_KEY, decode_windows
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION, sessions_path
 from session_operator.timestamps import parse_timestamp

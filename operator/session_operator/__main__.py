@@ -21,7 +21,7 @@ from session_operator.heartbeat_cli import (
     add_heartbeat_command,
     run_heartbeat,
 )
-from session_operator.k8s.client import NoCluster
+from session_operator.k8s.connection import NoCluster
 from session_operator.runtime import configure_logging, run_operator, serve_api
 
 

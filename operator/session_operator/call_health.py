@@ -3,7 +3,7 @@
 Every apiserver call reports here (through ``k8s.rest.Rest``): a call that fails as
 unavailable, or hangs longer than :data:`STALLED_AFTER`, opens an outage; the next call
 that is answered closes it. Time is read from the clock passed in, so every boundary is
-a unit test. ``k8s.outages.OutageMonitor`` shares the closed windows with the other
+a unit test. ``k8s.outage_record.OutageMonitor`` shares the closed windows with the other
 replicas.
 """
 
@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 
 STALLED_AFTER = timedelta(seconds=5)
 """A call unanswered for this long counts as an outage from when it was sent. A call

@@ -23,13 +23,13 @@ from typing import Any
 import yaml
 
 from session_operator.api.bodies import HeartbeatBody
-from session_operator.client import (
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE
+from session_operator.heartbeat_client import (
     DEFAULT_TOKEN_FILE,
     HeartbeatClient,
     HeartbeatFailed,
     InsecureUrl,
 )
-from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 from session_operator.timestamps import format_timestamp
 
 URL_ENV = "SESSION_API_URL"

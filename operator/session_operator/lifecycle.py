@@ -36,7 +36,7 @@ from session_operator.lease import (
     terminal_state_for,
 )
 from session_operator.models import FINALIZER, STATE_LABEL, Session
-from session_operator.outage import LeaseGrace, OutageWindow, outage_grace
+from session_operator.outage_rule import LeaseGrace, OutageWindow, outage_grace
 from session_operator.timestamps import format_timestamp, parse_timestamp
 from session_operator.workload import Workload
 

@@ -22,14 +22,14 @@ from session_operator.call_health import CallHealth
 from session_operator.config import Settings
 from session_operator.controller.election import LeaderElector, replica_identity
 from session_operator.controller.loop import SessionController
-from session_operator.controller.pods import PodStore
+from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Kubernetes, Reconciler
-from session_operator.controller.store import SessionStore
+from session_operator.controller.session_store import SessionStore
 from session_operator.handlers.pods import register_pod_handlers
-from session_operator.k8s.client import connect
+from session_operator.k8s.connection import connect
 from session_operator.k8s.events import EventRecorder
-from session_operator.k8s.leases import LeaseApi
-from session_operator.k8s.outages import OutageMonitor, OutageRecordApi
+from session_operator.k8s.leader_lease import LeaseApi
+from session_operator.k8s.outage_record import OutageMonitor, OutageRecordApi
 from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest

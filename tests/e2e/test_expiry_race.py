@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from session_operator.controller.pods import PodStore
+from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Kubernetes, Reconciler
-from session_operator.k8s.client import connect
+from session_operator.k8s.connection import connect
 from session_operator.k8s.errors import PreconditionFailed
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.owned import OwnedObjects

@@ -1,4 +1,4 @@
-"""session_operator.client and ``session-operator heartbeat`` against the real API."""
+"""session_operator.heartbeat_client and ``session-operator heartbeat`` against the real API."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from session_operator.client import HeartbeatClient, HeartbeatFailed
+from session_operator.heartbeat_client import HeartbeatClient, HeartbeatFailed
 from session_operator.timestamps import parse_timestamp
 from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import HEARTBEAT_AUDIENCE, Cluster, OperatorProcess

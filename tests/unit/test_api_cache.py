@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from session_operator.api.cache import SessionCache
-from session_operator.controller.store import SessionStore
+from session_operator.controller.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable, ResourceVersionExpired
 from session_operator.k8s.watch import Listing, ListWatch, WatchEvent
 from session_operator.models import SessionRef

@@ -21,7 +21,7 @@ from session_operator.k8s.errors import ApiUnavailable, NotFound, PreconditionFa
 from session_operator.k8s.sessions import JsonPatch, SessionApi
 from session_operator.lease import HeartbeatExtend, SessionState, StopReason
 from session_operator.models import Session, SessionRef
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 from session_operator.timestamps import format_timestamp
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ import pytest
 from session_operator.api.cache import SessionCache
 from session_operator.api.errors import CacheNotSynced, SessionNotFound
 from session_operator.api.lookup import SessionLookup
-from session_operator.controller.store import SessionStore
+from session_operator.controller.session_store import SessionStore
 from session_operator.k8s.sessions import SessionApi
 from session_operator.k8s.watch import Listing
 from session_operator.models import Session, SessionRef

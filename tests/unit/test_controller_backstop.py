@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from session_operator.controller.loop import SessionController
-from session_operator.controller.pods import PodStore
+from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Outcome, Reconciler
-from session_operator.controller.store import SessionStore
+from session_operator.controller.session_store import SessionStore
 from session_operator.models import Session
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)

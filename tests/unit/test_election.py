@@ -10,7 +10,7 @@ import pytest
 
 from session_operator.controller.election import LeaderElector
 from session_operator.k8s.errors import ApiUnavailable, PreconditionFailed
-from session_operator.k8s.leases import LeaseApi
+from session_operator.k8s.leader_lease import LeaseApi
 from session_operator.leadership import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaseRecord
 
 START = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)

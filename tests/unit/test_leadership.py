@@ -19,7 +19,7 @@ from session_operator.leadership import (
     still_leading,
     unheld_window,
 )
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 
 pytestmark = pytest.mark.unit
 

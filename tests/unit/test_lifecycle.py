@@ -32,7 +32,7 @@ from session_operator.lifecycle import (
     stop_session,
 )
 from session_operator.models import FINALIZER, STATE_LABEL, Session, SessionRef
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 from session_operator.timestamps import format_timestamp
 from session_operator.workload import PodSummary, Workload
 

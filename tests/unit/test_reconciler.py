@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from session_operator.controller.pods import PodStore
+from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import MAX_STEPS, Kubernetes, Reconciler
 from session_operator.k8s.errors import PreconditionFailed
 from session_operator.k8s.events import EventRecorder

@@ -1,6 +1,6 @@
 """The JSON bodies of the heartbeat API (snake_case, as the seed's API), as pydantic models.
 
-The server renders them and :mod:`session_operator.client` parses them; the OpenAPI
+The server renders them and :mod:`session_operator.heartbeat_client` parses them; the OpenAPI
 document describes the same fields.
 """
 

@@ -38,7 +38,7 @@ from session_operator.lease import (
     observed_state,
 )
 from session_operator.models import Session, SessionRef
-from session_operator.outage import OutageWindow, outage_grace
+from session_operator.outage_rule import OutageWindow, outage_grace
 from session_operator.timestamps import format_timestamp
 
 # Decisions per heartbeat: a re-read after each lost write or expiry seen in the cache.

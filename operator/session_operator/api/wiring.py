@@ -16,8 +16,8 @@ from session_operator.api.lookup import SessionLookup
 from session_operator.api.review_limit import ReviewLimiter
 from session_operator.api.routes import HeartbeatRoutes
 from session_operator.config import Settings
-from session_operator.controller.store import SessionStore
-from session_operator.k8s.outages import OutageMonitor
+from session_operator.controller.session_store import SessionStore
+from session_operator.k8s.outage_record import OutageMonitor
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
 

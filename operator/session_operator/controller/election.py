@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from session_operator.k8s.errors import KubernetesError
-from session_operator.k8s.leases import LeaseApi
+from session_operator.k8s.leader_lease import LeaseApi
 from session_operator.leadership import (
     RETRY_PERIOD,
     LeaseRecord,
@@ -29,7 +29,7 @@ from session_operator.leadership import (
     still_leading,
     unheld_window,
 )
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 
 logger = logging.getLogger(__name__)
 

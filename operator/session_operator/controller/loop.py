@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from session_operator.controller.deadlines import DeadlineScheduler
-from session_operator.controller.pods import PodStore
+from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Reconciler
-from session_operator.controller.store import SessionStore
+from session_operator.controller.session_store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
 from session_operator.k8s.errors import KubernetesError
 from session_operator.lease import LIVE_STATES

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import assert_never
 
 from session_operator import metrics
-from session_operator.controller.pods import PodStore
+from session_operator.controller.pod_store import PodStore
 from session_operator.k8s.errors import NotFound, PreconditionFailed, Rejected
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.owned import OwnedObjects
@@ -39,7 +39,7 @@ from session_operator.lifecycle import (
     next_step,
 )
 from session_operator.models import Session
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 from session_operator.workload import Workload
 
 MAX_STEPS = 8

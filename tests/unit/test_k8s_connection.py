@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from session_operator.k8s.client import connect
+from session_operator.k8s.connection import connect
 from tests.kubeconfigs import unreachable_kubeconfig
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from session_operator.client import (
+from session_operator.heartbeat_client import (
     Backoff,
     HeartbeatClient,
     HeartbeatFailed,

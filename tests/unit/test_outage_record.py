@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from session_operator.call_health import STALLED_AFTER, CallHealth
-from session_operator.k8s.outages import (
+from session_operator.k8s.outage_record import (
     OutageMonitor,
     OutageRecordApi,
     decode_windows,
     encode_windows,
 )
-from session_operator.outage import OutageWindow
+from session_operator.outage_rule import OutageWindow
 
 pytestmark = pytest.mark.unit
 

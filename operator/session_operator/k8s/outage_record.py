@@ -23,7 +23,7 @@ from typing import Any
 from session_operator.call_health import CallHealth
 from session_operator.k8s.errors import KubernetesError, NotFound, PreconditionFailed
 from session_operator.k8s.rest import Rest
-from session_operator.outage import OutageWindow, recorded_outages
+from session_operator.outage_rule import OutageWindow, recorded_outages
 from session_operator.timestamps import format_timestamp, parse_timestamp
 
 OUTAGES_CONFIGMAP = "session-lease-operator-outages"

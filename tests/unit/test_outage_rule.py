@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from session_operator.lease import Lease, SessionState
-from session_operator.outage import (
+from session_operator.outage_rule import (
     KEPT_OUTAGES,
     LeaseGrace,
     OutageWindow,
