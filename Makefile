@@ -27,22 +27,22 @@ install: $(VENV)/.installed ## create .venv and install the package with test an
 
 .PHONY: controlplane
 controlplane: install ## build etcd, kube-apiserver, kube-controller-manager, kubectl into the cache (once)
-	$(BIN)/python -m session_operator.devcluster build
+	$(BIN)/python -m harness build
 
 .PHONY: run
 run: controlplane ## run the operator; without KUBECONFIG on a local control plane
-	$(BIN)/python -m session_operator.devcluster run
+	$(BIN)/python -m harness run
 
 .PHONY: cluster
 cluster: controlplane ## start only the local control plane (CRDs installed) and wait
-	$(BIN)/python -m session_operator.devcluster up
+	$(BIN)/python -m harness up
 
 # --- Install: the chart, manifests/, kind (helm and kind are built like the control plane,
 # from the wrapper modules in hack/tools/, into the same binary cache).
-DEVCLUSTER         = $(BIN)/python -m session_operator.devcluster
-HELM               = $(shell $(DEVCLUSTER) which helm)
-KIND               = $(shell $(DEVCLUSTER) which kind)
-KUBECTL            = $(shell $(DEVCLUSTER) which kubectl)
+HARNESS            = $(BIN)/python -m harness
+HELM               = $(shell $(HARNESS) which helm)
+KIND               = $(shell $(HARNESS) which kind)
+KUBECTL            = $(shell $(HARNESS) which kubectl)
 CHART              = helm/session-lease-operator
 KIND_CLUSTER      ?= session-lease-operator
 KIND_WORKERS      ?= 1
@@ -56,15 +56,15 @@ NEED_DOCKER        = @docker info >/dev/null 2>&1 || { echo "$@: needs a running
 
 .PHONY: helm
 helm: install ## build helm into the binary cache (once)
-	$(DEVCLUSTER) build helm
+	$(HARNESS) build helm
 
 .PHONY: kind
 kind: install ## build kind into the binary cache (once)
-	$(DEVCLUSTER) build kind
+	$(HARNESS) build kind
 
 .PHONY: manifests
 manifests: helm ## render the chart into manifests/, copy crds/ into the chart
-	$(BIN)/python hack/tools/render_manifests.py --helm $(HELM)
+	$(BIN)/python -m harness.manifests --helm $(HELM)
 
 .PHONY: kind-up
 kind-up: kind ## create a kind cluster, KIND_CLUSTER (needs Docker)
@@ -83,18 +83,18 @@ IMAGE_ARCHIVE ?=
 
 .PHONY: engine
 engine: install ## install the Docker engine and debootstrap (Debian packages; as root) if missing
-	$(DEVCLUSTER) build engine
+	$(HARNESS) build engine
 
 IMAGE_ARGS     = --tag $(IMAGE_REPO):$(IMAGE_TAG) --base-image "$(BASE_IMAGE)" \
 	$(if $(IMAGE_ARCHIVE),--save $(IMAGE_ARCHIVE))
 
 .PHONY: image
 image: engine ## build the operator image IMAGE_REPO:IMAGE_TAG from the Dockerfile (BASE_IMAGE)
-	$(DEVCLUSTER) image $(IMAGE_ARGS)
+	$(HARNESS) image $(IMAGE_ARGS)
 
 .PHONY: base-lock
 base-lock: engine ## make the image's Debian base anew; record its versions in hack/image/
-	$(DEVCLUSTER) base-lock
+	$(HARNESS) base-lock
 
 # kind runs its nodes on the machine's own Docker engine; the image comes as a tarball.
 deploy: IMAGE_ARCHIVE = build/$(IMAGE_REPO)-$(IMAGE_TAG).tar
@@ -130,7 +130,7 @@ test-unit: check-machine install helm kind ## fast tests of the pure logic and t
 # Debian), the tests of the image say why and skip, and in CI they fail.
 .PHONY: test-e2e
 test-e2e: check-machine controlplane helm ## tests against the real local control plane
-	-$(DEVCLUSTER) image
+	-$(HARNESS) image
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers,
@@ -162,10 +162,10 @@ lock: install ## pin the runtime dependencies, with hashes, into requirements.lo
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check operator tests bench chaos hack
-	$(BIN)/ruff format --check operator tests bench chaos hack
+	$(BIN)/ruff check operator tests bench chaos harness hack
+	$(BIN)/ruff format --check operator tests bench chaos harness hack
 	$(BIN)/mypy
-	$(BIN)/mypy --strict bench chaos hack/check_clean_machine.py
+	$(BIN)/mypy --strict bench chaos harness hack/check_clean_machine.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the control-plane binaries)

@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 
 from bench.cost import CostMeter
-from bench.kube import ApiServer, prometheus_samples
-from bench.operator_process import OperatorProcess
-from bench.progress import Progress
+from harness.kube import ApiServer, prometheus_samples
+from harness.operator_process import OperatorProcess
+from harness.progress import Progress
 
 WRITER_LEASE = {"ttlSeconds": 3600, "heartbeatIntervalSeconds": 1}
 """Sessions whose every heartbeat writes: interval 1 s, a lease that outlives the run."""

@@ -28,9 +28,9 @@ import aiohttp
 
 from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
-from bench.kube import ApiCalls, WatchExpired
 from bench.load import Latency, LoadResult, Rotation, bounded_gather, closed_loop, percentile
 from bench.population import wait_quiet
+from harness.kube import ApiCalls, WatchExpired
 from session_operator.api.heartbeat import heartbeat_patch
 from session_operator.k8s.rest import JSON_PATCH, MERGE_PATCH
 from session_operator.lease import HeartbeatExtend

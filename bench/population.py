@@ -21,8 +21,8 @@ from typing import Any
 
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
-from bench.kube import ApiCalls, ApiServer
 from bench.load import bounded_gather
+from harness.kube import ApiCalls, ApiServer
 from session_operator.config import Settings
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.lifecycle import InitialiseStatus, LifecycleSettings, next_step

@@ -7,15 +7,15 @@ with the measured figures, whether the goal was met. Goals are goals, not a pass
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.cost import MIB, ProcessCost
 from bench.load import LoadResult
-from bench.machine import Machine
 from bench.phases import WRITE_VARIANTS, Duplicates, Expiry, Measurement, lag_summary
 from bench.population import Population
+from harness.machine import Machine
+from harness.table import render_table
 from session_operator.config import Settings
 
 WRITE_THROUGHPUT_SHARE = 0.8
@@ -483,17 +483,6 @@ def _throughput(run: Measurement) -> float:
     return run.load.throughput
 
 
-def render_table(rows: Sequence[Sequence[str]], headers: Sequence[str] = HEADERS) -> str:
-    """A markdown table with aligned columns."""
-    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)) + " |"
-
-    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
 def render(results: Results) -> str:
     """The header lines, the table, and the notes: what ``make bench`` prints."""
     header = [
@@ -505,7 +494,7 @@ def render(results: Results) -> str:
     notes = ["", *(f"- {note}" for note in results.notes)] if results.notes else []
     if results.error:
         notes = ["", f"ABORTED, later phases not measured: {results.error}", *notes]
-    return "\n".join([*header, render_table(table_rows(results)), *notes])
+    return "\n".join([*header, render_table(table_rows(results), HEADERS), *notes])
 
 
 def _load(load: LoadResult) -> dict[str, Any]:

@@ -28,10 +28,7 @@ import aiohttp
 
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
 from bench.cost import ProcessCost
-from bench.kube import ApiServer
 from bench.load import Rotation
-from bench.machine import describe_machine
-from bench.operator_process import OperatorProcess
 from bench.phases import (
     WRITE_VARIANTS,
     WRITER_GAP,
@@ -49,10 +46,13 @@ from bench.phases import (
     write_variant,
 )
 from bench.population import populate, populate_seeded, seed_unwatched
-from bench.progress import Progress
 from bench.report import Results, as_json, render
+from harness import LocalControlPlane, ensure_built, toolchain
+from harness.kube import ApiServer
+from harness.machine import describe_machine
+from harness.operator_process import OperatorProcess
+from harness.progress import Progress
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE
-from session_operator.devcluster import LocalControlPlane, ensure_built, toolchain
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"

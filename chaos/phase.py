@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 
-from bench.kube import ApiServerError, WatchExpired
 from chaos.invariants import (
     Intent,
     Observation,
@@ -30,6 +29,7 @@ from chaos.invariants import (
     judge,
 )
 from chaos.world import LEASE_NAMESPACE, World
+from harness.kube import ApiServerError, WatchExpired
 from session_operator.k8s.outage_record import OUTAGES_CONFIGMAP, WINDOWS_KEY, decode_windows
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.models import GROUP, KIND, SESSION_LABEL, VERSION, sessions_path

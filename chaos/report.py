@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from bench.machine import Machine
-from bench.report import render_table
 from chaos.faults import FaultResult
 from chaos.invariants import Verdict
 from chaos.soak import SoakResult
+from harness.machine import Machine
+from harness.table import render_table
 
 HEADERS = (
     "fault", "sessions", "wrongful", "missed", "orphans", "revived", "reasons", "events",

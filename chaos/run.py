@@ -20,12 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.machine import Machine, describe_machine
-from bench.progress import Progress
 from chaos.faults import FAULTS, FaultResult, run_fault
 from chaos.report import as_json, render
 from chaos.soak import SoakResult, soak
 from chaos.world import OperatorSettings, World
+from harness.machine import Machine, describe_machine
+from harness.progress import Progress
 from session_operator.config import parse_duration
 
 SECONDS_PER_FAULT = {

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 
-from session_operator.devcluster.cluster import free_port
+from harness.cluster import free_port
 
 RequestHook = Callable[[int], None]
 """Called with a replica's port when request bytes are about to reach it."""

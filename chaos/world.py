@@ -19,12 +19,12 @@ from typing import Any
 
 import aiohttp
 
-from bench.kube import ApiServer, prometheus_samples
-from bench.operator_process import OperatorProcess
 from chaos.service import ServiceProxy
+from harness import LocalControlPlane, ensure_built, toolchain
+from harness.cluster import free_port
+from harness.kube import ApiServer, prometheus_samples
+from harness.operator_process import OperatorProcess
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE
-from session_operator.devcluster import LocalControlPlane, ensure_built, toolchain
-from session_operator.devcluster.cluster import free_port
 from session_operator.runtime import LEADER_LEASE_NAME
 from session_operator.timestamps import parse_timestamp
 

@@ -32,7 +32,7 @@ DISTRIBUTION = "session-lease-operator"
 # What a fresh machine has and the tests may run by name: a shell, make and its recipes'
 # utilities, Go (the control plane and the tools are built from source), and the coreutils
 # the README's commands use. `docker` is optional: kind runs it by name. The Docker engine
-# of the image tests is the harness's own (session_operator.devcluster.engine), run by
+# of the image tests is the harness's own (harness.engine), run by
 # absolute path; without it those tests say why and skip.
 MACHINE_TOOLS = (
     "sh",

@@ -19,12 +19,12 @@ from typing import NoReturn
 import pytest
 import yaml
 
-from session_operator.devcluster import Kubectl, LocalControlPlane, ensure_built, toolchain
-from session_operator.devcluster.binaries import ensure_tool, go_tool
-from session_operator.devcluster.debian_packages import PackageError
-from session_operator.devcluster.engine import DockerEngine, EngineError
-from session_operator.devcluster.image import build_operator_image
-from session_operator.devcluster.operator_process import OperatorProcess
+from harness import Kubectl, LocalControlPlane, ensure_built, toolchain
+from harness.binaries import ensure_tool, go_tool
+from harness.debian_packages import PackageError
+from harness.engine import DockerEngine, EngineError
+from harness.image import build_operator_image
+from harness.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from session_operator.devcluster.engine import DockerEngine
+from harness.engine import DockerEngine
 from tests.e2e.conftest import Cluster
 from tests.e2e.heartbeats import create_token
 

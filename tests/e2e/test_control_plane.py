@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from session_operator.devcluster.cluster import free_port
+from harness.cluster import free_port
 from tests.e2e.conftest import Cluster, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_stopping_the_harness_leaves_no_component_running(
 ) -> None:
     script = (
         "import sys, time\n"
-        "from session_operator.devcluster import LocalControlPlane, toolchain\n"
+        "from harness import LocalControlPlane, toolchain\n"
         "with LocalControlPlane(toolchain()) as plane:\n"
         "    print(' '.join(str(c.process.pid) for c in plane.components), flush=True)\n"
         "    time.sleep(600)\n"
@@ -109,11 +109,11 @@ def _alive(pid: int) -> bool:
 
 
 def make_run(**env: str) -> subprocess.Popen[str]:
-    """``python -m session_operator.devcluster run`` (what ``make run`` runs) with no
+    """``python -m harness run`` (what ``make run`` runs) with no
     KUBECONFIG, so on a local control plane of its own."""
     base = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
     return subprocess.Popen(
-        [sys.executable, "-m", "session_operator.devcluster", "run"],
+        [sys.executable, "-m", "harness", "run"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

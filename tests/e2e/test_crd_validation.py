@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
-from session_operator.devcluster import Kubectl
+from harness import Kubectl
 from session_operator.lease import SessionState, can_transition
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "sessions.xg2g.io.yaml"

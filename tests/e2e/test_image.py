@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from session_operator.devcluster.cluster import free_port
-from session_operator.devcluster.engine import DockerEngine
+from harness.cluster import free_port
+from harness.engine import DockerEngine
 from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import Cluster, fresh_namespace, wait_for
 from tests.e2e.heartbeats import call, heartbeat_path, service_account

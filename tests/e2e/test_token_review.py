@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from session_operator.devcluster.cluster import free_port
+from harness.cluster import free_port
 from tests.e2e.conftest import (
     REPO,
     Cluster,

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from session_operator.devcluster.operator_process import OperatorProcess
+from harness.operator_process import OperatorProcess
 from tests.e2e.conftest import Cluster, wait_for
 from tests.e2e.sessions import create_session, wait_for_state
 

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
+from harness.cluster import free_port
 from session_operator.api.server import start_server
 from session_operator.config import load_settings
-from session_operator.devcluster.cluster import free_port
 
 
 def status_of(url: str) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from session_operator.devcluster import base_image
-from session_operator.devcluster.base_image import BaseImageError, DebianBase, locked_packages
+from harness import base_image
+from harness.base_image import BaseImageError, DebianBase, locked_packages
 
 pytestmark = pytest.mark.unit
 

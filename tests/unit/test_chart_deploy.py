@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from session_operator.devcluster.binaries import ensure_tool, go_tool, toolchain
+from harness.binaries import ensure_tool, go_tool, toolchain
 
 pytestmark = pytest.mark.unit
 
@@ -133,7 +133,7 @@ def test_deploy_dry_run_loads_the_image_and_installs_the_chart(venv: Path) -> No
     kind, helm = go_tool("kind", REPO).binary, go_tool("helm", REPO).binary
     kubectl = toolchain(repo_root=REPO).kubectl
     steps = [
-        f"{venv}/bin/python -m session_operator.devcluster image --tag session-lease-operator:t1"
+        f"{venv}/bin/python -m harness image --tag session-lease-operator:t1"
         ' --base-image "" --save build/session-lease-operator-t1.tar',
         f"{kind} load image-archive build/session-lease-operator-t1.tar --name demo",
         f"{kubectl} --context kind-demo apply --server-side -f crds/",

@@ -16,14 +16,13 @@ import pytest
 import yaml
 from cryptography import x509
 
+from harness.binaries import ensure_tool, go_tool
 from session_operator.config import FILE_KEYS, load_settings
-from session_operator.devcluster.binaries import ensure_tool, go_tool
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "session-lease-operator"
-RENDER_MANIFESTS = REPO / "hack" / "tools" / "render_manifests.py"
 RELEASE, NAMESPACE = "slo", "ops"
 FULLNAME = "slo-session-lease-operator"
 OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
@@ -486,16 +485,16 @@ def test_service_monitor_is_optional_and_trusts_the_ca(helm: Path) -> None:
 
 @pytest.fixture
 def repo_copy(tmp_path: Path) -> Path:
-    """A copy of what render_manifests.py reads and writes."""
+    """A copy of what ``harness.manifests`` reads and writes."""
     for part in ["crds", "manifests", "helm"]:
         shutil.copytree(REPO / part, tmp_path / part)
     return tmp_path
 
 
 def check_manifests(helm: Path, repo: Path) -> subprocess.CompletedProcess[str]:
-    """``render_manifests.py --check`` against *repo*."""
-    argv = [sys.executable, str(RENDER_MANIFESTS), "--check", "--helm", str(helm)]
-    return subprocess.run([*argv, "--repo", str(repo)], capture_output=True, text=True)
+    """``python -m harness.manifests --check`` against *repo*."""
+    argv = [sys.executable, "-m", "harness.manifests", "--check", "--helm", str(helm)]
+    return subprocess.run([*argv, "--repo", str(repo)], capture_output=True, text=True, cwd=REPO)
 
 
 def test_manifests_are_the_chart_rendered(helm: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from session_operator.devcluster import debian_packages
-from session_operator.devcluster.debian_packages import PackageError, Program, ensure_installed
-from session_operator.devcluster.engine import DockerEngine, EngineError
+from harness import debian_packages
+from harness.debian_packages import PackageError, Program, ensure_installed
+from harness.engine import DockerEngine, EngineError
 
 pytestmark = pytest.mark.unit
 
@@ -51,6 +51,6 @@ def test_a_missing_package_without_apt_get_says_so(monkeypatch: pytest.MonkeyPat
 
 
 def test_the_engine_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("session_operator.devcluster.engine.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("harness.engine.os.geteuid", lambda: 1000)
     with pytest.raises(EngineError, match="dockerd needs root"):
         DockerEngine().start()

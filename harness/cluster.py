@@ -28,8 +28,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from session_operator.devcluster.binaries import Toolchain
-from session_operator.devcluster.processes import exit_on_sigterm, log_excerpt, spawn, terminate
+from harness.binaries import Toolchain
+from harness.processes import exit_on_sigterm, log_excerpt, spawn, terminate
 
 ADMIN_USER = "xg2g-admin"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"

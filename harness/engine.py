@@ -24,9 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from session_operator.devcluster.binaries import project_cache
-from session_operator.devcluster.debian_packages import DOCKER, DOCKERD, SYSTEM_PATH
-from session_operator.devcluster.processes import (
+from harness.binaries import project_cache
+from harness.debian_packages import DOCKER, DOCKERD, SYSTEM_PATH
+from harness.processes import (
     exit_on_sigterm,
     log_excerpt,
     spawn,

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from session_operator.devcluster.base_image import default_base, ensure_base
-from session_operator.devcluster.binaries import find_repo_root
-from session_operator.devcluster.engine import DockerEngine
+from harness.base_image import default_base, ensure_base
+from harness.binaries import find_repo_root
+from harness.engine import DockerEngine
 
 OPERATOR_IMAGE = "session-lease-operator:dev"
 """The image ``make image`` builds, and the one the tests run."""

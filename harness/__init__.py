@@ -1,7 +1,7 @@
 """A real local Kubernetes control plane for development and tests (``make run``, ``make test``)."""
 
-from session_operator.devcluster.binaries import BuildError, Toolchain, ensure_built, toolchain
-from session_operator.devcluster.cluster import (
+from harness.binaries import BuildError, Toolchain, ensure_built, toolchain
+from harness.cluster import (
     ControlPlaneError,
     Kubectl,
     KubectlError,

@@ -1,4 +1,4 @@
-"""``python -m session_operator.devcluster``: build the binaries, or run a local cluster.
+"""``python -m harness``: build the binaries, or run a local cluster.
 
 - ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl;
   ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above);
@@ -23,9 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
-from session_operator.devcluster.base_image import BaseImageError, default_base, relock_base
-from session_operator.devcluster.binaries import (
+from harness.base_image import BaseImageError, default_base, relock_base
+from harness.binaries import (
     TOOLS,
     BuildError,
     ensure_built,
@@ -34,15 +33,16 @@ from session_operator.devcluster.binaries import (
     go_tool,
     toolchain,
 )
-from session_operator.devcluster.cluster import ControlPlaneError, KubectlError, LocalControlPlane
-from session_operator.devcluster.debian_packages import (
+from harness.cluster import ControlPlaneError, KubectlError, LocalControlPlane
+from harness.debian_packages import (
     ENGINE_PROGRAMS,
     IMAGE_PROGRAMS,
     PackageError,
     ensure_installed,
 )
-from session_operator.devcluster.engine import DockerEngine, EngineError
-from session_operator.devcluster.image import OPERATOR_IMAGE, build_operator_image
+from harness.engine import DockerEngine, EngineError
+from harness.image import OPERATOR_IMAGE, build_operator_image
+from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
 HEARTBEAT_ROLE = "manifests/session-heartbeat-clusterrole.yaml"
@@ -51,7 +51,7 @@ DEMO_CLIENT = "demo-client"
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m session_operator.devcluster")
+    parser = argparse.ArgumentParser(prog="python -m harness")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build the control-plane binaries into the cache")
     build.add_argument(

@@ -5,6 +5,7 @@ Its output goes to a log file, so runs stay quiet; the file's tail is shown when
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import subprocess
@@ -15,7 +16,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from session_operator.devcluster.cluster import free_port
+import aiohttp
+
+from harness.cluster import free_port
 
 
 class OperatorFailed(RuntimeError):
@@ -89,6 +92,23 @@ class OperatorProcess:
             except OSError:
                 pass
             time.sleep(0.1)
+        self.stop()
+        raise OperatorFailed(f"the operator was not ready after {within:.0f}s:\n{self.log_tail()}")
+
+    async def wait_ready(self, http: aiohttp.ClientSession, within: float = 60.0) -> None:
+        """Wait until ``/readyz`` answers 200 without blocking the event loop (after
+        :meth:`spawn`); :class:`OperatorFailed` if the process exits first."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise OperatorFailed(f"the operator exited at start:\n{self.log_tail()}")
+            try:
+                async with http.get(self.url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
         self.stop()
         raise OperatorFailed(f"the operator was not ready after {within:.0f}s:\n{self.log_tail()}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from session_operator.k8s.rest import JSON
 from session_operator.models import PLURAL, sessions_path
@@ -26,22 +26,15 @@ from session_operator.models import PLURAL, sessions_path
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 REVIEW_RESOURCES = frozenset({"tokenreviews", "subjectaccessreviews"})
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
 
 def prometheus_samples(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
-    """Every sample of *metric* in a Prometheus text exposition: (labels, value)."""
-    samples: list[tuple[dict[str, str], float]] = []
-    for line in text.splitlines():
-        if not line.startswith(metric):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None or match["name"] != metric:
-            continue
-        labels = dict(_LABEL.findall(match["labels"] or ""))
-        samples.append((labels, float(match["value"])))
-    return samples
+    """Every sample named *metric* in a Prometheus text exposition: (labels, value)."""
+    return [
+        (dict(sample.labels), float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric
+    ]
 
 
 RequestKey = tuple[str, str, str, str]

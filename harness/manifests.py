@@ -5,8 +5,8 @@ release and namespace ``session-lease-operator`` with its default values (but TL
 ``ci/manifests-values.yaml``), one file per template, plus the Namespace and the CRD. The
 chart's ``crds/`` gets the repository's CRD, the single source, copied in.
 
-    python hack/tools/render_manifests.py            # write
-    python hack/tools/render_manifests.py --check    # exit 1 when anything drifted
+    python -m harness.manifests            # write
+    python -m harness.manifests --check    # exit 1 when anything drifted
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from session_operator.devcluster.binaries import ensure_tool, go_tool
+from harness.binaries import ensure_tool, go_tool
 
 RELEASE = "session-lease-operator"
 NAMESPACE = "session-lease-operator"
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report drift (exit 1)")
     parser.add_argument("--helm", type=Path, help="helm binary (default: built into the cache)")
-    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2])
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1])
     args = parser.parse_args(argv)
     helm = args.helm or ensure_tool(go_tool("helm", args.repo)).binary
     files = render(args.repo, helm)

@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_bad_setting_stops_make_run_at_once_in_one_line() -> None:
     env = {**os.environ, "XG2G_SESSION_LEASE_TTL": "abc"}
     env.pop("KUBECONFIG", None)
     result = subprocess.run(
-        [sys.executable, "-m", "session_operator.devcluster", "run"],
+        [sys.executable, "-m", "harness", "run"],
+        cwd=REPO,
         capture_output=True,
         text=True,
         env=env,

@@ -30,10 +30,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from session_operator.devcluster.binaries import find_repo_root, project_cache
-from session_operator.devcluster.debian_packages import DEBOOTSTRAP, DPKG_QUERY, SYSTEM_PATH, TAR
-from session_operator.devcluster.engine import DockerEngine
-from session_operator.devcluster.processes import unmount_under
+from harness.binaries import find_repo_root, project_cache
+from harness.debian_packages import DEBOOTSTRAP, DPKG_QUERY, SYSTEM_PATH, TAR
+from harness.engine import DockerEngine
+from harness.processes import unmount_under
 
 BASE_REPOSITORY = "session-lease-operator-base"
 LOCK_FILE = Path("hack/image/debian-base.lock")
