@@ -10,7 +10,8 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/session-operator
 WORKDIR /src
-# The dependencies exactly as locked, each checked against its hash; then the project alone.
+# The dependencies exactly as locked, each checked against its hash (setuptools, the build
+# backend, too); then the project alone, built with that setuptools, nothing downloaded.
 # The optional build secret `ca-bundle` is a CA bundle for pip to trust, for machines that
 # reach PyPI through a TLS-inspecting proxy; it is not kept in any layer.
 COPY requirements.lock ./
@@ -21,7 +22,7 @@ COPY pyproject.toml README.md ./
 COPY operator ./operator
 RUN --mount=type=secret,id=ca-bundle \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
-    && /opt/session-operator/bin/pip install --no-deps .
+    && /opt/session-operator/bin/pip install --no-deps --no-build-isolation .
 # The installers are not needed at run time.
 RUN /opt/session-operator/bin/python -m pip uninstall --yes --quiet pip setuptools
 

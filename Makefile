@@ -156,9 +156,10 @@ soak: controlplane ## churn sessions for DURATION, check the invariants and the 
 	$(BIN)/python -m chaos --soak $(DURATION)
 
 .PHONY: lock
-lock: install ## pin the runtime dependencies, with hashes, into requirements.lock (the image installs it)
+lock: install ## pin the runtime and build dependencies, with hashes, into requirements.lock (the image installs it)
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
-		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+		--build-deps-for=wheel --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict

@@ -187,8 +187,10 @@ def test_image_context_is_only_what_pip_install_needs() -> None:
 def test_the_image_installs_hashed_locked_dependencies_covering_pyproject() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "pip install --require-hashes --no-deps -r requirements.lock" in dockerfile
-    assert "pip install --no-deps ." in dockerfile
+    # The project is built with the locked setuptools: nothing unhashed is downloaded.
+    assert "pip install --no-deps --no-build-isolation ." in dockerfile
     lock = (REPO / "requirements.lock").read_text()
+    assert re.search(r"^setuptools==", lock, re.M), "the build backend is locked too"
     # Every pin is followed by its hashes (`name==version \` then `--hash=sha256:...`).
     pins = re.findall(r"^([a-z0-9._-]+)==\S+( \\\n    --hash=sha256:)?", lock, re.M)
     assert pins
