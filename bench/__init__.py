@@ -2,6 +2,6 @@
 
 Run it as ``python -m bench`` (``--quick`` for a smoke run with tiny numbers). It starts its
 own etcd + kube-apiserver + kube-controller-manager and the operator, measures the four
-phases of issue 8 (raw write ceiling, heartbeats, expiry lag, cost), prints one table and
+phases of docs/benchmarks.md (raw write ceiling, heartbeats, expiry lag, cost), prints one table and
 writes the same as JSON under ``bench/results/``.
 """

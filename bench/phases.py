@@ -1,4 +1,5 @@
-"""The measurements of issue 8, each a function over a running control plane and operator.
+"""The measurements of docs/benchmarks.md, each a function over a running control plane
+and operator.
 
 1. :func:`raw_ceiling`: status merge-PATCHes straight to the apiserver (admin token).
 2. :func:`heartbeats`: heartbeats through the operator's HTTP API, that must write

@@ -6,7 +6,7 @@ it is *seeded*: the benchmark creates every Session exactly as the operator leav
 one (the status from the operator's own lifecycle function, the state label, kopf's
 finalizer and annotations), 2 writes per session, and the operator adopts them as they come.
 The operator is not restarted for it: a restart is a span without a leader, which the
-operator rightly records as an outage and forgives lapses in (SPEC rule 8).
+operator rightly records as an outage and forgives lapses in (lease rule 8).
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class Stage:
     interval 1 s), *idlers* (i, 3600 s, beaten again inside it), *duplicates* (d, 3600 s,
     never beaten before the duplicate burst) and *expirers* (e, interval 1 s, never beaten,
     for the expiry phases: with a short interval an outage the operator records forgives
-    a lapse for 2 s at most, SPEC rule 8). *seeded*: created as the operator leaves a
+    a lapse for 2 s at most, lease rule 8). *seeded*: created as the operator leaves a
     ready session, not made ready by it. *full*: every phase runs at this N; otherwise
     only the idle cost and a staggered expiry (the optional large tier)."""
 

@@ -2,7 +2,7 @@
 
 Every fault runs the same scenario in a namespace of its own (:func:`run_fault`): sessions
 are created and beaten; a third of the clients die well before the fault (their leases must
-expire as usual), others die right before it (alive when it begins: SPEC rule 8 may owe them
+expire as usual), others die right before it (alive when it begins: lease rule 8 may owe them
 a grace); half of the stops and deletes happen before the fault, half after it; then the
 harness waits for every outcome and judges the invariants.
 """

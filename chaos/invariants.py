@@ -7,7 +7,7 @@ that into counts. Times are wall-clock seconds since the epoch, as the harness s
 * **wrongful**: a session whose client beat on time throughout was stopped;
 * **missed**: a session whose client stopped beating was not stopped as ``LEASE_EXPIRED``
   by its deadline: the last accepted heartbeat (or creation) plus the TTL, moved by the
-  outage grace of SPEC rule 8 (outage end + 2 intervals) where the rule owes one, moved to
+  outage grace of lease rule 8 (outage end + 2 intervals) where the rule owes one, moved to
   the end of an outage that it falls into (nothing can be stopped while the apiserver is
   down or no replica leads), plus one second;
 * **orphans**: a Pod still there ``stopTimeout`` after its session stopped, or a deleted
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 LIVE = frozenset({"new", "starting", "ready"})
 GRACE_INTERVALS = 2
 ON_TIME = 1.0
-"""Seconds a stop may come after its deadline (SPEC rule 5: within one second)."""
+"""Seconds a stop may come after its deadline (lease rule 5: within one second)."""
 STOP_ACTED_ON_WITHIN = 30.0
 """Seconds within which ``spec.stop`` or a delete must at least start the stop."""
 KILLED_WRITER_WINDOW = 1.0

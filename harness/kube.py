@@ -1,6 +1,6 @@
 """The benchmark's own apiserver client and the apiserver's request counters.
 
-One aiohttp session with the admin token, as "one Python aiohttp client" of issue 8: it
+One aiohttp session with the admin token, as "one Python aiohttp client" of the scale goals: it
 creates and patches Sessions, watches them, and reads ``apiserver_request_total`` from the
 apiserver's ``/metrics`` so that every phase can say how many calls and writes it caused.
 """

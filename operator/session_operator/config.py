@@ -1,9 +1,9 @@
-"""Every setting of the operator, its default and its validation (SPEC §4).
+"""Every setting of the operator, its default and its validation (README, Configuration).
 
 Defaults live here and nowhere else: handlers, timers and the HTTP server receive a
 :class:`Settings`. Values come from, highest precedence first, command-line flags (passed to
 :func:`load_settings` as keyword overrides), ``XG2G_SESSION_*`` environment variables, a YAML
-file with the camelCase keys of SPEC §4, and the defaults below.
+file with the camelCase keys of the README's configuration table, and the defaults below.
 
 An invalid configuration stops the operator at start: :func:`load_settings` raises
 :class:`ConfigError` with one line per bad setting, naming it as the user wrote it
@@ -365,7 +365,7 @@ class Settings(BaseSettings):
         return self
 
 
-# camelCase keys of the YAML file (SPEC §4), by field name.
+# camelCase keys of the YAML file (README, Configuration), by field name.
 FILE_KEYS: Mapping[str, str] = {
     "lease_ttl": "leaseTTL",
     "heartbeat_interval": "heartbeatInterval",
@@ -432,8 +432,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build the settings from flags, environment, YAML file and defaults, in that precedence.
 
     ``overrides`` are command-line flag values keyed by field name; ``None`` means the flag
-    was not given. The YAML file uses the camelCase keys of SPEC §4; unknown keys are an
-    error. Any invalid value raises :class:`ConfigError` with one line per bad setting.
+    was not given. The YAML file uses the camelCase keys of the README's configuration
+    table; unknown keys are an error. Any invalid value raises :class:`ConfigError` with one
+    line per bad setting.
     """
     given_overrides = {field: raw for field, raw in overrides.items() if raw is not None}
     unknown = sorted(set(given_overrides) - set(Settings.model_fields))

@@ -98,7 +98,7 @@ def still_leading(now: datetime, last_renewal: datetime) -> bool:
 def unheld_window(now: datetime, record: LeaseRecord | None, identity: str) -> OutageWindow | None:
     """The span nobody held the Lease, as *identity* takes it over at *now*: from the
     previous holder's last renewal to now, when that is longer than a lease duration
-    (no replica ran the operator, SPEC §2 rule 8); else ``None``, as on a renewal."""
+    (no replica ran the operator, lease rule 8); else ``None``, as on a renewal."""
     if record is None or record.renewed_at is None or record.holder == identity:
         return None
     if now - record.renewed_at <= LEASE_DURATION:

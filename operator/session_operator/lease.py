@@ -1,4 +1,4 @@
-"""The lease rules of SPEC §2: states, transitions, expiry and heartbeat decisions.
+"""The lease rules of docs/lease-rules.md: states, transitions, expiry and heartbeat decisions.
 
 Everything here is pure. Time is always an argument (``now``), never read inside, so the
 heartbeat path, the expiry path and the read path all reach the same verdict for the same
@@ -99,7 +99,7 @@ class Lease:
 def lease_expired(now: datetime, expires_at: datetime) -> bool:
     """Tell whether a lease that runs until ``expires_at`` has expired at ``now``.
 
-    Expired means ``now >= expires_at`` (SPEC §2 rule 1): at the very instant of expiry the
+    Expired means ``now >= expires_at`` (lease rule 1): at the very instant of expiry the
     lease is gone. This is the one predicate the heartbeat, expiry and read paths share.
     """
     return now >= expires_at
@@ -134,7 +134,7 @@ def observed_state(now: datetime, lease: Lease) -> tuple[SessionState, StopReaso
     """Return the state and stop reason the API reports for a session at ``now``.
 
     A live session whose lease has passed but which the operator has not stopped yet is
-    reported as ``stopping`` (SPEC §2 rule 1), so no client sees a live state while its
+    reported as ``stopping`` (lease rule 1), so no client sees a live state while its
     heartbeat is refused. Its reason is ``LEASE_EXPIRED`` unless a reason was already
     recorded, because the first reason written stays. Every other session is reported as
     stored.

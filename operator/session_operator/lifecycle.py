@@ -4,7 +4,7 @@ The data path reads top to bottom here. A new Session gets its status and lease
 (``InitialiseStatus``); a template starts a Pod (``StartWorkload``) and the session is
 ``ready`` when the Pod is (``MarkReady``); the ``xg2g.io/state`` label follows the state
 (``WriteMetadata``). A lease that lapsed because of the system's own outage is given a
-grace instead (``GrantGrace``, SPEC §2 rule 8). Any other lapsed lease, ``spec.stop`` or a
+grace instead (``GrantGrace``, lease rule 8). Any other lapsed lease, ``spec.stop`` or a
 failed Pod stops the session
 (``StopSession``): straight to its terminal state when it runs no workload, else to
 ``stopping`` while its objects are released (``ReleaseObjects``, then ``FinishStop``),

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the operator and the heartbeat API (SPEC §5)."""
+"""Every Prometheus metric of the operator and the heartbeat API (docs/API_CONTRACT.md, Metrics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §2 rule 8: the system's own outage is not charged to clients (pure).
+"""Lease rule 8 (docs/outages.md): the system's own outage is not charged to clients (pure).
 
 An outage is a window in which heartbeats could not be accepted: the apiserver could not
 be reached, or no replica held the leader Lease. A lease that lapsed inside such a window,

@@ -1,4 +1,4 @@
-"""The Session CRD refuses bad objects in the apiserver itself (SPEC §1, §2).
+"""The Session CRD refuses bad objects in the apiserver itself (docs/lease-rules.md).
 
 No operator runs here: every spec and status write comes from the test through kubectl, so
 each test shows what the apiserver alone accepts and refuses, and with which message.

@@ -1,4 +1,5 @@
-"""The heartbeat API against the real apiserver, with real ServiceAccount tokens (SPEC §3)."""
+"""The heartbeat API (docs/API_CONTRACT.md) against the real apiserver, with real
+ServiceAccount tokens."""
 
 from __future__ import annotations
 

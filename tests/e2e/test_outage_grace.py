@@ -1,5 +1,5 @@
-"""SPEC §2 rule 8 against a stalled kube-apiserver: the system's outage is not charged to
-clients that were alive, and a client gone before it is stopped as usual."""
+"""Lease rule 8 (docs/outages.md) against a stalled kube-apiserver: the system's outage is
+not charged to clients that were alive, and a client gone before it is stopped as usual."""
 
 from __future__ import annotations
 

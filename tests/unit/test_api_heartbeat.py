@@ -1,4 +1,5 @@
-"""The heartbeat's order of checks and its decisions (SPEC §3), with in-memory fakes."""
+"""The heartbeat's order of checks and its decisions (docs/API_CONTRACT.md), with in-memory
+fakes."""
 
 from __future__ import annotations
 
@@ -301,7 +302,7 @@ def test_later_heartbeat_patch_also_tests_the_last_heartbeat_as_stored() -> None
     assert len(tests) == 3
 
 
-# SPEC §2 rule 8: a 40 s outage that ended 1 s ago, with the client beating until it began.
+# Lease rule 8: a 40 s outage that ended 1 s ago, with the client beating until it began.
 OUTAGE = OutageWindow(NOW - timedelta(seconds=41), NOW - timedelta(seconds=1))
 LAPSED_IN_OUTAGE = make_session(
     expires=NOW - timedelta(seconds=10), last=OUTAGE.start - timedelta(seconds=2)

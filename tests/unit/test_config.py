@@ -1,4 +1,5 @@
-"""Configuration (SPEC §4): defaults, duration formats, precedence, one-line errors."""
+"""Configuration (the README's table): defaults, duration formats, precedence, one-line
+errors."""
 
 # The expected messages spell the rule with a multiplication sign, as users read it.
 # ruff: noqa: RUF001

@@ -1,4 +1,4 @@
-"""The deadline scheduler fires each lease deadline on the dot (SPEC §2 rule 5)."""
+"""The deadline scheduler fires each lease deadline on the dot (lease rule 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The lease rules of SPEC §2, boundary by boundary."""
+"""The lease rules of docs/lease-rules.md, boundary by boundary."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ INTERVAL = timedelta(seconds=5)
 NEW, STARTING, READY = SessionState.NEW, SessionState.STARTING, SessionState.READY
 STOPPING, STOPPED, FAILED = SessionState.STOPPING, SessionState.STOPPED, SessionState.FAILED
 
-# The diagram of SPEC §2, written out edge by edge.
+# The state diagram of docs/lease-rules.md, written out edge by edge.
 SPEC_TRANSITIONS = {
     (NEW, STARTING),
     (NEW, READY),  # no template

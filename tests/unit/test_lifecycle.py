@@ -1,4 +1,4 @@
-"""What the operator does next for a Session (SPEC §1, §2, issue 6), decided from the stored
+"""What the operator does next for a Session (docs/lease-rules.md), decided from the stored
 object and its observed workload Pod."""
 
 from __future__ import annotations
@@ -1416,7 +1416,7 @@ def test_a_whole_session_with_a_workload_from_creation_to_deletion() -> None:
     assert decide(body, stopped_at + RETENTION) == DeleteSession()
 
 
-# SPEC §2 rule 8: the lease (last heartbeat 10:00:00.123, expiry 10:01:00.123) lapsed in an
+# Lease rule 8: the lease (last heartbeat 10:00:00.123, expiry 10:01:00.123) lapsed in an
 # outage that began 1 s after the last heartbeat.
 OUTAGE = OutageWindow(
     datetime(2026, 11, 23, 10, 0, 1, tzinfo=UTC), datetime(2026, 11, 23, 10, 1, 20, tzinfo=UTC)

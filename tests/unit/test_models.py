@@ -1,4 +1,4 @@
-"""Decoding a Session body as the API returns it (SPEC §1)."""
+"""Decoding a Session body as the API returns it (crds/sessions.xg2g.io.yaml)."""
 
 from __future__ import annotations
 

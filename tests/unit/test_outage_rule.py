@@ -1,4 +1,5 @@
-"""SPEC §2 rule 8: an outage of the system is not charged to live clients, edge by edge."""
+"""Lease rule 8 (docs/outages.md): an outage of the system is not charged to live clients,
+edge by edge."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the operator reads from a Session's workload Pod (issue 6), decoded from Pod bodies."""
+"""What the operator reads from a Session's workload Pod, decoded from Pod bodies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The JSON bodies of the heartbeat API (snake_case, as the seed's API), as pydantic models.
+"""The JSON bodies of the heartbeat API (snake_case, as docs/API_CONTRACT.md gives them), as
+pydantic models.
 
 The server renders them and :mod:`session_operator.heartbeat_client` parses them; the OpenAPI
 document describes the same fields.

@@ -1,10 +1,10 @@
-"""The heartbeat and the session read of SPEC §3, on top of the lease rules.
+"""The heartbeat and the session read of docs/API_CONTRACT.md, on top of the lease rules.
 
 Checked in this order: the caller (401, done by the route) → may it beat the session
 (403) → does the session exist (404; on the sessionID path the namespace is known only
 after the lookup, so there 404 comes before 403) → has it a lease (409) → is it live and
 unexpired (410; a lease that lapsed in an outage of the system is given its grace first,
-SPEC §2 rule 8) → within the interval, acknowledged without a write (200) → else one
+lease rule 8) → within the interval, acknowledged without a write (200) → else one
 compare-and-set status write (200). A write that loses re-reads the Session and decides
 again from the fresh object, so a heartbeat never revives a session stopped meanwhile.
 """

@@ -1,8 +1,8 @@
-"""The HTTP routes of the heartbeat API (SPEC §3): parse, authenticate, call, render.
+"""The HTTP routes of the heartbeat API (docs/API_CONTRACT.md): parse, authenticate, call, render.
 
 The logic lives in :mod:`session_operator.api.heartbeat`; errors are raised as they are and
 rendered by the server's problem middleware. Every heartbeat is counted by result and
-timed (SPEC §5).
+timed (docs/API_CONTRACT.md, Metrics).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The outage record of SPEC §2 rule 8: noticed by each replica, shared through the cluster.
+"""The outage record of lease rule 8 (docs/outages.md): noticed by each replica, shared
+through the cluster.
 
 Each replica notices outages from its own apiserver calls (``call_health.CallHealth``).
 :class:`OutageMonitor` adds every closed window to the ConfigMap
