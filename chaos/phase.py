@@ -319,13 +319,28 @@ class Phase:
         api = self.world.api
         while True:
             try:
-                version = await api.resource_version(self.namespace)
+                version = await self._relist()
                 async for seen, event in api.watch(self.namespace, version):
                     self._observe(seen, event)
             except WatchExpired:
                 continue
             except UNREACHABLE:
                 await asyncio.sleep(0.2)
+
+    async def _relist(self) -> str:
+        """LIST the namespace (at the start, and after a watch that broke): what changed
+        meanwhile is observed now, and a Session seen before but listed no more is gone.
+        Returns the version to watch from."""
+        listing = await self.world.api.expect("GET", sessions_path(self.namespace))
+        seen = time.time()
+        listed = set()
+        for item in listing.get("items", []):
+            listed.add(item["metadata"]["name"])
+            self._observe(seen, {"type": "MODIFIED", "object": item})
+        for name, record in self._watched.items():
+            if name not in listed and record.observations and not record.observations[-1].deleted:
+                self._observe(seen, {"type": "DELETED", "object": {"metadata": {"name": name}}})
+        return str(listing["metadata"]["resourceVersion"])
 
     def _observe(self, seen: float, event: dict[str, Any]) -> None:
         obj = event.get("object") or {}

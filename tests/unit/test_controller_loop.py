@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+
+from session_operator.controller import loop
 from session_operator.controller.loop import SessionController
 from session_operator.controller.reconciler import Outcome, Reconciler
 from session_operator.k8s.errors import ApiUnavailable
@@ -88,3 +92,30 @@ async def test_a_relisting_forgets_what_it_lacks_and_queues_what_it_holds() -> N
     stored = controller.store.get(SessionRef(namespace="media", name="kept"))
     assert stored is not None
     assert stored.resource_version == "99"
+
+
+async def test_a_worker_that_lost_the_lead_while_waiting_takes_no_step() -> None:
+    reconciler = FailsThenWrites(failures=0)
+    controller = controller_without_deadlines(reconciler)
+    task = asyncio.create_task(controller.run())
+    await asyncio.sleep(0.05)  # the workers wait for a key, as leader
+    controller.leading.clear()
+    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert reconciler.attempts == []
+
+
+async def test_retries_while_the_apiserver_is_unreachable_stay_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loop, "RETRY_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(loop, "UNAVAILABLE_RETRY_MAX_SECONDS", 0.1)
+    reconciler = FailsThenWrites(failures=5)
+    controller = controller_without_deadlines(reconciler)
+    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    await run_until(controller, lambda: len(reconciler.attempts) == 6, seconds=5)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(reconciler.attempts)]
+    assert max(gaps) < 0.2, gaps  # 0.05, 0.1, then capped at 0.1 (not 0.2, 0.4, ...)

@@ -21,13 +21,16 @@ from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Reconciler
 from session_operator.controller.session_store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
-from session_operator.k8s.errors import KubernetesError
+from session_operator.k8s.errors import ApiUnavailable, KubernetesError
 from session_operator.lease import LIVE_STATES
 from session_operator.models import Session, SessionRef
 from session_operator.workload import summarize_pod
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+UNAVAILABLE_RETRY_MAX_SECONDS = 2.0
+"""While the apiserver cannot be reached, look again this often at most: it may be back in
+a second, and a deleted session or a stop waits for it."""
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +133,10 @@ class SessionController:
             await self.leading.wait()
             ref = await self._queue.get()
             try:
-                await self._reconcile(ref)
+                # Leadership may have been lost while this worker waited for a key: a
+                # standby takes no step (the next leader queues every Session again).
+                if self.leading.is_set():
+                    await self._reconcile(ref)
             finally:
                 self._queue.done(ref)
 
@@ -166,7 +172,12 @@ class SessionController:
             self._deadlines.schedule(ref, lease.expires_at)
         failures = self._failures.get(ref, 0) + 1
         self._failures[ref] = failures
-        delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+        cap = (
+            UNAVAILABLE_RETRY_MAX_SECONDS
+            if isinstance(error, ApiUnavailable)
+            else RETRY_MAX_SECONDS
+        )
+        delay = min(cap, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
         if error is not None:
             logger.warning("%s: %s; retrying in %.1fs", ref, error, delay)
         self._queue.add_after(ref, delay)
