@@ -4,14 +4,16 @@ Gone; what it sees goes to a sink (here a bare store)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from session_operator.api.cache import SessionCache
 from session_operator.controller.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable, ResourceVersionExpired
 from session_operator.k8s.watch import Listing, ListWatch, WatchEvent
 from session_operator.models import SessionRef
+
+T = TypeVar("T")
 
 
 def body(name: str, version: int, session_id: str | None = None) -> dict[str, Any]:
@@ -30,15 +32,19 @@ def body(name: str, version: int, session_id: str | None = None) -> dict[str, An
 class ScriptedListWatch(ListWatch):
     """LISTs and WATCHes that play a script; a watch without events waits forever."""
 
-    def __init__(self, listings: list[Listing], watches: list[list[WatchEvent | Exception]]):
+    def __init__(
+        self, listings: list[Listing[dict[str, Any]]], watches: list[list[WatchEvent | Exception]]
+    ):
         self.listings = listings
         self.watches = watches
         self.watched_from: list[str] = []
         self.lists = 0
 
-    async def list(self) -> Listing:
+    async def list(self, decode: Callable[[dict[str, Any]], T | None]) -> Listing[T]:
         self.lists += 1
-        return self.listings.pop(0)
+        listing = self.listings.pop(0)
+        decoded = (decode(item) for item in listing.items)
+        return Listing([item for item in decoded if item is not None], listing.resource_version)
 
     async def watch(self, resource_version: str) -> AsyncIterator[WatchEvent]:
         self.watched_from.append(resource_version)

@@ -83,9 +83,8 @@ class SessionCache:
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
 
     async def _relist(self) -> None:
-        listing = await self._list_watch.list()
-        decoded = (_decode(item) for item in listing.items)
-        self._sink.replace_all(session for session in decoded if session is not None)
+        listing = await self._list_watch.list(_decode)
+        self._sink.replace_all(listing.items)
         self._resource_version = listing.resource_version
         self._sink.mark_synced()
 

@@ -9,9 +9,9 @@ the version is too old the apiserver answers ``410 Gone``, raised here as
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -19,6 +19,8 @@ from session_operator.k8s.errors import ApiUnavailable, error_for_status
 from session_operator.k8s.rest import Rest
 
 LIST_PAGE_SIZE = 500
+
+T = TypeVar("T")
 WATCH_TIMEOUT_SECONDS = 300
 # The server ends the watch after WATCH_TIMEOUT_SECONDS; the client gives it this much more.
 WATCH_CLIENT_GRACE_SECONDS = 30
@@ -34,10 +36,10 @@ class WatchEvent:
 
 
 @dataclass(frozen=True)
-class Listing:
-    """The result of a LIST: the objects and the resourceVersion to watch from."""
+class Listing(Generic[T]):
+    """The result of a LIST: the objects (decoded) and the resourceVersion to watch from."""
 
-    items: list[dict[str, Any]]
+    items: list[T]
     resource_version: str
 
 
@@ -48,13 +50,18 @@ class ListWatch:
         self._rest = rest
         self._path = path
 
-    async def list(self) -> Listing:
-        """Every object of the collection (page by page), with the collection's version."""
-        items: list[dict[str, Any]] = []
+    async def list(self, decode: Callable[[dict[str, Any]], T | None]) -> Listing[T]:
+        """Every object of the collection, with the collection's version. Each page is
+        decoded as it arrives and its raw JSON dropped before the next is read, so a
+        listing of many objects is never held raw at once; *decode* may skip one (None)."""
+        items: list[T] = []
         query = {"limit": str(LIST_PAGE_SIZE)}
         while True:
             page = await self._rest.request("GET", self._path, query=query)
-            items.extend(page.get("items") or [])
+            for raw in page.get("items") or []:
+                decoded = decode(raw)
+                if decoded is not None:
+                    items.append(decoded)
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
             if not token:
