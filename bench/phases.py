@@ -1,7 +1,8 @@
 """The measurements of docs/benchmarks.md, each a function over a running control plane
 and operator.
 
-1. :func:`raw_ceiling`: status merge-PATCHes straight to the apiserver (admin token).
+1. :data:`RAW`, the raw ceiling: status merge-PATCHes straight to the apiserver (admin
+   token); :data:`WRITE_VARIANTS`, the heartbeat's write made by other means.
 2. :func:`heartbeats`: heartbeats through the operator's HTTP API, that must write
    (interval 1 s, each session beaten at most once per interval) or fall inside the
    interval (pre-beaten sessions with a long interval); :func:`duplicate_heartbeats`:
@@ -168,19 +169,6 @@ class StatusWriter:
         await bounded_gather(missing, self.merge, SETUP_CONCURRENCY)
 
 
-async def raw_ceiling(
-    bench: Bench,
-    live: int,
-    targets: Rotation[SessionName],
-    concurrency: int,
-    duration: float,
-    writer: StatusWriter,
-) -> Measurement:
-    """Status merge-PATCHes of what a heartbeat writes to *targets*, never two at once on
-    one Session."""
-    return await _measure(bench, "raw", live, targets, writer.merge, concurrency, duration)
-
-
 @dataclass(frozen=True)
 class WriteVariant:
     """One way of writing a heartbeat's fields, measured to split a heartbeat's apiserver
@@ -191,6 +179,10 @@ class WriteVariant:
     guarded: bool
     watched: bool
 
+
+RAW = WriteVariant("raw", "status merge-PATCH, unwatched namespace", guarded=False, watched=False)
+"""The raw ceiling: what a heartbeat writes, as an unconditional merge patch, to Sessions
+nothing reacts to (never two at once on one Session)."""
 
 WRITE_VARIANTS = (
     WriteVariant("guarded-unwatched", "the heartbeat's JSON patch, unwatched namespace",

@@ -30,6 +30,7 @@ from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
 from bench.cost import ProcessCost
 from bench.load import Rotation
 from bench.phases import (
+    RAW,
     WRITE_VARIANTS,
     WRITER_GAP,
     StatusWriter,
@@ -39,7 +40,6 @@ from bench.phases import (
     heartbeats,
     idle_cost,
     patch_lead,
-    raw_ceiling,
     same_instant,
     staggered,
     warm_up,
@@ -337,7 +337,7 @@ async def _run_phases(plan: Plan, bench: Bench, results: Results) -> None:
     for c in plan.concurrencies:
         progress.start(f"raw - {c}", f"operator not started: raw status PATCH, c={c}")
         results.raw.append(
-            await raw_ceiling(bench, 0, Rotation(unwatched), c, plan.raw_seconds, writer)
+            await write_variant(bench, RAW, 0, Rotation(unwatched), c, plan.raw_seconds, writer)
         )
 
     progress.start("operator", "starting the operator")
@@ -371,8 +371,8 @@ async def _full_phases(
     for c in plan.concurrencies:
         bench.progress.start(f"raw {index} {c}", f"N={held.live:,}: raw status PATCH, c={c}")
         results.raw.append(
-                await raw_ceiling(bench, held.live, Rotation(unwatched), c, plan.raw_seconds,
-                                  writer)
+                await write_variant(bench, RAW, held.live, Rotation(unwatched), c,
+                                    plan.raw_seconds, writer)
             )  # fmt: skip
     if index == plan.last_full:
         await _write_variants(plan, bench, results, held, unwatched, writer)

@@ -32,10 +32,15 @@ class Clock:
         return self.now
 
 
-def test_answered_calls_are_no_outage() -> None:
+def watched_calls() -> tuple[Clock, CallHealth, OutageMonitor]:
+    """A clock, the health its calls tell, and the monitor that reads it."""
     clock = Clock()
     health = CallHealth(clock)
-    monitor = OutageMonitor(health)
+    return clock, health, OutageMonitor(health)
+
+
+def test_answered_calls_are_no_outage() -> None:
+    clock, health, monitor = watched_calls()
     token = health.call_started()
     clock.now += STALLED_AFTER - timedelta(milliseconds=1)
     health.call_ended(token, reachable=True)
@@ -43,9 +48,7 @@ def test_answered_calls_are_no_outage() -> None:
 
 
 def test_failed_calls_open_an_outage_from_the_first_send_to_the_next_answer() -> None:
-    clock = Clock()
-    health = CallHealth(clock)
-    monitor = OutageMonitor(health)
+    clock, health, monitor = watched_calls()
     first = health.call_started()
     clock.now += 2 * S
     health.call_ended(first, reachable=False)
@@ -59,9 +62,7 @@ def test_failed_calls_open_an_outage_from_the_first_send_to_the_next_answer() ->
 
 
 def test_a_call_hanging_longer_than_the_stall_limit_is_an_ongoing_outage() -> None:
-    clock = Clock()
-    health = CallHealth(clock)
-    monitor = OutageMonitor(health)
+    clock, health, monitor = watched_calls()
     token = health.call_started()
     clock.now += STALLED_AFTER - timedelta(milliseconds=1)
     assert monitor.windows() == []
@@ -73,9 +74,7 @@ def test_a_call_hanging_longer_than_the_stall_limit_is_an_ongoing_outage() -> No
 
 
 def test_a_cancelled_call_tells_nothing() -> None:
-    clock = Clock()
-    health = CallHealth(clock)
-    monitor = OutageMonitor(health)
+    clock, health, monitor = watched_calls()
     token = health.call_started()
     clock.now += 10 * S
     health.call_abandoned(token)
@@ -106,9 +105,7 @@ class Record(OutageRecordApi):
 
 
 async def test_windows_noticed_here_are_shared_and_the_record_is_read() -> None:
-    clock = Clock()
-    health = CallHealth(clock)
-    monitor = OutageMonitor(health)
+    clock, health, monitor = watched_calls()
     theirs = OutageWindow(T0 - 60 * S, T0 - 50 * S)
     record = Record([theirs])
     token = health.call_started()
