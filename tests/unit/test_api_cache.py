@@ -116,9 +116,17 @@ async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -
 async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
     broken = body("x", 11)
     del broken["metadata"]["uid"]
+    garbled = body("y", 12)
+    garbled["metadata"]["creationTimestamp"] = "yesterday"
     script = ScriptedListWatch(
         listings=[Listing([broken, body("a", 5, "id-a")], "10")],
-        watches=[[WatchEvent("ADDED", broken), WatchEvent("ADDED", body("b", 12, "id-b"))]],
+        watches=[
+            [
+                WatchEvent("ADDED", broken),
+                WatchEvent("ADDED", garbled),
+                WatchEvent("ADDED", body("b", 13, "id-b")),
+            ]
+        ],
     )
     store = SessionStore()
     cache = SessionCache(script, store)

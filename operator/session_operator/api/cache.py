@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from kubernetes_asyncio import client
-from pydantic import ValidationError
 
 from session_operator.k8s.errors import KubernetesError, ResourceVersionExpired
 from session_operator.k8s.rest import Rest
@@ -108,7 +107,7 @@ def _decode(body: Mapping[str, Any]) -> Session | None:
     # The CRD's schema makes a bad object unlikely; one must not stop the watch for all.
     try:
         return Session.from_body(body)
-    except (KeyError, TypeError, ValidationError) as error:
+    except (KeyError, TypeError, ValueError) as error:  # ValidationError is a ValueError
         metadata = body.get("metadata") or {}
         logger.warning(
             "session cache: skipping %s/%s: %s",
