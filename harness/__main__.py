@@ -2,6 +2,7 @@
 
 - ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl;
   ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above);
+  ``build node`` adds kube-scheduler and kubelet (the optional node, docs/node.md);
   ``build engine`` installs the Docker engine and debootstrap (Debian packages) if missing.
 - ``image``: build the operator image on the harness's Docker engine (``make image``).
 - ``base-lock``: make the image's Debian base anew and record its package versions.
@@ -42,6 +43,7 @@ from harness.debian_packages import (
 )
 from harness.engine import DockerEngine, EngineError
 from harness.image import OPERATOR_IMAGE, build_operator_image
+from harness.node import NODE_PROGRAMS
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets",
         nargs="*",
         metavar="TARGET",
-        help=f"what to build: controlplane (the default), {', '.join(TOOLS)}, engine",
+        help=f"what to build: controlplane (the default), node, {', '.join(TOOLS)}, engine",
     )
     image = commands.add_parser("image", help="build the operator image (Docker engine of its own)")
     image.add_argument("--tag", default=OPERATOR_IMAGE, help=f"its name (default {OPERATOR_IMAGE})")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            unknown = set(args.targets) - {"controlplane", *TOOLS, "engine"}
+            unknown = set(args.targets) - {"controlplane", "node", *TOOLS, "engine"}
             if unknown:
                 build.error(f"unknown TARGET {', '.join(sorted(unknown))}")
             _build(args.targets or ["controlplane"])
@@ -120,10 +122,12 @@ def _build(targets: list[str]) -> None:
         if target == "engine":
             ensure_installed(IMAGE_PROGRAMS)
             print("image tools:", " ".join(str(program.path()) for program in IMAGE_PROGRAMS))
-        elif target == "controlplane":
-            chain = ensure_built(toolchain())
+        elif target in ("controlplane", "node"):
+            if target == "node":
+                ensure_installed(NODE_PROGRAMS)
+            chain = ensure_built(toolchain(), node=target == "node")
             versions = f"{chain.kube_version} (etcd {chain.etcd_version})"
-            print(f"control plane {versions} in {chain.kube_dir.parent}")
+            print(f"{target} {versions} in {chain.kube_dir.parent}")
         else:
             tool = ensure_tool(go_tool(target))
             print(f"{tool.name} {tool.version} in {tool.binary}")
