@@ -8,13 +8,14 @@ loads into the node's containerd (namespace ``k8s.io``, the CRI's).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
 from harness.binaries import find_repo_root
-from harness.debian_packages import Program
+from harness.debian_packages import SYSTEM_PATH, Program
 from harness.engine import DockerEngine
 from harness.node_config import PAUSE_IMAGE
 
@@ -36,6 +37,7 @@ def build_pause_image(engine: DockerEngine, repo_root: Path | None = None) -> st
             capture_output=True,
             text=True,
             check=False,
+            env={**os.environ, "PATH": SYSTEM_PATH},  # gcc runs `as` and `ld` by name
         )
         if compiled.returncode != 0:
             raise NodeImageError(f"gcc -static of {source} failed: {compiled.stderr.strip()}")
