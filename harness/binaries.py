@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kubectl")
-NODE_COMPONENTS = ("kube-scheduler", "kubelet")
+NODE_COMPONENTS = ("kube-scheduler", "kubelet", "kube-proxy")
 """What the optional node adds (docs/node.md); built only when a node is asked for."""
 
 
@@ -68,11 +68,16 @@ class Toolchain:
         """The kubelet binary (the node's)."""
         return self.kube_dir / "kubelet"
 
+    @property
+    def kube_proxy(self) -> Path:
+        """The kube-proxy binary (the node's)."""
+        return self.kube_dir / "kube-proxy"
+
     def missing(self, node: bool = False) -> list[Path]:
         """Binaries not yet in the cache; with *node*, the node's too."""
         paths = [self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kubectl]
         if node:
-            paths += [self.kube_scheduler, self.kubelet]
+            paths += [self.kube_scheduler, self.kubelet, self.kube_proxy]
         return [path for path in paths if not os.access(path, os.X_OK)]
 
 

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import yaml
-
 from harness.binaries import Toolchain, find_repo_root
 from harness.cluster import LocalControlPlane, free_port
 from harness.debian_packages import SYSTEM_PATH, Program
@@ -47,6 +45,7 @@ from harness.node_config import (
     NodeLayout,
     cni_conflist,
     containerd_config,
+    kube_proxy_config,
     kubelet_config,
 )
 from harness.node_images import CTR, import_images
@@ -127,7 +126,8 @@ class LocalNode:
         started = time.monotonic()
         workdir = self.control_plane.workdir
         assert workdir is not None, "start the control plane first"
-        self.layout = NodeLayout(workdir / "node", free_port(), free_port())
+        ports = [free_port() for _ in range(4)]
+        self.layout = NodeLayout(workdir / "node", *ports)
         self.namespace = NetworkNamespace(f"xg2g-node-{os.getpid()}")
         self._namespaces_before = pinned_namespaces()
         try:
@@ -139,6 +139,7 @@ class LocalNode:
                 import_images(self.layout.containerd_socket, self.images)
             self._start_scheduler()
             self._start_kubelet()
+            self._start_proxy()
             self._wait_for("Node Ready", self._node_ready)
             # The kubelet registers the Node tainted not-ready; the node lifecycle
             # controller that would lift the taint is not run (it would evict on any lag).
@@ -186,8 +187,8 @@ class LocalNode:
         (layout.cni_conf_dir / "10-xg2g-pods.conflist").write_text(cni_conflist(layout))
         layout.kubelet_config.write_text(kubelet_config(layout))
         layout.resolv_conf.write_text("")
-        kubeconfig = yaml.safe_load(self.control_plane.kubeconfig.read_text())
-        (layout.workdir / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        shutil.copyfile(self.control_plane.kubeconfig, layout.kubeconfig)
+        layout.proxy_config.write_text(kube_proxy_config(layout))
 
     def _make_network(self) -> None:
         """The namespace, its bridge with the Pods' gateway address (the loopback bridge
@@ -240,13 +241,20 @@ class LocalNode:
         argv = [
             str(self.control_plane.toolchain.kubelet),
             f"--config={layout.kubelet_config}",
-            f"--kubeconfig={layout.workdir / 'kubeconfig'}",
+            f"--kubeconfig={layout.kubeconfig}",
             f"--root-dir={layout.kubelet_dir}",
             f"--cert-dir={layout.kubelet_dir / 'pki'}",
             f"--hostname-override={NODE_NAME}",
             "--node-ip=127.0.0.1",
         ]
         self._spawn("kubelet", argv)
+
+    def _start_proxy(self) -> None:
+        argv = [
+            str(self.control_plane.toolchain.kube_proxy),
+            f"--config={self.layout.proxy_config}",
+        ]
+        self._spawn("kube-proxy", argv)
 
     # -- helpers ------------------------------------------------------------------
 

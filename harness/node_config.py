@@ -32,6 +32,8 @@ class NodeLayout:
     workdir: Path
     kubelet_port: int
     kubelet_healthz_port: int
+    proxy_healthz_port: int = 10256
+    proxy_metrics_port: int = 10249
 
     @property
     def containerd_socket(self) -> Path:
@@ -62,6 +64,17 @@ class NodeLayout:
     def kubelet_config(self) -> Path:
         """The KubeletConfiguration file."""
         return self.workdir / "kubelet-config.yaml"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The kubelet's and kube-proxy's kubeconfig (the apiserver through the loopback
+        bridge, on the namespace's own loopback)."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def proxy_config(self) -> Path:
+        """The KubeProxyConfiguration file."""
+        return self.workdir / "kube-proxy-config.yaml"
 
     @property
     def resolv_conf(self) -> Path:
@@ -165,5 +178,31 @@ def kubelet_config(layout: NodeLayout) -> str:
         "serializeImagePulls": False,
         "syncFrequency": "5s",
         "fileCheckFrequency": "5s",
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def kube_proxy_config(layout: NodeLayout) -> str:
+    """The KubeProxyConfiguration: iptables rules in the node's namespace, every Service
+    connection masqueraded to the bridge's address (so a Pod reaching a Pod on the same
+    bridge through a ClusterIP gets its answer back through the rules, with no
+    bridge netfilter), conntrack limits left as the machine has them, its own ports on
+    loopback."""
+    document = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",
+        "clientConnection": {"kubeconfig": str(layout.kubeconfig)},
+        "hostnameOverride": NODE_NAME,
+        "clusterCIDR": POD_SUBNET,
+        "healthzBindAddress": f"127.0.0.1:{layout.proxy_healthz_port}",
+        "metricsBindAddress": f"127.0.0.1:{layout.proxy_metrics_port}",
+        "iptables": {"masqueradeAll": True},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
     }
     return yaml.safe_dump(document, sort_keys=False)

@@ -2,6 +2,10 @@
 replicas, Ready through their probes; the leader's Pod deleted, the other takes over
 within the Lease's timing and no session is lost (docs/node.md).
 
+A client Pod keeps a session alive with ``session-operator heartbeat`` and its projected
+token, through the chart's Service over TLS; ``helm upgrade`` keeps the CA; ``helm
+uninstall`` leaves the CRD and the sessions.
+
 The admission webhook is off: the apiserver runs on the machine's loopback and cannot
 reach a Service of the node (docs/node.md, the network).
 """
@@ -20,6 +24,7 @@ import pytest
 
 from harness.engine import DockerEngine
 from tests.e2e.conftest import Cluster, fresh_namespace, wait_for
+from tests.e2e.heartbeats import bind_heartbeat_role
 from tests.e2e.node import cluster_with_node
 from tests.e2e.sessions import create_session, read_session, wait_for_state
 
@@ -29,6 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "session-lease-operator"
 RELEASE = "slo"
 FULLNAME = f"{RELEASE}-session-lease-operator"
+API_SERVICE = f"{FULLNAME}-api"
+CA_CONFIGMAP = f"{FULLNAME}-ca"
+TLS_SECRET = f"{FULLNAME}-tls"
 LEADER_LEASE = "session-lease-operator"
 # client-go's timings, which the operator keeps: a Lease of 15 s, retried every 2 s.
 LEASE_SECONDS = 15
@@ -157,3 +165,112 @@ def test_deleting_the_leader_pod_fails_over_and_loses_no_session(release: Releas
         for name in names:
             assert read_session(cluster, namespace, name)["status"]["state"] == "ready"
     assert failover < LEASE_SECONDS + 20
+
+
+def heartbeat_client_pod(release: Release, namespace: str, session: str, image: str) -> str:
+    """A Pod in *namespace* beating for *session* through the chart's Service over TLS,
+    with a projected token for the operator's audience; the Service's name resolves to its
+    ClusterIP through the Pod's /etc/hosts (the node has no DNS: docs/node.md)."""
+    cluster = release.cluster
+    service = json.loads(
+        cluster.kubectl("get", "service", API_SERVICE, "-n", release.namespace, "-o", "json").stdout
+    )
+    host = f"{API_SERVICE}.{release.namespace}.svc"
+    port = service["spec"]["ports"][0]["port"]
+    ca = cluster.kubectl(
+        "get", "configmap", CA_CONFIGMAP, "-n", release.namespace, "-o", "jsonpath={.data.ca\\.crt}"
+    ).stdout
+    cluster.kubectl("create", "configmap", "api-ca", "-n", namespace, f"--from-literal=ca.crt={ca}")
+    cluster.kubectl("create", "serviceaccount", "player", "-n", namespace)
+    bind_heartbeat_role(cluster, namespace, namespace, "player")
+    token = {"path": "token", "audience": "session-lease-operator", "expirationSeconds": 600}
+    container = {
+        "name": "heartbeat",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "args": [
+            "heartbeat", session, "-n", namespace, "--url", f"https://{host}:{port}",
+            "--ca-file", "/etc/api-ca/ca.crt", "-v",
+        ],
+        "volumeMounts": [
+            {"name": "token", "mountPath": "/var/run/secrets/heartbeat", "readOnly": True},
+            {"name": "api-ca", "mountPath": "/etc/api-ca", "readOnly": True},
+        ],
+    }  # fmt: skip
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "player", "namespace": namespace},
+        "spec": {
+            "serviceAccountName": "player",
+            "hostAliases": [{"ip": service["spec"]["clusterIP"], "hostnames": [host]}],
+            "containers": [container],
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [
+                {"name": "token", "projected": {"sources": [{"serviceAccountToken": token}]}},
+                {"name": "api-ca", "configMap": {"name": "api-ca"}},
+            ],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(pod))
+    return "player"
+
+
+def test_a_client_pod_keeps_its_session_alive_through_the_service_until_it_is_deleted(
+    release: Release, operator_image: str
+) -> None:
+    cluster = release.cluster
+    with fresh_namespace(cluster) as namespace:
+        lease = {"lease": {"ttlSeconds": 10, "heartbeatIntervalSeconds": 2}}
+        create_session(cluster, namespace, "game", lease)
+        wait_for_state(cluster, namespace, "game", {"ready"}, timeout=30)
+        client = heartbeat_client_pod(release, namespace, "game", operator_image)
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", f"pod/{client}", "-n", namespace, "--timeout=60s"
+        )
+
+        def beaten() -> bool:
+            return "lastHeartbeat" in read_session(cluster, namespace, "game")["status"]
+
+        def client_log() -> str:
+            return cluster.kubectl("logs", client, "-n", namespace, check=False).stdout
+
+        assert wait_for(beaten, timeout=30), client_log() + release.logs()
+        # Alive well past one TTL: every beat moved the lease.
+        time.sleep(15)
+        status = read_session(cluster, namespace, "game")["status"]
+        assert status["state"] == "ready", client_log()
+        cluster.kubectl("delete", "pod", client, "-n", namespace, "--wait=true")
+        body, _ = wait_for_state(cluster, namespace, "game", {"stopped"}, timeout=30)
+        assert body["status"]["stopReason"] == "LEASE_EXPIRED"
+
+
+def test_helm_upgrade_keeps_the_ca(release: Release) -> None:
+    def ca() -> str:
+        return release.cluster.kubectl(
+            "get", "secret", TLS_SECRET, "-n", release.namespace, "-o", "jsonpath={.data.ca\\.crt}"
+        ).stdout
+
+    before = ca()
+    assert before
+    release.helm_run(
+        "upgrade", RELEASE, str(CHART), *release.values, "--set=config.logLevel=DEBUG",
+        "--wait", "--timeout=4m",
+    )  # fmt: skip
+    assert ca() == before
+    assert wait_for(lambda: len(release.ready_pods()) == 2, timeout=120), release.logs()
+
+
+def test_helm_uninstall_leaves_the_crd_and_the_sessions(release: Release) -> None:
+    cluster = release.cluster
+    with fresh_namespace(cluster) as namespace:
+        create_session(
+            cluster,
+            namespace,
+            "kept",
+            {"lease": {"ttlSeconds": 600, "heartbeatIntervalSeconds": 5}},
+        )
+        wait_for_state(cluster, namespace, "kept", {"ready"}, timeout=30)
+        release.helm_run("uninstall", RELEASE, "--wait", "--timeout=2m")
+        assert cluster.kubectl("get", "crd", "sessions.xg2g.io", check=False).returncode == 0
+        assert read_session(cluster, namespace, "kept")["status"]["state"] == "ready"

@@ -17,6 +17,7 @@ from harness.node_config import (
     NodeLayout,
     cni_conflist,
     containerd_config,
+    kube_proxy_config,
     kubelet_config,
 )
 
@@ -75,3 +76,13 @@ def test_kubelet_keeps_pod_logs_and_resolv_conf_under_the_node_directory() -> No
     config = yaml.safe_load(kubelet_config(LAYOUT))
     assert config["podLogsDir"] == "/tmp/cp/node/pod-logs"
     assert config["resolvConf"] == "/tmp/cp/node/resolv.conf"
+
+
+def test_kube_proxy_masquerades_service_traffic_and_leaves_conntrack_alone() -> None:
+    config = yaml.safe_load(kube_proxy_config(LAYOUT))
+    assert config["mode"] == "iptables"
+    assert config["iptables"]["masqueradeAll"] is True
+    assert config["clusterCIDR"] == POD_SUBNET
+    assert config["conntrack"]["maxPerCore"] == 0
+    assert config["clientConnection"]["kubeconfig"] == "/tmp/cp/node/kubeconfig"
+    assert config["healthzBindAddress"].startswith("127.0.0.1:")
