@@ -172,10 +172,6 @@ class LocalNode:
         self.namespace.delete()
         shutil.rmtree(self.layout.workdir, ignore_errors=True)
 
-    def log(self, name: str) -> str:
-        """The end of daemon *name*'s log (for a failing test's message)."""
-        return log_excerpt(self.layout.workdir / f"{name}.log")
-
     # -- the parts ----------------------------------------------------------------
 
     def _write_files(self) -> None:

@@ -32,8 +32,8 @@ class NodeLayout:
     workdir: Path
     kubelet_port: int
     kubelet_healthz_port: int
-    proxy_healthz_port: int = 10256
-    proxy_metrics_port: int = 10249
+    proxy_healthz_port: int
+    proxy_metrics_port: int
 
     @property
     def containerd_socket(self) -> Path:

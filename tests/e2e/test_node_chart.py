@@ -4,7 +4,8 @@ within the Lease's timing and no session is lost (docs/node.md).
 
 A client Pod keeps a session alive with ``session-operator heartbeat`` and its projected
 token, through the chart's Service over TLS; ``helm upgrade`` keeps the CA; ``helm
-uninstall`` leaves the CRD and the sessions.
+uninstall`` leaves the CRD and the sessions. The tests share one release and run in
+the order written (uninstall last).
 
 The admission webhook is off: the apiserver runs on the machine's loopback and cannot
 reach a Service of the node (docs/node.md, the network).
@@ -23,14 +24,13 @@ from typing import Any
 import pytest
 
 from harness.engine import DockerEngine
-from tests.e2e.conftest import Cluster, fresh_namespace, wait_for
+from tests.e2e.conftest import REPO, Cluster, fresh_namespace, wait_for
 from tests.e2e.heartbeats import bind_heartbeat_role
 from tests.e2e.node import cluster_with_node
 from tests.e2e.sessions import create_session, read_session, wait_for_state
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "session-lease-operator"
 RELEASE = "slo"
 FULLNAME = f"{RELEASE}-session-lease-operator"
@@ -40,6 +40,7 @@ TLS_SECRET = f"{FULLNAME}-tls"
 LEADER_LEASE = "session-lease-operator"
 # client-go's timings, which the operator keeps: a Lease of 15 s, retried every 2 s.
 LEASE_SECONDS = 15
+RETRY_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ def test_deleting_the_leader_pod_fails_over_and_loses_no_session(release: Releas
         assert body["status"]["stopReason"] == "LEASE_EXPIRED"
         for name in names:
             assert read_session(cluster, namespace, name)["status"]["state"] == "ready"
-    assert failover < LEASE_SECONDS + 20
+    # Within the Lease's timing even had the leader died without releasing it.
+    assert failover <= LEASE_SECONDS + RETRY_SECONDS
 
 
 def heartbeat_client_pod(release: Release, namespace: str, session: str, image: str) -> str:

@@ -23,7 +23,13 @@ from harness.node_config import (
 
 pytestmark = pytest.mark.unit
 
-LAYOUT = NodeLayout(Path("/tmp/cp/node"), kubelet_port=10250, kubelet_healthz_port=10248)
+LAYOUT = NodeLayout(
+    Path("/tmp/cp/node"),
+    kubelet_port=10250,
+    kubelet_healthz_port=10248,
+    proxy_healthz_port=10256,
+    proxy_metrics_port=10249,
+)
 
 
 def test_containerd_keeps_its_root_state_and_socket_under_the_node_directory() -> None:
