@@ -57,6 +57,8 @@ KUBERNETES_SERVICE_IP = "10.96.0.1"
 """The ``kubernetes`` Service's ClusterIP (the first of the apiserver's service range)."""
 APISERVER_BRIDGE_PORT = 6443
 """Where, on the bridge's address, the Pods reach the apiserver."""
+NAMESPACE_PREFIX = "xg2g-node-"
+"""Node namespaces are named after the harness process that made them."""
 CGROUP_PARENT = "k8s.io"
 """The cgroup containerd's CRI gives Pods when the kubelet names none."""
 CNI_BRIDGE = Program("bridge", "containernetworking-plugins", search_path=str(CNI_BIN_DIR))
@@ -128,7 +130,8 @@ class LocalNode:
         assert workdir is not None, "start the control plane first"
         ports = [free_port() for _ in range(4)]
         self.layout = NodeLayout(workdir / "node", *ports)
-        self.namespace = NetworkNamespace(f"xg2g-node-{os.getpid()}")
+        remove_stale_namespaces()
+        self.namespace = NetworkNamespace(f"{NAMESPACE_PREFIX}{os.getpid()}")
         self._namespaces_before = pinned_namespaces()
         try:
             self._write_files()
@@ -302,6 +305,19 @@ class LocalNode:
             return False
         conditions = json.loads(found.stdout).get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def remove_stale_namespaces() -> None:
+    """Delete the node namespaces (and their bridges) of harness processes that died
+    without stopping their node (SIGKILL): their daemons died with them."""
+    for name in pinned_namespaces():
+        pid = name.removeprefix(NAMESPACE_PREFIX)
+        if (
+            name.startswith(NAMESPACE_PREFIX)
+            and pid.isdigit()
+            and not Path(f"/proc/{pid}").exists()
+        ):
+            NetworkNamespace(name).delete()
 
 
 def remove_containers(containerd_socket: Path) -> None:
