@@ -45,6 +45,7 @@ from harness.debian_packages import (
 )
 from harness.engine import DockerEngine, EngineError
 from harness.image import OPERATOR_IMAGE, build_operator_image
+from harness.netns import NamespaceError
 from harness.node import NODE_PROGRAMS, NodeError
 from harness.node_images import NodeImageError
 from harness.node_start import prepare_node
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         BaseImageError,
         NodeError,
         NodeImageError,
+        NamespaceError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -128,10 +128,10 @@ class LocalNode:
         started = time.monotonic()
         workdir = self.control_plane.workdir
         assert workdir is not None, "start the control plane first"
-        ports = [free_port() for _ in range(4)]
-        self.layout = NodeLayout(workdir / "node", *ports)
         remove_stale_namespaces()
         self.namespace = NetworkNamespace(f"{NAMESPACE_PREFIX}{os.getpid()}")
+        ports = [free_port() for _ in range(4)]
+        self.layout = NodeLayout(workdir / "node", *ports)
         self._namespaces_before = pinned_namespaces()
         try:
             self._write_files()

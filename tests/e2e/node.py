@@ -15,8 +15,9 @@ from typing import Any
 
 from harness import LocalControlPlane, ensure_built, toolchain
 from harness.engine import DockerEngine
+from harness.netns import NamespaceError
 from harness.node import LocalNode, NodeError, node_unavailable_reason
-from harness.node_images import build_pause_image, save_images
+from harness.node_images import NodeImageError, build_pause_image, save_images
 from tests.e2e.conftest import REPO, Cluster, unavailable
 
 READY_ON_HTTP = {
@@ -43,7 +44,7 @@ def cluster_with_node(engine: DockerEngine, operator_image: str, files: Path) ->
         try:
             node = LocalNode(control_plane, images=archive)
             node.start()
-        except NodeError as error:
+        except (NodeError, NamespaceError, NodeImageError) as error:
             unavailable(f"the node did not start: {error}")
         try:
             print(f"node Ready in {node.started_seconds:.1f}s")
