@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.debian_packages import Program
+from harness.processes import unmount_under
 
 IP = Program("ip", "iproute2")
 NETNS_DIR = Path("/run/netns")
@@ -55,6 +57,14 @@ class NetworkNamespace:
             raise NamespaceError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
+    def peer_namespaces(self) -> set[str]:
+        """The named namespaces at the other end of this one's veths (a Pod's, when this
+        is the node's); empty once it is gone."""
+        if not self.path.exists():
+            return set()
+        links = self.ip("-n", self.name, "-o", "link", "show", "type", "veth", check=False)
+        return set(re.findall(r"link-netns (\S+)", links))
+
 
 def enter_network_namespace(path: Path) -> None:
     """Move the calling thread into the network namespace pinned at *path* (the mount
@@ -72,3 +82,9 @@ def enter_network_namespace(path: Path) -> None:
 def pinned_namespaces() -> set[str]:
     """The names pinned under ``/run/netns`` now."""
     return set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+
+
+def remove_pinned(name: str) -> None:
+    """Unpin namespace *name* (``ip netns delete`` of a namespace ``ip`` did not make)."""
+    unmount_under(NETNS_DIR / name)
+    (NETNS_DIR / name).unlink(missing_ok=True)

@@ -30,10 +30,10 @@ from harness.binaries import Toolchain, find_repo_root
 from harness.cluster import LocalControlPlane, free_port
 from harness.debian_packages import SYSTEM_PATH, Program
 from harness.netns import (
-    NETNS_DIR,
     NetworkNamespace,
     enter_network_namespace,
     pinned_namespaces,
+    remove_pinned,
 )
 from harness.node_config import (
     BRIDGE,
@@ -108,7 +108,6 @@ class LocalNode:
     namespace: NetworkNamespace = field(init=False)
     layout: NodeLayout = field(init=False)
     _daemons: list[_Daemon] = field(default_factory=list, init=False)
-    _namespaces_before: set[str] = field(default_factory=set, init=False)
     started_seconds: float = field(default=0.0, init=False)
 
     def __enter__(self) -> LocalNode:
@@ -132,7 +131,6 @@ class LocalNode:
         self.namespace = NetworkNamespace(f"{NAMESPACE_PREFIX}{os.getpid()}")
         ports = [free_port() for _ in range(4)]
         self.layout = NodeLayout(workdir / "node", *ports)
-        self._namespaces_before = pinned_namespaces()
         try:
             self._write_files()
             self._make_network()
@@ -159,6 +157,9 @@ class LocalNode:
         node's directory, the Pods' network namespaces, the node's namespace and bridge."""
         if not hasattr(self, "layout"):
             return
+        # The Pods' namespaces are those at the far end of the bridge's veths (another
+        # node's, or the machine's own, are left alone).
+        pod_namespaces = self.namespace.peer_namespaces()
         for daemon in reversed(self._daemons):
             if daemon.name == "containerd" and daemon.process.poll() is None:
                 remove_containers(self.layout.containerd_socket)
@@ -168,10 +169,8 @@ class LocalNode:
         _remove_log_links(self.layout.pod_logs_dir)
         _remove_empty_cgroup_parents()
         unmount_under(self.layout.workdir)
-        for name in pinned_namespaces() - self._namespaces_before:
-            if name.startswith("cni-"):
-                unmount_under(NETNS_DIR / name)
-                (NETNS_DIR / name).unlink(missing_ok=True)
+        for name in pod_namespaces:
+            remove_pinned(name)
         self.namespace.delete()
         shutil.rmtree(self.layout.workdir, ignore_errors=True)
 
