@@ -73,3 +73,17 @@ def pod(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
         return None
     body: dict[str, Any] = json.loads(found.stdout)
     return body
+
+
+def pod_logs(cluster: Cluster, namespace: str, pod_name: str, tail: int = 40) -> str:
+    """The ends of the logs of Pod *namespace*/*pod_name*'s containers, read from the node's
+    log directory (``kubectl logs`` cannot reach this node's kubelet: docs/node.md), with
+    the Pod's status."""
+    assert cluster.control_plane is not None
+    assert cluster.control_plane.workdir is not None
+    logs = Path(cluster.control_plane.workdir) / "node" / "pod-logs"
+    shown = [json.dumps((pod(cluster, namespace, pod_name) or {}).get("status", {}))]
+    for log in sorted(logs.glob(f"{namespace}_{pod_name}_*/*/*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-tail:]
+        shown += [f"--- {log.relative_to(logs)} ---", *lines]
+    return "\n".join(shown)

@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ import pytest
 from harness.engine import DockerEngine
 from tests.e2e.conftest import REPO, Cluster, fresh_namespace, wait_for
 from tests.e2e.heartbeats import bind_heartbeat_role
-from tests.e2e.node import cluster_with_node
-from tests.e2e.sessions import create_session, read_session, wait_for_state
+from tests.e2e.node import cluster_with_node, pod_logs
+from tests.e2e.sessions import create_session, read_session, status_time, wait_for_state
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +42,7 @@ LEADER_LEASE = "session-lease-operator"
 # client-go's timings, which the operator keeps: a Lease of 15 s, retried every 2 s.
 LEASE_SECONDS = 15
 RETRY_SECONDS = 2
+CLIENT_TTL_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,9 @@ class Release:
 
     def logs(self) -> str:
         """The operator Pods' logs' ends, for a failure's message."""
-        return self.cluster.kubectl(
-            "logs", "-n", self.namespace, "-l", f"app.kubernetes.io/instance={RELEASE}",
-            "--tail=40", "--prefix", check=False,
-        ).stdout  # fmt: skip
+        return "\n".join(
+            pod_logs(self.cluster, self.namespace, pod["metadata"]["name"]) for pod in self.pods()
+        )
 
 
 @pytest.fixture(scope="module")
@@ -223,27 +224,30 @@ def test_a_client_pod_keeps_its_session_alive_through_the_service_until_it_is_de
 ) -> None:
     cluster = release.cluster
     with fresh_namespace(cluster) as namespace:
-        lease = {"lease": {"ttlSeconds": 10, "heartbeatIntervalSeconds": 2}}
+        # The TTL leaves room for the client Pod to start on a busy machine.
+        lease = {"lease": {"ttlSeconds": CLIENT_TTL_SECONDS, "heartbeatIntervalSeconds": 2}}
         create_session(cluster, namespace, "game", lease)
-        wait_for_state(cluster, namespace, "game", {"ready"}, timeout=30)
+        body, _ = wait_for_state(cluster, namespace, "game", {"ready"}, timeout=30)
+        first_expiry = status_time(body, "leaseExpiresAt")
         client = heartbeat_client_pod(release, namespace, "game", operator_image)
-        cluster.kubectl(
-            "wait", "--for=condition=Ready", f"pod/{client}", "-n", namespace, "--timeout=60s"
-        )
 
         def beaten() -> bool:
             return "lastHeartbeat" in read_session(cluster, namespace, "game")["status"]
 
         def client_log() -> str:
-            return cluster.kubectl("logs", client, "-n", namespace, check=False).stdout
+            return pod_logs(cluster, namespace, client)
 
-        assert wait_for(beaten, timeout=30), client_log() + release.logs()
-        # Alive well past one TTL: every beat moved the lease.
-        time.sleep(15)
+        assert wait_for(beaten, timeout=CLIENT_TTL_SECONDS), client_log() + release.logs()
+        # Alive past the lease it was created with: the beats moved it.
+        past_first_expiry = (first_expiry - datetime.now(UTC)).total_seconds() + 3
+        time.sleep(max(0.0, past_first_expiry))
         status = read_session(cluster, namespace, "game")["status"]
         assert status["state"] == "ready", client_log()
+        assert status_time({"status": status}, "leaseExpiresAt") > first_expiry
         cluster.kubectl("delete", "pod", client, "-n", namespace, "--wait=true")
-        body, _ = wait_for_state(cluster, namespace, "game", {"stopped"}, timeout=30)
+        body, _ = wait_for_state(
+            cluster, namespace, "game", {"stopped"}, timeout=CLIENT_TTL_SECONDS + 10
+        )
         assert body["status"]["stopReason"] == "LEASE_EXPIRED"
 
 
