@@ -29,13 +29,23 @@ install: $(VENV)/.installed ## create .venv and install the package with test an
 controlplane: install ## build etcd, kube-apiserver, kube-controller-manager, kubectl into the cache (once)
 	$(BIN)/python -m harness build
 
+# NODE=1: the local control plane gets a node too (kube-scheduler, kubelet, containerd,
+# a Pod network; as root; docs/node.md), so a Session's Pod really runs. `make image` first
+# puts the operator image on it.
+NODE ?=
+NODE_FLAG = $(if $(filter-out 0 false no,$(NODE)),--node)
+
 .PHONY: run
-run: controlplane ## run the operator; without KUBECONFIG on a local control plane
-	$(BIN)/python -m harness run
+run: controlplane ## run the operator; without KUBECONFIG on a local control plane (NODE=1: and a node)
+	$(BIN)/python -m harness run $(NODE_FLAG)
 
 .PHONY: cluster
-cluster: controlplane ## start only the local control plane (CRDs installed) and wait
-	$(BIN)/python -m harness up
+cluster: controlplane ## start only the local control plane (CRDs installed) and wait (NODE=1: and a node)
+	$(BIN)/python -m harness up $(NODE_FLAG)
+
+.PHONY: node
+node: install ## install the node's Debian packages, build kube-scheduler, kubelet, kube-proxy (once)
+	$(BIN)/python -m harness build node
 
 # --- Install: the chart, manifests/, kind (helm and kind are built like the control plane,
 # from the wrapper modules in hack/tools/, into the same binary cache).
@@ -126,11 +136,13 @@ check-machine: ## refuse hidden install steps: the project in the base Python, u
 test-unit: check-machine install helm kind ## fast tests of the pure logic and the chart, no server
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
-# The image is built first, with its progress shown; where it cannot be (not root, no
-# Debian), the tests of the image say why and skip, and in CI they fail.
+# The image and the node's binaries are built first, with their progress shown; where
+# they cannot be (not root, no Debian), the tests of the image and of the node
+# (tests/e2e/test_node*.py) say why and skip, and in CI they fail.
 .PHONY: test-e2e
 test-e2e: check-machine controlplane helm ## tests against the real local control plane
 	-$(HARNESS) image
+	-$(HARNESS) build node
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers,

@@ -2,12 +2,14 @@
 
 - ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl;
   ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above);
+  ``build node`` adds kube-scheduler and kubelet (the optional node, docs/node.md);
   ``build engine`` installs the Docker engine and debootstrap (Debian packages) if missing.
 - ``image``: build the operator image on the harness's Docker engine (``make image``).
 - ``base-lock``: make the image's Debian base anew and record its package versions.
 - ``which NAME``: print where the cache keeps NAME (``helm``, ``kind``, ``kubectl``); builds
   nothing.
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
+- ``up --node`` and ``run --node`` also start a node (docs/node.md), so Pods really run.
 - ``run``: like ``up``, plus the operator itself in the foreground (what ``make run`` does).
   With ``KUBECONFIG`` set, no local control plane is started: the operator runs against
   that cluster.
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -42,9 +45,14 @@ from harness.debian_packages import (
 )
 from harness.engine import DockerEngine, EngineError
 from harness.image import OPERATOR_IMAGE, build_operator_image
+from harness.netns import NamespaceError
+from harness.node import NODE_PROGRAMS, NodeError
+from harness.node_images import NodeImageError
+from harness.node_start import prepare_node
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
+NODE_SAMPLE = "hack/samples/session-with-pod.yaml"
 HEARTBEAT_ROLE = "manifests/session-heartbeat-clusterrole.yaml"
 DEMO_CLIENT = "demo-client"
 
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets",
         nargs="*",
         metavar="TARGET",
-        help=f"what to build: controlplane (the default), {', '.join(TOOLS)}, engine",
+        help=f"what to build: controlplane (the default), node, {', '.join(TOOLS)}, engine",
     )
     image = commands.add_parser("image", help="build the operator image (Docker engine of its own)")
     image.add_argument("--tag", default=OPERATOR_IMAGE, help=f"its name (default {OPERATOR_IMAGE})")
@@ -79,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for sub in (up, run):
         sub.add_argument("--workdir", type=Path, help="keep the cluster's files here")
+        sub.add_argument(
+            "--node",
+            action="store_true",
+            help="also start a node: kube-scheduler, kubelet, containerd, Pod network (as root)",
+        )
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            unknown = set(args.targets) - {"controlplane", *TOOLS, "engine"}
+            unknown = set(args.targets) - {"controlplane", "node", *TOOLS, "engine"}
             if unknown:
                 build.error(f"unknown TARGET {', '.join(sorted(unknown))}")
             _build(args.targets or ["controlplane"])
@@ -96,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run" and os.environ.get("KUBECONFIG"):
             print(f"using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}", flush=True)
             return _run_operator(os.environ["KUBECONFIG"])
-        return _with_local_cluster(args.workdir, run_operator=args.command == "run")
+        return _with_local_cluster(args.workdir, args.command == "run", args.node)
     except ConfigError as error:
         for problem in error.problems:
             print(f"error: invalid configuration: {problem}", file=sys.stderr)
@@ -108,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         PackageError,
         EngineError,
         BaseImageError,
+        NodeError,
+        NodeImageError,
+        NamespaceError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -120,10 +136,12 @@ def _build(targets: list[str]) -> None:
         if target == "engine":
             ensure_installed(IMAGE_PROGRAMS)
             print("image tools:", " ".join(str(program.path()) for program in IMAGE_PROGRAMS))
-        elif target == "controlplane":
-            chain = ensure_built(toolchain())
+        elif target in ("controlplane", "node"):
+            if target == "node":
+                ensure_installed(NODE_PROGRAMS)
+            chain = ensure_built(toolchain(), node=target == "node")
             versions = f"{chain.kube_version} (etcd {chain.etcd_version})"
-            print(f"control plane {versions} in {chain.kube_dir.parent}")
+            print(f"{target} {versions} in {chain.kube_dir.parent}")
         else:
             tool = ensure_tool(go_tool(target))
             print(f"{tool.name} {tool.version} in {tool.binary}")
@@ -145,7 +163,7 @@ def _with_engine(args: argparse.Namespace) -> None:
         print(built.summary())
 
 
-def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
+def _with_local_cluster(workdir: Path | None, run_operator: bool, with_node: bool) -> int:
     # A bad setting stops here, in one line, before anything is built or started.
     port = load_settings().api_port
     chain = ensure_built(toolchain())
@@ -162,24 +180,38 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool) -> int:
         )
         _create_demo_client(cluster, repo)
         print(f"control plane ready in {time.monotonic() - started:.1f}s; CRDs installed\n")
-        if not run_operator:
-            _print_how_to_use(chain.kubectl, cluster.kubeconfig, port, repo)
-            print("Ctrl-C stops the control plane.", flush=True)
-            while True:
-                time.sleep(3600)
-        operator = _start_operator(str(cluster.kubeconfig))
-        try:
-            # The lines name the API's port: print them only once the operator listens there.
-            if _wait_until_listening(operator, port):
-                _print_how_to_use(chain.kubectl, cluster.kubeconfig, port, repo)
-            return operator.wait()
-        finally:
-            if operator.poll() is None:  # interrupted: stop it before the control plane
-                operator.terminate()
-                operator.wait(timeout=10)
+        with contextlib.ExitStack() as stack:
+            if with_node:
+                node = stack.enter_context(prepare_node(cluster))
+                print(f"node {node.name} Ready in {node.started_seconds:.1f}s\n", flush=True)
+            return _serve(cluster, port, repo, run_operator, with_node)
 
 
-def _print_how_to_use(kubectl_binary: Path, kubeconfig: Path, port: int, repo: Path) -> None:
+def _serve(
+    cluster: LocalControlPlane, port: int, repo: Path, run_operator: bool, with_node: bool
+) -> int:
+    """Print how to use the cluster, then wait for Ctrl-C, or run the operator."""
+    kubectl = cluster.toolchain.kubectl
+    if not run_operator:
+        _print_how_to_use(kubectl, cluster.kubeconfig, port, repo, with_node)
+        print("Ctrl-C stops the control plane.", flush=True)
+        while True:
+            time.sleep(3600)
+    operator = _start_operator(str(cluster.kubeconfig))
+    try:
+        # The lines name the API's port: print them only once the operator listens there.
+        if _wait_until_listening(operator, port):
+            _print_how_to_use(kubectl, cluster.kubeconfig, port, repo, with_node)
+        return operator.wait()
+    finally:
+        if operator.poll() is None:  # interrupted: stop it before the control plane
+            operator.terminate()
+            operator.wait(timeout=10)
+
+
+def _print_how_to_use(
+    kubectl_binary: Path, kubeconfig: Path, port: int, repo: Path, with_node: bool
+) -> None:
     kubectl = f"{kubectl_binary} --kubeconfig={kubeconfig}"
     heartbeat = f"http://127.0.0.1:{port}/api/v3/namespaces/default/sessions/living-room"
     client = Path(sys.executable).parent / "session-operator"
@@ -198,11 +230,16 @@ def _print_how_to_use(kubectl_binary: Path, kubeconfig: Path, port: int, repo: P
         f"  {client} heartbeat living-room -n default --url http://127.0.0.1:{port}"
         ' --token "$TOKEN" --allow-http -v'
     )
-    print(
-        "A Session with spec.template stays `starting`: this local control plane has no node"
-        " to run its Pod.\n",
-        flush=True,
-    )
+    if with_node:
+        print(f"Real Pods: a Session with a template runs it on the node ({repo / NODE_SAMPLE}).")
+        print(f"  {kubectl} apply -f {repo / NODE_SAMPLE}")
+        print(f"  {kubectl} get pods -o wide -w\n", flush=True)
+    else:
+        print(
+            "A Session with spec.template stays `starting`: this local control plane has no"
+            " node to run its Pod (`make run NODE=1` starts one).\n",
+            flush=True,
+        )
 
 
 def _wait_until_listening(

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+NODE_COMPONENTS = ("kube-scheduler", "kubelet", "kube-proxy")
+"""What the optional node adds (docs/node.md); built only when a node is asked for."""
 
 
 class BuildError(RuntimeError):
@@ -56,9 +58,26 @@ class Toolchain:
         """The kubectl binary matching the apiserver's version."""
         return self.kube_dir / "kubectl"
 
-    def missing(self) -> list[Path]:
-        """Binaries not yet in the cache."""
+    @property
+    def kube_scheduler(self) -> Path:
+        """The kube-scheduler binary (the node's)."""
+        return self.kube_dir / "kube-scheduler"
+
+    @property
+    def kubelet(self) -> Path:
+        """The kubelet binary (the node's)."""
+        return self.kube_dir / "kubelet"
+
+    @property
+    def kube_proxy(self) -> Path:
+        """The kube-proxy binary (the node's)."""
+        return self.kube_dir / "kube-proxy"
+
+    def missing(self, node: bool = False) -> list[Path]:
+        """Binaries not yet in the cache; with *node*, the node's too."""
         paths = [self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kubectl]
+        if node:
+            paths += [self.kube_scheduler, self.kubelet, self.kube_proxy]
         return [path for path in paths if not os.access(path, os.X_OK)]
 
 
@@ -156,9 +175,10 @@ def toolchain(kube_version: str | None = None, repo_root: Path | None = None) ->
     return Toolchain(kube, etcd, root / kube, root / f"etcd-{etcd}")
 
 
-def ensure_built(chain: Toolchain, repo_root: Path | None = None) -> Toolchain:
-    """Build whatever binaries of *chain* are missing, printing progress; return *chain*."""
-    if not chain.missing():
+def ensure_built(chain: Toolchain, repo_root: Path | None = None, node: bool = False) -> Toolchain:
+    """Build whatever binaries of *chain* are missing (with *node*, kube-scheduler and
+    kubelet too), printing progress; return *chain*."""
+    if not chain.missing(node):
         return chain
     if shutil.which("go") is None:
         raise BuildError(
@@ -167,9 +187,8 @@ def ensure_built(chain: Toolchain, repo_root: Path | None = None) -> Toolchain:
     controlplane = find_repo_root(repo_root) / "hack" / "controlplane"
     if not os.access(chain.etcd, os.X_OK):
         _build_module(controlplane / "etcd", {"etcd": "."}, chain.etcd_dir, ldflags="-s -w")
-    kube_missing = [
-        name for name in KUBE_COMPONENTS if not os.access(chain.kube_dir / name, os.X_OK)
-    ]
+    wanted = (*KUBE_COMPONENTS, *NODE_COMPONENTS) if node else KUBE_COMPONENTS
+    kube_missing = [name for name in wanted if not os.access(chain.kube_dir / name, os.X_OK)]
     if kube_missing:
         with _KubeModuleAt(controlplane / "kubernetes", chain.kube_version) as module:
             _build_module(

@@ -34,10 +34,12 @@ class Program:
 
     name: str
     package: str
+    search_path: str = SYSTEM_PATH
+    """Where it is looked for (a plugin directory, say)."""
 
     def find(self) -> Path | None:
         """Its absolute path, or None when it is not installed."""
-        found = shutil.which(self.name, path=SYSTEM_PATH)
+        found = shutil.which(self.name, path=self.search_path)
         return Path(found) if found else None
 
     def path(self) -> Path:

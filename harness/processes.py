@@ -8,7 +8,7 @@ import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,9 +17,19 @@ _MNT_DETACH = 2
 
 
 def spawn(
-    argv: Sequence[str], log: BinaryIO, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    log: BinaryIO,
+    env: Mapping[str, str] | None = None,
+    before_exec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start *argv* with its output in *log*; it gets SIGKILL should this process die."""
+    """Start *argv* with its output in *log*; it gets SIGKILL should this process die.
+    *before_exec* runs in the child first (entering a network namespace, say)."""
+
+    def prepare() -> None:
+        _die_with_parent()
+        if before_exec is not None:
+            before_exec()
+
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -27,7 +37,7 @@ def spawn(
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=prepare,
     )
 
 

@@ -54,3 +54,11 @@ def test_the_engine_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("harness.engine.os.geteuid", lambda: 1000)
     with pytest.raises(EngineError, match="dockerd needs root"):
         DockerEngine().start()
+
+
+def test_a_plugin_is_found_in_its_own_directory_and_nowhere_else(tmp_path: Path) -> None:
+    plugin = tmp_path / "bridge"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    assert Program("bridge", "containernetworking-plugins", str(tmp_path)).find() == plugin
+    assert Program("sh", "dash", str(tmp_path)).find() is None
