@@ -92,9 +92,18 @@ def operator(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """The operator, running for the whole e2e session (tests may stop and restart it)."""
+    yield from running_operator(cluster, tmp_path_factory, expiry_check_interval="10s")
+
+
+def running_operator(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, expiry_check_interval: str
+) -> Iterator[OperatorProcess]:
+    """The operator as a process on the machine against *cluster*, stopped afterwards."""
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     process = OperatorProcess(
-        cluster.kubeconfig, log_path, {"XG2G_SESSION_EXPIRY_CHECK_INTERVAL": "10s"}
+        cluster.kubeconfig,
+        log_path,
+        {"XG2G_SESSION_EXPIRY_CHECK_INTERVAL": expiry_check_interval},
     )
     process.start()
     yield process

@@ -9,7 +9,7 @@ import pytest
 
 from harness.engine import DockerEngine
 from harness.operator_process import OperatorProcess
-from tests.e2e.conftest import Cluster, fresh_namespace, wait_for
+from tests.e2e.conftest import Cluster, fresh_namespace, running_operator, wait_for
 from tests.e2e.node import cluster_with_node, pod, web_pod_template
 from tests.e2e.sessions import create_session, read_session, wait_for_state
 
@@ -30,13 +30,7 @@ def local_operator(
     node_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """The operator as a process on the machine, against the node's control plane."""
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(
-        node_cluster.kubeconfig, log_path, {"XG2G_SESSION_EXPIRY_CHECK_INTERVAL": "2s"}
-    )
-    process.start()
-    yield process
-    process.stop()
+    yield from running_operator(node_cluster, tmp_path_factory, expiry_check_interval="2s")
 
 
 @pytest.fixture
