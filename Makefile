@@ -36,7 +36,7 @@ NODE ?=
 NODE_FLAG = $(if $(filter-out 0 false no,$(NODE)),--node)
 
 .PHONY: run
-run: controlplane ## run the operator; without KUBECONFIG on a local control plane (NODE=1: and a node)
+run: prerequisites controlplane ## run the operator; without KUBECONFIG on a local control plane (NODE=1: and a node)
 	$(BIN)/python -m harness run $(NODE_FLAG)
 
 .PHONY: cluster
@@ -119,30 +119,43 @@ deploy: helm kind controlplane image ## build the image, load it into kind, inst
 		--set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
 		--set image.pullPolicy=Never --wait --timeout 5m
 
-.PHONY: test
-test: check-machine test-unit test-e2e ## install everything needed, then run unit and e2e tests
-
-# The tests run with a PATH of their own: .venv/bin, then links to the few machine tools
-# they may run by name (hack/check_clean_machine.py lists them). A test that needs any
-# other tool fails here as it would on a fresh machine.
+# `make test` installs and builds everything every tier needs in one visible step (`prepare`,
+# harness/prepare.py) before its first test; `make test-unit` and `make test-e2e` prepare
+# their own tier, so each passes alone on a fresh machine. The tests run with a PATH of
+# their own: .venv/bin, then links to the few machine tools they may run by name
+# (hack/check_clean_machine.py lists them), and a guard (tests/conftest.py) fails a test
+# that reaches for anything its tier was not given.
 TEST_PATH_DIR = $(abspath $(VENV))/test-path
 PYTEST        = PATH=$(abspath $(BIN)):$(TEST_PATH_DIR) $(BIN)/python -m pytest
+TIERS         = unit e2e
+
+.PHONY: test
+test: check-machine prepare ## install and build everything the tests need, then run unit and e2e tests
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+.PHONY: prerequisites
+prerequisites: ## check the machine: OS and apt, root, Python, Go, make, git (one line each)
+	@$(PYTHON) hack/check_prerequisites.py --for $(if $(filter run,$(MAKECMDGOALS)),run,test)
 
 .PHONY: check-machine
-check-machine: ## refuse hidden install steps: the project in the base Python, unlisted tools
+check-machine: prerequisites ## refuse hidden install steps: the project in the base Python, unlisted tools
 	$(PYTHON) hack/check_clean_machine.py --path-dir $(TEST_PATH_DIR)
 
+# Where a step cannot be taken (not root, no apt-get), it says so in one line and the tests
+# that need what it provides skip with that reason (in CI they fail).
+.PHONY: prepare
+prepare: install ## install the Debian packages, binaries and images the test tiers need, then check them
+	$(HARNESS) prepare $(TIERS)
+
 .PHONY: test-unit
-test-unit: check-machine install helm kind ## fast tests of the pure logic and the chart, no server
+test-unit: TIERS = unit
+test-unit: check-machine prepare ## fast tests of the pure logic and the chart, no server
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
-# The image and the node's binaries are built first, with their progress shown; where
-# they cannot be (not root, no Debian), the tests of the image and of the node
-# (tests/e2e/test_node*.py) say why and skip, and in CI they fail.
 .PHONY: test-e2e
-test-e2e: check-machine controlplane helm ## tests against the real local control plane
-	-$(HARNESS) image
-	-$(HARNESS) build node
+test-e2e: TIERS = e2e
+test-e2e: check-machine prepare ## tests against the real local control plane (and a node, as root)
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers,
@@ -178,7 +191,7 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check operator tests bench chaos harness hack
 	$(BIN)/ruff format --check operator tests bench chaos harness hack
 	$(BIN)/mypy
-	$(BIN)/mypy --strict bench chaos harness hack/check_clean_machine.py
+	$(BIN)/mypy --strict bench chaos harness hack/check_clean_machine.py hack/check_prerequisites.py
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the control-plane binaries)

@@ -6,6 +6,8 @@
   ``build engine`` installs the Docker engine and debootstrap (Debian packages) if missing.
 - ``image``: build the operator image on the harness's Docker engine (``make image``).
 - ``base-lock``: make the image's Debian base anew and record its package versions.
+- ``prepare [unit] [e2e]``: install and build everything those test tiers need, then check
+  it is there (``make test`` runs it before its first test; :mod:`harness.prepare`).
 - ``which NAME``: print where the cache keeps NAME (``helm``, ``kind``, ``kubectl``); builds
   nothing.
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
@@ -49,6 +51,8 @@ from harness.netns import NamespaceError
 from harness.node import NODE_PROGRAMS, NodeError
 from harness.node_images import NodeImageError
 from harness.node_start import prepare_node
+from harness.prepare import prepare as prepare_tiers
+from harness.provisions import TIERS
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
@@ -76,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         help="build on this image (python:3.11-slim, say); default: a Debian base made here",
     )
     image.add_argument("--save", type=Path, help="also write the image here (docker save)")
+    prepare = commands.add_parser(
+        "prepare", help="install and build what the test tiers need, then check it is there"
+    )
+    prepare.add_argument(
+        "tiers", nargs="*", metavar="TIER", help=f"{' or '.join(TIERS)} (default: both)"
+    )
     commands.add_parser(
         "base-lock", help="make the image's Debian base anew and record its package versions"
     )
@@ -100,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                 build.error(f"unknown TARGET {', '.join(sorted(unknown))}")
             _build(args.targets or ["controlplane"])
             return 0
+        if args.command == "prepare":
+            unknown = set(args.tiers) - set(TIERS)
+            if unknown:
+                prepare.error(f"unknown TIER {', '.join(sorted(unknown))}")
+            return prepare_tiers(tuple(args.tiers) or TIERS)
         if args.command in ("image", "base-lock"):
             _with_engine(args)
             return 0

@@ -69,10 +69,10 @@ class DebianBase:
     variant: str = "minbase"
     include: tuple[str, ...] = ("python3", "python3-venv")
 
-    def debootstrap_argv(self, target: Path) -> list[str]:
-        """The debootstrap command line that makes the root filesystem in *target*."""
+    def debootstrap_args(self, target: Path) -> list[str]:
+        """debootstrap's arguments that make the root filesystem in *target* (pure: the
+        program is looked up only when it is run)."""
         return [
-            str(DEBOOTSTRAP.path()),
             f"--variant={self.variant}",
             f"--include={','.join(self.include)}",
             self.suite,
@@ -170,7 +170,7 @@ def _make(engine: DockerEngine, base: DebianBase, relock: bool) -> None:
 
 def _debootstrap(base: DebianBase, rootfs: Path) -> None:
     """Run debootstrap, showing one line per phase (retrieving, unpacking, configuring)."""
-    argv = base.debootstrap_argv(rootfs)
+    argv = [str(DEBOOTSTRAP.path()), *base.debootstrap_args(rootfs)]
     print(f"making the Debian base (first time only; about a minute): {' '.join(argv)}", flush=True)
     started = time.monotonic()
     env = {**os.environ, "PATH": SYSTEM_PATH, "DEBIAN_FRONTEND": "noninteractive"}
@@ -206,7 +206,7 @@ def _installed_packages(rootfs: Path) -> dict[str, str]:
 
 def lock_text(base: DebianBase, packages: dict[str, str]) -> str:
     """The lock file recording *packages* (name to version) as made for *base*."""
-    command = " ".join(base.debootstrap_argv(Path("ROOT"))[1:])
+    command = " ".join(base.debootstrap_args(Path("ROOT")))
     header = [
         "# The Debian packages of the operator image's base, with their versions (docs/image.md).",
         f"# Made by: debootstrap {command}",

@@ -76,6 +76,11 @@ def ensure_installed(programs: Iterable[Program]) -> None:
         )
     if not APT_GET.is_file():
         raise PackageError(f"the Debian packages {named} are needed and {APT_GET} is missing")
+    _apt_get_install(packages)
+
+
+def _apt_get_install(packages: list[str]) -> None:
+    named = " ".join(packages)
     print(f"installing the Debian packages {named} with apt-get (first time only)", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "PATH": SYSTEM_PATH}
     # A fresh machine may hold no package lists yet.

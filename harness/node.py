@@ -30,6 +30,7 @@ from harness.binaries import Toolchain, find_repo_root
 from harness.cluster import LocalControlPlane, free_port
 from harness.debian_packages import SYSTEM_PATH, Program
 from harness.netns import (
+    IP,
     NetworkNamespace,
     enter_network_namespace,
     pinned_namespaces,
@@ -48,7 +49,7 @@ from harness.node_config import (
     kube_proxy_config,
     kubelet_config,
 )
-from harness.node_images import CTR, import_images
+from harness.node_images import CTR, GCC, import_images
 from harness.processes import log_excerpt, spawn, terminate, unmount_under
 
 CONTAINERD = Program("containerd", "containerd")
@@ -62,8 +63,9 @@ NAMESPACE_PREFIX = "xg2g-node-"
 CGROUP_PARENT = "k8s.io"
 """The cgroup containerd's CRI gives Pods when the kubelet names none."""
 CNI_BRIDGE = Program("bridge", "containernetworking-plugins", search_path=str(CNI_BIN_DIR))
-NODE_PROGRAMS = (CONTAINERD, Program("runc", "runc"), IPTABLES, CNI_BRIDGE, CTR)
-"""What the node needs from the machine (Debian packages, installed when missing)."""
+NODE_PROGRAMS = (CONTAINERD, Program("runc", "runc"), IPTABLES, CNI_BRIDGE, CTR, IP, GCC)
+"""What the node needs from the machine (Debian packages, installed when missing): its
+daemons, the Pod network's tools, and gcc for the pause image."""
 
 
 class NodeError(RuntimeError):
