@@ -10,8 +10,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio.config import ConfigException
-
 from session_operator import __version__
 from session_operator.config import ConfigError, Settings, load_settings, settings_help
 from session_operator.heartbeat_cli import (
@@ -21,8 +19,6 @@ from session_operator.heartbeat_cli import (
     add_heartbeat_command,
     run_heartbeat,
 )
-from session_operator.k8s.connection import NoCluster
-from session_operator.runtime import configure_logging, run_operator, serve_api
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,10 +51,23 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"session-operator: invalid configuration: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    return _serve(settings, run_operator if args.command == "run" else serve_api)
+    try:
+        return _serve(settings, args.command)
+    except KeyboardInterrupt:  # Ctrl-C while kopf and the client library load
+        return EXIT_INTERRUPTED
 
 
-def _serve(settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> int:
+def _serve(settings: Settings, command: str) -> int:
+    # Only the operator's commands load kopf and the Kubernetes client (a second or more):
+    # the heartbeat command starts without them.
+    from kubernetes_asyncio.config import ConfigException
+
+    from session_operator.k8s.connection import NoCluster
+    from session_operator.runtime import configure_logging, run_operator, serve_api
+
+    serve: Callable[[Settings], Coroutine[Any, Any, None]] = (
+        run_operator if command == "run" else serve_api
+    )
     configure_logging(settings)
     try:
         asyncio.run(serve(settings))

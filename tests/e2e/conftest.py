@@ -8,6 +8,7 @@ same tests against an existing cluster instead (kind, a dev cluster).
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,6 +76,14 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 def _install_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/sessions.xg2g.io")
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a command a test interrupts as Ctrl-C would: SIGINT at its default,
+    as a terminal's shell starts a foreground command. A background job of a
+    non-interactive shell (CI's) starts with SIGINT ignored, and so would the command:
+    Python keeps an ignored SIGINT ignored, and the interrupt would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

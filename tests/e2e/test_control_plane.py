@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.cluster import free_port
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import Cluster, as_from_a_terminal, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,9 +86,7 @@ def test_stopping_the_harness_leaves_no_component_running(
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
-        # A background job of a non-interactive shell (CI) starts with SIGINT ignored;
-        # a terminal's Ctrl-C would find it at its default.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_from_a_terminal,
     )
     assert harness.stdout is not None
     pids = [int(pid) for pid in harness.stdout.readline().split()]
@@ -119,7 +117,7 @@ def make_run(**env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**base, **env},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_from_a_terminal,
     )
 
 

@@ -19,7 +19,7 @@ import yaml
 from session_operator.heartbeat_client import HeartbeatClient, HeartbeatFailed
 from session_operator.timestamps import parse_timestamp
 from tests.certificates import self_signed_certificate
-from tests.e2e.conftest import HEARTBEAT_AUDIENCE, Cluster, OperatorProcess
+from tests.e2e.conftest import HEARTBEAT_AUDIENCE, Cluster, OperatorProcess, as_from_a_terminal
 from tests.e2e.heartbeats import (
     call,
     create_token,
@@ -263,7 +263,12 @@ def test_heartbeat_command_from_a_terminal_finds_the_namespace_and_prints_each_b
     }
     command = [sys.executable, "-m", "session_operator", "heartbeat", "desk", "--allow-http", "-v"]
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
     )
     time.sleep(3.5)
     process.send_signal(signal.SIGINT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,18 @@ def test_an_unreachable_api_is_one_sentence() -> None:
     assert result.stderr.strip() == (
         "session-operator heartbeat: cannot reach http://127.0.0.1:9: connection refused"
     )
+
+
+def test_the_heartbeat_command_starts_without_kopf_or_the_kubernetes_client() -> None:
+    # They take a second or more to load; a Ctrl-C meanwhile would meet Python's default.
+    script = (
+        "import sys\n"
+        "from session_operator.__main__ import main\n"
+        "code = main(['heartbeat', 'default/s', '--token', 't'])\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes_asyncio'})\n"
+        "print(code, loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.strip() == "2 []", result.stderr
