@@ -40,8 +40,10 @@ CA_CONFIGMAP = f"{FULLNAME}-ca"
 TLS_SECRET = f"{FULLNAME}-tls"
 LEADER_LEASE = "session-lease-operator"
 # client-go's timings, which the operator keeps: a Lease of 15 s, retried every 2 s.
-LEASE_SECONDS = 15
 RETRY_SECONDS = 2
+RELEASE_SECONDS = 5
+"""From the deletion of the leader's Pod until the Lease is free: the kubelet's SIGTERM,
+the operator's stop, the release's write."""
 CLIENT_TTL_SECONDS = 30
 
 
@@ -152,12 +154,16 @@ def test_deleting_the_leader_pod_fails_over_and_loses_no_session(release: Releas
             wait_for_state(cluster, namespace, name, {"ready"}, timeout=30)
         deleted = time.monotonic()
         cluster.kubectl("delete", "pod", old_leader, "-n", release.namespace, "--wait=false")
-        took_over = wait_for(
-            lambda: release.leader() not in ("", old_leader), timeout=LEASE_SECONDS + 30
-        )
-        assert took_over, release.logs()
+        phases = {}
+        while release.leader() in ("", old_leader) and time.monotonic() - deleted < 45:
+            if release.leader() == "" and "released" not in phases:
+                phases["released"] = time.monotonic() - deleted
+            time.sleep(0.1)
         failover = time.monotonic() - deleted
-        print(f"failover in {failover:.1f}s")
+        phases["taken over"] = failover
+        timeline = ", ".join(f"{phase} after {at:.1f}s" for phase, at in phases.items())
+        print(f"failover: {timeline}")
+        assert release.leader() not in ("", old_leader), release.logs()
         # The new leader works: a session created now expires on time.
         create_session(
             cluster, namespace, "after", {"lease": {"ttlSeconds": 3, "heartbeatIntervalSeconds": 1}}
@@ -166,8 +172,10 @@ def test_deleting_the_leader_pod_fails_over_and_loses_no_session(release: Releas
         assert body["status"]["stopReason"] == "LEASE_EXPIRED"
         for name in names:
             assert read_session(cluster, namespace, name)["status"]["state"] == "ready"
-    # Within the Lease's timing even had the leader died without releasing it.
-    assert failover <= LEASE_SECONDS + RETRY_SECONDS
+    # The deleted leader got SIGTERM and gave the Lease up (a few seconds: the kubelet's
+    # kill, kopf's stop, one write), and the standby took it at its next try: nobody waits
+    # out the Lease's 15 s, which only a leader that dies without a word costs.
+    assert failover <= RELEASE_SECONDS + RETRY_SECONDS + 1, timeline
 
 
 def heartbeat_client_pod(release: Release, namespace: str, session: str, image: str) -> str:

@@ -119,3 +119,49 @@ async def test_a_leader_that_stops_releases_the_lease_for_the_next_at_once() -> 
     successor = elector(leases, "successor", Clock(timedelta(seconds=5)))
     await successor._attempt()
     assert successor.leading.is_set()
+
+
+class LostAnswers(FakeLeases):
+    """Writes are stored, but from *after* on their answers never arrive (the caller
+    waits until it is cancelled), as when a shutdown cuts a renewal short."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.answered = after
+
+    async def write(self, record: LeaseRecord, resource_version: str | None) -> str:
+        version = await super().write(record, resource_version)
+        self.answered -= 1
+        if self.answered < 0 and record.holder is not None:
+            await asyncio.sleep(3600)
+        return version
+
+
+async def test_a_leader_stopped_while_a_renewal_is_unanswered_still_releases_the_lease() -> None:
+    leases = LostAnswers(after=1)
+    leader = elector(leases, "leader", Clock())
+    await leader._attempt()
+    assert leader.leading.is_set()
+    renewal = asyncio.create_task(leader.run())
+    await asyncio.sleep(0.05)  # the renewal is written, its answer never comes
+    assert leases.version == 2
+    renewal.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await renewal
+    assert leases.record is not None
+    assert leases.record.holder is None
+    assert not leader.leading.is_set()
+
+
+async def test_a_replica_that_never_led_writes_nothing_when_it_stops() -> None:
+    leases = FakeLeases()
+    await elector(leases, "leader", Clock())._attempt()
+    standby = elector(leases, "standby", Clock())
+    task = asyncio.create_task(standby.run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert leases.record is not None
+    assert leases.record.holder == "leader"
+    assert leases.version == 1

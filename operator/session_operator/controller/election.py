@@ -31,6 +31,9 @@ from session_operator.leadership import (
 )
 from session_operator.outage_rule import OutageWindow
 
+RELEASE_TIMEOUT_SECONDS = 2.0
+"""How long a stopping leader may spend giving the Lease up."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -70,8 +73,8 @@ class LeaderElector:
                 await self._attempt()
                 await asyncio.sleep(RETRY_PERIOD.total_seconds())
         finally:
-            if self.leading.is_set():
-                self.leading.clear()
+            self.leading.clear()
+            if self._record is not None:
                 await self._release()
 
     async def _attempt(self) -> None:
@@ -107,8 +110,12 @@ class LeaderElector:
             self.leading.clear()
 
     async def _release(self) -> None:
-        if self._record is None:
-            return
+        """Give the Lease up if this replica holds it. It is read first: a renewal that the
+        shutdown cut short may have been written without its answer arriving, and a write
+        with the version known before it would be refused, leaving the next leader to wait
+        a whole lease duration."""
         with contextlib.suppress(KubernetesError, TimeoutError):
-            async with asyncio.timeout(2):
-                await self._leases.write(released(self._record), self._version)
+            async with asyncio.timeout(RELEASE_TIMEOUT_SECONDS):
+                record, version = await self._leases.read()
+                if record is not None and record.holder == self._identity:
+                    await self._leases.write(released(record), version)
