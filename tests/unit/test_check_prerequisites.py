@@ -3,9 +3,9 @@ everything needs stops the run, what only some tiers need says what still works.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 from hack import check_prerequisites as prerequisites
 
@@ -58,11 +58,34 @@ def test_a_linux_without_apt_says_which_packages_to_bring() -> None:
     assert "debootstrap" in line
 
 
-def test_this_machine_passes_in_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "check_prerequisites.py"), "--for", "run"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("prerequisites: ")
-    assert len(result.stdout.splitlines()) == 1
+def machine(
+    monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...] = (), go: str = "go1.26.8"
+) -> None:
+    """A Debian machine, as root, with every tool but *missing* and Go *go*."""
+    tools = {"go", "make", "git"} - set(missing)
+    monkeypatch.setattr(
+        prerequisites.shutil, "which", lambda tool: f"/usr/bin/{tool}" if tool in tools else None
+    )
+    monkeypatch.setattr(prerequisites, "_output", lambda argv: go)
+    monkeypatch.setattr(prerequisites.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(prerequisites.os, "geteuid", lambda: 0)
+
+
+def test_a_machine_with_everything_passes_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine(monkeypatch)
+    assert prerequisites.main(["--for", "run"]) == 0
+    out, _ = capsys.readouterr()
+    assert len(out.splitlines()) == 1
+    assert out.startswith("prerequisites: ")
+    assert "go1.26.8 (Go " in out
+
+
+def test_a_missing_tool_stops_the_run_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine(monkeypatch, missing=("git",))
+    assert prerequisites.main(["--for", "test"]) == 1
+    _, err = capsys.readouterr()
+    assert "prerequisites: git is not on PATH: install it (Debian package git)" in err.splitlines()
