@@ -43,6 +43,7 @@ _DURATION_HINT = "must be a positive duration like 60s, 2m, 1h30m"
 _INCONSISTENT = "inconsistent_settings"
 _TTL_BELOW_MINIMUM = "lease_ttl_below_minimum"
 _TLS_UNPAIRED = "tls_files_unpaired"
+_WEBHOOK_WITHOUT_TLS = "webhook_without_tls"
 _MIN_HEARTBEATS_PER_TTL = 3
 _TIMES = "\N{MULTIPLICATION SIGN}"
 
@@ -176,7 +177,15 @@ def _audiences(value: Any) -> list[str]:
         raise PydanticCustomError(
             "audiences", "must be a list of token audiences, in the environment comma separated"
         )
-    return [item.strip() for item in items if item.strip()]
+    audiences = [item.strip() for item in items if item.strip()]
+    if not audiences:
+        # Empty would turn the audience check off and take the apiserver's own tokens.
+        raise PydanticCustomError(
+            "audiences",
+            "must name at least one audience (session-lease-operator, the default); to take"
+            " tokens for the apiserver's own audience, name it (https://kubernetes.default.svc)",
+        )
+    return audiences
 
 
 # What a stop may release besides the workload Pod (each needs list and delete on that
@@ -281,6 +290,20 @@ class Settings(BaseSettings):
             " the API port."
         ),
     )
+    probe_port: Annotated[PortNumber | None, BeforeValidator(_blank_is_none)] = Field(
+        default=None,
+        description=(
+            "Port of a plain-HTTP listener serving only /healthz and /readyz, for the kubelet's"
+            " probes: heartbeat callers cannot crowd it out. They stay on the API port too."
+        ),
+    )
+    webhook_port: Annotated[PortNumber | None, BeforeValidator(_blank_is_none)] = Field(
+        default=None,
+        description=(
+            "Port of the admission webhook (POST /admission/sessions), over TLS with the API's"
+            " certificate; unset: no webhook is served. Never on the API port."
+        ),
+    )
     tls_cert_file: Annotated[Path | None, BeforeValidator(_optional_path)] = Field(
         default=None, description="PEM certificate of the heartbeat API; with tls_key_file."
     )
@@ -290,9 +313,9 @@ class Settings(BaseSettings):
     token_audiences: Annotated[list[str], NoDecode, BeforeValidator(_audiences)] = Field(
         default_factory=lambda: [DEFAULT_TOKEN_AUDIENCE],
         description=(
-            "Token audiences the heartbeat API accepts (TokenReview). The default, a dedicated"
-            " audience, means a heartbeat token cannot be replayed against the apiserver;"
-            " empty accepts the apiserver's own audience."
+            "Token audiences the heartbeat API accepts (TokenReview), at least one. The"
+            " default, a dedicated audience, means a heartbeat token cannot be replayed"
+            " against the apiserver."
         ),
     )
     released_kinds: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_released_kinds)] = Field(
@@ -358,6 +381,9 @@ class Settings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             codes.append(_TLS_UNPAIRED)
             summaries.append("tls_cert_file and tls_key_file must be given together")
+        if self.webhook_port is not None and self.tls_cert_file is None:
+            codes.append(_WEBHOOK_WITHOUT_TLS)
+            summaries.append(_webhook_rule("webhook_port", "tls_cert_file"))
         if codes:
             raise PydanticCustomError(
                 _INCONSISTENT, "{summary}", {"summary": "; ".join(summaries), "codes": codes}
@@ -381,6 +407,8 @@ FILE_KEYS: Mapping[str, str] = {
     "released_kinds": "releasedKinds",
     "max_session_bytes": "maxSessionBytes",
     "metrics_port": "metricsPort",
+    "probe_port": "probePort",
+    "webhook_port": "webhookPort",
     "auth_cache_ttl": "authCacheTTL",
     "leader_election": "leaderElection",
     "leader_election_namespace": "leaderElectionNamespace",
@@ -577,4 +605,13 @@ def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:
             (label("lease_ttl"), shown("lease_ttl")),
             (label("heartbeat_interval"), shown("heartbeat_interval")),
         )
+    if code == _WEBHOOK_WITHOUT_TLS:
+        return _webhook_rule(label("webhook_port"), label("tls_cert_file"))
     return f"{label('tls_cert_file')} and {label('tls_key_file')} must be given together"
+
+
+def _webhook_rule(webhook_port: str, tls_cert_file: str) -> str:
+    return (
+        f"{webhook_port} needs {tls_cert_file}: the apiserver calls admission webhooks"
+        " over HTTPS only"
+    )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from pydantic import ValidationError
@@ -109,7 +109,8 @@ def heartbeat_path(session: str) -> str:
 
 
 class InsecureUrl(ValueError):
-    """A plain ``http://`` URL where the client was not told that plain HTTP is meant."""
+    """A plain ``http://`` URL where the client was not told that plain HTTP is meant, or
+    a URL that is neither ``https://`` nor ``http://``."""
 
 
 class HeartbeatClient:
@@ -132,11 +133,15 @@ class HeartbeatClient:
     ) -> None:
         """*token*, when given, is sent as it is; else *token_file* is read before every beat
         (projected tokens rotate)."""
-        if url.lower().startswith("http://") and not allow_http:
+        url = url.strip()
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "http" and not allow_http:
             raise InsecureUrl(
                 f"refusing to send a bearer token over plain HTTP to {url}: use https://,"
                 " or allow plain HTTP explicitly (--allow-http)"
             )
+        if scheme not in ("http", "https"):
+            raise InsecureUrl(f"the API's URL must start with https:// (got {url!r})")
         self.session = session
         self._url = url.rstrip("/") + heartbeat_path(session)
         self._base_url = url.rstrip("/")

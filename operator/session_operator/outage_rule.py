@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from session_operator.lease import LIVE_STATES, Lease, lease_expired
 from session_operator.timestamps import format_timestamp
 
 GRACE_INTERVALS = 2
 """How many heartbeat intervals the aliveness test and the grace span."""
+FUTURE_TOLERANCE = timedelta(minutes=1)
+"""How far in the future a recorded window may end and still count: replicas' clocks
+may disagree by that much. A window that ends later was observed by nobody (a forged
+record): it grants nothing, so no grace runs further than this beyond now."""
 
 
 @dataclass(frozen=True, order=True)
@@ -58,7 +62,8 @@ def outage_grace(
     * the client was alive when the outage began: ``start - last <= 2 x interval``, where
       *last* is the last accepted heartbeat, else *created_at*;
     * the grace still lies ahead (``now < end + 2 x interval``): a grace that has run out
-      is an ordinary lapse, and a lease never moves back.
+      is an ordinary lapse, and a lease never moves back;
+    * the window ends no later than :data:`FUTURE_TOLERANCE` from *now*.
 
     A session that is not live, or whose lease has not expired, is owed nothing.
     """
@@ -68,6 +73,8 @@ def outage_grace(
     last_seen = lease.last_heartbeat or created_at
     owed: LeaseGrace | None = None
     for window in outages:
+        if window.end > now + FUTURE_TOLERANCE:
+            continue
         grace_end = window.end + grace
         lapsed_in_window = window.start <= lease.expires_at < grace_end
         alive_at_start = window.start - last_seen <= grace

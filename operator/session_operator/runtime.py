@@ -38,6 +38,9 @@ from session_operator.lifecycle import LifecycleSettings
 
 # The outage record's calls give up as soon as the heartbeat API's do.
 OUTAGE_RECORD_TIMEOUT_SECONDS = 2.0
+# No call of the controller waits for ever: a hung one is retried as an unreachable
+# apiserver's (the leader's Lease calls have tighter deadlines of their own).
+CONTROLLER_CALL_TIMEOUT_SECONDS = 30.0
 
 LEADER_LEASE_NAME = "session-lease-operator"
 
@@ -112,7 +115,7 @@ async def run_operator(settings: Settings) -> None:
     API, probes and metrics."""
     api_client = await connect()
     outages = OutageMonitor(CallHealth(utc_now))
-    rest = Rest(api_client, observer=outages.health)
+    rest = Rest(api_client, timeout=CONTROLLER_CALL_TIMEOUT_SECONDS, observer=outages.health)
     leading = asyncio.Event()
     controller = build_controller(rest, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)

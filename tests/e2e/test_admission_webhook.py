@@ -1,5 +1,6 @@
 """The Session size webhook on a real apiserver: the apiserver calls the operator's
-``/admission/sessions`` over TLS and refuses a Session larger than ``maxSessionBytes``.
+``/admission/sessions`` over TLS, on the webhook's own port, and refuses a Session larger
+than ``maxSessionBytes``; the heartbeat API's port does not serve it.
 
 It registers a cluster-wide webhook that refuses writes while it is down, so it gets an
 apiserver of its own (``private_cluster``).
@@ -18,11 +19,13 @@ from typing import Any
 
 import pytest
 
+from harness.cluster import free_port
 from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import REPO, Cluster, OperatorProcess, fresh_namespace, wait_for
 
 MAX_BYTES = 16 * 1024
 WEBHOOK = "session-size-e2e"
+WEBHOOK_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,7 @@ def webhook_api(
             "XG2G_SESSION_TLS_CERT_FILE": str(cert_file),
             "XG2G_SESSION_TLS_KEY_FILE": str(key_file),
             "XG2G_SESSION_MAX_SESSION_BYTES": str(MAX_BYTES),
+            "XG2G_SESSION_WEBHOOK_PORT": str(WEBHOOK_PORT),
         },
         command="serve-api",
         tls=ssl.create_default_context(cafile=str(cert_file)),
@@ -59,7 +63,7 @@ def webhook_api(
                 "failurePolicy": "Fail",
                 "timeoutSeconds": 5,
                 "clientConfig": {
-                    "url": f"{api.url}/admission/sessions",
+                    "url": webhook_url(),
                     "caBundle": base64.b64encode(cert_file.read_bytes()).decode(),
                 },
                 "rules": [
@@ -77,6 +81,10 @@ def webhook_api(
     yield api
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, check=False)
     api.stop()
+
+
+def webhook_url() -> str:
+    return f"https://127.0.0.1:{WEBHOOK_PORT}/admission/sessions"
 
 
 @pytest.fixture
@@ -140,11 +148,14 @@ def test_a_session_over_the_size_limit_is_refused_and_one_under_it_admitted(
 def test_the_webhook_answers_what_is_not_a_review_with_a_problem(
     webhook_api: OperatorProcess,
 ) -> None:
-    request = urllib.request.Request(
-        f"{webhook_api.url}/admission/sessions", data=b'{"kind": "Pod"}', method="POST"
-    )
-    request.add_header("Content-Type", "application/json")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=5, context=webhook_api.tls)
-    assert refused.value.code == 400
-    assert json.loads(refused.value.read())["detail"] == "the body is not an AdmissionReview"
+    for url, status, detail in [
+        (webhook_url(), 400, "the body is not an AdmissionReview"),
+        (f"{webhook_api.url}/admission/sessions", 404, None),  # not on the API's port
+    ]:
+        request = urllib.request.Request(url, data=b'{"kind": "Pod"}', method="POST")
+        request.add_header("Content-Type", "application/json")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5, context=webhook_api.tls)
+        assert refused.value.code == status
+        if detail:
+            assert json.loads(refused.value.read())["detail"] == detail

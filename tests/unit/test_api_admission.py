@@ -6,8 +6,15 @@ from typing import Any
 
 import pytest
 
-from session_operator.api.admission import encoded_size, review_answer
+from session_operator.api.admission import (
+    REVIEW_OVERHEAD_BYTES,
+    AdmissionRoutes,
+    encoded_size,
+    max_review_bytes,
+    review_answer,
+)
 from session_operator.api.errors import BadRequest
+from session_operator.models import STATE_LABEL
 
 
 def review(obj: dict[str, Any]) -> dict[str, Any]:
@@ -63,3 +70,52 @@ def test_size_counts_bytes_of_compact_json_not_characters() -> None:
 def test_what_is_not_a_review_request_is_a_bad_request(body: dict[str, Any]) -> None:
     with pytest.raises(BadRequest):
         review_answer(body, max_bytes=1024)
+
+
+LIMIT = 2048
+
+
+def update(obj: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    body = review(obj)
+    body["request"].update(operation="UPDATE", oldObject=old)
+    return body
+
+
+def stored(padding: int, **metadata: Any) -> dict[str, Any]:
+    """A Session as stored, its template padded by *padding* bytes."""
+    return {**session(padding), "metadata": {"name": "s", **metadata}}
+
+
+def allowed(body: dict[str, Any]) -> bool:
+    return bool(review_answer(body, max_bytes=LIMIT)["response"]["allowed"])
+
+
+def test_the_operators_writes_pass_on_a_session_at_the_limit() -> None:
+    # Admitted a few bytes under the limit, then given its state label and finalizer.
+    padding = LIMIT - 120
+    old = stored(padding)
+    assert encoded_size(old) <= LIMIT
+    labelled = stored(padding, labels={STATE_LABEL: "starting"}, finalizers=["xg2g.io/session"])
+    assert encoded_size(labelled) > LIMIT
+    assert allowed(update(labelled, old))
+    # ... and its finalizer removed, so that it can be deleted.
+    assert allowed(update(stored(padding, labels={STATE_LABEL: "stopped"}), labelled))
+
+
+def test_a_lowered_limit_does_not_wedge_a_session_that_grows_nothing() -> None:
+    old = stored(3 * LIMIT, labels={STATE_LABEL: "ready"})
+    assert allowed(update(stored(3 * LIMIT, labels={STATE_LABEL: "stopping"}), old))
+    assert allowed(update(stored(2 * LIMIT), old))  # shrinking is always allowed
+
+
+def test_a_user_who_grows_a_session_past_the_limit_is_refused() -> None:
+    old = stored(LIMIT - 300)
+    grown = stored(LIMIT - 300, annotations={"note": "y" * 400})
+    assert not allowed(update(grown, old))
+    relabelled = stored(LIMIT - 300, labels={"team": "z" * 400})
+    assert not allowed(update(relabelled, old))
+
+
+def test_a_review_body_holds_two_sessions_and_the_review_at_most() -> None:
+    assert max_review_bytes(LIMIT) == 2 * LIMIT + REVIEW_OVERHEAD_BYTES
+    assert AdmissionRoutes(LIMIT).max_body_bytes == max_review_bytes(LIMIT)

@@ -183,7 +183,9 @@ async def test_token_reviews_are_cached_and_shared_by_concurrent_requests() -> N
     answer = {"authenticated": True, "user": PLAYER, "audiences": ["aud"]}
     rest = FakeRest([{"status": answer}])
     authenticator = Authenticator(rest, ["aud"], timedelta(seconds=10), ReviewLimiter())
-    callers = await asyncio.gather(*(authenticator.authenticate("Bearer t0ken") for _ in range(5)))
+    callers = await asyncio.gather(
+        *(authenticator.authenticate("Bearer t0ken", "10.0.0.7") for _ in range(5))
+    )
     assert {caller.username for caller in callers} == {PLAYER["username"]}
     assert len(rest.requests) == 1
     method, path, body = rest.requests[0]
@@ -196,7 +198,7 @@ async def test_refused_token_is_unauthenticated() -> None:
         FakeRest([{"status": {"authenticated": False}}]), [], timedelta(seconds=10), ReviewLimiter()
     )
     with pytest.raises(Unauthenticated):
-        await authenticator.authenticate("Bearer nope")
+        await authenticator.authenticate("Bearer nope", "10.0.0.7")
 
 
 async def test_token_review_outage_is_unavailable_and_not_cached() -> None:
@@ -205,8 +207,10 @@ async def test_token_review_outage_is_unavailable_and_not_cached() -> None:
     )
     authenticator = Authenticator(rest, [], timedelta(seconds=10), ReviewLimiter())
     with pytest.raises(ApiUnavailable):
-        await authenticator.authenticate("Bearer t0ken")
-    assert (await authenticator.authenticate("Bearer t0ken")).username == PLAYER["username"]
+        await authenticator.authenticate("Bearer t0ken", "10.0.0.7")
+    assert (await authenticator.authenticate("Bearer t0ken", "10.0.0.7")).username == PLAYER[
+        "username"
+    ]
 
 
 async def test_authenticator_failure_is_not_cached() -> None:
@@ -214,8 +218,10 @@ async def test_authenticator_failure_is_not_cached() -> None:
     rest = FakeRest([{"status": down}, {"status": {"authenticated": True, "user": PLAYER}}])
     authenticator = Authenticator(rest, [], timedelta(seconds=10), ReviewLimiter())
     with pytest.raises(AuthenticationUnavailable):
-        await authenticator.authenticate("Bearer t0ken")
-    assert (await authenticator.authenticate("Bearer t0ken")).username == PLAYER["username"]
+        await authenticator.authenticate("Bearer t0ken", "10.0.0.7")
+    assert (await authenticator.authenticate("Bearer t0ken", "10.0.0.7")).username == PLAYER[
+        "username"
+    ]
 
 
 async def test_denied_access_is_forbidden_without_naming_the_namespace() -> None:

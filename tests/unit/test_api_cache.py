@@ -132,3 +132,18 @@ async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
     cache = SessionCache(script, store)
     await run_until(cache, lambda: store.by_id("id-b") is not None)
     assert store.by_id("id-a") is not None
+
+
+async def test_an_unexpected_failure_of_the_watch_lists_again_rather_than_ending_it(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr("session_operator.api.cache.RETRY_FIRST_SECONDS", 0.01)
+    script = ScriptedListWatch(
+        listings=[Listing([], "10"), Listing([body("a", 30, "id-a")], "30")],
+        watches=[[RuntimeError("a payload the client could not read")]],
+    )
+    store = SessionStore()
+    cache = SessionCache(script, store)
+    await run_until(cache, lambda: store.by_id("id-a") is not None)
+    assert script.lists == 2
+    assert script.watched_from == ["10", "30"]

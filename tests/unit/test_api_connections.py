@@ -35,9 +35,12 @@ async def served() -> AsyncIterator[Served]:
         await runner.cleanup()
 
 
-async def exchange(port: int, request: bytes, *, wait: float = 5.0) -> bytes:
-    """Send *request* and read until the server closes the connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def exchange(
+    port: int, request: bytes, *, wait: float = 5.0, source: str = "127.0.0.1"
+) -> bytes:
+    """Send *request* from the loopback address *source* and read until the server closes
+    the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     try:
         writer.write(request)
         await writer.drain()
@@ -123,6 +126,67 @@ async def test_connections_beyond_the_cap_are_refused_with_503(served: Served) -
         served.port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
     )
     assert ok.startswith(b"HTTP/1.1 200")
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+
+async def hold(port: int, source: str, count: int) -> list[asyncio.StreamWriter]:
+    """*count* idle connections from *source*, as a caller that holds them would."""
+    held = []
+    for _ in range(count):
+        _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        held.append(writer)
+    await asyncio.sleep(0.05)
+    return held
+
+
+async def test_a_source_holding_every_connection_makes_room_for_another_source(
+    served: Served,
+) -> None:
+    held = await hold(served.port, "127.0.0.2", 3)
+    try:
+        assert served.count.held_by("127.0.0.2") == 3
+        answer = await exchange(served.port, HEALTHZ, source="127.0.0.3")
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert served.count.held_by("127.0.0.2") == 2  # its oldest was closed
+        held += await hold(served.port, "127.0.0.3", 1)
+        # The heaviest source itself gains nothing by asking for more.
+        status, _ = problem(await exchange(served.port, b"", source="127.0.0.2"))
+        assert status == 503
+        assert served.count.held_by("127.0.0.3") == 1
+    finally:
+        for writer in held:
+            writer.close()
+
+
+async def test_one_source_holds_at_most_its_share() -> None:
+    runner = web.AppRunner(create_app(lambda: True), **HANDLER_OPTIONS)
+    await runner.setup()
+    count = ConnectionCount(limit=100, per_source=2)
+    site = GuardedSite(runner, "127.0.0.1", 0, None, count)
+    await site.start()
+    held = await hold(site.port, "127.0.0.2", 2)
+    try:
+        status, document = problem(await exchange(site.port, b"", source="127.0.0.2"))
+        assert status == 503
+        assert "too many connections" in str(document["detail"])
+        assert (await exchange(site.port, HEALTHZ, source="127.0.0.3")).startswith(b"HTTP/1.1 200")
+    finally:
+        for writer in held:
+            writer.close()
+        await runner.cleanup()
+
+
+async def test_a_chunked_request_is_refused_and_the_connection_closed(served: Served) -> None:
+    chunked = (
+        b"POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\nabcd\r\n0\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + b"X-Long: " + b"y" * 40000 + b"\r\n\r\n"
+    )
+    status, document = problem(await exchange(served.port, chunked))
+    assert status == 411
+    assert "Content-Length" in str(document["detail"])
 
 
 def test_idle_keep_alive_connections_are_closed_within_a_minute() -> None:

@@ -11,7 +11,7 @@ from session_operator.api.review_limit import ReviewLimiter
 
 
 async def test_reviews_beyond_the_bound_wait_and_beyond_the_queue_are_refused() -> None:
-    limiter = ReviewLimiter(concurrent=2, waiting=3)
+    limiter = ReviewLimiter(concurrent=2, waiting=3, per_source=100)
     release = asyncio.Event()
     running = 0
     most = 0
@@ -24,14 +24,14 @@ async def test_reviews_beyond_the_bound_wait_and_beyond_the_queue_are_refused() 
         running -= 1
         return "done"
 
-    queued = [asyncio.create_task(limiter.run(review)) for _ in range(5)]
+    queued = [asyncio.create_task(limiter.run(review, "a")) for _ in range(5)]
     await asyncio.sleep(0.01)
     with pytest.raises(AuthenticationUnavailable):
-        await limiter.run(review)
+        await limiter.run(review, "a")
     release.set()
     assert await asyncio.gather(*queued) == ["done"] * 5
     assert most == 2
-    assert await limiter.run(review) == "done"
+    assert await limiter.run(review, "a") == "done"
 
 
 async def test_a_failing_review_frees_its_slot() -> None:
@@ -42,4 +42,26 @@ async def test_a_failing_review_frees_its_slot() -> None:
 
     for _ in range(3):
         with pytest.raises(TimeoutError):
-            await limiter.run(fail)
+            await limiter.run(fail, "a")
+
+
+async def test_a_flooding_source_gets_its_share_and_others_still_get_a_place() -> None:
+    limiter = ReviewLimiter(concurrent=2, waiting=100, per_source=4)
+    release = asyncio.Event()
+
+    async def review() -> str:
+        await release.wait()
+        return "done"
+
+    flood = [asyncio.create_task(limiter.run(review, "10.0.0.66")) for _ in range(4)]
+    await asyncio.sleep(0.01)
+    for _ in range(3):
+        with pytest.raises(AuthenticationUnavailable):
+            await limiter.run(review, "10.0.0.66")
+    client = asyncio.create_task(limiter.run(review, "10.0.0.7"))
+    await asyncio.sleep(0.01)
+    assert not client.done()  # queued behind the flood's share, not refused
+    release.set()
+    assert await client == "done"
+    assert await asyncio.gather(*flood) == ["done"] * 4
+    assert await limiter.run(review, "10.0.0.66") == "done"  # its share is free again

@@ -125,6 +125,7 @@ def test_default_render_has_every_object_of_an_install(helm: Path) -> None:
             ("ClusterRoleBinding", FULLNAME),
             ("ConfigMap", f"{FULLNAME}-ca"),
             ("Deployment", FULLNAME),
+            ("NetworkPolicy", FULLNAME),
             ("PodDisruptionBudget", FULLNAME),
             ("Role", f"{FULLNAME}-leader-election"),
             ("RoleBinding", f"{FULLNAME}-leader-election"),
@@ -141,7 +142,7 @@ def test_default_render_has_every_object_of_an_install(helm: Path) -> None:
     )
 
 
-def test_size_webhook_trusts_the_generated_ca_and_calls_the_api_service(helm: Path) -> None:
+def test_size_webhook_trusts_the_generated_ca_and_calls_its_own_port(helm: Path) -> None:
     objects = render(helm)
     [webhook] = only(objects, "ValidatingWebhookConfiguration")["webhooks"]
     ca = only(objects, "Secret", f"{FULLNAME}-tls")["data"]["ca.crt"]
@@ -150,8 +151,15 @@ def test_size_webhook_trusts_the_generated_ca_and_calls_the_api_service(helm: Pa
         "name": f"{FULLNAME}-api",
         "namespace": NAMESPACE,
         "path": "/admission/sessions",
-        "port": 8443,
+        "port": 9443,
     }
+    service = only(objects, "Service", f"{FULLNAME}-api")
+    assert {"name": "webhook", "port": 9443, "targetPort": "webhook"}.items() <= (
+        service["spec"]["ports"][1].items()
+    )
+    container = operator_container(objects)
+    assert plain_env(container)["XG2G_SESSION_WEBHOOK_PORT"] == "9443"
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
     assert webhook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
     assert webhook["failurePolicy"] == "Fail"
 
@@ -177,7 +185,10 @@ def test_cert_manager_issues_the_certificate_and_injects_the_webhook_ca(helm: Pa
 
 
 def test_without_tls_there_is_no_webhook(helm: Path) -> None:
-    assert not [o for o in render(helm, "tls.enabled=false") if "Webhook" in o["kind"]]
+    objects = render(helm, "tls.enabled=false")
+    assert not [o for o in objects if "Webhook" in o["kind"]]
+    assert "XG2G_SESSION_WEBHOOK_PORT" not in plain_env(operator_container(objects))
+    assert len(only(objects, "Service", f"{FULLNAME}-api")["spec"]["ports"]) == 1
 
 
 def test_every_namespaced_object_is_in_the_release_namespace(helm: Path) -> None:
@@ -199,6 +210,8 @@ def test_empty_values_leave_the_defaults_to_the_operator(helm: Path) -> None:
     settings = {name for name in env if name.startswith("XG2G_SESSION_")}
     assert settings == {
         "XG2G_SESSION_API_PORT",
+        "XG2G_SESSION_PROBE_PORT",
+        "XG2G_SESSION_WEBHOOK_PORT",
         "XG2G_SESSION_TLS_CERT_FILE",
         "XG2G_SESSION_TLS_KEY_FILE",
     }
@@ -216,6 +229,8 @@ def test_every_value_reaches_the_operator_as_its_setting(
         "namespace": "media",
         "apiHost": "127.0.0.1",
         "apiPort": "9090",
+        "probePort": "9091",
+        "webhookPort": "9444",
         "authCacheTTL": "5s",
         "maxSessionBytes": "65536",
         "leaderElection": "false",
@@ -245,6 +260,7 @@ def test_every_value_reaches_the_operator_as_its_setting(
     assert settings.retention == datetime.timedelta(hours=1, minutes=30)
     assert settings.namespace == "media"
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 9090)
+    assert (settings.probe_port, settings.webhook_port) == (9091, 9444)
     assert settings.auth_cache_ttl == datetime.timedelta(seconds=5)
     assert settings.max_session_bytes == 65536
     assert settings.token_audiences == ["aud-a", "aud-b"]
@@ -252,7 +268,10 @@ def test_every_value_reaches_the_operator_as_its_setting(
     assert (settings.log_level, settings.log_format) == ("INFO", "text")
     assert settings.tls_cert_file is not None
     assert settings.tls_key_file is not None
-    assert container["ports"] == [{"name": "api", "containerPort": 9090, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": name, "containerPort": port, "protocol": "TCP"}
+        for name, port in [("api", 9090), ("probes", 9091), ("webhook", 9444)]
+    ]
 
 
 def test_pod_identity_and_lease_namespace_come_from_the_downward_api(helm: Path) -> None:
@@ -319,11 +338,14 @@ def test_operator_runs_unprivileged_with_a_read_only_root(helm: Path) -> None:
 @pytest.mark.parametrize(
     ("tls", "scheme", "port"), [("true", "HTTPS", 8443), ("false", "HTTP", 8080)]
 )
-def test_probes_and_api_service_follow_tls(helm: Path, tls: str, scheme: str, port: int) -> None:
+def test_the_api_service_follows_tls_and_the_probes_have_their_own_port(
+    helm: Path, tls: str, scheme: str, port: int
+) -> None:
     objects = render(helm, f"tls.enabled={tls}")
     container = operator_container(objects)
     for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
-        assert container[probe]["httpGet"] == {"path": path, "port": "api", "scheme": scheme}
+        assert container[probe]["httpGet"] == {"path": path, "port": "probes", "scheme": "HTTP"}
+    assert {"name": "probes", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     service = only(objects, "Service", f"{FULLNAME}-api")
     assert service["spec"]["ports"][0]["port"] == port
     assert service["spec"]["ports"][0]["targetPort"] == "api"
@@ -547,15 +569,36 @@ def test_metrics_on_their_own_port_are_plain_http_for_the_service_and_monitor(
     assert "tlsConfig" not in endpoint
 
 
-def test_network_policy_admits_the_api_port_and_metrics_only_from_their_scrapers(
-    helm: Path,
-) -> None:
-    assert not [o for o in render(helm) if o["kind"] == "NetworkPolicy"]
+def test_network_policy_admits_each_port_only_from_its_callers(helm: Path) -> None:
+    assert [o for o in render(helm) if o["kind"] == "NetworkPolicy"]  # on by default
+    assert not [
+        o for o in render(helm, "networkPolicy.enabled=false") if o["kind"] == "NetworkPolicy"
+    ]
     scraper = "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=observability"
-    objects = render(helm, "networkPolicy.enabled=true", "config.metricsPort=9090", scraper)
+    objects = render(helm, "config.metricsPort=9090", scraper)
     policy = only(objects, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    api, metrics = policy["spec"]["ingress"]
-    assert api == {"ports": [{"port": "api", "protocol": "TCP"}]}  # clients in any namespace
+    api, probes, webhook, metrics = policy["spec"]["ingress"]
+    # Clients live in any namespace: every Pod of the cluster, not the world.
+    assert api == {
+        "ports": [{"port": "api", "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {}}],
+    }
+    assert probes == {"ports": [{"port": "probes", "protocol": "TCP"}]}
+    assert webhook == {"ports": [{"port": "webhook", "protocol": "TCP"}]}  # the apiserver
     assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
+
+
+def test_an_empty_api_from_is_refused_rather_than_read_as_anywhere(helm: Path) -> None:
+    result = run_helm(helm, "template", RELEASE, str(CHART), "--set", "networkPolicy.apiFrom=null")
+    assert result.returncode != 0
+    assert "networkPolicy.apiFrom" in result.stderr
+
+
+def test_the_replicas_are_spread_over_nodes_where_there_are_several(helm: Path) -> None:
+    deployment = only(render(helm), "Deployment")
+    [spread] = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"

@@ -366,7 +366,6 @@ def test_namespace_must_be_a_namespace_name(monkeypatch: pytest.MonkeyPatch, val
     [
         ("a,b", ["a", "b"]),
         (" api , https://kubernetes.default.svc ,", ["api", "https://kubernetes.default.svc"]),
-        ("", []),
     ],
 )
 def test_token_audiences_are_comma_separated_in_environment(
@@ -374,6 +373,17 @@ def test_token_audiences_are_comma_separated_in_environment(
 ) -> None:
     monkeypatch.setenv("XG2G_SESSION_TOKEN_AUDIENCES", value)
     assert load_settings().token_audiences == expected
+
+
+@pytest.mark.parametrize("value", ["", " , "])
+def test_no_token_audience_is_refused_rather_than_taking_any(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_TOKEN_AUDIENCES", value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    [problem] = refused.value.problems
+    assert problem.startswith("XG2G_SESSION_TOKEN_AUDIENCES: must name at least one audience")
 
 
 def test_token_audiences_are_a_list_in_the_file(tmp_path: Path) -> None:

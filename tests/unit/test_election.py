@@ -165,3 +165,29 @@ async def test_a_replica_that_never_led_writes_nothing_when_it_stops() -> None:
     assert leases.record is not None
     assert leases.record.holder == "leader"
     assert leases.version == 1
+
+
+class HangingLeases(FakeLeases):
+    """A Lease whose calls, once *hanging* is set, are never answered."""
+
+    hanging = False
+
+    async def read(self) -> tuple[LeaseRecord | None, str | None]:
+        if self.hanging:
+            await asyncio.sleep(3600)
+        return await super().read()
+
+
+async def test_a_leader_whose_lease_calls_hang_stops_leading_at_the_renew_deadline() -> None:
+    leases = HangingLeases()
+    clock = Clock()
+    leader = elector(leases, "leader", clock)
+    await leader._attempt()
+    assert leader.leading.is_set()
+    leases.hanging = True
+    clock.true_time += RENEW_DEADLINE - timedelta(seconds=0.2)
+    # The attempt gives up when the deadline comes, not when the apiserver answers.
+    await asyncio.wait_for(leader._attempt(), timeout=1)
+    clock.true_time += timedelta(seconds=0.2)
+    await asyncio.wait_for(leader._attempt(), timeout=1)
+    assert not leader.leading.is_set()

@@ -43,9 +43,15 @@ def test_only_gone_and_not_found_end_the_session(status: int | None, ended: bool
     assert HeartbeatFailed("refused", status).session_ended is ended
 
 
-@pytest.mark.parametrize("url", ["http://api:8080", "HTTP://api:8080"])
+@pytest.mark.parametrize("url", ["http://api:8080", "HTTP://api:8080", " http://api:8080"])
 def test_plain_http_is_refused_unless_allowed(url: str) -> None:
     with pytest.raises(InsecureUrl, match="plain HTTP"):
         HeartbeatClient(url, "media/s")
     assert HeartbeatClient(url, "media/s", allow_http=True).session == "media/s"
     assert HeartbeatClient("https://api:8443", "media/s").session == "media/s"
+
+
+@pytest.mark.parametrize("url", ["api:8443", "ftp://api", "//api:8443"])
+def test_a_url_that_is_not_https_is_refused(url: str) -> None:
+    with pytest.raises(InsecureUrl, match="must start with https://"):
+        HeartbeatClient(url, "media/s", allow_http=True)

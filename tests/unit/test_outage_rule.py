@@ -9,6 +9,7 @@ import pytest
 
 from session_operator.lease import Lease, SessionState
 from session_operator.outage_rule import (
+    FUTURE_TOLERANCE,
     KEPT_OUTAGES,
     LeaseGrace,
     OutageWindow,
@@ -203,3 +204,12 @@ def test_record_is_bounded_to_the_latest_windows() -> None:
     for window in windows:
         record = recorded_outages(record, window)
     assert record == windows[-KEPT_OUTAGES:]
+
+
+def test_a_recorded_window_that_ends_beyond_the_clock_tolerance_grants_nothing() -> None:
+    lease = lease_of(T0 - 1 * S)
+    now = T0 + 35 * S
+    forged = OutageWindow(T0, now + FUTURE_TOLERANCE + 1 * S)  # "ends" in the future
+    assert grace(lease, now, [forged]) is None
+    skewed = OutageWindow(T0, now + FUTURE_TOLERANCE)  # a replica whose clock runs ahead
+    assert grace(lease, now, [skewed]) == LeaseGrace(skewed, skewed.end + GRACE)

@@ -174,3 +174,32 @@ def with_template_ready() -> dict[str, Any]:
     body = with_template(SessionState.READY)
     body["metadata"]["finalizers"] = ["example.com/keep", FINALIZER]
     return body
+
+
+class ForgedPod(PodApi):
+    """A Ready Pod named after the session, made by someone else (not its controller)."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def read_workload(self, session: Session) -> PodSummary | None:
+        return PodSummary(
+            session=session.ref,
+            name=session.ref.name,
+            controller_uid="someone-else",
+            phase="Running",
+            ready=True,
+            message="",
+        )
+
+
+async def test_a_pod_named_after_a_session_but_not_its_own_tells_nothing_of_it() -> None:
+    sessions = StoredSession(with_template(SessionState.STARTING))
+    events = Events()
+    kube = Kubernetes(sessions, ForgedPod(), Owned([0, 0, 0]), events)
+    reconciler = Reconciler(kube, PodStore(), SETTINGS, lambda: MIDWAY)
+
+    await reconciler.reconcile(Session.from_body(sessions.body))
+
+    assert sessions.body["status"]["state"] != "ready"
+    assert "Ready" not in events.reasons

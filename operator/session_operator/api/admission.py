@@ -4,13 +4,26 @@ Every replica holds every Session, and a ``spec.template`` can be as large as th
 apiserver's request limit (about 1.5 MB). The apiserver's own tools (OpenAPI bounds, CEL)
 cannot bound the size of a free-form template, so the operator answers the apiserver's
 AdmissionReview itself: a Session whose JSON is larger than ``maxSessionBytes`` is refused
-with a message that says what to do. The apiserver calls this over TLS with the CA of its
-ValidatingWebhookConfiguration (the Helm chart registers it); it sends no credentials, and
-the answer tells a caller nothing about the cluster.
+with a message that says what to do.
+
+What users write is what is bounded, never what the operator needs to write: an update
+is refused only when it makes the Session larger than the limit *and* grows what users
+own (spec, labels, annotations; the operator's state label aside). The operator's own
+label and finalizer writes, a finalizer's removal, and every update to a Session that
+a lowered ``maxSessionBytes`` now finds too large but that grows nothing, pass: a Session
+once admitted can always be stopped, released and deleted. (Status is written through
+the status subresource, which the webhook is not registered for.)
+
+The webhook is served on a listener of its own (``webhookPort``, over TLS with the API's
+certificate, which the apiserver verifies against its ValidatingWebhookConfiguration's
+CA), never on the heartbeat API's port. The apiserver sends no credentials, so the
+listener bounds what an anonymous caller can make it hold: a body at most twice the
+limit plus room for the review, read within :data:`BODY_DEADLINE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -18,12 +31,22 @@ from typing import Any
 from aiohttp import web
 
 from session_operator.api.errors import BadRequest
+from session_operator.models import STATE_LABEL
 
 ADMISSION_PATH = "/admission/sessions"
 ADMISSION_REVIEW = "admission.k8s.io/v1"
-# The apiserver sends the object and, on update, its old version: twice the largest object
-# it stores (etcd's 1.5 MiB), and some room for the rest of the review.
-MAX_REVIEW_BYTES = 4 * 1024 * 1024
+REVIEW_OVERHEAD_BYTES = 64 * 1024
+"""Room in a review beyond its object and old object: its request's fields, userInfo."""
+BODY_DEADLINE_SECONDS = 5.0
+"""A review's body arrives within this, or the connection is dropped (the apiserver
+gives up on the webhook after its ``timeoutSeconds`` anyway)."""
+_OPERATOR_LABELS = frozenset({STATE_LABEL})
+
+
+def max_review_bytes(max_session_bytes: int) -> int:
+    """The largest review body read: an update's object and old object, each at most
+    *max_session_bytes* when the operator wrote it, and the rest of the review."""
+    return 2 * max_session_bytes + REVIEW_OVERHEAD_BYTES
 
 
 def encoded_size(obj: Mapping[str, Any]) -> int:
@@ -31,8 +54,24 @@ def encoded_size(obj: Mapping[str, Any]) -> int:
     return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+def user_content_size(obj: Mapping[str, Any]) -> int:
+    """The size of what users write of a Session: spec, labels (but the operator's),
+    annotations."""
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    labels = metadata.get("labels")
+    labels = labels if isinstance(labels, Mapping) else {}
+    owned = {
+        "spec": obj.get("spec"),
+        "labels": {key: value for key, value in labels.items() if key not in _OPERATOR_LABELS},
+        "annotations": metadata.get("annotations"),
+    }
+    return encoded_size(owned)
+
+
 def review_answer(review: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
-    """The AdmissionReview answering *review*: allowed unless its object exceeds *max_bytes*.
+    """The AdmissionReview answering *review*: allowed unless it makes its object exceed
+    *max_bytes* by growing what users own (see the module's docstring).
 
     Raises :class:`BadRequest` (400) when *review* is not an AdmissionReview request.
     """
@@ -45,7 +84,9 @@ def review_answer(review: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
         raise BadRequest("the AdmissionReview has no request uid or object")
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     size = encoded_size(obj)
-    if size > max_bytes:
+    old = request.get("oldObject")
+    grows = not isinstance(old, Mapping) or user_content_size(obj) > user_content_size(old)
+    if size > max_bytes and grows:
         response = {
             "uid": uid,
             "allowed": False,
@@ -67,6 +108,7 @@ class AdmissionRoutes:
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
+        self.max_body_bytes = max_review_bytes(max_bytes)
 
     def register(self, router: web.UrlDispatcher) -> None:
         """Add ``POST /admission/sessions`` to *router*."""
@@ -74,13 +116,22 @@ class AdmissionRoutes:
 
     async def review(self, request: web.Request) -> web.Response:
         """Answer one AdmissionReview from the apiserver."""
-        if request.content_length is None or request.content_length > MAX_REVIEW_BYTES:
+        if request.content_length is None or request.content_length > self.max_body_bytes:
             raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_REVIEW_BYTES, actual_size=request.content_length or 0
+                max_size=self.max_body_bytes, actual_size=request.content_length or 0
             )
         try:
-            review = json.loads(await request.read())
-        except ValueError as error:
+            async with asyncio.timeout(BODY_DEADLINE_SECONDS):
+                body = await request.read()
+        except TimeoutError as error:
+            raise BadRequest(
+                f"the body did not arrive within {BODY_DEADLINE_SECONDS:g}s"
+            ) from error
+        except ConnectionError as error:  # a dropped upload: nobody reads the answer
+            raise BadRequest("the connection was lost before the body arrived") from error
+        try:
+            review = json.loads(body)
+        except (ValueError, RecursionError) as error:
             raise BadRequest("the body is not JSON") from error
         if not isinstance(review, Mapping):
             raise BadRequest("the body is not an AdmissionReview")

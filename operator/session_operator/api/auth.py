@@ -186,8 +186,9 @@ class Authenticator:
             cache_ttl.total_seconds(), is_refusal=lambda verdict: verdict.caller is None
         )
 
-    async def authenticate(self, authorization: str | None) -> Caller:
-        """The caller behind an ``Authorization`` header.
+    async def authenticate(self, authorization: str | None, source: str) -> Caller:
+        """The caller behind an ``Authorization`` header, sent from *source* (its address:
+        a source's TokenReviews share one place in the review queue).
 
         Raises :class:`Unauthenticated` for a missing, malformed or refused token, and
         ``ApiUnavailable`` when the TokenReview cannot be made.
@@ -195,15 +196,15 @@ class Authenticator:
         token = bearer_token(authorization)
         # The cache holds digests, never tokens.
         key = hashlib.sha256(token.encode()).digest()
-        verdict = await self._verdicts.get_or_load(key, lambda: self._review(token))
+        verdict = await self._verdicts.get_or_load(key, lambda: self._review(token, source))
         if verdict.caller is None:
             raise Unauthenticated(verdict.reason)
         return verdict.caller
 
-    async def _review(self, token: str) -> TokenVerdict:
+    async def _review(self, token: str, source: str) -> TokenVerdict:
         body = token_review_body(token, self._audiences)
         answer = await self._limiter.run(
-            lambda: self._rest.request("POST", TOKEN_REVIEWS, body=body)
+            lambda: self._rest.request("POST", TOKEN_REVIEWS, body=body), source
         )
         return token_verdict(answer, self._audiences)
 
@@ -246,7 +247,9 @@ class HeartbeatAuthorizer:
         self, caller: Caller, ref: SessionRef, *, whole_namespace: bool = False
     ) -> bool:
         body = heartbeat_access_review_body(caller, ref, whole_namespace=whole_namespace)
+        # An authenticated caller's reviews share one place in the queue, wherever it calls from.
         answer = await self._limiter.run(
-            lambda: self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body)
+            lambda: self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body),
+            caller.username,
         )
         return access_allowed(answer)

@@ -64,8 +64,8 @@ class SessionCache:
     async def run(self) -> None:
         """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone.
 
-        Failures are retried with a capped exponential backoff; the cache keeps serving
-        what it knows meanwhile.
+        Failures are retried with a capped exponential backoff, an unexpected one from a
+        new LIST; the cache keeps serving what it knows meanwhile.
         """
         delay = RETRY_FIRST_SECONDS
         while True:
@@ -78,6 +78,13 @@ class SessionCache:
                 self._resource_version = None
             except KubernetesError as error:
                 logger.warning("session cache: %s; retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_SECONDS, delay * 2)
+            except Exception:
+                # Whatever broke, a replica must not stay Ready behind a watch that ended:
+                # start again from a LIST, as what happened meanwhile is unknown.
+                logger.exception("session cache: the watch failed; listing again in %.1fs", delay)
+                self._resource_version = None
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
 

@@ -5,10 +5,18 @@ likes (slowloris), accepts any number of connections, and answers an over-long h
 a plain-text 400 that quotes the header. Every connection first passes through
 :class:`GuardedConnection`, which
 
-* refuses a connection beyond :data:`MAX_CONNECTIONS` with a 503;
+* shares the connections fairly among their sources (:class:`ConnectionCount`): one
+  source (a Pod, say) may hold at most :data:`MAX_CONNECTIONS_PER_SOURCE`, and once the
+  replica holds :data:`MAX_CONNECTIONS`, a newcomer from a source holding fewer takes the
+  place of the oldest connection of the source that holds the most; only a newcomer from
+  the heaviest source itself is refused (503). Connections held open by one caller,
+  however many, cannot lock the others out;
 * closes a connection whose request headers have not all arrived within
   :data:`HEADER_TIMEOUT_SECONDS` of their first byte;
-* answers request headers longer than :data:`MAX_HEADER_BYTES` with a 431, quoting nothing.
+* answers request headers longer than :data:`MAX_HEADER_BYTES` with a 431, quoting nothing;
+* answers a request with a chunked body with a 411: no route takes a body of unknown
+  length (the API takes none, the webhook's come with a ``Content-Length``), and a
+  connection that could send one would leave the limits above behind.
 
 Refusals are RFC 7807 problem documents like every other answer of the API. Idle
 keep-alive connections are closed by aiohttp (``keepalive_timeout`` in ``server.py``).
@@ -22,6 +30,7 @@ import re
 from collections.abc import Callable
 
 MAX_CONNECTIONS = 1024
+MAX_CONNECTIONS_PER_SOURCE = 256
 HEADER_TIMEOUT_SECONDS = 10.0
 # A bearer token may be 16 KiB (api/auth.py); the rest of a request's headers fit in 16 more.
 MAX_HEADER_BYTES = 32 * 1024
@@ -54,25 +63,67 @@ def problem_reply(status: int, reason: str, detail: str) -> bytes:
 TOO_MANY_CONNECTIONS = problem_reply(
     503, "Service Unavailable", "too many connections to this replica; retry in a second"
 )
+LENGTH_REQUIRED = problem_reply(
+    411, "Length Required", "a request body must come with a Content-Length, not chunked"
+)
 HEADERS_TOO_LARGE = problem_reply(
     431, "Request Header Fields Too Large", f"request headers over {MAX_HEADER_BYTES} bytes"
 )
 
 
 class ConnectionCount:
-    """How many connections are open, shared by every :class:`GuardedConnection`."""
+    """The open connections, by source, shared by every :class:`GuardedConnection` of one
+    listener."""
 
-    def __init__(self, limit: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self, limit: int = MAX_CONNECTIONS, per_source: int = MAX_CONNECTIONS_PER_SOURCE
+    ) -> None:
         self.limit = limit
+        self.per_source = per_source
         self.open = 0
+        # Oldest first: dicts keep insertion order.
+        self._by_source: dict[str, dict[GuardedConnection, None]] = {}
+
+    def admit(self, connection: GuardedConnection, source: str) -> bool:
+        """Count *connection* from *source*, making room if another source holds more;
+        False when it must be refused."""
+        held = self._by_source.get(source, {})
+        if len(held) >= self.per_source:
+            return False
+        if self.open >= self.limit and not self._evict_for(len(held)):
+            return False
+        self._by_source.setdefault(source, {})[connection] = None
+        self.open += 1
+        return True
+
+    def forget(self, connection: GuardedConnection, source: str) -> None:
+        """Stop counting *connection* (it closed)."""
+        held = self._by_source.get(source)
+        if held is None or connection not in held:
+            return
+        del held[connection]
+        if not held:
+            del self._by_source[source]
+        self.open -= 1
+
+    def held_by(self, source: str) -> int:
+        """How many connections *source* holds."""
+        return len(self._by_source.get(source, ()))
+
+    def _evict_for(self, newcomer_holds: int) -> bool:
+        heaviest = max(self._by_source.values(), key=len, default={})
+        if len(heaviest) <= newcomer_holds + 1:
+            return False
+        oldest = next(iter(heaviest))
+        oldest.evict()
+        return True
 
 
 class GuardedConnection(asyncio.Protocol):
     """One connection: the limits above, then everything else to aiohttp's *inner* protocol.
 
     It follows the request stream only far enough to know where each request's headers
-    end: it skips a ``Content-Length`` body and stops guarding a connection that sends a
-    chunked one (the API takes no request bodies; aiohttp still reads them correctly).
+    end: it skips a ``Content-Length`` body and refuses a chunked one.
     """
 
     def __init__(
@@ -89,21 +140,22 @@ class GuardedConnection(asyncio.Protocol):
         self._max_header_bytes = max_header_bytes
         self._call_later = call_later
         self._transport: asyncio.Transport | None = None
+        self._source = ""
         self._counted = False
         self._refused = False
-        self._guarding = True
         self._headers = bytearray()
         self._body_left = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Refuse the connection beyond the limit; else hand it to aiohttp."""
+        """Refuse the connection beyond its source's share; else hand it to aiohttp."""
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        if self._count.open >= self._count.limit:
+        peer = transport.get_extra_info("peername")
+        self._source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if not self._count.admit(self, self._source):
             self._refuse(TOO_MANY_CONNECTIONS)
             return
-        self._count.open += 1
         self._counted = True
         self._inner.connection_made(transport)
 
@@ -111,15 +163,21 @@ class GuardedConnection(asyncio.Protocol):
         """Forget the connection (and tell aiohttp, if it had it)."""
         self._cancel_timer()
         if self._counted:
-            self._count.open -= 1
+            self._count.forget(self, self._source)
             self._counted = False
             self._inner.connection_lost(exc)
+
+    def evict(self) -> None:
+        """Close this connection to make room for another source's, counting it no more."""
+        self._count.forget(self, self._source)
+        assert self._transport is not None
+        self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         """Check the request headers as they arrive; pass the bytes on."""
         if self._refused:
             return
-        if self._guarding and not self._follow(data):
+        if not self._follow(data):
             return
         self._inner.data_received(data)
 
@@ -161,8 +219,8 @@ class GuardedConnection(asyncio.Protocol):
             headers, rest = bytes(self._headers[:end]), bytes(self._headers[end + 4 :])
             self._headers.clear()
             if _CHUNKED.search(headers):
-                self._guarding = False
-                return True
+                self._refuse(LENGTH_REQUIRED)
+                return False
             length = _CONTENT_LENGTH.search(headers)
             self._body_left = int(length.group(1)) if length else 0
             view = memoryview(rest)

@@ -5,11 +5,18 @@ tokens as fast as it can would make the API send as many reviews at once, loadin
 apiserver and the API's own event loop. Reviews beyond *concurrent* wait their turn; once
 *waiting* are queued, further ones are answered 503 at once, so real clients retry and the
 flood gains nothing.
+
+A flood must not take every place in the queue either: each source (the caller's address
+for a TokenReview, the authenticated user for an access review) may have at most
+*per_source* reviews running or waiting, and is answered 503 beyond that. A client whose
+cached verdict has run out then waits behind at most that many of a flood's reviews,
+not behind the whole queue, and keeps its session.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -19,31 +26,46 @@ T = TypeVar("T")
 
 MAX_CONCURRENT_REVIEWS = 16
 MAX_WAITING_REVIEWS = 256
+MAX_REVIEWS_PER_SOURCE = 16
 
 
 class ReviewLimiter:
-    """Runs reviews, at most *concurrent* at a time, with at most *waiting* queued."""
+    """Runs reviews, at most *concurrent* at a time, with at most *waiting* queued, and at
+    most *per_source* of one source's at once."""
 
     def __init__(
-        self, concurrent: int = MAX_CONCURRENT_REVIEWS, waiting: int = MAX_WAITING_REVIEWS
+        self,
+        concurrent: int = MAX_CONCURRENT_REVIEWS,
+        waiting: int = MAX_WAITING_REVIEWS,
+        per_source: int = MAX_REVIEWS_PER_SOURCE,
     ) -> None:
         self._slots = asyncio.Semaphore(concurrent)
         self._max_waiting = waiting
+        self._per_source = per_source
         self._waiting = 0
+        self._by_source: Counter[str] = Counter()
 
-    async def run(self, review: Callable[[], Awaitable[T]]) -> T:
-        """The result of *review*, once a slot is free; :class:`AuthenticationUnavailable`
-        when the queue is full."""
-        if self._slots.locked() and self._waiting >= self._max_waiting:
+    async def run(self, review: Callable[[], Awaitable[T]], source: str) -> T:
+        """The result of *review* for *source*, once a slot is free;
+        :class:`AuthenticationUnavailable` when the queue, or *source*'s share, is full."""
+        if self._by_source[source] >= self._per_source or (
+            self._slots.locked() and self._waiting >= self._max_waiting
+        ):
             raise AuthenticationUnavailable(
                 "too many token and access reviews are under way; retry in a second"
             )
-        self._waiting += 1
+        self._by_source[source] += 1
         try:
-            await self._slots.acquire()
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                return await review()
+            finally:
+                self._slots.release()
         finally:
-            self._waiting -= 1
-        try:
-            return await review()
-        finally:
-            self._slots.release()
+            self._by_source[source] -= 1
+            if not self._by_source[source]:
+                del self._by_source[source]

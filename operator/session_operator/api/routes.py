@@ -150,7 +150,9 @@ class HeartbeatRoutes:
         return _json(heartbeat_body(ack).model_dump_json())
 
     async def _caller(self, request: web.Request) -> Caller:
-        return await self._authenticator.authenticate(request.headers.get("Authorization"))
+        return await self._authenticator.authenticate(
+            request.headers.get("Authorization"), request.remote or ""
+        )
 
 
 def _by_id(request: web.Request) -> SessionAddress:

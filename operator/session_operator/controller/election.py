@@ -19,6 +19,7 @@ from datetime import datetime
 from session_operator.k8s.errors import KubernetesError
 from session_operator.k8s.leader_lease import LeaseApi
 from session_operator.leadership import (
+    RENEW_DEADLINE,
     RETRY_PERIOD,
     LeaseRecord,
     Observation,
@@ -31,6 +32,8 @@ from session_operator.leadership import (
 )
 from session_operator.outage_rule import OutageWindow
 
+ATTEMPT_TIMEOUT_SECONDS = 5.0
+"""How long one read-and-renew of the Lease may take (less while the deadline is nearer)."""
 RELEASE_TIMEOUT_SECONDS = 2.0
 """How long a stopping leader may spend giving the Lease up."""
 
@@ -63,7 +66,6 @@ class LeaderElector:
         self._on_unheld = on_unheld
         self._record: LeaseRecord | None = None
         self._observed: Observation | None = None
-        self._version: str | None = None
         self._last_renewal: datetime | None = None
 
     async def run(self) -> None:
@@ -80,23 +82,41 @@ class LeaderElector:
     async def _attempt(self) -> None:
         now = self._clock()
         try:
-            record, version = await self._leases.read()
-            self._observed = None if record is None else observe(now, self._observed, record)
-            if may_acquire(now, self._observed, self._identity):
-                claim = claimed(now, record, self._identity)
-                self._version = await self._leases.write(claim, version)
-                self._record, self._last_renewal = claim, now
-                self._observed = Observation(claim, now)
-                unheld = unheld_window(now, record, self._identity)
-                if unheld is not None:
-                    self._on_unheld(unheld)
-                self._lead()
-                return
-            self._follow(f"held by {record.holder if record else None}")
+            # A call that hangs must not keep this replica leading past its renew deadline,
+            # when a standby may take the Lease: no attempt outlasts the time left.
+            async with asyncio.timeout(self._time_left(now)):
+                await self._read_and_claim(now)
+            return
         except KubernetesError as error:
             logger.warning("leader lease not renewed: %s", error)
+        except TimeoutError:
+            logger.warning("leader lease not renewed: the apiserver did not answer in time")
         if self._last_renewal and not still_leading(self._clock(), self._last_renewal):
             self._follow("renew deadline passed")
+
+    def _time_left(self, now: datetime) -> float:
+        """How long an attempt may take: until the renew deadline while leading, at most
+        :data:`ATTEMPT_TIMEOUT_SECONDS`."""
+        if self._last_renewal is None or not self.leading.is_set():
+            return ATTEMPT_TIMEOUT_SECONDS
+        left = (self._last_renewal + RENEW_DEADLINE - now).total_seconds()
+        return max(0.0, min(ATTEMPT_TIMEOUT_SECONDS, left))
+
+    async def _read_and_claim(self, now: datetime) -> None:
+        """Read the Lease; take or renew it when this replica may, else follow."""
+        record, version = await self._leases.read()
+        self._observed = None if record is None else observe(now, self._observed, record)
+        if not may_acquire(now, self._observed, self._identity):
+            self._follow(f"held by {record.holder if record else None}")
+            return
+        claim = claimed(now, record, self._identity)
+        await self._leases.write(claim, version)
+        self._record, self._last_renewal = claim, now
+        self._observed = Observation(claim, now)
+        unheld = unheld_window(now, record, self._identity)
+        if unheld is not None:
+            self._on_unheld(unheld)
+        self._lead()
 
     def _lead(self) -> None:
         if not self.leading.is_set():

@@ -190,6 +190,8 @@ class Reconciler:
                 pod = await self._kube.pods.read_workload(session)
             except NotFound:
                 pod = None
+            if pod is not None and pod.controller_uid != session.uid:
+                pod = None  # named after it, but not its own: it says nothing of the session
             if pod is not None:
                 self._pod_store.update(pod)
         return Workload(pod)
