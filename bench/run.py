@@ -249,7 +249,9 @@ async def measure(
         ) as http,
     ):
         kubernetes = (await api.expect("GET", "/version"))["gitVersion"]
-        async with http.get(plane.etcd_url + "/version") as response:
+        async with http.get(
+            plane.etcd_url + "/version", ssl=plane.etcd_client_context()
+        ) as response:
             etcd = (await response.json())["etcdserver"]
         results = Results(
             machine=describe_machine(str(kubernetes), str(etcd)),

@@ -50,7 +50,10 @@ async def run(
     progress.start("start", "starting the control plane and two operator replicas")
     async with World(workdir, OperatorSettings(retention=retention)) as world:
         kubernetes = (await world.api.expect("GET", "/version"))["gitVersion"]
-        async with world.http.get(world.control_plane.etcd_url + "/version") as response:
+        plane = world.control_plane
+        async with world.http.get(
+            plane.etcd_url + "/version", ssl=plane.etcd_client_context()
+        ) as response:
             etcd = (await response.json())["etcdserver"]
         machine = describe_machine(str(kubernetes), str(etcd))
         results = []

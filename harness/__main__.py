@@ -12,7 +12,8 @@
   nothing.
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
 - ``up --node`` and ``run --node`` also start a node (docs/node.md), so Pods really run.
-- ``run``: like ``up``, plus the operator itself in the foreground (what ``make run`` does).
+- ``run``: like ``up``, plus the operator itself in the foreground, its API on 127.0.0.1
+  (what ``make run`` does).
   With ``KUBECONFIG`` set, no local control plane is started: the operator runs against
   that cluster.
 """
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from harness.base_image import BaseImageError, default_base, relock_base
@@ -236,14 +238,13 @@ def _print_how_to_use(
     print(f"  {kubectl} get sessions -A -w")
     print("Keep it alive (a ServiceAccount allowed to beat in `default`):")
     print(
-        f"  TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default"
+        f"  export SESSION_API_TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default"
         f" --audience={DEFAULT_TOKEN_AUDIENCE})"
     )
-    print(f'  curl -s -X POST -H "Authorization: Bearer $TOKEN" {heartbeat}/heartbeat')
-    print("or with the operator's own client, a line per heartbeat until Ctrl-C:")
+    print(f'  curl -s -X POST -H "Authorization: Bearer $SESSION_API_TOKEN" {heartbeat}/heartbeat')
+    print("or with the operator's own client (it reads the token from there), until Ctrl-C:")
     print(
-        f"  {client} heartbeat living-room -n default --url http://127.0.0.1:{port}"
-        ' --token "$TOKEN" --allow-http -v'
+        f"  {client} heartbeat living-room -n default --url http://127.0.0.1:{port} --allow-http -v"
     )
     if with_node:
         print(f"Real Pods: a Session with a template runs it on the node ({repo / NODE_SAMPLE}).")
@@ -281,9 +282,21 @@ def _create_demo_client(cluster: LocalControlPlane, repo: Path) -> None:
     )  # fmt: skip
 
 
+def operator_environment(environ: Mapping[str, str], kubeconfig: str) -> dict[str, str]:
+    """The environment of the operator ``make run`` starts: *environ* with *kubeconfig*,
+    text logs and the API on loopback, unless *environ* sets a log format or an address."""
+    return {
+        # In a terminal: readable lines rather than the JSON a cluster's log collector wants.
+        "XG2G_SESSION_LOG_FORMAT": "text",
+        # Plain HTTP, with heartbeat tokens in it: not for the machine's other interfaces.
+        "XG2G_SESSION_API_HOST": "127.0.0.1",
+        **environ,
+        "KUBECONFIG": kubeconfig,
+    }
+
+
 def _start_operator(kubeconfig: str) -> subprocess.Popen[bytes]:
-    # In a terminal: readable lines rather than the JSON a cluster's log collector wants.
-    env = {"XG2G_SESSION_LOG_FORMAT": "text", **os.environ, "KUBECONFIG": kubeconfig}
+    env = operator_environment(os.environ, kubeconfig)
     return subprocess.Popen([sys.executable, "-m", "session_operator", "run"], env=env)
 
 

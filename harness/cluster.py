@@ -2,7 +2,10 @@
 
 The envtest way: real binaries on free ports in a temporary directory, an admin
 token, a ServiceAccount signing key pair (so ServiceAccount tokens and TokenReview
-work), RBAC authorization, and a kubeconfig for clients. Every process is stopped
+work), RBAC authorization, and a kubeconfig for clients. No component takes an
+unauthenticated client, since any user of the machine can reach loopback: etcd wants a
+certificate of the control plane's own CA (:mod:`harness.etcd_certificates`), the
+apiserver a token or a certificate (no anonymous requests). Every process is stopped
 when the control plane is stopped, when the owning process exits, and on a
 SIGTERM; a child also dies with its parent (``PR_SET_PDEATHSIG``) should the
 parent be killed outright.
@@ -11,7 +14,6 @@ parent be killed outright.
 from __future__ import annotations
 
 import secrets
-import shutil
 import socket
 import ssl
 import subprocess
@@ -29,7 +31,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from harness.binaries import Toolchain
-from harness.processes import exit_on_sigterm, log_excerpt, spawn, terminate
+from harness.etcd_certificates import EtcdCertificates, write_etcd_certificates
+from harness.processes import (
+    exit_on_sigterm,
+    log_excerpt,
+    remove_unmounted_tree,
+    spawn,
+    terminate,
+)
 
 ADMIN_USER = "xg2g-admin"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -89,6 +98,7 @@ class LocalControlPlane:
     components: list[_Component] = field(default_factory=list, init=False)
     kubeconfig: Path = field(init=False)
     etcd_url: str = field(init=False)
+    etcd_certificates: EtcdCertificates = field(init=False)
     server: str = field(init=False)
     admin_token: str = field(init=False)
     ca_file: Path = field(init=False)
@@ -130,7 +140,7 @@ class LocalControlPlane:
             terminate(component.process)
         self.components.clear()
         if self._owns_workdir and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_unmounted_tree(self.workdir)
 
     def component(self, name: str) -> subprocess.Popen[bytes]:
         """The running process of component *name* (for fault-injection tests)."""
@@ -154,9 +164,14 @@ class LocalControlPlane:
                 return component
         raise KeyError(name)
 
+    def etcd_client_context(self) -> ssl.SSLContext:
+        """A TLS context with which a client reaches :attr:`etcd_url` (etcd takes only
+        clients with a certificate of this control plane's CA)."""
+        return self.etcd_certificates.client_context()
+
     def _readiness(self, name: str) -> Callable[[], bool]:
         if name == "etcd":
-            return lambda: _http_ok(f"{self.etcd_url}/health")
+            return lambda: _http_ok(f"{self.etcd_url}/health", self.etcd_client_context())
         if name == "kube-apiserver":
             return self._apiserver_ready
         return self._default_service_account_exists
@@ -171,8 +186,9 @@ class LocalControlPlane:
     def _start_etcd(self) -> None:
         assert self.workdir is not None
         client_port, peer_port = free_port(), free_port()
-        client_url = f"http://127.0.0.1:{client_port}"
-        peer_url = f"http://127.0.0.1:{peer_port}"
+        client_url = f"https://127.0.0.1:{client_port}"
+        peer_url = f"https://127.0.0.1:{peer_port}"
+        tls = self.etcd_certificates = write_etcd_certificates(self.workdir / "pki" / "etcd")
         argv = [
             str(self.toolchain.etcd),
             "--name=default",
@@ -182,6 +198,15 @@ class LocalControlPlane:
             f"--listen-peer-urls={peer_url}",
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=default={peer_url}",
+            f"--cert-file={tls.server_certificate}",
+            f"--key-file={tls.server_key}",
+            "--client-cert-auth",
+            f"--trusted-ca-file={tls.ca}",
+            # The peer port is no back door: it wants a certificate of the same CA.
+            f"--peer-cert-file={tls.server_certificate}",
+            f"--peer-key-file={tls.server_key}",
+            "--peer-client-cert-auth",
+            f"--peer-trusted-ca-file={tls.ca}",
             "--log-level=warn",
         ]
         if not self.etcd_fsync:
@@ -205,6 +230,9 @@ class LocalControlPlane:
         argv = [
             str(self.toolchain.kube_apiserver),
             f"--etcd-servers={self.etcd_url}",
+            f"--etcd-cafile={self.etcd_certificates.ca}",
+            f"--etcd-certfile={self.etcd_certificates.client_certificate}",
+            f"--etcd-keyfile={self.etcd_certificates.client_key}",
             f"--cert-dir={pki}",
             f"--secure-port={port}",
             "--bind-address=127.0.0.1",
@@ -214,6 +242,7 @@ class LocalControlPlane:
             f"--service-account-key-file={service_account_key}",
             f"--service-account-signing-key-file={service_account_key}",
             f"--token-auth-file={tokens}",
+            "--anonymous-auth=false",
             "--authorization-mode=Node,RBAC",
             # As strict as the strictest common clusters: an owner reference that blocks its
             # owner's deletion needs update on the owner's finalizers.
@@ -277,11 +306,14 @@ class LocalControlPlane:
         )
 
     def _apiserver_ready(self) -> bool:
-        return _http_ok(f"{self.server}/readyz", token=self.admin_token, ca_file=self.ca_file)
+        return _http_ok(f"{self.server}/readyz", self._apiserver_context(), self.admin_token)
 
     def _default_service_account_exists(self) -> bool:
         url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
-        return _http_ok(url, token=self.admin_token, ca_file=self.ca_file)
+        return _http_ok(url, self._apiserver_context(), self.admin_token)
+
+    def _apiserver_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def _kubeconfig_document(self) -> dict[str, object]:
         return {
@@ -319,11 +351,10 @@ def _write_rsa_key(path: Path) -> None:
     path.chmod(0o600)
 
 
-def _http_ok(url: str, token: str | None = None, ca_file: Path | None = None) -> bool:
+def _http_ok(url: str, context: ssl.SSLContext, token: str | None = None) -> bool:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     try:
         with urllib.request.urlopen(request, timeout=2, context=context) as response:
             return bool(response.status == 200)

@@ -29,6 +29,11 @@ from pathlib import Path
 from harness.binaries import Toolchain, find_repo_root
 from harness.cluster import LocalControlPlane, free_port
 from harness.debian_packages import SYSTEM_PATH, Program
+from harness.kernel_settings import (
+    record_kernel_settings,
+    restore_kernel_settings,
+    restore_recorded_kernel_settings,
+)
 from harness.netns import (
     IP,
     NetworkNamespace,
@@ -50,7 +55,15 @@ from harness.node_config import (
     kubelet_config,
 )
 from harness.node_images import CTR, GCC, import_images
-from harness.processes import log_excerpt, spawn, terminate, unmount_under
+from harness.processes import (
+    log_excerpt,
+    own_start_time,
+    process_start_time,
+    remove_unmounted_tree,
+    spawn,
+    terminate,
+    unmount_under,
+)
 
 CONTAINERD = Program("containerd", "containerd")
 IPTABLES = Program("iptables", "iptables")
@@ -59,7 +72,12 @@ KUBERNETES_SERVICE_IP = "10.96.0.1"
 APISERVER_BRIDGE_PORT = 6443
 """Where, on the bridge's address, the Pods reach the apiserver."""
 NAMESPACE_PREFIX = "xg2g-node-"
-"""Node namespaces are named after the harness process that made them."""
+"""Node namespaces are named after the harness process that made them: its PID and start
+time (``xg2g-node-<pid>-<start>``), so that a reused PID does not keep them."""
+NODE_RECORDS = Path("/run/xg2g-node")
+"""Where a node keeps the kernel settings it found, for the next node's start should its
+harness be killed outright (a tmpfs: a reboot resets both)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_PARENT = "k8s.io"
 """The cgroup containerd's CRI gives Pods when the kubelet names none."""
 CNI_BRIDGE = Program("bridge", "containernetworking-plugins", search_path=str(CNI_BIN_DIR))
@@ -110,6 +128,8 @@ class LocalNode:
     namespace: NetworkNamespace = field(init=False)
     layout: NodeLayout = field(init=False)
     _daemons: list[_Daemon] = field(default_factory=list, init=False)
+    _kernel_settings: dict[str, str] = field(default_factory=dict, init=False)
+    _cgroup_parents: set[Path] = field(default_factory=set, init=False)
     started_seconds: float = field(default=0.0, init=False)
 
     def __enter__(self) -> LocalNode:
@@ -129,10 +149,12 @@ class LocalNode:
         started = time.monotonic()
         workdir = self.control_plane.workdir
         assert workdir is not None, "start the control plane first"
-        remove_stale_namespaces()
-        self.namespace = NetworkNamespace(f"{NAMESPACE_PREFIX}{os.getpid()}")
+        remove_stale_nodes()
+        self.namespace = NetworkNamespace(node_namespace_name(os.getpid(), own_start_time()))
         ports = [free_port() for _ in range(4)]
         self.layout = NodeLayout(workdir / "node", *ports)
+        self._kernel_settings = record_kernel_settings(kernel_record(self.namespace.name))
+        self._cgroup_parents = cgroup_parents()
         try:
             self._write_files()
             self._make_network()
@@ -155,8 +177,9 @@ class LocalNode:
         self.started_seconds = time.monotonic() - started
 
     def stop(self) -> None:
-        """Stop every daemon (kubelet first), then undo what they made: mounts under the
-        node's directory, the Pods' network namespaces, the node's namespace and bridge."""
+        """Stop every daemon (kubelet first), then undo what they made: the kernel settings
+        the kubelet changed, mounts under the node's directory, the Pods' network
+        namespaces, the node's namespace and bridge, the cgroups the Pods needed."""
         if not hasattr(self, "layout"):
             return
         # The Pods' namespaces are those at the far end of the bridge's veths (another
@@ -167,14 +190,16 @@ class LocalNode:
                 remove_containers(self.layout.containerd_socket)
             terminate(daemon.process, grace=15.0)
         self._daemons.clear()
+        restore_kernel_settings(self._kernel_settings)
+        kernel_record(self.namespace.name).unlink(missing_ok=True)
         kill_shims_of(self.layout.containerd_socket)
         _remove_log_links(self.layout.pod_logs_dir)
-        _remove_empty_cgroup_parents()
+        remove_cgroup_parents_made_since(self._cgroup_parents)
         unmount_under(self.layout.workdir)
         for name in pod_namespaces:
             remove_pinned(name)
         self.namespace.delete()
-        shutil.rmtree(self.layout.workdir, ignore_errors=True)
+        remove_unmounted_tree(self.layout.workdir)
 
     # -- the parts ----------------------------------------------------------------
 
@@ -308,17 +333,34 @@ class LocalNode:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def remove_stale_namespaces() -> None:
-    """Delete the node namespaces (and their bridges) of harness processes that died
-    without stopping their node (SIGKILL): their daemons died with them."""
-    for name in pinned_namespaces():
-        pid = name.removeprefix(NAMESPACE_PREFIX)
-        if (
-            name.startswith(NAMESPACE_PREFIX)
-            and pid.isdigit()
-            and not Path(f"/proc/{pid}").exists()
-        ):
+def remove_stale_nodes() -> None:
+    """Undo what the nodes of harness processes that died without stopping them (SIGKILL)
+    left: their namespaces and bridges (their daemons died with them), and the kernel
+    settings their kubelets changed."""
+    recorded = {record.name.removesuffix(".json") for record in NODE_RECORDS.glob("*.json")}
+    for name in pinned_namespaces() | recorded:
+        if made_by_a_dead_process(name):
             NetworkNamespace(name).delete()
+            restore_recorded_kernel_settings(kernel_record(name))
+
+
+def node_namespace_name(pid: int, start_time: int) -> str:
+    """The name of the node namespace of the harness process *pid* started at *start_time*."""
+    return f"{NAMESPACE_PREFIX}{pid}-{start_time}"
+
+
+def made_by_a_dead_process(name: str) -> bool:
+    """Whether *name* is a node namespace whose harness process is gone: no process has its
+    PID, or the one that has it started at another time. Any other name is not judged."""
+    pid, _, start_time = name.removeprefix(NAMESPACE_PREFIX).partition("-")
+    if not (name.startswith(NAMESPACE_PREFIX) and pid.isdigit() and start_time.isdigit()):
+        return False
+    return process_start_time(int(pid)) != int(start_time)
+
+
+def kernel_record(namespace_name: str) -> Path:
+    """Where the node of namespace *namespace_name* keeps the kernel settings it found."""
+    return NODE_RECORDS / f"{namespace_name}.json"
 
 
 def remove_containers(containerd_socket: Path) -> None:
@@ -372,10 +414,16 @@ def _remove_log_links(pod_logs_dir: Path) -> None:
             link.unlink(missing_ok=True)
 
 
-def _remove_empty_cgroup_parents() -> None:
-    """The CRI puts containers under a ``k8s.io`` cgroup in each hierarchy (the kubelet
-    makes no QoS cgroups here); once empty, those go (rmdir refuses a cgroup in use)."""
-    for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
+def cgroup_parents(root: Path = CGROUP_ROOT) -> set[Path]:
+    """The ``k8s.io`` cgroups there are now: the CRI puts containers under one in each
+    cgroup v1 hierarchy, or under the v2 one (the kubelet makes no QoS cgroups here)."""
+    return {*root.glob(CGROUP_PARENT), *root.glob(f"*/{CGROUP_PARENT}")}
+
+
+def remove_cgroup_parents_made_since(before: set[Path], root: Path = CGROUP_ROOT) -> None:
+    """Remove each ``k8s.io`` cgroup that was not there *before* (the node made it) once it
+    is empty (rmdir refuses a cgroup in use); the machine's own, or another node's, stay."""
+    for parent in cgroup_parents(root) - before:
         with contextlib.suppress(OSError):
             parent.rmdir()
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -63,13 +65,59 @@ def exit_on_sigterm() -> None:
 def unmount_under(directory: Path) -> None:
     """Detach every mount at or below *directory*, deepest first (what a daemon killed
     outright, or a failed debootstrap, leaves behind before its directory is removed)."""
-    root = os.path.realpath(directory)
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        points = [_unescape(line.split()[4]) for line in mountinfo]
-    inside = [point for point in points if point == root or point.startswith(root + "/")]
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    for point in sorted(set(inside), key=len, reverse=True):
+    for point in sorted(set(mounts_under(directory)), key=len, reverse=True):
         libc.umount2(point.encode(), _MNT_DETACH)
+
+
+def remove_unmounted_tree(directory: Path) -> None:
+    """Remove *directory* and everything in it, unless something is still mounted at or
+    below it: then say so in one line and leave it (rmtree descends into a mounted file
+    system, and would delete what is not the harness's: a Pod's hostPath, say)."""
+    still_mounted = mounts_under(directory)
+    if still_mounted:
+        more = f" and {len(still_mounted) - 1} more" if len(still_mounted) > 1 else ""
+        print(
+            f"not removing {directory}: {still_mounted[0]}{more} still mounted under it",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """The mount points at or below *directory* in this process's mount namespace."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        return mount_points_in(mountinfo.read(), os.path.realpath(directory))
+
+
+def mount_points_in(mountinfo: str, root: str) -> list[str]:
+    """The mount points of *mountinfo* (the text of ``/proc/self/mountinfo``) at or below
+    the resolved path *root*, in the order listed."""
+    points = [_unescape(line.split()[4]) for line in mountinfo.splitlines() if line.strip()]
+    return [point for point in points if point == root or point.startswith(root + "/")]
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process *pid* started (clock ticks after boot); None when there is none. A PID
+    is reused once its process is gone; the PID with its start time names one process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return start_time_in_stat(stat)
+
+
+def own_start_time() -> int:
+    """When this process started, as :func:`process_start_time` counts."""
+    return start_time_in_stat(Path("/proc/self/stat").read_text())
+
+
+def start_time_in_stat(stat: str) -> int:
+    """The start time (field 22) of a ``/proc/PID/stat`` line."""
+    # The command name (field 2) may hold spaces and parentheses: count after its last ")".
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def log_excerpt(path: Path, head: int = 15, tail: int = 25) -> str:

@@ -198,7 +198,7 @@ def next_step(
     failure = _workload_failure(state, workload)
     if failure is not None:
         return stop_session(session, now, StopReason.FAILED, failure)
-    if session.labels.get(STATE_LABEL) != state or FINALIZER not in session.finalizers:
+    if session.state_label != state or session.finalizer_index is None:
         return WriteMetadata(state, _metadata_patch(session, state))
     if state is SessionState.NEW and session.spec.has_template:
         return StartWorkload(_start(session, now))
@@ -219,9 +219,8 @@ def _clean_up(session: Session, now: datetime, settings: LifecycleSettings) -> S
         return stop_session(session, now, StopReason.CLEANUP)
     if state is SessionState.STOPPING:
         return release_step(session, now, settings)
-    if FINALIZER in session.finalizers:
-        index = session.finalizers.index(FINALIZER)
-        path = f"/metadata/finalizers/{index}"
+    if session.finalizer_index is not None:
+        path = f"/metadata/finalizers/{session.finalizer_index}"
         return RemoveFinalizer([
             {"op": "test", "path": path, "value": FINALIZER},
             {"op": "remove", "path": path},
@@ -230,25 +229,24 @@ def _clean_up(session: Session, now: datetime, settings: LifecycleSettings) -> S
 
 
 def _metadata_patch(session: Session, state: SessionState) -> JsonPatch:
-    """Mirror *state* into the label; add the finalizer where it is missing (tested
-    against the object's version when the list is absent: nobody else's is dropped)."""
-    if session.labels:
+    """Mirror *state* into the label; add the finalizer where it is missing, tested against
+    the object's version so that nobody else's is dropped (the version, not the list: the
+    model keeps no finalizer list, which a user may make long)."""
+    if session.has_labels:
         patch: JsonPatch = [
             {"op": "add", "path": f"/metadata/labels/{_pointer(STATE_LABEL)}", "value": state.value}
         ]
     else:
         patch = [{"op": "add", "path": "/metadata/labels", "value": {STATE_LABEL: state.value}}]
-    if FINALIZER in session.finalizers:
+    if session.finalizer_index is not None:
         return patch
-    test: dict[str, Any]
-    add: dict[str, Any]
-    if session.finalizers:
-        test = {"op": "test", "path": "/metadata/finalizers", "value": list(session.finalizers)}
-        add = {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
-    else:
-        version = session.resource_version
-        test = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
-        add = {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
+    version = session.resource_version
+    test = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+    add: dict[str, Any] = (
+        {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
+        if session.has_finalizers
+        else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
+    )
     return [test, *patch, add]
 
 

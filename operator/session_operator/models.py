@@ -106,15 +106,29 @@ class SessionRef:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A Session as read from the API, with the raw status kept for compare-and-set."""
+    """A Session as read from the API, with the raw status kept for compare-and-set.
+
+    Every replica holds every Session, so of the metadata and spec, which a user with
+    ``edit`` rights may fill up to the size limit, only the facts the operator acts on are
+    kept: the state label, where the operator's finalizer is, and whether there are any
+    labels or finalizers at all; no annotations, no template (``SessionSpec``). The status
+    is kept whole: only the operator writes it, through the status subresource.
+    """
 
     ref: SessionRef
     uid: str
     resource_version: str
     generation: int
     created_at: datetime
-    labels: Mapping[str, str]
-    finalizers: tuple[str, ...]
+    state_label: str | None
+    """The ``xg2g.io/state`` label's value, the one label the operator reads."""
+    has_labels: bool
+    """Whether any label is set: the state label is then added to the map, else the map is
+    written whole."""
+    finalizer_index: int | None
+    """Where the operator's finalizer is in ``metadata.finalizers`` (``None``: absent)."""
+    has_finalizers: bool
+    """Whether any finalizer is set (the operator's or another's)."""
     deleting: bool
     spec: SessionSpec
     status: SessionStatus
@@ -124,6 +138,8 @@ class Session:
     def from_body(cls, body: Mapping[str, Any]) -> Session:
         """Decode a Session object as the API returns it."""
         metadata = body["metadata"]
+        labels = metadata.get("labels") or {}
+        finalizers = metadata.get("finalizers") or ()
         raw_status = _shared(body.get("status") or {})
         return cls(
             ref=SessionRef(namespace=metadata["namespace"], name=metadata["name"]),
@@ -131,8 +147,10 @@ class Session:
             resource_version=metadata.get("resourceVersion", ""),
             generation=metadata.get("generation", 0),
             created_at=parse_timestamp(metadata["creationTimestamp"]),
-            labels=dict(metadata.get("labels") or {}),
-            finalizers=tuple(metadata.get("finalizers") or ()),
+            state_label=_shared(labels.get(STATE_LABEL)),
+            has_labels=bool(labels),
+            finalizer_index=finalizers.index(FINALIZER) if FINALIZER in finalizers else None,
+            has_finalizers=bool(finalizers),
             deleting=bool(metadata.get("deletionTimestamp")),
             spec=_SPEC.validate_python(body.get("spec") or {}),
             status=_STATUS.validate_python(raw_status),

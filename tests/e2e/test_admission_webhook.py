@@ -8,7 +8,6 @@ apiserver of its own (``private_cluster``).
 
 from __future__ import annotations
 
-import base64
 import json
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from harness.cluster import free_port
 from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import REPO, Cluster, OperatorProcess, fresh_namespace, wait_for
+from tests.e2e.webhooks import register_size_webhook
 
 MAX_BYTES = 16 * 1024
 WEBHOOK = "session-size-e2e"
@@ -51,33 +51,7 @@ def webhook_api(
         tls=ssl.create_default_context(cafile=str(cert_file)),
     )
     api.start()
-    registration = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": WEBHOOK},
-        "webhooks": [
-            {
-                "name": "session-size.xg2g.io",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "timeoutSeconds": 5,
-                "clientConfig": {
-                    "url": webhook_url(),
-                    "caBundle": base64.b64encode(cert_file.read_bytes()).decode(),
-                },
-                "rules": [
-                    {
-                        "apiGroups": ["xg2g.io"],
-                        "apiVersions": ["*"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["sessions"],
-                    }
-                ],
-            }
-        ],
-    }
-    cluster.kubectl("apply", "-f", "-", input_text=json.dumps(registration))
+    register_size_webhook(cluster, WEBHOOK, webhook_url(), cert_file)
     yield api
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, check=False)
     api.stop()

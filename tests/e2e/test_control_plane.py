@@ -1,4 +1,5 @@
-"""The local control plane behaves like a real cluster: version, tokens, garbage collection."""
+"""The local control plane behaves like a real cluster: version, tokens, garbage collection;
+and takes no unauthenticated client, at etcd or at the apiserver."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from harness.cluster import free_port
+from harness.cluster import LocalControlPlane, free_port
+from harness.etcd_certificates import write_etcd_certificates
 from tests.e2e.conftest import Cluster, as_from_a_terminal, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +71,51 @@ def test_garbage_collector_deletes_dependents_of_a_deleted_owner(
         return found.returncode != 0 and "NotFound" in found.stderr
 
     assert wait_for(dependent_gone, timeout=30), "the garbage collector left the dependent"
+
+
+def test_etcd_answers_only_a_client_with_a_certificate_of_its_own_ca(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    plane = local_control_plane(cluster)
+    health = f"{plane.etcd_url}/health"
+    trusting_etcd = ssl.create_default_context(cafile=str(plane.etcd_certificates.ca))
+    another_ca = write_etcd_certificates(tmp_path / "another-ca")
+    with_a_stranger_certificate = ssl.create_default_context(cafile=str(plane.etcd_certificates.ca))
+    with_a_stranger_certificate.load_cert_chain(
+        str(another_ca.client_certificate), str(another_ca.client_key)
+    )
+
+    assert status_of(health, plane.etcd_client_context()) == 200
+    assert status_of(health, trusting_etcd) == "refused"
+    assert status_of(health, with_a_stranger_certificate) == "refused"
+    assert status_of(health.replace("https://", "http://"), None) == "refused"
+
+
+def test_the_apiserver_answers_an_anonymous_request_401(cluster: Cluster) -> None:
+    plane = local_control_plane(cluster)
+    trusting_the_apiserver = ssl.create_default_context(cafile=str(plane.ca_file))
+    # What the apiserver shows anonymous clients when they are allowed: none is now.
+    for path in ("/version", "/healthz", "/api/v1/namespaces/default/secrets"):
+        assert status_of(plane.server + path, trusting_the_apiserver) == 401, path
+
+
+def local_control_plane(cluster: Cluster) -> LocalControlPlane:
+    """The control plane the suite started; skips the test on an external cluster."""
+    if cluster.control_plane is None:
+        pytest.skip("needs the local control plane; E2E_KUBECONFIG names another cluster")
+    return cluster.control_plane
+
+
+def status_of(url: str, context: ssl.SSLContext | None) -> int | str:
+    """The HTTP status a GET of *url* with *context* gets, or "refused" when the TLS
+    handshake or the connection fails."""
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, ssl.SSLError, ConnectionError):
+        return "refused"
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
@@ -189,6 +238,6 @@ def test_make_run_on_a_taken_port_says_so_in_one_line_and_prints_no_usage(
         out, err = run.communicate(timeout=120)
     assert run.returncode == 1, err
     assert "curl" not in out
-    assert f"cannot listen on 0.0.0.0 port {port}: already in use" in err
+    assert f"cannot listen on 127.0.0.1 port {port}: already in use" in err
     assert "Traceback" not in err
     assert "was never awaited" not in err

@@ -57,8 +57,10 @@ class OperatorPod:
 
     @property
     def api(self) -> str:
-        """The heartbeat API's base URL."""
-        return probe_url(self.deployment, "readinessProbe").removesuffix("/readyz")
+        """The heartbeat API's base URL (HTTPS: the chart's TLS is on)."""
+        (container,) = self.deployment["spec"]["template"]["spec"]["containers"]
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == "api")
+        return f"https://127.0.0.1:{port}"
 
     def probe(self, kind: str) -> int:
         """The HTTP status of the container's *kind* probe; 0 if nothing answers."""
@@ -114,6 +116,7 @@ def operator_pod(
         "--set=image.pullPolicy=Never", "--set=replicaCount=1",
         f"--set=tls.existingSecret={TLS_SECRET}", "--set=admissionWebhook.enabled=false",
         "--set=config.apiHost=127.0.0.1", f"--set=config.apiPort={free_port()}",
+        f"--set=config.probePort={free_port()}",
         "--set=config.expiryCheckInterval=2s", "--set=config.logFormat=text",
     ]  # fmt: skip
     installed = subprocess.run(

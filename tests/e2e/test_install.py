@@ -175,7 +175,7 @@ def test_helm_install_creates_every_object(cluster_of_its_own: Cluster, release:
     kinds = {obj["kind"] for obj in objects}
     assert kinds == {
         "ServiceAccount", "Secret", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Role",
-        "RoleBinding", "Service", "Deployment", "PodDisruptionBudget",
+        "RoleBinding", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
         "ValidatingWebhookConfiguration",
     }  # fmt: skip

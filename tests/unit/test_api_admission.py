@@ -14,7 +14,7 @@ from session_operator.api.admission import (
     review_answer,
 )
 from session_operator.api.errors import BadRequest
-from session_operator.models import STATE_LABEL
+from session_operator.models import FINALIZER, STATE_LABEL
 
 
 def review(obj: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def test_the_operators_writes_pass_on_a_session_at_the_limit() -> None:
     padding = LIMIT - 120
     old = stored(padding)
     assert encoded_size(old) <= LIMIT
-    labelled = stored(padding, labels={STATE_LABEL: "starting"}, finalizers=["xg2g.io/session"])
+    labelled = stored(padding, labels={STATE_LABEL: "starting"}, finalizers=[FINALIZER])
     assert encoded_size(labelled) > LIMIT
     assert allowed(update(labelled, old))
     # ... and its finalizer removed, so that it can be deleted.
@@ -114,6 +114,8 @@ def test_a_user_who_grows_a_session_past_the_limit_is_refused() -> None:
     assert not allowed(update(grown, old))
     relabelled = stored(LIMIT - 300, labels={"team": "z" * 400})
     assert not allowed(update(relabelled, old))
+    held = stored(LIMIT - 300, finalizers=[f"example.com/hold-{n}" for n in range(20)])
+    assert not allowed(update(held, old))
 
 
 def test_a_review_body_holds_two_sessions_and_the_review_at_most() -> None:

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,13 @@ def post(url: str, body: bytes) -> int:
         return error.code
 
 
+def post_json(url: str, document: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(document).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
 async def test_the_probes_and_the_webhook_have_listeners_of_their_own(
     layout: dict[str, int],
 ) -> None:
@@ -116,11 +124,28 @@ async def test_the_webhook_reads_two_sessions_worth_of_body_and_no_more(
 ) -> None:
     webhook = f"https://127.0.0.1:{layout['webhook']}/admission/sessions"
     too_large = b" " * (max_review_bytes(4096) + 1)
-    assert await asyncio.to_thread(post, webhook, too_large) == 413
+    assert await asyncio.to_thread(post, webhook, too_large) == 413  # no review's start
     nested = b"[" * 100_000 + b"]" * 100_000
     assert await asyncio.to_thread(post, webhook, nested) == 413
     deep = b"[" * 5_000 + b"]" * 5_000
     assert await asyncio.to_thread(post, webhook, deep) == 400
+
+
+async def test_a_review_too_large_to_read_is_refused_with_the_limit_unread(
+    layout: dict[str, int],
+) -> None:
+    webhook = f"https://127.0.0.1:{layout['webhook']}/admission/sessions"
+    huge = {
+        **REVIEW,
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "object": {"spec": {"template": {"metadata": {"annotations": {"p": "x" * 1_000_000}}}}},
+        },
+    }
+    answer = (await asyncio.to_thread(post_json, webhook, huge))["response"]
+    assert answer["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    assert answer["allowed"] is False
+    assert "at most 4096 are accepted" in answer["status"]["message"]
 
 
 async def test_a_withheld_webhook_body_is_given_up_on(

@@ -1,5 +1,5 @@
 """The local-cluster command refuses a bad setting in one line, before it builds or starts
-anything."""
+anything, and serves the operator's plain-HTTP API on loopback unless told otherwise."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from harness.__main__ import operator_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,3 +31,15 @@ def test_a_bad_setting_stops_make_run_at_once_in_one_line() -> None:
         " like 60s, 2m, 1h30m (got 'abc')"
     ]
     assert "starting etcd" not in result.stdout
+
+
+def test_make_run_serves_the_operator_api_on_loopback_only() -> None:
+    env = operator_environment({"PATH": "/usr/bin"}, "/tmp/kubeconfig")
+    assert env["XG2G_SESSION_API_HOST"] == "127.0.0.1"
+    assert env["KUBECONFIG"] == "/tmp/kubeconfig"
+    assert env["PATH"] == "/usr/bin"
+
+
+def test_make_run_keeps_the_address_the_user_chose() -> None:
+    env = operator_environment({"XG2G_SESSION_API_HOST": "0.0.0.0"}, "/tmp/kubeconfig")
+    assert env["XG2G_SESSION_API_HOST"] == "0.0.0.0"

@@ -1199,6 +1199,11 @@ def test_finalizer_joins_the_finalizers_of_others() -> None:
     after = apply_patch(body, step.patch)
     assert after["metadata"]["finalizers"] == ["example.com/a", FINALIZER]
     assert after["metadata"]["labels"] == {"app": "tv", STATE_LABEL: "ready"}
+    meanwhile = copy.deepcopy(body)
+    meanwhile["metadata"]["finalizers"] = ["example.com/a", FINALIZER]
+    meanwhile["metadata"]["resourceVersion"] = "43"
+    with pytest.raises(PatchTestFailed):  # decided on an older list: not added twice
+        apply_patch(meanwhile, step.patch)
 
 
 def test_label_right_but_finalizer_missing_writes_the_finalizer() -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import json
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from session_operator.lease import Lease, SessionState, StopReason
-from session_operator.models import Session, SessionRef
+from session_operator.models import FINALIZER, Session, SessionRef
 
 pytestmark = pytest.mark.unit
 
@@ -66,7 +69,10 @@ def test_metadata_is_decoded() -> None:
     assert session.resource_version == "1234"
     assert session.generation == 3
     assert session.created_at == datetime(2026, 11, 23, 9, 59, tzinfo=UTC)
-    assert session.labels == {"xg2g.io/state": "ready", "team": "media"}
+    assert session.state_label == "ready"
+    assert session.has_labels
+    assert session.finalizer_index is None
+    assert not session.has_finalizers
 
 
 def test_spec_is_decoded_from_its_camel_case_names() -> None:
@@ -130,8 +136,82 @@ def test_unknown_status_fields_are_ignored() -> None:
 def test_missing_labels_decode_to_no_labels() -> None:
     body = make_body()
     del body["metadata"]["labels"]
+    session = Session.from_body(body)
 
-    assert Session.from_body(body).labels == {}
+    assert session.state_label is None
+    assert not session.has_labels
+
+
+def test_labels_without_the_state_label_are_still_labels() -> None:
+    session = Session.from_body(make_body(labels={"team": "media"}))
+
+    assert session.state_label is None
+    assert session.has_labels
+
+
+@pytest.mark.parametrize(
+    ("finalizers", "index"),
+    [
+        pytest.param([FINALIZER], 0, id="ours"),
+        pytest.param(["example.com/a", FINALIZER, "example.com/b"], 1, id="ours-among-others"),
+        pytest.param(["example.com/a"], None, id="others-only"),
+    ],
+)
+def test_finalizers_decode_to_where_ours_is(finalizers: list[str], index: int | None) -> None:
+    session = Session.from_body(make_body(finalizers=finalizers))
+
+    assert session.finalizer_index == index
+    assert session.has_finalizers
+
+
+def held_per_session(bodies: list[bytes]) -> float:
+    """Bytes that each decoded Session keeps allocated once its raw JSON is gone."""
+    Session.from_body(json.loads(bodies[0]))  # the first decoding fills pydantic's caches
+    gc.collect()
+    already_tracing = tracemalloc.is_tracing()
+    if not already_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [Session.from_body(json.loads(raw)) for raw in bodies]
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not already_tracing:
+            tracemalloc.stop()
+    return held / len(kept)
+
+
+def encoded(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def padded_body(index: int) -> dict[str, Any]:
+    """A Session as large as the webhook admits, of what a user with ``edit`` rights may
+    make large: labels, annotations, finalizers and the template, in many short entries
+    (the most memory per byte of JSON)."""
+    body = make_body(full_status(), name=f"session-{index}", uid=f"uid-{index}")
+    metadata = body["metadata"]
+    metadata["labels"] |= {f"k{index}-{i}": "" for i in range(3_500)}
+    metadata["annotations"] = {f"a{index}-{i}": "" for i in range(3_500)}
+    metadata["finalizers"] = [*(f"example.com/{index}-{i}" for i in range(1_000)), FINALIZER]
+    body["spec"]["template"]["metadata"] = {"labels": {f"t{i}": "" for i in range(1_000)}}
+    return body
+
+
+def test_large_metadata_and_template_keep_no_memory_after_decoding() -> None:
+    padded = [encoded(padded_body(index)) for index in range(20)]
+    plain = [
+        encoded(make_body(full_status(), name=f"session-{index}", uid=f"uid-{index}"))
+        for index in range(20)
+    ]
+    assert min(map(len, padded)) >= 100 * 1024
+
+    per_padded, per_plain = held_per_session(padded), held_per_session(plain)
+
+    # What stays is the status and a few fields, as for a Session without any of it.
+    assert per_padded - per_plain < 256, (per_padded, per_plain)
+    assert per_padded < 4 * 1024, per_padded
 
 
 def test_lease_is_none_before_initialisation() -> None:

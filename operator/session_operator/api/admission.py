@@ -8,7 +8,8 @@ with a message that says what to do.
 
 What users write is what is bounded, never what the operator needs to write: an update
 is refused only when it makes the Session larger than the limit *and* grows what users
-own (spec, labels, annotations; the operator's state label aside). The operator's own
+own (spec, labels, finalizers, annotations; the operator's state label and finalizer
+aside). The operator's own
 label and finalizer writes, a finalizer's removal, and every update to a Session that
 a lowered ``maxSessionBytes`` now finds too large but that grows nothing, pass: a Session
 once admitted can always be stopped, released and deleted. (Status is written through
@@ -18,20 +19,23 @@ The webhook is served on a listener of its own (``webhookPort``, over TLS with t
 certificate, which the apiserver verifies against its ValidatingWebhookConfiguration's
 CA), never on the heartbeat API's port. The apiserver sends no credentials, so the
 listener bounds what an anonymous caller can make it hold: a body at most twice the
-limit plus room for the review, read within :data:`BODY_DEADLINE_SECONDS`.
+limit plus room for the review, read within :data:`BODY_DEADLINE_SECONDS`. A larger
+review is refused without being held (its uid is read from its start, the rest dropped as
+it arrives), so the user still learns the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from session_operator.api.errors import BadRequest
-from session_operator.models import STATE_LABEL
+from session_operator.models import FINALIZER, STATE_LABEL
 
 ADMISSION_PATH = "/admission/sessions"
 ADMISSION_REVIEW = "admission.k8s.io/v1"
@@ -41,6 +45,9 @@ BODY_DEADLINE_SECONDS = 5.0
 """A review's body arrives within this, or the connection is dropped (the apiserver
 gives up on the webhook after its ``timeoutSeconds`` anyway)."""
 _OPERATOR_LABELS = frozenset({STATE_LABEL})
+UID_PREFIX_BYTES = 4096
+"""Where an oversized review's request uid is looked for: its first field."""
+_REQUEST_UID = re.compile(rb'"request":\s*\{\s*"uid":\s*"([0-9A-Za-z-]{1,64})"')
 
 
 def max_review_bytes(max_session_bytes: int) -> int:
@@ -55,15 +62,18 @@ def encoded_size(obj: Mapping[str, Any]) -> int:
 
 
 def user_content_size(obj: Mapping[str, Any]) -> int:
-    """The size of what users write of a Session: spec, labels (but the operator's),
-    annotations."""
+    """The size of what users write of a Session: spec, labels and finalizers (but the
+    operator's), annotations."""
     metadata = obj.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
     labels = metadata.get("labels")
     labels = labels if isinstance(labels, Mapping) else {}
+    finalizers = metadata.get("finalizers")
+    finalizers = finalizers if isinstance(finalizers, list) else []
     owned = {
         "spec": obj.get("spec"),
         "labels": {key: value for key, value in labels.items() if key not in _OPERATOR_LABELS},
+        "finalizers": [name for name in finalizers if name != FINALIZER],
         "annotations": metadata.get("annotations"),
     }
     return encoded_size(owned)
@@ -87,19 +97,25 @@ def review_answer(review: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
     old = request.get("oldObject")
     grows = not isinstance(old, Mapping) or user_content_size(obj) > user_content_size(old)
     if size > max_bytes and grows:
-        response = {
-            "uid": uid,
-            "allowed": False,
-            "status": {
-                "code": 422,
-                "reason": "Invalid",
-                "message": (
-                    f"the Session is {size} bytes of JSON and at most {max_bytes} are accepted"
-                    " (operator setting maxSessionBytes): keep large data out of"
-                    " spec.template, in a ConfigMap or Secret that the Pod mounts"
-                ),
-            },
-        }
+        return refusal(uid, str(size), max_bytes)
+    return {"apiVersion": ADMISSION_REVIEW, "kind": "AdmissionReview", "response": response}
+
+
+def refusal(uid: str, size: str, max_bytes: int) -> dict[str, Any]:
+    """The AdmissionReview refusing request *uid*, whose Session is *size* bytes."""
+    response = {
+        "uid": uid,
+        "allowed": False,
+        "status": {
+            "code": 422,
+            "reason": "Invalid",
+            "message": (
+                f"the Session is {size} bytes of JSON and at most {max_bytes} are accepted"
+                " (operator setting maxSessionBytes): keep large data out of"
+                " spec.template, in a ConfigMap or Secret that the Pod mounts"
+            ),
+        },
+    }
     return {"apiVersion": ADMISSION_REVIEW, "kind": "AdmissionReview", "response": response}
 
 
@@ -116,12 +132,12 @@ class AdmissionRoutes:
 
     async def review(self, request: web.Request) -> web.Response:
         """Answer one AdmissionReview from the apiserver."""
-        if request.content_length is None or request.content_length > self.max_body_bytes:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=self.max_body_bytes, actual_size=request.content_length or 0
-            )
+        if request.content_length is None:
+            raise web.HTTPLengthRequired()
         try:
             async with asyncio.timeout(BODY_DEADLINE_SECONDS):
+                if request.content_length > self.max_body_bytes:
+                    return web.json_response(await self._refuse_unread(request))
                 body = await request.read()
         except TimeoutError as error:
             raise BadRequest(
@@ -136,3 +152,20 @@ class AdmissionRoutes:
         if not isinstance(review, Mapping):
             raise BadRequest("the body is not an AdmissionReview")
         return web.json_response(review_answer(review, self._max_bytes))
+
+    async def _refuse_unread(self, request: web.Request) -> dict[str, Any]:
+        """The refusal of a review too large to read: its Session is surely over the limit.
+        The request's uid is the review's first field (the apiserver's encoding); the rest
+        is read and dropped as it comes, never held."""
+        head = await request.content.read(UID_PREFIX_BYTES)
+        found = _REQUEST_UID.search(head)
+        if found is None:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self.max_body_bytes, actual_size=request.content_length or 0
+            )
+        while await request.content.readany():
+            pass
+        size = request.content_length or 0
+        return refusal(
+            found.group(1).decode(), f"over {size - REVIEW_OVERHEAD_BYTES}", self._max_bytes
+        )
