@@ -30,8 +30,8 @@ from harness.provisions import (
     E2E,
     TIERS,
     TOOLS,
+    cached_tools,
     for_tiers,
-    unit_tools,
 )
 from harness.table import render_table
 
@@ -112,7 +112,7 @@ def _build_binaries(repo_root: Path | None) -> None:
 
 
 def _build_tools(repo_root: Path | None) -> None:
-    for tool in unit_tools(repo_root):
+    for tool in cached_tools(repo_root):
         ensure_tool(tool, repo_root)
         print(f"  {tool.name} {tool.version} in {tool.binary}", flush=True)
 

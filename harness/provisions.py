@@ -57,8 +57,8 @@ def _binary(path: Path, tiers: tuple[str, ...], step: str) -> Provision:
     return Provision(str(path), tiers, step, lambda: os.access(path, os.X_OK))
 
 
-def unit_tools(repo_root: Path | None = None) -> list[GoTool]:
-    """The cached tools the unit tier may run (the e2e tier too)."""
+def cached_tools(repo_root: Path | None = None) -> list[GoTool]:
+    """The cached tools both tiers may run (:data:`TOOLS`)."""
     return [go_tool(name, repo_root) for name in TOOLS]
 
 
@@ -72,7 +72,7 @@ def provisions(repo_root: Path | None = None) -> list[Provision]:
     return [
         *(_program(program) for program in DEBIAN_PROGRAMS),
         *(_binary(path, (E2E,), "binaries") for path in (*kube, *node)),
-        *(_binary(tool.binary, TIERS, "tools") for tool in unit_tools(repo_root)),
+        *(_binary(tool.binary, TIERS, "tools") for tool in cached_tools(repo_root)),
         Provision(f"the image's Debian base ({archive})", (E2E,), "images", archive.is_file),
     ]
 

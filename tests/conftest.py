@@ -25,7 +25,7 @@ import pytest
 
 from harness import base_image, binaries, debian_packages
 from harness.debian_packages import Program
-from harness.provisions import DEBIAN_PROGRAMS, UNIT, unit_tools
+from harness.provisions import DEBIAN_PROGRAMS, UNIT, cached_tools
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -84,7 +84,7 @@ def _unit_bin_cache() -> Path:
     if _Guard.bin_cache is None:
         view = Path(tempfile.mkdtemp(prefix="xg2g-unit-bin-cache-"))
         atexit.register(shutil.rmtree, view, ignore_errors=True)
-        for tool in unit_tools(REPO):
+        for tool in cached_tools(REPO):
             if tool.directory.is_dir():
                 (view / tool.directory.name).symlink_to(tool.directory)
         _Guard.bin_cache = view
