@@ -9,7 +9,8 @@
             if heartbeat.ended is not None:   # the session was stopped (410) or deleted (404)
                 ...
 
-The client beats at the session's ``heartbeat_interval`` (from each answer), reads the
+The client beats at the session's ``heartbeat_interval`` (from each answer, plus a random
+tenth at most, so that clients started together spread out), reads the
 token file before every beat (projected ServiceAccount tokens rotate), backs off on 503,
 409 and network failures (never waiting longer than one interval, and never less than a
 ``Retry-After``), and stops and reports when the API answers 410 Gone or 404.
@@ -22,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +44,10 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 # Until the first answer names the session's interval: the operator's default interval.
 DEFAULT_INTERVAL_SECONDS = Settings.model_fields["heartbeat_interval"].get_default().total_seconds()
 FIRST_BACKOFF_SECONDS = 0.5
+# Each wait is the interval plus up to this fraction of it, drawn anew: clients started
+# together drift apart instead of beating in step, and no beat lands inside the interval
+# (where the API would acknowledge it without extending the lease).
+INTERVAL_JITTER = 0.1
 _ENDING_STATUSES = frozenset({404, 410})
 
 logger = logging.getLogger(__name__)
@@ -106,6 +112,12 @@ def heartbeat_path(session: str) -> str:
     if slash:
         return f"/api/v3/namespaces/{_segment(namespace)}/sessions/{_segment(name)}/heartbeat"
     return f"/api/v3/sessions/{_segment(session)}/heartbeat"
+
+
+def next_beat_delay(interval: float, draw: Callable[[], float] = random.random) -> float:
+    """The wait before the next beat: *interval* plus a jitter of up to
+    :data:`INTERVAL_JITTER` of it (*draw* gives a fraction in [0, 1))."""
+    return interval * (1 + INTERVAL_JITTER * draw())
 
 
 class InsecureUrl(ValueError):
@@ -207,7 +219,7 @@ class HeartbeatClient:
                 continue
             backoff.reset()
             interval = float(ack.heartbeat_interval)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(next_beat_delay(interval))
 
     @contextlib.asynccontextmanager
     async def in_background(self) -> AsyncIterator[BackgroundHeartbeat]:

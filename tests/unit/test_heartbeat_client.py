@@ -10,6 +10,7 @@ from session_operator.heartbeat_client import (
     HeartbeatFailed,
     InsecureUrl,
     heartbeat_path,
+    next_beat_delay,
 )
 
 
@@ -29,6 +30,15 @@ def test_backoff_doubles_up_to_the_interval_and_restarts_after_a_success() -> No
     assert [backoff.delay(cap=3.0) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     backoff.reset()
     assert backoff.delay(cap=3.0) == 0.5
+
+
+def test_the_next_beat_waits_the_interval_plus_at_most_a_tenth_of_it() -> None:
+    assert next_beat_delay(5.0, draw=lambda: 0.0) == 5.0
+    assert next_beat_delay(5.0, draw=lambda: 0.5) == pytest.approx(5.25)
+    assert next_beat_delay(5.0, draw=lambda: 0.999) < 5.5
+    spread = {round(next_beat_delay(5.0), 3) for _ in range(50)}
+    assert len(spread) > 1
+    assert all(5.0 <= delay < 5.5 for delay in spread)
 
 
 def test_backoff_never_waits_less_than_retry_after() -> None:
