@@ -35,6 +35,7 @@ from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lifecycle import LifecycleSettings
+from session_operator.models import SESSION_LABEL
 
 # The outage record's calls give up as soon as the heartbeat API's do.
 OUTAGE_RECORD_TIMEOUT_SECONDS = 2.0
@@ -68,12 +69,15 @@ def kopf_settings() -> kopf.OperatorSettings:
     """kopf's behaviour: it watches the workload Pods only, posts no Events of its own,
     and stops promptly."""
     settings = kopf.OperatorSettings()
+    # The apiserver filters the Pod list and watch (labelSelector): the cluster's other
+    # Pods never reach the operator, and the handler's own label filter never sees them.
+    settings.watching.label_selectors["", "v1", "pods"] = SESSION_LABEL
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     # Stop promptly on SIGTERM: a lease decision in flight is a compare-and-set write,
     # safe to abandon; the next leader (or restart) decides again.
-    settings.batching.exit_timeout = 0.5
-    settings.batching.idle_timeout = 0.5
+    settings.queueing.exit_timeout = 0.5
+    settings.queueing.idle_timeout = 0.5
     settings.background.instant_exit_timeout = 0.5
     settings.networking.request_timeout = 30
     return settings

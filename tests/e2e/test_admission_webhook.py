@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from harness.certificates import self_signed_certificate
 from harness.cluster import free_port
-from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import REPO, Cluster, OperatorProcess, fresh_namespace, wait_for
 from tests.e2e.webhooks import register_size_webhook
 

@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.certificates import self_signed_certificate
 from harness.cluster import free_port
 from harness.operator_process import OperatorProcess
 from session_operator.api.admission import BODY_DEADLINE_SECONDS, max_review_bytes
 from session_operator.api.connections import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE
-from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import REPO, Cluster, fresh_namespace, wait_for
 from tests.e2e.heartbeats import heartbeat_path, service_account
 from tests.e2e.sessions import create_session, read_session, wait_for_state
@@ -84,6 +84,8 @@ def target(private_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
             "XG2G_SESSION_WEBHOOK_PORT": str(webhook_port),
             "XG2G_SESSION_MAX_SESSION_BYTES": str(MAX_BYTES),
             "XG2G_SESSION_AUTH_CACHE_TTL": "1s",
+            # The eviction test holds 5 x 272 connections: more than this limit.
+            "XG2G_SESSION_API_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
             "XG2G_SESSION_LEADER_ELECTION": "false",
             "XG2G_SESSION_EXPIRY_CHECK_INTERVAL": "1s",
         },

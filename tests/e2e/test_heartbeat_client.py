@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.certificates import self_signed_certificate
 from session_operator.heartbeat_client import HeartbeatClient, HeartbeatFailed
 from session_operator.timestamps import parse_timestamp
-from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import HEARTBEAT_AUDIENCE, Cluster, OperatorProcess, as_from_a_terminal
 from tests.e2e.heartbeats import (
     call,

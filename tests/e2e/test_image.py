@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
+from harness.certificates import self_signed_certificate
 from harness.cluster import free_port
 from harness.engine import DockerEngine
-from tests.certificates import self_signed_certificate
 from tests.e2e.conftest import Cluster, fresh_namespace, wait_for
 from tests.e2e.heartbeats import call, heartbeat_path, service_account
 from tests.e2e.pods import PodContainer, probe_url, run_pod

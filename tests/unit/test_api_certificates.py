@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from harness.certificates import self_signed_certificate
 from session_operator.api.certificates import ReloadingCertificate
 from session_operator.api.connections import ConnectionCount
 from session_operator.api.server import HANDLER_OPTIONS, GuardedSite, create_app
-from tests.certificates import self_signed_certificate
 
 
 def pair(directory: Path) -> tuple[Path, Path]:

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from harness.certificates import self_signed_certificate
 from harness.cluster import free_port
 from session_operator.api import admission
 from session_operator.api.admission import AdmissionRoutes, max_review_bytes
 from session_operator.api.server import start_server
 from session_operator.config import load_settings
-from tests.certificates import self_signed_certificate
 
 
 def status_of(url: str) -> int:

@@ -229,6 +229,7 @@ def test_every_value_reaches_the_operator_as_its_setting(
         "namespace": "media",
         "apiHost": "127.0.0.1",
         "apiPort": "9090",
+        "apiMaxConnections": "8192",
         "probePort": "9091",
         "webhookPort": "9444",
         "authCacheTTL": "5s",
@@ -260,6 +261,7 @@ def test_every_value_reaches_the_operator_as_its_setting(
     assert settings.retention == datetime.timedelta(hours=1, minutes=30)
     assert settings.namespace == "media"
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 9090)
+    assert settings.api_max_connections == 8192
     assert (settings.probe_port, settings.webhook_port) == (9091, 9444)
     assert settings.auth_cache_ttl == datetime.timedelta(seconds=5)
     assert settings.max_session_bytes == 65536
@@ -296,6 +298,7 @@ def test_pod_identity_and_lease_namespace_come_from_the_downward_api(helm: Path)
         ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
         ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
         ("config.apiPort=70000", "at '/config/apiPort': maximum: got 70,000, want 65,535"),
+        ("config.apiMaxConnections=32", "at '/config/apiMaxConnections': minimum: got 32"),
     ],
 )
 def test_values_schema_refuses_a_bad_value_naming_it(helm: Path, value: str, expected: str) -> None:

@@ -3,21 +3,28 @@
 A heartbeat carries ``Authorization: Bearer <token>``, usually a projected ServiceAccount
 token. The apiserver says who it is (TokenReview, with the configured audiences) and whether
 that identity may ``create`` ``sessions/heartbeat`` in group ``xg2g.io`` for this session
-(SubjectAccessReview). Decisions are cached for a short TTL, refusals in a pool of their
-own; at most a few reviews run at once (:mod:`session_operator.api.review_limit`). A review
-that cannot be made raises ``ApiUnavailable`` (503), and one whose authenticator reports an
-error raises :class:`AuthenticationUnavailable` (503, not cached): an outage is never
-answered as 401 or 403. A token is accepted only if the apiserver confirms one of the
+(SubjectAccessReview). Decisions are cached for ``authCacheTTL``, an accepted token no
+longer than until it expires, and refusals for :data:`REFUSAL_SECONDS` at most, in a pool
+of their own; at most a few reviews run at once (:mod:`session_operator.api.review_limit`).
+A review that cannot be made raises ``ApiUnavailable`` (503), and one whose authenticator
+reports an error raises :class:`AuthenticationUnavailable` (503, not cached): an outage is
+never answered as 401 or 403. A token is accepted only if the apiserver confirms one of the
 configured audiences, so a token minted for another audience is not replayable here, and a
-heartbeat token is not one the apiserver itself accepts.
+heartbeat token is not one the apiserver itself accepts. Each token TokenReview refuses is
+logged once, with the reason and the caller's address (never the token).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import logging
+import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +41,23 @@ HEARTBEAT_SUBRESOURCE = "heartbeat"
 MAX_TOKEN_LENGTH = 16_384
 # Bearer tokens (JWTs, opaque tokens) are visible ASCII; anything else is refused unread.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
+REFUSAL_SECONDS = 10.0
+"""How long a refusal (an invalid token, a wrong audience, access denied) is kept at most:
+a RoleBinding created after a first refused try works within seconds."""
+# What the apiserver adds to a ServiceAccount token's identity about the credential rather
+# than the principal: the token's own ID (its JTI, Kubernetes >= 1.30) and the Pod and Node
+# it is bound to. Every token, and every Pod, has its own.
+CREDENTIAL_EXTRAS = frozenset(
+    {
+        "authentication.kubernetes.io/credential-id",
+        "authentication.kubernetes.io/pod-name",
+        "authentication.kubernetes.io/pod-uid",
+        "authentication.kubernetes.io/node-name",
+        "authentication.kubernetes.io/node-uid",
+    }
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,13 +69,23 @@ class Caller:
     groups: tuple[str, ...] = ()
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
+    @property
+    def principal(self) -> Caller:
+        """The caller without the extras that describe its credential
+        (:data:`CREDENTIAL_EXTRAS`): the same for every token of one ServiceAccount."""
+        return replace(
+            self, extra=tuple(item for item in self.extra if item[0] not in CREDENTIAL_EXTRAS)
+        )
+
 
 @dataclass(frozen=True)
 class TokenVerdict:
-    """What TokenReview said of a token: the caller, or why there is none."""
+    """What TokenReview said of a token: the caller, or why there is none; and when the
+    token says it expires (seconds since the epoch, None if it does not say)."""
 
     caller: Caller | None
     reason: str = ""
+    expires_at: float | None = None
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -75,8 +109,44 @@ def token_review_body(token: str, audiences: Sequence[str]) -> dict[str, Any]:
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
 
 
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of *token* if it is a JWT, read WITHOUT checking its signature
+    (seconds since the epoch); None for an opaque token or a missing or garbled claim.
+
+    Anyone can write any ``exp``: it may only ever shorten how long a verdict is kept.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            return None
+        expires_at = float(exp)
+    except (ValueError, OverflowError):
+        return None
+    return expires_at if math.isfinite(expires_at) else None
+
+
+def wrong_audience_reason(audiences: Sequence[str]) -> str:
+    """Why a token minted for another audience is refused, and how to mint the right one."""
+    expected = " or ".join(audiences)
+    return (
+        f"the bearer token is not meant for this API: its audience must be {expected};"
+        f" mint one with 'kubectl create token <serviceaccount> --audience {audiences[0]}'"
+        " or a projected serviceAccountToken volume with that audience"
+    )
+
+
 def token_verdict(review: Mapping[str, Any], audiences: Sequence[str]) -> TokenVerdict:
     """Read the apiserver's answer to a TokenReview that asked for *audiences*.
+
+    A token minted for another audience is refused saying which one is expected: the
+    apiserver refuses it with an error naming the audiences ("token audiences [...] is
+    invalid for the target audiences [...]"), or, where an authenticator ignores the
+    audiences asked for, accepts it for audiences that are not these.
 
     Raises :class:`AuthenticationUnavailable` when the authenticator failed rather than
     judged the token (see :func:`authenticator_failed`).
@@ -84,15 +154,17 @@ def token_verdict(review: Mapping[str, Any], audiences: Sequence[str]) -> TokenV
     status = review.get("status") or {}
     user = status.get("user") or {}
     if not status.get("authenticated") or not user.get("username"):
-        if authenticator_failed(str(status.get("error") or "")):
+        error = str(status.get("error") or "")
+        # Judged, even if another authenticator of the union failed beside it.
+        if audiences and "audience" in error.lower():
+            return TokenVerdict(None, wrong_audience_reason(audiences))
+        if authenticator_failed(error):
             raise AuthenticationUnavailable(
                 "the apiserver could not check the token (its authenticator failed); retry later"
             )
         return TokenVerdict(None, "the bearer token is not valid")
     if audiences and not set(status.get("audiences") or ()) & set(audiences):
-        return TokenVerdict(
-            None, f"the bearer token is not meant for this API (audience {', '.join(audiences)})"
-        )
+        return TokenVerdict(None, wrong_audience_reason(audiences))
     extra = user.get("extra") or {}
     return TokenVerdict(
         Caller(
@@ -170,7 +242,15 @@ def access_allowed(review: Mapping[str, Any]) -> bool:
 
 
 class Authenticator:
-    """Bearer token → :class:`Caller`, by TokenReview, cached for the TTL."""
+    """Bearer token → :class:`Caller`, by TokenReview.
+
+    An accepted token is kept for the TTL or until its own ``exp`` (:func:`token_expiry`),
+    whichever comes first; one already expired is not kept. With thousands of clients,
+    each with its own token, that is one TokenReview per token and TTL: at the default
+    2 minutes and a 5 s interval, 5/120 reviews per heartbeat. A refusal is kept
+    :data:`REFUSAL_SECONDS` at most. *clock* times the cache (monotonic), *wall_clock*
+    (seconds since the epoch) is what a token's ``exp`` is compared with.
+    """
 
     def __init__(
         self,
@@ -178,12 +258,19 @@ class Authenticator:
         audiences: Sequence[str],
         cache_ttl: timedelta,
         limiter: ReviewLimiter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._rest = rest
         self._audiences = tuple(audiences)
         self._limiter = limiter
+        self._wall_clock = wall_clock
         self._verdicts: DecisionCache[bytes, TokenVerdict] = DecisionCache(
-            cache_ttl.total_seconds(), is_refusal=lambda verdict: verdict.caller is None
+            cache_ttl.total_seconds(),
+            clock=clock,
+            is_refusal=lambda verdict: verdict.caller is None,
+            lifetime=self._lifetime,
         )
 
     async def authenticate(self, authorization: str | None, source: str) -> Caller:
@@ -206,26 +293,60 @@ class Authenticator:
         answer = await self._limiter.run(
             lambda: self._rest.request("POST", TOKEN_REVIEWS, body=body), source
         )
-        return token_verdict(answer, self._audiences)
+        verdict = token_verdict(answer, self._audiences)
+        if verdict.caller is None:
+            # Once per review: a cached refusal is not logged again.
+            logger.warning("refused a bearer token from %s: %s", source or "?", verdict.reason)
+            return verdict
+        return replace(verdict, expires_at=token_expiry(token))
+
+    def _lifetime(self, verdict: TokenVerdict) -> float:
+        if verdict.caller is None:
+            return REFUSAL_SECONDS
+        if verdict.expires_at is None:
+            return math.inf
+        return verdict.expires_at - self._wall_clock()
 
 
 class HeartbeatAuthorizer:
-    """May a caller beat a session? SubjectAccessReviews, cached for the TTL.
+    """May a caller beat a session? SubjectAccessReviews, cached for the TTL (a refusal
+    for :data:`REFUSAL_SECONDS` at most).
 
     A caller is usually bound to ``session-heartbeat`` for a whole namespace, so the first
     question is whether it may beat every Session there: one review then serves all of them
     (a client beating many sessions costs one review per TTL, not one per session). Only
     when that is refused is the one session asked about (a RoleBinding may name Sessions).
+
+    Decisions are kept per principal (:attr:`Caller.principal`), not per credential: the
+    apiserver puts each token's own ID, and the Pod and Node it is bound to, into the
+    caller's extras, so keyed on the whole caller every token of one ServiceAccount would
+    cost a review of its own. RBAC never reads extras, so its answer is the same for all of
+    them; the reviews sent still carry the caller's extras. The price: an authorizer
+    webhook that judges individual credentials (by those extras) would see the answer for
+    the first credential of a principal reused for the others, for the TTL.
     """
 
-    def __init__(self, rest: Rest, cache_ttl: timedelta, limiter: ReviewLimiter) -> None:
+    def __init__(
+        self,
+        rest: Rest,
+        cache_ttl: timedelta,
+        limiter: ReviewLimiter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._rest = rest
         self._limiter = limiter
         self._namespaces: DecisionCache[tuple[Caller, str], bool] = DecisionCache(
-            cache_ttl.total_seconds(), is_refusal=lambda allowed: not allowed
+            cache_ttl.total_seconds(),
+            clock=clock,
+            is_refusal=_refused,
+            lifetime=_access_lifetime,
         )
         self._sessions: DecisionCache[tuple[Caller, SessionRef], bool] = DecisionCache(
-            cache_ttl.total_seconds(), is_refusal=lambda allowed: not allowed
+            cache_ttl.total_seconds(),
+            clock=clock,
+            is_refusal=_refused,
+            lifetime=_access_lifetime,
         )
 
     async def authorize(self, caller: Caller, ref: SessionRef) -> None:
@@ -233,9 +354,10 @@ class HeartbeatAuthorizer:
 
         Raises ``ApiUnavailable`` when a SubjectAccessReview cannot be made.
         """
+        principal = caller.principal
         allowed = await self._namespaces.get_or_load(
-            (caller, ref.namespace), lambda: self._review(caller, ref, whole_namespace=True)
-        ) or await self._sessions.get_or_load((caller, ref), lambda: self._review(caller, ref))
+            (principal, ref.namespace), lambda: self._review(caller, ref, whole_namespace=True)
+        ) or await self._sessions.get_or_load((principal, ref), lambda: self._review(caller, ref))
         if not allowed:
             # Not naming the namespace: on the sessionID path the caller did not name it.
             raise Forbidden(
@@ -253,3 +375,11 @@ class HeartbeatAuthorizer:
             caller.username,
         )
         return access_allowed(answer)
+
+
+def _refused(allowed: bool) -> bool:
+    return not allowed
+
+
+def _access_lifetime(allowed: bool) -> float:
+    return math.inf if allowed else REFUSAL_SECONDS

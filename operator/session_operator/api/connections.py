@@ -7,10 +7,10 @@ a plain-text 400 that quotes the header. Every connection first passes through
 
 * shares the connections fairly among their sources (:class:`ConnectionCount`): one
   source (a Pod, say) may hold at most :data:`MAX_CONNECTIONS_PER_SOURCE`, and once the
-  replica holds :data:`MAX_CONNECTIONS`, a newcomer from a source holding fewer takes the
-  place of the oldest connection of the source that holds the most; only a newcomer from
-  the heaviest source itself is refused (503). Connections held open by one caller,
-  however many, cannot lock the others out;
+  listener holds its limit (on the API port the setting ``apiMaxConnections``), a newcomer
+  from a source holding fewer takes the place of the oldest connection of the source that
+  holds the most; only a newcomer from the heaviest source itself is refused (503).
+  Connections held open by one caller, however many, cannot lock the others out;
 * closes a connection whose request headers have not all arrived within
   :data:`HEADER_TIMEOUT_SECONDS` of their first byte;
 * answers request headers longer than :data:`MAX_HEADER_BYTES` with a 431, quoting nothing;
@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable
 
 MAX_CONNECTIONS = 1024
+"""The limit of a listener that names none: the probe and metrics ports."""
 MAX_CONNECTIONS_PER_SOURCE = 256
 HEADER_TIMEOUT_SECONDS = 10.0
 # A bearer token may be 16 KiB (api/auth.py); the rest of a request's headers fit in 16 more.

@@ -1,5 +1,9 @@
 """A small cache of authentication and authorization decisions, each kept for a short TTL.
 
+A value may be kept for less than the TTL, never for more: *lifetime* says how long each
+value may live (a token verdict until the token expires, a refusal only briefly), and a
+value whose lifetime is already over is not cached at all.
+
 Concurrent requests for the same key share one lookup, so a burst of heartbeats with a
 new token makes one TokenReview, not one each. A lookup that fails is not cached: the
 next request asks again. Refusals are kept in a smaller pool of their own, so that a
@@ -9,6 +13,7 @@ flood of garbage tokens cannot push the decisions of real clients out of the cac
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -25,9 +30,14 @@ def _never_refused(value: object) -> bool:
     return False
 
 
+def _no_limit_of_its_own(value: object) -> float:
+    return math.inf
+
+
 class DecisionCache(Generic[K, V]):
-    """Values by key for *ttl* seconds: at most *max_entries* accepted ones and, apart,
-    at most *max_refusals* for which *is_refusal* holds (oldest dropped in each pool)."""
+    """Values by key for *ttl* seconds, or the fewer seconds *lifetime* gives a value (none
+    when it gives zero or less): at most *max_entries* accepted ones and, apart, at most
+    *max_refusals* for which *is_refusal* holds (oldest dropped in each pool)."""
 
     def __init__(
         self,
@@ -37,10 +47,12 @@ class DecisionCache(Generic[K, V]):
         *,
         is_refusal: Callable[[V], bool] = _never_refused,
         max_refusals: int = DEFAULT_MAX_REFUSALS,
+        lifetime: Callable[[V], float] = _no_limit_of_its_own,
     ) -> None:
         self._ttl = ttl
         self._clock = clock
         self._is_refusal = is_refusal
+        self._lifetime = lifetime
         self._accepted: _Pool[K, V] = _Pool(max_entries)
         self._refused: _Pool[K, V] = _Pool(max_refusals)
         self._pending: dict[K, asyncio.Task[V]] = {}
@@ -52,14 +64,19 @@ class DecisionCache(Generic[K, V]):
         return found if found is not None else self._refused.get(key, now)
 
     def put(self, key: K, value: V) -> None:
-        """Cache *value* for *key* for the TTL."""
+        """Cache *value* for *key* for the TTL or its own shorter lifetime; forget *key*
+        when that lifetime is already over."""
         pool, other = (
             (self._refused, self._accepted)
             if self._is_refusal(value)
             else (self._accepted, self._refused)
         )
         other.discard(key)
-        pool.put(key, value, self._clock() + self._ttl)
+        seconds = min(self._ttl, self._lifetime(value))
+        if seconds > 0:
+            pool.put(key, value, self._clock() + seconds)
+        else:
+            pool.discard(key)
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value of *key*, else the result of *load* (cached when it succeeds)."""

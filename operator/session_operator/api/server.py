@@ -43,9 +43,9 @@ MAX_API_BODY_BYTES = 1024
 """The heartbeat API and the probes take no request body."""
 TLS_READ_BUFFER_BYTES = 16 * 1024
 """asyncio gives every TLS connection a read buffer of 256 KiB: 282 KiB per idle
-connection (measured, Python 3.11), so the 1,024 connections a replica accepts would take
-its whole memory limit. Requests here are a few KiB; with 16 KiB an idle connection costs
-42 KiB."""
+connection (measured, Python 3.11), so even 1,024 connections would take a replica's whole
+memory limit. Requests here are a few KiB; with 16 KiB an idle connection costs 42 KiB, and
+the 4,096 the API port holds by default (``apiMaxConnections``) about 170 MiB."""
 WEBHOOK_CONNECTIONS = 64
 """The apiserver keeps a few connections to a webhook; nobody else has reason to call it."""
 # Idle keep-alive connections are closed after this long (aiohttp's default is an hour).
@@ -235,7 +235,8 @@ async def start_server(
         context = certificate.context
         _run_while_serving(app, certificate.watch())
     host = settings.api_host
-    runners = [await _serve(app, host, settings.api_port, context)]
+    api_count = ConnectionCount(settings.api_max_connections)
+    runners = [await _serve(app, host, settings.api_port, context, api_count)]
     if settings.metrics_port is not None:
         runners.append(await _serve(metrics_app(), host, settings.metrics_port, None))
     if settings.probe_port is not None:

@@ -1,4 +1,5 @@
-"""Certificates for tests of the API's TLS: made here, valid for an hour, for 127.0.0.1."""
+"""Certificates for the API's TLS in tests and the benchmark: made here, valid for an hour, for
+127.0.0.1."""
 
 from __future__ import annotations
 
