@@ -13,9 +13,10 @@
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
 - ``up --node`` and ``run --node`` also start a node (docs/node.md), so Pods really run.
 - ``run``: like ``up``, plus the operator itself in the foreground, its API on 127.0.0.1
-  (what ``make run`` does).
-  With ``KUBECONFIG`` set, no local control plane is started: the operator runs against
-  that cluster.
+  (what ``make run`` does). It first checks that the API's port is free
+  (:mod:`harness.make_run_checks`). With ``KUBECONFIG`` set, no local control plane is
+  started: the operator runs against that cluster, once its file and apiserver are found.
+  Ctrl-C says what it stops.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from harness.base_image import BaseImageError, default_base, relock_base
@@ -49,18 +50,32 @@ from harness.debian_packages import (
 )
 from harness.engine import DockerEngine, EngineError
 from harness.image import OPERATOR_IMAGE, build_operator_image
+from harness.make_run_checks import RunRefused, refuse_stale_kubeconfig, refuse_taken_port
 from harness.netns import NamespaceError
 from harness.node import NODE_PROGRAMS, NodeError
 from harness.node_images import NodeImageError
 from harness.node_start import prepare_node
 from harness.prepare import prepare as prepare_tiers
+from harness.processes import terminate
 from harness.provisions import TIERS
-from session_operator.config import DEFAULT_TOKEN_AUDIENCE, ConfigError, load_settings
+from session_operator.config import (
+    DEFAULT_TOKEN_AUDIENCE,
+    ConfigError,
+    Settings,
+    env_name,
+    load_settings,
+)
 
 SAMPLE_SESSION = "hack/samples/session.yaml"
 NODE_SAMPLE = "hack/samples/session-with-pod.yaml"
 HEARTBEAT_ROLE = "manifests/session-heartbeat-clusterrole.yaml"
 DEMO_CLIENT = "demo-client"
+# How long the operator may take to stop before SIGKILL: against a cluster of the user's,
+# time to hand its Lease over cleanly; before the local control plane stops, half a second.
+# It releases its Lease at once; what it may wait for after that (kopf waits up to 5 s for
+# tasks started after it) is moot on a cluster about to go, and Ctrl-C must end in ~3 s.
+OPERATOR_STOP_GRACE = 10.0
+OPERATOR_STOP_GRACE_LOCAL = 0.5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             print(toolchain().kubectl if args.tool == "kubectl" else go_tool(args.tool).binary)
             return 0
         if args.command == "run" and os.environ.get("KUBECONFIG"):
-            print(f"using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}", flush=True)
-            return _run_operator(os.environ["KUBECONFIG"])
+            kubeconfig = os.environ["KUBECONFIG"]
+            _refuse_taken_ports(load_settings())
+            refuse_stale_kubeconfig(kubeconfig)
+            print(f"using the cluster of KUBECONFIG={kubeconfig}", flush=True)
+            with _operator(kubeconfig, OPERATOR_STOP_GRACE) as operator:
+                return operator.wait()
         return _with_local_cluster(args.workdir, args.command == "run", args.node)
     except ConfigError as error:
         for problem in error.problems:
@@ -141,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         NodeError,
         NodeImageError,
         NamespaceError,
+        RunRefused,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -181,15 +201,23 @@ def _with_engine(args: argparse.Namespace) -> None:
 
 
 def _with_local_cluster(workdir: Path | None, run_operator: bool, with_node: bool) -> int:
-    # A bad setting stops here, in one line, before anything is built or started.
-    port = load_settings().api_port
+    # A bad setting, or a port another program holds, stops here, in one line, before
+    # anything is built or started.
+    settings = load_settings()
+    if run_operator:
+        _refuse_taken_ports(settings)
     chain = ensure_built(toolchain())
     started = time.monotonic()
     print(
         f"starting etcd {chain.etcd_version} + kube-apiserver {chain.kube_version} on loopback ...",
         flush=True,
     )
-    with LocalControlPlane(chain, workdir=workdir) as cluster:
+    with contextlib.ExitStack() as stack:
+        # Unwound last in, first out: each line is printed just before what it names stops.
+        cluster = stack.enter_context(LocalControlPlane(chain, workdir=workdir))
+        stack.callback(
+            _say, "stopping the control plane (kube-controller-manager, kube-apiserver, etcd) ..."
+        )
         repo = find_repo_root()
         cluster.kubectl("apply", "--server-side", "-f", str(repo / "crds"))
         cluster.kubectl(
@@ -197,38 +225,53 @@ def _with_local_cluster(workdir: Path | None, run_operator: bool, with_node: boo
         )
         _create_demo_client(cluster, repo)
         print(f"control plane ready in {time.monotonic() - started:.1f}s; CRDs installed\n")
-        with contextlib.ExitStack() as stack:
-            if with_node:
-                node = stack.enter_context(prepare_node(cluster))
-                print(f"node {node.name} Ready in {node.started_seconds:.1f}s\n", flush=True)
-            return _serve(cluster, port, repo, run_operator, with_node)
+        pod_logs = None
+        if with_node:
+            node = stack.enter_context(prepare_node(cluster))
+            stack.callback(
+                _say, f"stopping the node {node.name} (its Pods, kubelet, containerd) ..."
+            )
+            pod_logs = node.layout.pod_logs_dir
+            print(f"node {node.name} Ready in {node.started_seconds:.1f}s\n", flush=True)
+        return _serve(cluster, settings.api_port, repo, run_operator, pod_logs)
 
 
 def _serve(
-    cluster: LocalControlPlane, port: int, repo: Path, run_operator: bool, with_node: bool
+    cluster: LocalControlPlane, port: int, repo: Path, run_operator: bool, pod_logs: Path | None
 ) -> int:
-    """Print how to use the cluster, then wait for Ctrl-C, or run the operator."""
+    """Print how to use the cluster, then wait for Ctrl-C, or run the operator. *pod_logs*
+    is the node's directory of Pod logs (``None``: no node)."""
     kubectl = cluster.toolchain.kubectl
     if not run_operator:
-        _print_how_to_use(kubectl, cluster.kubeconfig, port, repo, with_node)
+        print_how_to_use(kubectl, cluster.kubeconfig, port, repo, pod_logs)
         print("Ctrl-C stops the control plane.", flush=True)
         while True:
             time.sleep(3600)
-    operator = _start_operator(str(cluster.kubeconfig))
-    try:
+    with _operator(str(cluster.kubeconfig), OPERATOR_STOP_GRACE_LOCAL) as operator:
         # The lines name the API's port: print them only once the operator listens there.
         if _wait_until_listening(operator, port):
-            _print_how_to_use(kubectl, cluster.kubeconfig, port, repo, with_node)
+            print_how_to_use(kubectl, cluster.kubeconfig, port, repo, pod_logs)
         return operator.wait()
-    finally:
-        if operator.poll() is None:  # interrupted: stop it before the control plane
-            operator.terminate()
-            operator.wait(timeout=10)
 
 
-def _print_how_to_use(
-    kubectl_binary: Path, kubeconfig: Path, port: int, repo: Path, with_node: bool
+def _refuse_taken_ports(settings: Settings) -> None:
+    """:class:`RunRefused` if a port the operator would listen on is taken."""
+    host = operator_environment(os.environ, "")["XG2G_SESSION_API_HOST"]
+    for field in ("api_port", "metrics_port", "probe_port"):
+        port = getattr(settings, field)
+        if port is not None:
+            refuse_taken_port(host, port, env_name(field))
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def print_how_to_use(
+    kubectl_binary: Path, kubeconfig: Path, port: int, repo: Path, pod_logs: Path | None
 ) -> None:
+    """The lines for another terminal: the sample session, its watch, its heartbeats; with
+    a node (*pod_logs*, where its Pods' log files are), the sample Pod and its logs."""
     kubectl = f"{kubectl_binary} --kubeconfig={kubeconfig}"
     heartbeat = f"http://127.0.0.1:{port}/api/v3/namespaces/default/sessions/living-room"
     client = Path(sys.executable).parent / "session-operator"
@@ -236,6 +279,8 @@ def _print_how_to_use(
     print(f"  export KUBECONFIG={kubeconfig}")
     print(f"  {kubectl} apply -f {repo / SAMPLE_SESSION}")
     print(f"  {kubectl} get sessions -A -w")
+    print("To start it again (a stopped session is kept for the retention, 24h):")
+    print(f"  {kubectl} delete -f {repo / SAMPLE_SESSION} --ignore-not-found")
     print("Keep it alive (a ServiceAccount allowed to beat in `default`):")
     print(
         f"  export SESSION_API_TOKEN=$({kubectl} create token {DEMO_CLIENT} -n default"
@@ -246,10 +291,15 @@ def _print_how_to_use(
     print(
         f"  {client} heartbeat living-room -n default --url http://127.0.0.1:{port} --allow-http -v"
     )
-    if with_node:
+    if pod_logs is not None:
         print(f"Real Pods: a Session with a template runs it on the node ({repo / NODE_SAMPLE}).")
         print(f"  {kubectl} apply -f {repo / NODE_SAMPLE}")
-        print(f"  {kubectl} get pods -o wide -w\n", flush=True)
+        print(f"  {kubectl} get pods -o wide -w")
+        print(
+            "A Pod's logs (`kubectl logs` cannot reach the kubelet in the node's own network"
+            " namespace) are files, NAMESPACE_POD_UID/CONTAINER/:"
+        )
+        print(f"  tail -n 20 {pod_logs}/default_web_*/web/*.log\n", flush=True)
     else:
         print(
             "A Session with spec.template stays `starting`: this local control plane has no"
@@ -295,13 +345,18 @@ def operator_environment(environ: Mapping[str, str], kubeconfig: str) -> dict[st
     }
 
 
-def _start_operator(kubeconfig: str) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def _operator(kubeconfig: str, grace: float) -> Iterator[subprocess.Popen[bytes]]:
+    """The operator against *kubeconfig*, in the foreground: Ctrl-C reaches it too. Stopped
+    (saying so; SIGKILL after *grace* seconds) when the block is left while it runs."""
     env = operator_environment(os.environ, kubeconfig)
-    return subprocess.Popen([sys.executable, "-m", "session_operator", "run"], env=env)
-
-
-def _run_operator(kubeconfig: str) -> int:
-    return _start_operator(kubeconfig).wait()
+    operator = subprocess.Popen([sys.executable, "-m", "session_operator", "run"], env=env)
+    try:
+        yield operator
+    finally:
+        if operator.poll() is None:
+            _say("stopping the operator ...")
+            terminate(operator, grace=grace)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -74,11 +75,7 @@ def _serve(settings: Settings, command: str) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except NoCluster:
-        print(
-            "session-operator: no cluster found: set KUBECONFIG to a kubeconfig file (or"
-            " create ~/.kube/config), or run it in a Pod of the cluster",
-            file=sys.stderr,
-        )
+        print(f"session-operator: {_no_cluster_fix()}", file=sys.stderr)
         return EXIT_FAILED
     except ConfigException as error:
         print(f"session-operator: cannot use the kubeconfig: {error}", file=sys.stderr)
@@ -96,6 +93,19 @@ def _serve(settings: Settings, command: str) -> int:
         )
         return EXIT_FAILED
     return 0
+
+
+def _no_cluster_fix() -> str:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if kubeconfig:
+        return (
+            f"KUBECONFIG={kubeconfig} names no file: point it at a kubeconfig file, or unset"
+            " it to use ~/.kube/config"
+        )
+    return (
+        "no cluster found: set KUBECONFIG to a kubeconfig file (or create ~/.kube/config),"
+        " or run it in a Pod of the cluster"
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,9 @@
 """``session-operator heartbeat``: keep a session alive from a terminal or a Pod.
 
-It finds what it needs the way kubectl users expect: the session as ``NAME`` (in the
-kubeconfig context's namespace, or the Pod's) or ``NAMESPACE/NAME`` or ``--session-id``;
-the API's URL from ``--url`` or ``SESSION_API_URL``; the token from ``--token``,
-``SESSION_API_TOKEN``, ``--token-file``, ``SESSION_API_TOKEN_FILE``, or a projected token
-at :data:`DEFAULT_TOKEN_FILE`. A heartbeat token is minted for the operator's own
-audience (``kubectl create token SA --audience session-lease-operator``), so the
-kubeconfig's own credentials are not used.
+:data:`DESCRIPTION` is what ``--help`` says of it. It prints one line as it starts and one
+when the session ends (``-v``: one per beat too), and stops at once when the API refuses
+its token for good: 401 or 403 for a token given as it is (a token file may be rotated, so
+it is tried again).
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from session_operator.heartbeat_client import (
     HeartbeatClient,
     HeartbeatFailed,
     InsecureUrl,
+    UnusableUrl,
 )
 from session_operator.timestamps import format_timestamp
 
@@ -42,6 +40,13 @@ EXIT_USAGE = 2
 EXIT_SESSION_ENDED = 3
 EXIT_INTERRUPTED = 130
 
+DESCRIPTION = f"""\
+Keep a session alive: beat at its interval until the session ends or Ctrl-C.
+The token is for the operator's audience, not the kubeconfig's credentials:
+  kubectl create token SERVICEACCOUNT --audience {DEFAULT_TOKEN_AUDIENCE}
+Exit codes: 0 acknowledged (--once), 1 refused or unreachable, 2 usage,
+3 the session has ended, 130 Ctrl-C."""
+
 logger = logging.getLogger("session_operator.heartbeat")
 
 
@@ -54,7 +59,8 @@ def add_heartbeat_command(commands: Any) -> None:
     beat = commands.add_parser(
         "heartbeat",
         help="keep a session alive (from a terminal or a client Pod)",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     beat.add_argument(
         "session",
@@ -76,7 +82,11 @@ def add_heartbeat_command(commands: Any) -> None:
         help=f"file holding the bearer token, read before every beat, for projected tokens"
         f" that rotate (env {TOKEN_FILE_ENV}; default {DEFAULT_TOKEN_FILE} if present)",
     )
-    beat.add_argument("--ca-file", type=Path, help="CA certificate that signed the API's own")
+    beat.add_argument(
+        "--ca-file",
+        type=Path,
+        help="the CA certificate to trust for an https:// API (default: the system's CAs)",
+    )
     beat.add_argument(
         "--allow-http",
         action="store_true",
@@ -84,7 +94,10 @@ def add_heartbeat_command(commands: Any) -> None:
     )
     beat.add_argument("--once", action="store_true", help="send one heartbeat, print the answer")
     beat.add_argument(
-        "-v", "--verbose", action="store_true", help="print one line per acknowledged heartbeat"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print one line per acknowledged heartbeat (else: one as it starts and ends)",
     )
 
 
@@ -93,7 +106,7 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="session-operator heartbeat: %(message)s")
     try:
         client = _client(args)
-    except (Usage, InsecureUrl) as problem:
+    except (Usage, InsecureUrl, UnusableUrl) as problem:
         print(f"session-operator heartbeat: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -184,6 +197,17 @@ async def _keep_alive(client: HeartbeatClient, *, verbose: bool) -> int:
             flush=True,
         )
 
+    more = "" if verbose else " (-v: a line per beat)"
+    print(
+        f"session-operator heartbeat: keeping {client.session} alive through {client.url}"
+        f" until it ends or Ctrl-C{more}",
+        file=sys.stderr,
+        flush=True,
+    )
     async with client:
-        await client.keep_alive(tell if verbose else None)  # it logs why the session ended
+        try:
+            await client.keep_alive(tell if verbose else None)  # it logs why the session ended
+        except HeartbeatFailed as failure:
+            print(f"session-operator heartbeat: {failure}", file=sys.stderr)
+            return EXIT_FAILED
     return EXIT_SESSION_ENDED

@@ -13,7 +13,9 @@ The client beats at the session's ``heartbeat_interval`` (from each answer, plus
 tenth at most, so that clients started together spread out), reads the
 token file before every beat (projected ServiceAccount tokens rotate), backs off on 503,
 409 and network failures (never waiting longer than one interval, and never less than a
-``Retry-After``), and stops and reports when the API answers 410 Gone or 404.
+``Retry-After``), and stops and reports when the API answers 410 Gone or 404 for the
+session. A refusal that asking again cannot change (401 or 403 for a token that does not
+come from a file, a URL with no heartbeat API) stops it with :class:`HeartbeatFailed`.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ import json
 import logging
 import os
 import random
+import re
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 import aiohttp
 from pydantic import ValidationError
@@ -48,7 +51,13 @@ FIRST_BACKOFF_SECONDS = 0.5
 # together drift apart instead of beating in step, and no beat lands inside the interval
 # (where the API would acknowledge it without extending the lease).
 INTERVAL_JITTER = 0.1
-_ENDING_STATUSES = frozenset({404, 410})
+# The problem type of a 404 that means the session is not there (any other 404: the URL
+# has no heartbeat API).
+SESSION_NOT_FOUND_TYPE = "https://xg2g.io/problems/session-not-found"
+_CREDENTIALS_REFUSED = frozenset({401, 403})
+# Worth asking again as it is: the API asked to (409, 429) or could not answer (5xx).
+_TRANSIENT_STATUSES = frozenset({409, 429})
+_SCHEME_PREFIX = re.compile(r"(?i)^(https?):/*")
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +83,22 @@ class HeartbeatFailed(Exception):
 
     @property
     def session_ended(self) -> bool:
-        """True for 410 Gone (stopping, stopped, expired) and 404: beating again is futile."""
-        return self.status in _ENDING_STATUSES
+        """True for 410 Gone (stopping, stopped, expired) and a 404 that says the session
+        is not there: beating again is futile."""
+        if self.status == 404:
+            return self.problem.get("type") == SESSION_NOT_FOUND_TYPE
+        return self.status == 410
+
+    @property
+    def credentials_refused(self) -> bool:
+        """True for 401 and 403: the token is not valid, or may not beat for this session."""
+        return self.status in _CREDENTIALS_REFUSED
+
+    @property
+    def transient(self) -> bool:
+        """True when the same heartbeat may be acknowledged later: no answer came, or
+        409, 429 or a 5xx."""
+        return self.status is None or self.status in _TRANSIENT_STATUSES or self.status >= 500
 
 
 @dataclass(frozen=True)
@@ -121,15 +144,20 @@ def next_beat_delay(interval: float, draw: Callable[[], float] = random.random) 
 
 
 class InsecureUrl(ValueError):
-    """A plain ``http://`` URL where the client was not told that plain HTTP is meant, or
-    a URL that is neither ``https://`` nor ``http://``."""
+    """A plain ``http://`` URL where the client was not told that plain HTTP is meant."""
+
+
+class UnusableUrl(ValueError):
+    """A URL that is not ``https://`` or ``http://``, names no host, or a port that cannot
+    be."""
 
 
 class HeartbeatClient:
     """Heartbeats for one session, to the API at *url* (like ``https://host:8443``).
 
     A heartbeat carries a bearer token, so a plain ``http://`` *url* is refused with
-    :class:`InsecureUrl` unless *allow_http* says it is meant (a loopback test, a sidecar).
+    :class:`InsecureUrl` unless *allow_http* says it is meant (a loopback test, a sidecar);
+    a *url* without a scheme or a host with :class:`UnusableUrl`.
     """
 
     def __init__(
@@ -146,17 +174,16 @@ class HeartbeatClient:
         """*token*, when given, is sent as it is; else *token_file* is read before every beat
         (projected tokens rotate)."""
         url = url.strip()
-        scheme = urlsplit(url).scheme.lower()
-        if scheme == "http" and not allow_http:
+        parts = _usable_parts(url)
+        if parts.scheme == "http" and not allow_http:
             raise InsecureUrl(
                 f"refusing to send a bearer token over plain HTTP to {url}: use https://,"
                 " or allow plain HTTP explicitly (--allow-http)"
             )
-        if scheme not in ("http", "https"):
-            raise InsecureUrl(f"the API's URL must start with https:// (got {url!r})")
         self.session = session
         self._url = url.rstrip("/") + heartbeat_path(session)
         self._base_url = url.rstrip("/")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._token_file = token_file
         self._token = token
         self._ssl = ssl
@@ -192,15 +219,30 @@ class HeartbeatClient:
                 text = await response.text()
                 if response.status == 200:
                     return HeartbeatBody.model_validate_json(text)
-                raise _refusal(response.status, text, response.headers.get("Retry-After"))
+                refusal = _refusal(response.status, text, response.headers.get("Retry-After"))
+                if response.status == 404 and not refusal.session_ended:
+                    raise HeartbeatFailed(
+                        f"{self._base_url} has no heartbeat API (404 for {self._url}): give"
+                        f" --url the API's base URL, like {self._origin}",
+                        404,
+                        refusal.problem,
+                    )
+                raise refusal
         except (TimeoutError, aiohttp.ClientError, ValidationError) as error:
             raise HeartbeatFailed(_unreached(self._base_url, error)) from error
+
+    @property
+    def url(self) -> str:
+        """The API's base URL, as given."""
+        return self._base_url
 
     async def keep_alive(
         self, on_beat: Callable[[HeartbeatBody], None] | None = None
     ) -> SessionEnded:
         """Beat at the session's interval until the API says the session has ended; tell
-        *on_beat* of each acknowledgement."""
+        *on_beat* of each acknowledgement. Raise :class:`HeartbeatFailed` when asking again
+        cannot help: 401 or 403 for a *token* given as it is (a token file may be rotated,
+        so that is asked again), or any other refusal but 409, 429 and 5xx."""
         backoff = Backoff()
         interval = DEFAULT_INTERVAL_SECONDS
         while True:
@@ -213,6 +255,8 @@ class HeartbeatClient:
                     ended = _ended(failure)
                     logger.warning("session %s ended: %s", self.session, ended.detail)
                     return ended
+                if not self._worth_retrying(failure):
+                    raise
                 delay = backoff.delay(interval, failure.retry_after)
                 logger.warning("%s; retrying in %.1fs", failure, delay)
                 await asyncio.sleep(delay)
@@ -232,6 +276,11 @@ class HeartbeatClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _worth_retrying(self, failure: HeartbeatFailed) -> bool:
+        if failure.credentials_refused:
+            return self._token is None
+        return failure.transient
+
     def _read_token(self) -> str:
         if self._token is not None:
             return self._token
@@ -249,31 +298,69 @@ class BackgroundHeartbeat:
 
     @property
     def ended(self) -> SessionEnded | None:
-        """Why beating stopped, once the session has ended; ``None`` while it goes on."""
+        """Why beating stopped, once the session has ended; ``None`` while it goes on.
+        Raises :class:`HeartbeatFailed` if beating stopped on a refusal that asking again
+        cannot change (see :meth:`HeartbeatClient.keep_alive`)."""
         if self._task.done() and not self._task.cancelled():
             return self._task.result()
         return None
 
     async def wait(self) -> SessionEnded:
-        """Wait until the session has ended."""
+        """Wait until the session has ended (or raise as :attr:`ended` does)."""
         return await asyncio.shield(self._task)
 
 
+def _usable_parts(url: str) -> SplitResult:
+    """*url* split, if it has an ``http`` or ``https`` scheme, a host and a possible port;
+    else :class:`UnusableUrl` naming the fix."""
+    if "://" not in url:
+        # `127.0.0.1:8080`, `api:8443`, `//api:8443`, `http:api:8080`: say what was meant.
+        prefix = _SCHEME_PREFIX.match(url)
+        rest = url[prefix.end() :] if prefix else url.lstrip("/")
+        if prefix:
+            hint = f"{prefix.group(1).lower()}://{rest}"
+        else:
+            hint = f"https://{rest}, or http://{rest} with --allow-http"
+        raise UnusableUrl(f"{url!r} is not a URL: write {hint}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnusableUrl(f"the API's URL must start with https:// or http:// (got {url!r})")
+    try:
+        _ = parts.port  # a port out of range raises ValueError
+    except ValueError as error:
+        raise UnusableUrl(f"{url!r} has a bad port ({error})") from None
+    if not parts.hostname:
+        raise UnusableUrl(f"{url!r} names no host: write {scheme}://HOST:PORT")
+    return parts._replace(scheme=scheme)
+
+
 def _unreached(base_url: str, error: Exception) -> str:
-    """What went wrong on the way to the API, as a sentence."""
+    """What went wrong on the way to the API, as a sentence that names the fix."""
     if isinstance(error, TimeoutError):
         return f"no answer from {base_url} within {REQUEST_TIMEOUT_SECONDS:g}s"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         problem = error.certificate_error
         why = getattr(problem, "verify_message", None) or str(problem)
         return f"cannot trust the certificate of {base_url}: {why}"
+    if isinstance(error, aiohttp.ClientConnectorSSLError):
+        why = getattr(error.os_error, "reason", None) or str(error.os_error)
+        return (
+            f"no TLS handshake with {base_url} ({str(why).lower().replace('_', ' ')}): if the"
+            " API serves plain HTTP, use http:// with --allow-http"
+        )
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        reason = getattr(error.os_error, "strerror", None) or str(error.os_error)
+        return f"cannot resolve the host of {base_url} ({reason.lower()}): check --url"
     if isinstance(error, aiohttp.ClientConnectorError):
         number = error.os_error.errno
         reason = os.strerror(number) if number else str(error.os_error)
         return f"cannot reach {base_url}: {reason[:1].lower()}{reason[1:]}"
     if isinstance(error, ValidationError):
         return f"{base_url} answered 200 with something that is not a heartbeat acknowledgement"
-    return f"heartbeat to {base_url} failed: {error}"
+    if isinstance(error, aiohttp.InvalidURL):
+        return f"{base_url} is not a URL aiohttp can reach: check --url"
+    return f"heartbeat to {base_url} failed: {type(error).__name__}: {error}"
 
 
 def _segment(text: str) -> str:

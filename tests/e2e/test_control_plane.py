@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LocalControlPlane, free_port
+from harness.cluster import LocalControlPlane
 from harness.etcd_certificates import write_etcd_certificates
 from tests.e2e.conftest import Cluster, as_from_a_terminal, wait_for
 
@@ -153,91 +152,3 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def make_run(**env: str) -> subprocess.Popen[str]:
-    """``python -m harness run`` (what ``make run`` runs) with no
-    KUBECONFIG, so on a local control plane of its own."""
-    base = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", "run"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**base, **env},
-        preexec_fn=as_from_a_terminal,
-    )
-
-
-def try_it_commands() -> list[str]:
-    """The shell commands of the README's "Try it", in order."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Try it", 1)[1].split("\n## ", 1)[0]
-    blocks = section.split("```sh\n")[1:]
-    return [line for block in blocks for line in block.split("```", 1)[0].splitlines() if line]
-
-
-def test_make_run_prints_its_lines_once_listening_and_the_readme_try_it_works(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    port = free_port()
-    run = make_run(XG2G_SESSION_API_PORT=str(port))
-    assert run.stdout is not None
-    printed: list[str] = []
-    try:
-        for line in run.stdout:
-            printed.append(line.rstrip("\n"))
-            if line.startswith("A Session with spec.template stays"):
-                break
-        # By the time the lines are printed, the API they name answers.
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-            assert answer.status == 200
-        text = "\n".join(printed)
-        assert f"heartbeat living-room -n default --url http://127.0.0.1:{port}" in text
-        exports = [line.strip() for line in printed if "export KUBECONFIG=" in line]
-        kubeconfig = exports[0].split("=", 1)[1]
-
-        # The README's commands, word for word but for the paths make run printed and the
-        # port this test chose; `get -w` watches until it is stopped.
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "kubectl").symlink_to(cluster.kubectl.binary)
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        script = [f"export KUBECONFIG={kubeconfig}"]
-        for command in try_it_commands():
-            command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-            if command.startswith("export KUBECONFIG="):
-                continue
-            if command.endswith(" -w") or command.endswith(" -v"):
-                command = f"timeout 4 {command} || test $? -eq 124"
-            elif "--once" in command:
-                command = f"until {command}; do sleep 1; done"  # until the session has a lease
-            script.append(command)
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", "\n".join(script)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, (script, done.stdout, done.stderr)
-        assert "living-room" in done.stdout
-        assert '"acknowledged":true' in done.stdout
-        assert "default/living-room: lease until " in done.stdout
-    finally:
-        run.send_signal(signal.SIGINT)
-        run.communicate(timeout=60)
-
-
-def test_make_run_on_a_taken_port_says_so_in_one_line_and_prints_no_usage(
-    cluster: Cluster,
-) -> None:
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        run = make_run(XG2G_SESSION_API_PORT=str(port))
-        out, err = run.communicate(timeout=120)
-    assert run.returncode == 1, err
-    assert "curl" not in out
-    assert f"cannot listen on 127.0.0.1 port {port}: already in use" in err
-    assert "Traceback" not in err
-    assert "was never awaited" not in err

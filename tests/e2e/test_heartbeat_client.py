@@ -281,3 +281,27 @@ def test_heartbeat_command_from_a_terminal_finds_the_namespace_and_prints_each_b
         for line in lines
     ), lines
     assert "Traceback" not in err
+
+
+def test_heartbeat_command_with_a_token_for_the_apiservers_audience_stops_at_once(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    heartbeat_role: str,
+    namespace: str,
+) -> None:
+    # `kubectl create token` without --audience: a newcomer's first token.
+    ready_session(cluster, namespace, "audience", LONG_LEASE)
+    service_account(cluster, namespace, "player", bind_in=namespace)
+    apiservers = create_token(cluster, namespace, "player", audience=None)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "session_operator", "heartbeat", f"{namespace}/audience",
+         "--url", operator.url, "--allow-http", "-v"],
+        env={**os.environ, "SESSION_API_TOKEN": apiservers},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    assert time.monotonic() - started < 10, "it kept trying a token that cannot change"
+    assert "retrying" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("session-operator heartbeat: heartbeat refused (401): "), last

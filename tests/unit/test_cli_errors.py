@@ -38,11 +38,21 @@ def test_version() -> None:
 
 
 def test_no_cluster_is_one_line_that_says_how_to_point_at_one(tmp_path: Path) -> None:
-    result = session_operator("run", KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path))
+    result = session_operator("run", HOME=str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "session-operator: no cluster found: set KUBECONFIG to a kubeconfig file (or create"
         " ~/.kube/config), or run it in a Pod of the cluster"
+    ]
+
+
+def test_a_kubeconfig_variable_naming_no_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "gone" / "kubeconfig"
+    result = session_operator("run", KUBECONFIG=str(missing), HOME=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"session-operator: KUBECONFIG={missing} names no file: point it at a kubeconfig"
+        " file, or unset it to use ~/.kube/config"
     ]
 
 

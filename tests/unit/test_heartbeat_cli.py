@@ -1,5 +1,5 @@
 """``session-operator heartbeat`` from a terminal: what it needs, where it finds it, and what
-it says when something is missing or unreachable."""
+it says, in one line naming the fix, when something is missing, wrong or unreachable."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from session_operator.heartbeat_cli import Usage, add_heartbeat_command, session_address
+from tests.stub_api import Answer, acknowledgement, problem, stub_api
 from tests.unit.test_cli_errors import session_operator
 
 
@@ -99,3 +100,129 @@ def test_the_heartbeat_command_starts_without_kopf_or_the_kubernetes_client() ->
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout.strip() == "2 []", result.stderr
+
+
+def test_help_is_plain_text_that_says_how_to_make_a_token() -> None:
+    result = session_operator("heartbeat", "--help")
+    assert result.returncode == 0
+    assert "``" not in result.stdout
+    assert ":data:" not in result.stdout
+    assert "kubectl create token SERVICEACCOUNT --audience session-lease-operator" in (
+        result.stdout
+    )
+    assert "the CA certificate to trust for an https:// API" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(("status", "slug"), [(401, "unauthenticated"), (403, "forbidden")])
+def test_a_token_refused_for_good_stops_at_once_with_the_apis_detail(
+    status: int, slug: str
+) -> None:
+    detail = (
+        "the token is for the audience 'https://kubernetes.default.svc', not"
+        " session-lease-operator: kubectl create token demo-client --audience"
+        " session-lease-operator"
+    )
+    with stub_api(lambda path, token: problem(status, slug, detail)) as api:
+        result = heartbeat(
+            "default/s", "--allow-http", "-v", SESSION_API_URL=api.url, SESSION_API_TOKEN="t"
+        )
+    assert result.returncode == 1
+    assert len(api.requests) == 1, "a token given as it is was tried again"
+    assert result.stderr.splitlines()[-1] == (
+        f"session-operator heartbeat: heartbeat refused ({status}): {detail}"
+    )
+    assert "retrying" not in result.stderr
+
+
+def test_without_v_it_says_when_it_starts_and_when_the_session_ends() -> None:
+    answers = iter([acknowledgement(interval=1)])
+
+    def answer(path: str, token: str) -> Answer:
+        ended = problem(410, "session-gone", "session default/s is stopped: stop sending")
+        return next(answers, ended)
+
+    with stub_api(answer) as api:
+        result = heartbeat(
+            "default/s", "--allow-http", SESSION_API_URL=api.url, SESSION_API_TOKEN="t"
+        )
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"session-operator heartbeat: keeping default/s alive through {api.url} until it ends"
+        " or Ctrl-C (-v: a line per beat)",
+        "session-operator heartbeat: session default/s ended: session default/s is stopped:"
+        " stop sending",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "127.0.0.1:8080",
+            "'127.0.0.1:8080' is not a URL: write https://127.0.0.1:8080, or"
+            " http://127.0.0.1:8080 with --allow-http",
+        ),
+        ("http:127.0.0.1:8080", "'http:127.0.0.1:8080' is not a URL: write http://127.0.0.1:8080"),
+        ("http://:8080", "'http://:8080' names no host: write http://HOST:PORT"),
+        ("http://api:99999", "'http://api:99999' has a bad port (Port out of range 0-65535)"),
+        ("ftp://api", "the API's URL must start with https:// or http:// (got 'ftp://api')"),
+    ],
+)
+def test_a_url_that_is_no_url_says_how_to_write_it(url: str, says: str) -> None:
+    result = heartbeat("default/s", "--once", "--allow-http", "--url", url, "--token", "t")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"session-operator heartbeat: {says}"
+
+
+def test_https_to_a_plain_http_api_says_to_use_http() -> None:
+    with stub_api(lambda path, token: acknowledgement()) as api:
+        url = api.url.replace("http://", "https://")
+        result = heartbeat("default/s", "--once", SESSION_API_URL=url, SESSION_API_TOKEN="t")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"session-operator heartbeat: no TLS handshake with {url} (wrong version number): if"
+        " the API serves plain HTTP, use http:// with --allow-http"
+    )
+
+
+def test_an_unknown_host_says_to_check_the_url() -> None:
+    url = "http://no-such-host.invalid:8080"
+    result = heartbeat(
+        "default/s", "--once", "--allow-http", SESSION_API_URL=url, SESSION_API_TOKEN="t"
+    )
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert message.startswith(f"session-operator heartbeat: cannot resolve the host of {url} (")
+    assert message.endswith("): check --url")
+
+
+@pytest.mark.parametrize("mode", ["--once", "-v"])
+def test_a_url_with_a_path_that_has_no_api_is_a_failure_not_an_ended_session(mode: str) -> None:
+    def answer(path: str, token: str) -> Answer:
+        return problem(404, "not-found", "no such path")
+
+    with stub_api(answer) as api:
+        url = f"{api.url}/api/v3"
+        result = heartbeat(
+            "default/s", mode, "--allow-http", SESSION_API_URL=url, SESSION_API_TOKEN="t"
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"session-operator heartbeat: {url} has no heartbeat API (404 for"
+        f" {url}/api/v3/namespaces/default/sessions/s/heartbeat): give --url the API's base"
+        f" URL, like {api.url}"
+    )
+    assert len(api.requests) == 1
+
+
+def test_a_session_the_api_does_not_know_has_ended() -> None:
+    def answer(path: str, token: str) -> Answer:
+        return problem(404, "session-not-found", "session default/s not found")
+
+    with stub_api(answer) as api:
+        result = heartbeat(
+            "default/s", "--once", "--allow-http", SESSION_API_URL=api.url, SESSION_API_TOKEN="t"
+        )
+    assert result.returncode == 3
+    assert "session default/s not found" in result.stderr

@@ -1,17 +1,25 @@
-"""The heartbeat client's pure parts: its paths and its backoff."""
+"""The heartbeat client: its paths, its backoff, which answers end or stop its beating (against
+a stand-in for the API)."""
 
 from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
 
 import pytest
 
 from session_operator.heartbeat_client import (
+    SESSION_NOT_FOUND_TYPE,
     Backoff,
     HeartbeatClient,
     HeartbeatFailed,
     InsecureUrl,
+    UnusableUrl,
     heartbeat_path,
     next_beat_delay,
 )
+from tests.stub_api import Answer, problem, stub_api
 
 
 def test_namespace_and_name_use_the_kubernetes_native_path() -> None:
@@ -46,11 +54,33 @@ def test_backoff_never_waits_less_than_retry_after() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "ended"),
-    [(410, True), (404, True), (503, False), (409, False), (401, False), (None, False)],
+    ("status", "problem_type", "ended"),
+    [
+        (410, None, True),
+        (404, SESSION_NOT_FOUND_TYPE, True),
+        (404, "https://xg2g.io/problems/not-found", False),
+        (404, None, False),
+        (503, None, False),
+        (409, None, False),
+        (401, None, False),
+        (None, None, False),
+    ],
 )
-def test_only_gone_and_not_found_end_the_session(status: int | None, ended: bool) -> None:
-    assert HeartbeatFailed("refused", status).session_ended is ended
+def test_only_gone_and_session_not_found_end_the_session(
+    status: int | None, problem_type: str | None, ended: bool
+) -> None:
+    document = {"type": problem_type} if problem_type else None
+    assert HeartbeatFailed("refused", status, document).session_ended is ended
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(None, True), (409, True), (429, True), (503, True), (500, True), (400, False), (404, False)],
+)
+def test_only_no_answer_409_429_and_5xx_are_worth_asking_again(
+    status: int | None, transient: bool
+) -> None:
+    assert HeartbeatFailed("refused", status).transient is transient
 
 
 @pytest.mark.parametrize("url", ["http://api:8080", "HTTP://api:8080", " http://api:8080"])
@@ -61,7 +91,47 @@ def test_plain_http_is_refused_unless_allowed(url: str) -> None:
     assert HeartbeatClient("https://api:8443", "media/s").session == "media/s"
 
 
-@pytest.mark.parametrize("url", ["api:8443", "ftp://api", "//api:8443"])
-def test_a_url_that_is_not_https_is_refused(url: str) -> None:
-    with pytest.raises(InsecureUrl, match="must start with https://"):
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("api:8443", "write https://api:8443, or http://api:8443 with --allow-http"),
+        ("//api:8443", "write https://api:8443, or http://api:8443 with --allow-http"),
+        ("HTTPS:/api:8443", "write https://api:8443"),
+        ("ftp://api", "must start with https:// or http://"),
+        ("https://", "names no host"),
+        ("https://api:0x1", "has a bad port"),
+    ],
+)
+def test_a_url_that_cannot_be_used_says_how_to_write_it(url: str, says: str) -> None:
+    with pytest.raises(UnusableUrl, match=re.escape(says)):
         HeartbeatClient(url, "media/s", allow_http=True)
+
+
+async def test_a_token_given_as_it_is_is_not_tried_again_once_refused() -> None:
+    with stub_api(lambda path, token: problem(401, "unauthenticated", "not valid")) as api:
+        async with HeartbeatClient(api.url, "media/s", token="t", allow_http=True) as client:
+            with pytest.raises(HeartbeatFailed, match=r"refused \(401\): not valid"):
+                await asyncio.wait_for(client.keep_alive(), timeout=5)
+    assert len(api.requests) == 1
+
+
+async def test_a_token_file_refused_is_read_again_and_its_rotated_token_used(
+    tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("expired")
+
+    def answer(path: str, authorization: str) -> Answer:
+        if authorization == "Bearer expired":
+            token_file.write_text("rotated")  # as the kubelet rotates a projected token
+            return problem(401, "unauthenticated", "the bearer token is not valid")
+        return problem(410, "session-gone", "stopped", state="stopped", stop_reason="USER_STOPPED")
+
+    with stub_api(answer) as api:
+        async with HeartbeatClient(
+            api.url, "media/s", token_file=token_file, allow_http=True
+        ) as client:
+            ended = await asyncio.wait_for(client.keep_alive(), timeout=5)
+    assert ended.status == 410
+    assert ended.stop_reason == "USER_STOPPED"
+    assert [token for _, token in api.requests] == ["Bearer expired", "Bearer rotated"]
