@@ -8,7 +8,8 @@ grace instead (``GrantGrace``, lease rule 8). Any other lapsed lease, ``spec.sto
 failed Pod stops the session
 (``StopSession``): straight to its terminal state when it runs no workload, else to
 ``stopping`` while its objects are released (``ReleaseObjects``, then ``FinishStop``),
-forced after ``stopTimeout``. Terminal sessions are deleted after ``retention``
+forced after ``stopTimeout`` (the reconciler releases at once, and what is gone at once
+ends the stop in the same pass). Terminal sessions are deleted after ``retention``
 (``DeleteSession``); until then the operator waits (``WaitUntil``). The label write also
 holds the operator's finalizer (``WriteMetadata``); a deleted session is stopped
 (``CLEANUP``) and released like any other, then its finalizer goes (``RemoveFinalizer``).
@@ -61,6 +62,10 @@ class LifecycleSettings:
     heartbeat_interval: timedelta
     stop_timeout: timedelta
     retention: timedelta
+
+
+LEASE_EXPIRED_EVENT = "LeaseExpired"
+"""The reason of the one Event an expiry posts."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +292,7 @@ def stop_session(
         test_expiry=reason is StopReason.LEASE_EXPIRED,
     )
     if reason is StopReason.LEASE_EXPIRED:
-        event_reason = "LeaseExpired"
+        event_reason = LEASE_EXPIRED_EVENT
     elif releases:
         event_reason = "Stopping"  # "Stopped" or "Failed" follows once released
     else:

@@ -111,6 +111,49 @@ async def test_an_expired_session_is_stopped_labelled_and_kept_for_its_retention
     assert outcome.deadline == EXPIRES_AT + SETTINGS.retention
 
 
+async def test_an_expiry_whose_pod_is_gone_at_once_ends_in_one_pass_with_five_writes() -> None:
+    sessions = StoredSession(with_template(SessionState.READY))
+    owned = Owned([0])  # the Pod's DELETE answered that it is gone (no node ran it)
+    reconciler, events = reconciler_over(sessions, owned, EXPIRES_AT)
+
+    outcome = await reconciler.reconcile(Session.from_body(sessions.body))
+
+    # stopping, then stopped; one label write (for stopped); one Event; and the Pod's DELETE.
+    assert sessions.writes == ["status", "status", "metadata"]
+    assert events.reasons == ["LeaseExpired"]
+    assert sessions.body["status"]["state"] == "stopped"
+    assert sessions.body["metadata"]["labels"]["xg2g.io/state"] == "stopped"
+    assert outcome.deadline == EXPIRES_AT + SETTINGS.retention
+
+
+async def test_an_expiry_whose_pod_takes_time_is_labelled_stopping_and_polled() -> None:
+    sessions = StoredSession(with_template(SessionState.READY))
+    owned = Owned([1, 0])  # terminating at the first look (a kubelet's grace), gone next
+    reconciler, events = reconciler_over(sessions, owned, EXPIRES_AT)
+
+    first = await reconciler.reconcile(Session.from_body(sessions.body))
+    assert sessions.writes == ["status", "metadata"]
+    assert sessions.body["metadata"]["labels"]["xg2g.io/state"] == "stopping"
+    assert events.reasons == ["LeaseExpired"]
+    assert first.deadline is not None
+    assert first.deadline <= EXPIRES_AT + timedelta(seconds=1)
+
+    await reconciler.reconcile(Session.from_body(sessions.body))
+    assert sessions.writes == ["status", "metadata", "status", "metadata"]
+    assert sessions.body["metadata"]["labels"]["xg2g.io/state"] == "stopped"
+    assert events.reasons == ["LeaseExpired", "Stopped"]
+
+
+async def test_a_stop_asked_for_whose_pod_is_gone_at_once_is_told_as_stopped() -> None:
+    sessions = StoredSession(stored(spec={"template": {"spec": {}}, "stop": True}))
+    reconciler, events = reconciler_over(sessions, Owned([0]), MIDWAY)
+
+    await reconciler.reconcile(Session.from_body(sessions.body))
+
+    assert sessions.body["status"]["stopReason"] == "USER_STOPPED"
+    assert events.reasons == ["Stopped"]
+
+
 async def test_a_lost_compare_and_set_is_decided_again_from_a_fresh_read() -> None:
     sessions = StoredSession(stored())
     stale = Session.from_body(sessions.body)

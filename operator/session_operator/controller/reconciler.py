@@ -22,6 +22,7 @@ from session_operator.k8s.pods import PodApi
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lease import LIVE_STATES, SessionState
 from session_operator.lifecycle import (
+    LEASE_EXPIRED_EVENT,
     RELEASE_POLL,
     DeleteSession,
     GrantGrace,
@@ -37,6 +38,7 @@ from session_operator.lifecycle import (
     WaitUntil,
     WriteMetadata,
     next_step,
+    release_step,
 )
 from session_operator.models import Session
 from session_operator.outage_rule import OutageWindow
@@ -125,11 +127,14 @@ class Reconciler:
             case MarkReady() | GrantGrace():
                 return await self._transition(session, step.transition)
             case StopSession():
-                updated = await self._transition(session, step.transition)
+                updated = await self._kube.sessions.patch_status(ref, step.transition.patch)
                 if step.lease_expires_at is not None:
                     lag = self._clock() - step.lease_expires_at
                     metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
                     metrics.EXPIRY_LAG.observe(lag.total_seconds())
+                if updated.status.state is SessionState.STOPPING:
+                    return await self._release_at_once(updated, step.transition)
+                await self._tell_transition(updated, step.transition)
                 return updated
             case ReleaseObjects():
                 return await self._release(session, step)
@@ -156,12 +161,40 @@ class Reconciler:
             return await self._transition(session, step.force)
         return Outcome(session, min(now + RELEASE_POLL, step.stop_deadline))
 
+    async def _release_at_once(self, session: Session, stop: Transition) -> Session | Outcome:
+        """Release what a session that has just begun to stop controls. What is gone at
+        once (a Pod no node runs, a ConfigMap) lets it end in the same pass: one Event tells
+        both steps, and its label is written once, for the terminal state. Otherwise the
+        stop's Event and the ``stopping`` label are written now, and the release polled."""
+        now = self._clock()
+        release = release_step(session, now, self._settings)
+        if await self._kube.owned.release(session) == 0:
+            finish = release.finish
+            # A lapse keeps its own reason (one LeaseExpired Event per expiry); a stop asked
+            # for or failed is told by its end ("Stopped", "Failed").
+            lapsed = stop.event_reason == LEASE_EXPIRED_EVENT
+            together = Transition(
+                finish.patch,
+                stop.event_reason if lapsed else finish.event_reason,
+                f"{stop.event_note}; {finish.event_note}",
+                warning=stop.warning or finish.warning,
+            )
+            return await self._transition(session, together)
+        await self._tell_transition(session, stop)
+        step = next_step(session, now, self._settings, None, self._outages())
+        if isinstance(step, WriteMetadata):
+            session = await self._kube.sessions.patch(session.ref, step.patch)
+        return Outcome(session, min(now + RELEASE_POLL, release.stop_deadline))
+
     async def _transition(self, session: Session, transition: Transition) -> Session:
         updated = await self._kube.sessions.patch_status(session.ref, transition.patch)
-        await self._tell(
-            updated, transition.event_reason, transition.event_note, warning=transition.warning
-        )
+        await self._tell_transition(updated, transition)
         return updated
+
+    async def _tell_transition(self, session: Session, transition: Transition) -> None:
+        await self._tell(
+            session, transition.event_reason, transition.event_note, warning=transition.warning
+        )
 
     async def _tell(
         self, session: Session, reason: str, note: str, *, warning: bool = False

@@ -24,13 +24,16 @@ class OwnedObjects:
         self._kinds = tuple(kinds)
 
     async def release(self, session: Session) -> int:
-        """Ask for the deletion of every controlled object; return how many still exist."""
+        """Ask for the deletion of every controlled object; return how many still exist
+        (those already going, and those whose deletion has to wait: a grace period, a
+        finalizer)."""
         remaining = 0
         for kind in self._kinds:
             for item in await self._controlled(session, kind):
-                remaining += 1
-                if not item["metadata"].get("deletionTimestamp"):
-                    await self._delete(session, kind, item)
+                if item["metadata"].get("deletionTimestamp") or not await self._delete(
+                    session, kind, item
+                ):
+                    remaining += 1
         return remaining
 
     async def _controlled(self, session: Session, kind: str) -> list[Mapping[str, Any]]:
@@ -40,7 +43,8 @@ class OwnedObjects:
         )
         return [item for item in listing.get("items") or () if _controlled_by(item, session.uid)]
 
-    async def _delete(self, session: Session, kind: str, item: Mapping[str, Any]) -> None:
+    async def _delete(self, session: Session, kind: str, item: Mapping[str, Any]) -> bool:
+        """Delete *item*; whether it is gone already (see :func:`deletion_finished`)."""
         metadata = item["metadata"]
         path = f"/api/v1/namespaces/{session.ref.namespace}/{kind}/{metadata['name']}"
         body = {
@@ -50,9 +54,23 @@ class OwnedObjects:
             "preconditions": {"uid": metadata["uid"]},
         }
         try:
-            await self._rest.request("DELETE", path, body=body)
+            answer = await self._rest.request("DELETE", path, body=body)
         except (NotFound, PreconditionFailed):
-            return  # already gone, or replaced by another object of that name
+            return True  # already gone, or replaced by another object of that name
+        return deletion_finished(answer)
+
+
+def deletion_finished(answer: Mapping[str, Any]) -> bool:
+    """Whether the apiserver's answer to a DELETE says the object is gone, not just going.
+
+    It answers with a ``Status``, or with the object as it was deleted; an object that is
+    only going carries a grace period to wait out (a Pod a kubelet runs) or finalizers.
+    A Pod no node runs is deleted at once (grace period 0).
+    """
+    if answer.get("kind") == "Status":
+        return True
+    metadata = answer.get("metadata") or {}
+    return not metadata.get("finalizers") and not metadata.get("deletionGracePeriodSeconds")
 
 
 def _controlled_by(item: Mapping[str, Any], uid: str) -> bool:
