@@ -373,7 +373,7 @@ class Expiry:
 
 
 @dataclass
-class _ExpiryWatch:
+class ExpiryWatch:
     """What the watch saw of the Sessions under test."""
 
     deadlines: dict[str, datetime]
@@ -416,7 +416,7 @@ class _ExpiryWatch:
         self.metadata_writes[kind] = self.metadata_writes.get(kind, 0) + 1
 
 
-async def _follow(bench: Bench, namespace: str, version: str, seen: _ExpiryWatch) -> None:
+async def follow_sessions(bench: Bench, namespace: str, version: str, seen: ExpiryWatch) -> None:
     """Feed *seen* from a watch of *namespace*; relist if the watch cannot resume."""
     while True:
         try:
@@ -454,9 +454,9 @@ async def expiry(
 
     With *background*, that load runs from the end of the patches until every stop is
     seen: the expiries then compete with it for the operator and the apiserver."""
-    seen = _ExpiryWatch(deadlines, {name: format_timestamp(at) for name, at in deadlines.items()})
+    seen = ExpiryWatch(deadlines, {name: format_timestamp(at) for name, at in deadlines.items()})
     watcher = asyncio.create_task(
-        _follow(bench, namespace, await bench.api.resource_version(namespace), seen)
+        follow_sessions(bench, namespace, await bench.api.resource_version(namespace), seen)
     )
     late = 0
 

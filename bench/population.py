@@ -75,7 +75,8 @@ def adopted_body(ref: SessionName, lease: Lease) -> dict[str, Any]:
     return body
 
 
-def _lifecycle() -> LifecycleSettings:
+def default_lifecycle() -> LifecycleSettings:
+    """The operator's lifecycle settings at its defaults."""
     config = Settings()
     return LifecycleSettings(
         lease_ttl=config.lease_ttl,
@@ -100,7 +101,7 @@ async def create_initialised(
 
 async def seed_unwatched(api: ApiServer, refs: Sequence[SessionName]) -> None:
     """Ready Sessions in a namespace the operator does not watch (for the raw ceiling)."""
-    lifecycle = _lifecycle()
+    lifecycle = default_lifecycle()
 
     async def create(ref: SessionName) -> None:
         await create_initialised(api, session_body(ref, {"ttlSeconds": 10800,
@@ -130,7 +131,7 @@ async def populate_seeded(
     it holds *live* ready sessions and is quiet. The operator may still initialise a
     session itself when it sees the create before the benchmark's status write (a lost
     race costs it a conflict, or an extra status write and Event): *calls* include them."""
-    lifecycle = _lifecycle()
+    lifecycle = default_lifecycle()
 
     async def create(item: tuple[SessionName, Lease]) -> None:
         await create_initialised(bench.api, adopted_body(*item), lifecycle)

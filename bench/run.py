@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,10 @@ import aiohttp
 
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
 from bench.cost import ProcessCost
+from bench.field.plan import FieldPlan
+from bench.field.report import as_json as field_json
+from bench.field.report import render as render_field
+from bench.field.run import field_notes, measure_field
 from bench.load import Rotation
 from bench.phases import (
     RAW,
@@ -510,10 +516,10 @@ async def _idle_with_standby(bench: Bench, seconds: float) -> dict[str, ProcessC
         standby.stop()
 
 
-def _write_json(results_dir: Path, document: dict[str, object]) -> Path:
+def _write_json(results_dir: Path, document: dict[str, object], suffix: str = "") -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = results_dir / f"{stamp}.json"
+    path = results_dir / f"{stamp}{suffix}.json"
     partial = path.with_suffix(".json.tmp")
     partial.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     partial.replace(path)
@@ -532,13 +538,43 @@ def main(argv: list[str] | None = None) -> int:
         help=f"add a last tier of this many sessions (more than {FULL_SESSIONS:,}, e.g. 50000):"
         " idle cost and staggered expiry only",
     )
+    parser.add_argument(
+        "--field",
+        action="store_true",
+        help="the field tier instead: clients with their own tokens over TLS to two replicas,"
+        " Sessions with Pods, unrelated Pod churn, failover and restart at --sessions",
+    )
     args = parser.parse_args(argv)
     if args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
+    if args.field:
+        field_plan = FieldPlan.quick() if args.quick else FieldPlan.full(args.sessions)
+        return _run_field(field_plan, args.results_dir)
     plan = Plan.quick() if args.quick else Plan.full(args.sessions)
-    chain = ensure_built(toolchain(repo_root=REPO))
     progress = Progress(plan.steps())
     started = time.monotonic()
+    with _control_plane(progress) as (plane, workdir):
+        try:
+            results = asyncio.run(measure(plan, plane, workdir, progress))
+        except KeyboardInterrupt:
+            progress.note("interrupted")
+            return 130
+    results.seconds = time.monotonic() - started
+    results.notes.extend(_notes(plan))
+    progress.finish()
+    table = render(results)
+    document = as_json(results, table) | {"plan": asdict(plan)}
+    path = _write_json(args.results_dir, document)
+    print(table)
+    print(f"\nJSON: {path}")
+    return 1 if results.error else 0
+
+
+@contextlib.contextmanager
+def _control_plane(progress: Progress) -> Iterator[tuple[LocalControlPlane, Path]]:
+    """A local control plane (etcd with fsync) with the CRD installed, in a scratch
+    directory: (the plane, the directory)."""
+    chain = ensure_built(toolchain(repo_root=REPO))
     with tempfile.TemporaryDirectory(prefix="xg2g-bench-") as scratch:
         workdir = Path(scratch)
         progress.start("control plane", "starting etcd, kube-apiserver, kube-controller-manager")
@@ -546,17 +582,24 @@ def main(argv: list[str] | None = None) -> int:
             plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
             plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                           "crd/sessions.xg2g.io")  # fmt: skip
-            try:
-                results = asyncio.run(measure(plan, plane, workdir, progress))
-            except KeyboardInterrupt:
-                progress.note("interrupted")
-                return 130
+            yield plane, workdir
+
+
+def _run_field(plan: FieldPlan, results_dir: Path) -> int:
+    """The field tier: one table and its JSON (``<timestamp>-field.json``)."""
+    progress = Progress(plan.progress_steps())
+    started = time.monotonic()
+    with _control_plane(progress) as (plane, workdir):
+        try:
+            results = asyncio.run(measure_field(plan, plane, workdir, progress))
+        except KeyboardInterrupt:
+            progress.note("interrupted")
+            return 130
     results.seconds = time.monotonic() - started
-    results.notes.extend(_notes(plan))
+    results.notes.extend(field_notes(plan))
     progress.finish()
-    table = render(results)
-    document = as_json(results, table) | {"plan": asdict(plan)}
-    path = _write_json(args.results_dir, document)
+    table = render_field(results)
+    path = _write_json(results_dir, field_json(results, table) | {"plan": asdict(plan)}, "-field")
     print(table)
     print(f"\nJSON: {path}")
     return 1 if results.error else 0

@@ -55,6 +55,11 @@ class ApiCalls:
     refused_writes: int
     reads: int
     reviews: int
+    token_reviews: int = 0
+    access_reviews: int = 0
+    """The two kinds of :attr:`reviews`: TokenReviews and SubjectAccessReviews."""
+    pod_writes: int = 0
+    """Successful writes of Pods (creates, deletes), counted apart from :attr:`writes`."""
 
     @property
     def writes(self) -> int:
@@ -80,6 +85,9 @@ class ApiCalls:
             "refused_writes": self.refused_writes,
             "reads": self.reads,
             "reviews": self.reviews,
+            "token_reviews": self.token_reviews,
+            "access_reviews": self.access_reviews,
+            "pod_writes": self.pod_writes,
             "writes": self.writes,
             "calls": self.calls,
         }
@@ -108,6 +116,7 @@ class RequestCounts:
     def since(self, before: RequestCounts) -> ApiCalls:
         """What the apiserver served between *before* and this snapshot."""
         status_writes = object_writes = event_writes = refused = reads = reviews = 0.0
+        token_reviews = access_reviews = pod_writes = 0.0
         for key, value in self.counts.items():
             verb, resource, subresource, code = key
             delta = value - before.counts.get(key, 0.0)
@@ -126,8 +135,14 @@ class RequestCounts:
                     reads += delta
             elif resource == "events" and verb in MUTATING_VERBS and succeeded:
                 event_writes += delta
+            elif resource == "pods" and verb in MUTATING_VERBS and succeeded:
+                pod_writes += delta
             elif resource in REVIEW_RESOURCES:
                 reviews += delta
+                if resource == "tokenreviews":
+                    token_reviews += delta
+                else:
+                    access_reviews += delta
         return ApiCalls(
             int(status_writes),
             int(object_writes),
@@ -135,6 +150,9 @@ class RequestCounts:
             int(refused),
             int(reads),
             int(reviews),
+            int(token_reviews),
+            int(access_reviews),
+            int(pod_writes),
         )
 
 

@@ -1,0 +1,163 @@
+"""What every field phase shares: the running parts, a metered window, open-loop raw writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.context import SessionName
+from bench.cost import CostMeter, ProcessCost
+from bench.field.churn import PodChurn
+from bench.field.clients import BeatStats, Fleet
+from bench.field.replicas import ReplicaSet
+from bench.load import Latency
+from harness.kube import ApiCalls, ApiServer
+from harness.progress import Progress
+from session_operator.models import STATE_LABEL
+
+HEARTBEAT_RESULTS = "xg2g_sessions_heartbeat_total"
+STOPPED_STATES = ("stopping", "stopped", "failed")
+
+
+@dataclass
+class Field:
+    """The running parts of the field tier."""
+
+    api: ApiServer
+    http: aiohttp.ClientSession
+    """Trusts the replicas' certificate: their ``/metrics`` and ``/readyz``."""
+    replicas: ReplicaSet
+    fleet: Fleet
+    churn: PodChurn
+    plane_pids: dict[str, int]
+    """kube-apiserver, etcd and the benchmark itself."""
+    progress: Progress
+
+    def meter(self) -> CostMeter:
+        """A meter over the live replicas, the control plane and the benchmark."""
+        return CostMeter({**self.plane_pids, **self.replicas.pids()})
+
+    async def served(self) -> dict[str, dict[str, float]]:
+        """Each live replica's heartbeat results so far (extended, noop, ...)."""
+        served = {}
+        for replica in self.replicas:
+            if replica.process.alive():
+                with contextlib.suppress(aiohttp.ClientError):
+                    served[replica.name] = await replica.metric(
+                        self.http, HEARTBEAT_RESULTS, "result"
+                    )
+        return served
+
+    async def stopped_sessions(self, namespaces: Sequence[str]) -> int:
+        """Sessions of *namespaces* stopping or stopped (none should be, unless meant)."""
+        selector = f"{STATE_LABEL} in ({','.join(STOPPED_STATES)})"
+        total = 0
+        for namespace in namespaces:
+            listing = await self.api.expect(
+                "GET",
+                f"/apis/xg2g.io/v1alpha1/namespaces/{namespace}/sessions",
+                params={"labelSelector": selector},
+            )
+            total += len(listing.get("items") or ())
+        return total
+
+
+@dataclass
+class Window:
+    """What one metered window cost: apiserver calls, the processes, and what each replica
+    served."""
+
+    seconds: float
+    calls: ApiCalls
+    cost: dict[str, ProcessCost]
+    served: dict[str, dict[str, float]]
+    beats: BeatStats = field(default_factory=BeatStats)
+
+    def per_second(self, count: float) -> float:
+        """*count* over the window, per second."""
+        return count / self.seconds if self.seconds > 0 else 0.0
+
+    def cpu_ms_per_beat(self, replica: str) -> float:
+        """Milliseconds of *replica*'s CPU per heartbeat it answered."""
+        answered = sum(self.served.get(replica, {}).values())
+        cost = self.cost.get(replica)
+        if cost is None or not answered:
+            return float("nan")
+        return 1000 * cost.cpu_seconds / answered
+
+
+async def metered_window(
+    scene: Field,
+    seconds: float,
+    label: str,
+    beside: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> Window:
+    """Let the running load go on for *seconds* (with *beside* running too, if given), and
+    measure it: apiserver counters, CPU and peak memory, heartbeat results, the clients'
+    beats."""
+    served_before = await scene.served()
+    before = await scene.api.request_counts()
+    scene.fleet.window()
+    started = time.monotonic()
+    async with scene.meter() as meter:
+        side = asyncio.create_task(beside()) if beside is not None else None
+        while (elapsed := time.monotonic() - started) < seconds:
+            scene.progress.update(elapsed / seconds, f"{label}: {elapsed:.0f}/{seconds:.0f} s")
+            await asyncio.sleep(min(1.0, seconds - elapsed))
+        if side is not None:
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await side
+    wall = time.monotonic() - started
+    beats = scene.fleet.window()
+    after = await scene.api.request_counts()
+    served = {
+        name: {key: value - served_before.get(name, {}).get(key, 0.0) for key, value in now.items()}
+        for name, now in (await scene.served()).items()
+    }
+    return Window(wall, after.since(before), meter.result, served, beats)
+
+
+@dataclass(frozen=True)
+class OpenLoop:
+    """Requests sent at a fixed rate, whatever the answers' pace."""
+
+    rate: float
+    seconds: float
+    latency: Latency
+    statuses: Counter[int]
+
+
+async def open_loop(
+    targets: Sequence[SessionName],
+    send: Callable[[SessionName], Awaitable[int]],
+    rate: float,
+    seconds: float,
+) -> OpenLoop:
+    """Send to *targets* in turn at *rate* per second for *seconds*: each request on its
+    tick, not after the previous answer (as many clients do, each on its own timer)."""
+    durations: list[float] = []
+    statuses: Counter[int] = Counter()
+
+    async def one(ref: SessionName) -> None:
+        started = time.monotonic()
+        status = await send(ref)
+        durations.append(time.monotonic() - started)
+        statuses[status] += 1
+
+    tasks: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+    for tick in range(int(rate * seconds)):
+        delay = started + tick / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(targets[tick % len(targets)])))
+    await asyncio.gather(*tasks)
+    return OpenLoop(rate, time.monotonic() - started, Latency.of(durations), statuses)

@@ -1,0 +1,380 @@
+"""The field tier's measurements, each over the running :class:`~bench.field.measure.Field`.
+
+* :func:`pod_event_cost`: the replicas' CPU with unrelated Pods churning, against without;
+* :func:`sustain`: N clients, each with its own token, beating their own Sessions (each with
+  a Pod) at the interval the API names; a step is sustained with no wrongful expiry and a
+  beat p99 at most twice the raw patch p99 at the same rate;
+* :func:`noop_beats`: clients beating more often than their interval (no write is due);
+* :func:`failover`: the leader killed while leases fall due and clients beat;
+* :func:`restart`: both replicas restarted under the clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bench.context import SETUP_CONCURRENCY, Bench, SessionName
+from bench.field.clients import BeatStats
+from bench.field.measure import Field, Window, metered_window
+from bench.field.tenants import Tenant, account_of, mint_token, workload_session
+from bench.load import Latency, bounded_gather
+from bench.phases import ExpiryWatch, follow_sessions, staggered
+from bench.population import Lease, adopted_body, create_initialised, default_lifecycle
+from harness.kube import ApiCalls
+from session_operator.k8s.rest import MERGE_PATCH
+from session_operator.models import sessions_path
+from session_operator.timestamps import format_timestamp
+
+P99_FACTOR = 2.0
+"""A sustained step's beat p99 is at most this many times the raw patch p99 at its rate."""
+HOLD_TIMEOUT_SECONDS = 300.0
+FIRST_BEAT_TIMEOUT_SECONDS = 120.0
+DUE_LEASE = {"ttlSeconds": 3600, "heartbeatIntervalSeconds": 1}
+"""Sessions whose leases the benchmark sets to fall due (never beaten)."""
+
+
+# -- putting Sessions and clients in place ---------------------------------------------
+
+
+async def create_sessions(
+    scene: Field,
+    refs: Sequence[SessionName],
+    *,
+    with_pod: bool = True,
+    lease: dict[str, int] | None = None,
+) -> None:
+    """Create *refs* as users do (each with a Pod template unless *with_pod* is false);
+    wait until the leader has initialised them all."""
+    before = await live_sessions(scene)
+
+    async def create(ref: SessionName) -> None:
+        body = workload_session(ref, lease)
+        if not with_pod:
+            del body["spec"]["template"]
+        await scene.api.expect("POST", sessions_path(ref.namespace), body)
+
+    def done(count: int) -> None:
+        scene.progress.update(0.4 * count / len(refs), f"sessions {count:,}/{len(refs):,}")
+
+    await bounded_gather(refs, create, SETUP_CONCURRENCY, done)
+    await _wait_live(scene, before + len(refs))
+
+
+async def add_tenants(
+    scene: Field,
+    namespaces: Sequence[str],
+    accounts_per_namespace: int,
+    first: int,
+    count: int,
+    *,
+    with_pod: bool = True,
+    lease: dict[str, int] | None = None,
+    prefix: str = "s",
+) -> list[Tenant]:
+    """Sessions *first* … *first*+*count* (see :func:`create_sessions`), dealt round
+    *namespaces*, and for each one's client a token of its own."""
+    indexed = {
+        SessionName(namespaces[index % len(namespaces)], f"{prefix}-{index:05d}"): index
+        for index in range(first, first + count)
+    }
+    await create_sessions(scene, list(indexed), with_pod=with_pod, lease=lease)
+    tenants: list[Tenant] = []
+
+    async def mint(ref: SessionName) -> None:
+        account = account_of(indexed[ref], namespaces, accounts_per_namespace)
+        tenants.append(Tenant(ref, account, await mint_token(scene.api, ref.namespace, account)))
+
+    def done(count_done: int) -> None:
+        scene.progress.update(0.8 + 0.2 * count_done / count, f"tokens {count_done:,}/{count:,}")
+
+    await bounded_gather(list(indexed), mint, SETUP_CONCURRENCY, done)
+    return sorted(tenants, key=lambda tenant: indexed[tenant.session])
+
+
+async def seed_sessions(scene: Field, sessions: Sequence[tuple[SessionName, Lease]]) -> None:
+    """Create *sessions* (name, lease) as the operator leaves ready ones (see
+    :func:`bench.population.adopted_body`), while the clients beat; wait until the leader
+    holds them all."""
+    before = await live_sessions(scene)
+    lifecycle = default_lifecycle()
+
+    async def create(item: tuple[SessionName, Lease]) -> None:
+        await create_initialised(scene.api, adopted_body(*item), lifecycle)
+
+    def done(count: int) -> None:
+        scene.progress.update(0.4 * count / len(sessions), f"seeded {count:,}/{len(sessions):,}")
+
+    await bounded_gather(sessions, create, SETUP_CONCURRENCY, done)
+    await _wait_live(scene, before + len(sessions))
+
+
+async def live_sessions(scene: Field) -> int:
+    """Sessions the leader holds in a live state."""
+    leader = await scene.replicas.wait_leader(scene.api)
+    states = await scene.replicas.named(leader).metric(scene.http, "xg2g_sessions", "state")
+    return int(sum(states.get(state, 0) for state in ("new", "starting", "ready")))
+
+
+async def _wait_live(scene: Field, live: int) -> None:
+    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS
+    while (held := await live_sessions(scene)) < live:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the leader holds {held:,} of {live:,} live sessions")
+        scene.progress.update(0.4 + 0.4 * held / live, f"leader holds {held:,}/{live:,}")
+        await asyncio.sleep(0.5)
+
+
+# -- unrelated Pod events ---------------------------------------------------------------
+
+
+@dataclass
+class PodEventCost:
+    """The replicas' CPU without and with unrelated Pods churning (no heartbeats)."""
+
+    quiet: Window
+    churning: Window
+    events: int
+
+    @property
+    def events_per_second(self) -> float:
+        """Unrelated Pod events per second while churning."""
+        return self.churning.per_second(self.events)
+
+    def core_percent_per_100(self, replica: str) -> float:
+        """*replica*'s extra CPU, % of a core, per 100 unrelated Pod events per second."""
+        quiet, busy = self.quiet.cost.get(replica), self.churning.cost.get(replica)
+        if quiet is None or busy is None or not self.events_per_second:
+            return math.nan
+        extra = busy.core_share - quiet.core_share
+        return 100 * extra * 100 / self.events_per_second
+
+
+async def pod_event_cost(scene: Field, seconds: float, events_per_second: float) -> PodEventCost:
+    """Meter *seconds* with nothing happening, then *seconds* of unrelated Pod churn."""
+    quiet = await metered_window(scene, seconds, "no Pod events")
+    before = scene.churn.events
+    stop = asyncio.Event()
+
+    async def churn() -> None:
+        try:
+            await scene.churn.run(events_per_second, stop)
+        finally:
+            stop.set()
+
+    churning = await metered_window(scene, seconds, "unrelated Pod churn", churn)
+    return PodEventCost(quiet, churning, scene.churn.events - before)
+
+
+# -- sustained beats --------------------------------------------------------------------
+
+
+@dataclass
+class SustainStep:
+    """N clients beating N Sessions over one window."""
+
+    sessions: int
+    window: Window
+    raw_p99_ms: float
+    wrongful: int
+    churn_events_per_second: float
+
+    @property
+    def beats(self) -> BeatStats:
+        """What the clients saw."""
+        return self.window.beats
+
+    @property
+    def calls_per_beat(self) -> float:
+        """apiserver calls (Sessions, Events, reviews; not Pods, not watches) per beat
+        answered 200."""
+        answered = self.beats.beats
+        return self.window.calls.calls / answered if answered else math.nan
+
+    @property
+    def sustained(self) -> bool:
+        """No wrongful expiry, and the beats' p99 within :data:`P99_FACTOR` of raw."""
+        return self.wrongful == 0 and self.beats.latency.p99_ms <= P99_FACTOR * self.raw_p99_ms
+
+
+async def sustain(
+    scene: Field,
+    tenants: Sequence[Tenant],
+    tenant_namespaces: Sequence[str],
+    seconds: float,
+    warm_up: float,
+    raw_p99_ms: float,
+    churn_rate: float,
+) -> SustainStep:
+    """Start clients for the *tenants* not yet beaten (the fleet already beats the others),
+    let them settle for *warm_up*, then meter *seconds* with unrelated Pods churning."""
+    scene.fleet.start(tenants[scene.fleet.running :], spread=5.0)
+    settle_until = time.monotonic() + warm_up
+    while (left := settle_until - time.monotonic()) > 0:
+        scene.progress.update(1 - left / warm_up, f"{len(tenants):,} clients settling")
+        await asyncio.sleep(min(1.0, left))
+    stop = asyncio.Event()
+    events_before = scene.churn.events
+
+    async def churn() -> None:
+        await scene.churn.run(churn_rate, stop)
+
+    window = await metered_window(scene, seconds, f"{len(tenants):,} clients", churn)
+    events = scene.churn.events - events_before
+    wrongful = len(window.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
+    return SustainStep(len(tenants), window, raw_p99_ms, wrongful, window.per_second(events))
+
+
+# -- beats inside the interval --------------------------------------------------------------
+
+
+async def noop_beats(scene: Field, tenants: Sequence[Tenant], seconds: float) -> Window:
+    """Clients of *tenants* (Sessions with a long interval) beat every 5 s: every beat but
+    each one's first is inside the interval. Metered after one round of first beats."""
+    start = scene.fleet.running
+    scene.fleet.start(tenants, spread=5.0, beat_every=5.0)
+    await asyncio.sleep(8.0)
+    window = await metered_window(scene, seconds, f"{len(tenants):,} clients inside the interval")
+    await scene.fleet.close(keep=start)
+    return window
+
+
+# -- failover ---------------------------------------------------------------------------
+
+
+@dataclass
+class Failover:
+    """The leader killed under load."""
+
+    sessions: int
+    killed: str
+    takeover_seconds: float
+    lag_during: list[float]
+    """Expiry lags (s) of leases that fell due before the new leader took over."""
+    lag_after: list[float]
+    """Expiry lags (s) of leases that fell due after it."""
+    due: int
+    observed: int
+    wrongful: int
+    beats: BeatStats
+    calls: ApiCalls = field(default_factory=lambda: ApiCalls(0, 0, 0, 0, 0, 0))
+
+    @property
+    def after_p99_ms(self) -> float:
+        """p99 lag of leases due after the takeover."""
+        return Latency.of(self.lag_after).p99_ms
+
+    @property
+    def during_p99_ms(self) -> float:
+        """p99 lag of leases due before the takeover ended."""
+        return Latency.of(self.lag_during).p99_ms
+
+
+async def failover(
+    scene: Field,
+    bench: Bench,
+    sessions: int,
+    due_namespace: str,
+    due: Sequence[str],
+    tenant_namespaces: Sequence[str],
+    spread: float,
+) -> Failover:
+    """Set the *due* Sessions' leases to fall due over *spread* seconds from 5 s before the
+    kill, kill the leader (SIGKILL: no Lease release), and watch the standby take over and
+    stop them while the clients go on beating. The killed replica is started again after,
+    as its Deployment would."""
+    leader = await scene.replicas.wait_leader(scene.api)
+    kill_at = time.time() + 8.0
+    deadlines = staggered(due, datetime.fromtimestamp(kill_at - 5.0, UTC), spread)
+    seen = ExpiryWatch(deadlines, {name: format_timestamp(at) for name, at in deadlines.items()})
+    version = await scene.api.resource_version(due_namespace)
+    watcher = asyncio.create_task(follow_sessions(bench, due_namespace, version, seen))
+
+    async def patch(name: str) -> None:
+        body = {"status": {"leaseExpiresAt": seen.written[name]}}
+        path = sessions_path(due_namespace, name, "status")
+        await scene.api.expect("PATCH", path, body, MERGE_PATCH)
+
+    await bounded_gather(list(deadlines), patch, SETUP_CONCURRENCY)
+    ended_before = set(scene.fleet.stats.ended)
+    before = await scene.api.request_counts()
+    scene.fleet.window()
+    await asyncio.sleep(max(0.0, kill_at - time.time()))
+    killed = time.time()
+    scene.replicas.named(leader).process.kill()
+    while True:
+        new = await scene.replicas.leader(scene.api)
+        if new is not None and new != leader:
+            break
+        await asyncio.sleep(0.05)
+    took_over = time.time()
+    last = max(deadlines.values()).timestamp()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(seen.all_stopped.wait(), max(0.0, last - time.time()) + 30.0)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    beats = scene.fleet.window()
+    after = await scene.api.request_counts()
+    scene.replicas.named(leader).process.spawn()
+    await scene.replicas.named(leader).wait_ready(scene.http)
+    during: list[float] = []
+    later: list[float] = []
+    for name, (when, _) in seen.stopped.items():
+        deadline = deadlines[name].timestamp()
+        (during if deadline < took_over else later).append(when - deadline)
+    wrongful = len(beats.ended - ended_before) + await scene.stopped_sessions(tenant_namespaces)
+    return Failover(
+        sessions=sessions,
+        killed=leader,
+        takeover_seconds=took_over - killed,
+        lag_during=during,
+        lag_after=later,
+        due=len(deadlines),
+        observed=len(seen.stopped),
+        wrongful=wrongful,
+        beats=beats,
+        calls=after.since(before),
+    )
+
+
+# -- restart ----------------------------------------------------------------------------
+
+
+@dataclass
+class Restart:
+    """Both replicas restarted under the clients."""
+
+    sessions: int
+    ready_seconds: dict[str, float]
+    first_beat_seconds: float
+    cold: Window
+    """The first window after both were ready: the auth caches' cold cost."""
+
+
+async def restart(scene: Field, sessions: int, cold_seconds: float) -> Restart:
+    """Stop both replicas (SIGTERM), start both, and time them to ready (the store synced)
+    and to the first heartbeat answered; then meter the cold auth caches' window."""
+    scene.replicas.stop()
+    scene.fleet.window()
+    started = time.monotonic()
+    for replica in scene.replicas:
+        replica.process.spawn()
+    ready = {
+        replica.name: await replica.wait_ready(scene.http, since=started)
+        for replica in scene.replicas
+    }
+    first_answered = None
+    while first_answered is None and scene.fleet.running:
+        if time.monotonic() - started > FIRST_BEAT_TIMEOUT_SECONDS:
+            raise TimeoutError(f"no heartbeat answered {FIRST_BEAT_TIMEOUT_SECONDS:.0f}s after")
+        await asyncio.sleep(0.05)
+        first_answered = scene.fleet.stats.first_answered
+    first_beat = (first_answered or math.nan) - started
+    cold = await metered_window(scene, cold_seconds, "cold auth caches")
+    return Restart(sessions, ready, first_beat, cold)
