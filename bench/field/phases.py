@@ -359,22 +359,24 @@ class Restart:
 
 async def restart(scene: Field, sessions: int, cold_seconds: float) -> Restart:
     """Stop both replicas (SIGTERM), start both, and time them to ready (the store synced)
-    and to the first heartbeat answered; then meter the cold auth caches' window."""
+    and to the first heartbeat answered; meter the window from the start on, the auth
+    caches' cold cost included."""
     scene.replicas.stop()
-    scene.fleet.window()
     started = time.monotonic()
     for replica in scene.replicas:
         replica.process.spawn()
-    ready = {
-        replica.name: await replica.wait_ready(scene.http, since=started)
-        for replica in scene.replicas
-    }
-    first_answered = None
-    while first_answered is None and scene.fleet.running:
-        if time.monotonic() - started > FIRST_BEAT_TIMEOUT_SECONDS:
-            raise TimeoutError(f"no heartbeat answered {FIRST_BEAT_TIMEOUT_SECONDS:.0f}s after")
-        await asyncio.sleep(0.05)
-        first_answered = scene.fleet.stats.first_answered
-    first_beat = (first_answered or math.nan) - started
-    cold = await metered_window(scene, cold_seconds, "cold auth caches")
+    ready: dict[str, float] = {}
+
+    async def observe() -> float:
+        for replica in scene.replicas:
+            ready[replica.name] = await replica.wait_ready(scene.http, since=started)
+        while (answered := scene.fleet.stats.first_answered) is None:
+            if time.monotonic() - started > FIRST_BEAT_TIMEOUT_SECONDS:
+                raise TimeoutError(f"no heartbeat answered in {FIRST_BEAT_TIMEOUT_SECONDS:.0f}s")
+            await asyncio.sleep(0.05)
+        return answered - started
+
+    observing = asyncio.create_task(observe())
+    cold = await metered_window(scene, cold_seconds, "restarted: cold caches")
+    first_beat = await observing
     return Restart(sessions, ready, first_beat, cold)

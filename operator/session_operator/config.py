@@ -113,10 +113,23 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         raise ValueError(f"duration too large: {value!r}") from None
 
 
-def _format_duration(value: timedelta) -> str:
-    """Render a duration as seconds, the unit every duration setting accepts."""
-    seconds = Decimal(value // timedelta(microseconds=1)).scaleb(-6).normalize()
-    return f"{seconds:f}s"
+# The units a duration is written in, largest first, each in microseconds.
+_UNIT_MICROSECONDS = (("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000), ("ms", 1000))
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a non-negative duration in the largest whole units, as :func:`parse_duration`
+    reads it back: ``24h``, ``1h30m``, ``1m``, ``1m500ms``; ``0s`` for none. A part below a
+    millisecond is a fraction of the last one (``1.5ms``)."""
+    rest = value // timedelta(microseconds=1)
+    parts: list[str] = []
+    for unit, size in _UNIT_MICROSECONDS:
+        count, rest = divmod(rest, size)
+        if unit == "ms" and rest:
+            parts.append(f"{Decimal(count * size + rest).scaleb(-3).normalize():f}ms")
+        elif count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 def _positive_duration(value: Any) -> timedelta:
@@ -277,7 +290,7 @@ class Settings(BaseSettings):
         description="How long terminal sessions are kept before they are deleted.",
     )
     namespace: Annotated[str | None, BeforeValidator(_namespace)] = Field(
-        default=None, description="Namespace to watch; None watches all namespaces."
+        default=None, description="Namespace to watch; unset watches all namespaces."
     )
     api_host: Annotated[str, BeforeValidator(_host)] = Field(
         default="0.0.0.0", description="Address the heartbeat API listens on."
@@ -388,8 +401,8 @@ class Settings(BaseSettings):
             codes.append(_TTL_BELOW_MINIMUM)
             summaries.append(
                 _ttl_rule(
-                    ("lease_ttl", _format_duration(self.lease_ttl)),
-                    ("heartbeat_interval", _format_duration(self.heartbeat_interval)),
+                    ("lease_ttl", format_duration(self.lease_ttl)),
+                    ("heartbeat_interval", format_duration(self.heartbeat_interval)),
                 )
             )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -446,23 +459,35 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+# What an unset optional setting means, shown as its default in --help.
+_UNSET_MEANS: Mapping[str, str] = {
+    "namespace": "all namespaces",
+    "metrics_port": "the API port",
+    "probe_port": "the API port",
+    "webhook_port": "no webhook",
+    "tls_cert_file": "plain HTTP",
+    "tls_key_file": "plain HTTP",
+}
+
+
 def settings_help() -> str:
     """Every setting's environment variable, default and meaning, one per line (for --help)."""
     lines = ["settings (environment variables; also a YAML file with --config):"]
     for field, info in Settings.model_fields.items():
         default = info.get_default(call_default_factory=True)
-        shown = _format_default(default)
+        shown = _UNSET_MEANS[field] if default is None else _format_value(default)
         lines.append(f"  {env_name(field):<40} {shown:<24} {info.description or ''}")
     return "\n".join(lines)
 
 
-def _format_default(value: Any) -> str:
-    if value is None:
-        return "(unset)"
+def _format_value(value: object) -> str:
+    """A setting's value as a user writes it: ``on``/``off``, ``24h``, ``a,b``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, timedelta):
-        return _format_duration(value)
+        return format_duration(value)
     if isinstance(value, list | tuple):
-        return ",".join(str(item) for item in value)
+        return ",".join(_format_value(item) for item in value)
     return str(value)
 
 
@@ -613,7 +638,7 @@ def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:
         if source is not None and isinstance(source.raw, str):
             return source.raw.strip()
         raw = source.raw if source is not None else Settings.model_fields[field].default
-        return _format_duration(parse_duration(raw))
+        return format_duration(parse_duration(raw))
 
     if code == _TTL_BELOW_MINIMUM:
         return _ttl_rule(

@@ -45,6 +45,9 @@ CONTROLLER_CALL_TIMEOUT_SECONDS = 30.0
 
 LEADER_LEASE_NAME = "session-lease-operator"
 
+# kopf's LogFormat.FULL, with the logger's name whole.
+TEXT_LOG_FORMAT = "[%(asctime)s] %(name)s [%(levelname)-8s] %(message)s"
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,8 +60,13 @@ def configure_logging(settings: Settings) -> None:
     """Structured (JSON) or plain logs at the configured level: at INFO, one line per
     lifecycle step of a Session, per leadership change and per outage; nothing per
     heartbeat. kopf's and aiohttp's own lines only at DEBUG (and their warnings)."""
-    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(log_format=log_format, verbose=settings.log_level == "DEBUG")
+    verbose = settings.log_level == "DEBUG"
+    if settings.log_format == "json":
+        kopf.configure(log_format=kopf.LogFormat.JSON, verbose=verbose)
+    else:
+        # kopf takes a format string where its hint says LogFormat (make_formatter's `str`
+        # case); its LogFormat.FULL would cut logger names to 20 characters.
+        kopf.configure(log_format=TEXT_LOG_FORMAT, verbose=verbose)  # type: ignore[arg-type]
     logging.getLogger().setLevel(settings.log_level)
     quiet = settings.log_level if settings.log_level == "DEBUG" else "WARNING"
     for name in ("kopf", "aiohttp.access", "aiohttp.server"):

@@ -4,8 +4,14 @@ Gone; what it sees goes to a sink (here a bare store)."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from session_operator.api.cache import SessionCache
 from session_operator.controller.session_store import SessionStore
@@ -33,7 +39,9 @@ class ScriptedListWatch(ListWatch):
     """LISTs and WATCHes that play a script; a watch without events waits forever."""
 
     def __init__(
-        self, listings: list[Listing[dict[str, Any]]], watches: list[list[WatchEvent | Exception]]
+        self,
+        listings: list[Listing[dict[str, Any]] | Exception],
+        watches: list[list[WatchEvent | Exception]],
     ):
         self.listings = listings
         self.watches = watches
@@ -43,6 +51,8 @@ class ScriptedListWatch(ListWatch):
     async def list(self, decode: Callable[[dict[str, Any]], T | None]) -> Listing[T]:
         self.lists += 1
         listing = self.listings.pop(0)
+        if isinstance(listing, Exception):
+            raise listing
         decoded = (decode(item) for item in listing.items)
         return Listing([item for item in decoded if item is not None], listing.resource_version)
 
@@ -147,3 +157,76 @@ async def test_an_unexpected_failure_of_the_watch_lists_again_rather_than_ending
     await run_until(cache, lambda: store.by_id("id-a") is not None)
     assert script.lists == 2
     assert script.watched_from == ["10", "30"]
+
+
+def refused() -> ApiUnavailable:
+    """What a call raises when nothing listens at the apiserver's address."""
+    key = ConnectionKey(
+        host="10.96.0.1",
+        port=443,
+        is_ssl=True,
+        ssl=True,
+        proxy=None,
+        proxy_auth=None,
+        proxy_headers_hash=None,
+        server_hostname=None,
+    )
+    os_error = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('10.96.0.1', 443)")
+    cause = aiohttp.ClientConnectorError(key, os_error)
+    error = ApiUnavailable(f"apiserver unreachable: {cause!r}")
+    error.__cause__ = cause
+    return error
+
+
+@pytest.fixture
+def cache_log(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> Callable[[], list[tuple[int, str]]]:
+    """Retries within milliseconds; what the cache has logged, as (level, message)."""
+    monkeypatch.setattr("session_operator.api.cache.RETRY_FIRST_SECONDS", 0.001)
+    caplog.set_level(logging.DEBUG, logger="session_operator.api.cache")
+    return lambda: [
+        (record.levelno, record.getMessage())
+        for record in caplog.records
+        if record.name == "session_operator.api.cache"
+    ]
+
+
+async def test_an_unreachable_apiserver_is_told_once_in_short_then_at_debug_until_it_answers(
+    cache_log: Callable[[], list[tuple[int, str]]],
+) -> None:
+    script = ScriptedListWatch(
+        listings=[refused(), refused(), refused(), Listing([], "10")], watches=[]
+    )
+    store = SessionStore()
+    await run_until(SessionCache(script, store), lambda: store.synced)
+
+    told = cache_log()
+    reason = "session cache: cannot reach the apiserver at 10.96.0.1:443: connection refused"
+    assert told[:3] == [
+        (logging.WARNING, f"{reason}; retrying in 1ms"),
+        (logging.DEBUG, f"{reason}; retrying in 2ms"),
+        (logging.DEBUG, f"{reason}; retrying in 4ms"),
+    ]
+    assert told[3][0] == logging.INFO
+    assert told[3][1].startswith("session cache: the apiserver answers again, after ")
+    assert len(told) == 4
+
+
+async def test_each_outage_is_told_at_warning_and_its_end_at_info(
+    cache_log: Callable[[], list[tuple[int, str]]],
+) -> None:
+    script = ScriptedListWatch(
+        listings=[refused(), Listing([], "10")],
+        watches=[[refused()], [WatchEvent("ADDED", body("a", 11, "id-a"))]],
+    )
+    store = SessionStore()
+    await run_until(SessionCache(script, store), lambda: store.by_id("id-a") is not None)
+
+    assert [level for level, _ in cache_log()] == [
+        logging.WARNING,  # the LIST failed
+        logging.INFO,  # the LIST answered
+        logging.WARNING,  # the watch failed
+        logging.INFO,  # the resumed watch sent an event
+    ]
+    assert script.watched_from == ["10", "10"]

@@ -7,6 +7,7 @@ errors."""
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ from session_operator.config import (
     FILE_KEYS,
     ConfigError,
     Settings,
+    env_name,
+    format_duration,
     load_settings,
     parse_duration,
+    settings_help,
 )
 
 pytestmark = pytest.mark.unit
@@ -140,6 +144,29 @@ def test_parse_duration_rejects_overflow_readably() -> None:
         parse_duration("99999999999999h")
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (timedelta(hours=24), "24h"),
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(seconds=120), "2m"),
+        (timedelta(seconds=60), "1m"),
+        (timedelta(seconds=90), "1m30s"),
+        (timedelta(seconds=5), "5s"),
+        (timedelta(milliseconds=500), "500ms"),
+        (timedelta(minutes=1, milliseconds=500), "1m500ms"),
+        (timedelta(microseconds=1500), "1.5ms"),
+        (timedelta(days=2), "48h"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_format_duration_uses_the_largest_whole_units_parse_duration_reads_back(
+    value: timedelta, shown: str
+) -> None:
+    assert format_duration(value) == shown
+    assert parse_duration(shown) == value
+
+
 @pytest.mark.parametrize(("field", "env", "_key"), DURATION_SETTINGS)
 def test_duration_setting_reads_units_from_environment(
     monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str
@@ -195,7 +222,7 @@ def test_ttl_below_three_intervals_names_both_settings(monkeypatch: pytest.Monke
     monkeypatch.setenv("XG2G_SESSION_HEARTBEAT_INTERVAL", "30s")
     error = config_error()
     assert str(error) == (
-        "XG2G_SESSION_LEASE_TTL (60s) must be at least 3 × XG2G_SESSION_HEARTBEAT_INTERVAL (30s)"
+        "XG2G_SESSION_LEASE_TTL (1m) must be at least 3 × XG2G_SESSION_HEARTBEAT_INTERVAL (30s)"
     )
 
 
@@ -655,3 +682,58 @@ def test_an_unknown_environment_setting_far_from_any_name_is_named_alone(
     with pytest.raises(ConfigError) as error:
         load_settings()
     assert error.value.problems == ("XG2G_SESSION_WHATEVER: unknown setting",)
+
+
+# --- help ----------------------------------------------------------------------------------
+
+
+def shown_default(field: str) -> str:
+    """The default column of *field*'s line in the settings help."""
+    (line,) = (line for line in settings_help().splitlines() if f" {env_name(field)} " in line)
+    return re.split(r"\s{2,}", line.strip())[1]
+
+
+def test_help_lists_every_setting() -> None:
+    for field in Settings.model_fields:
+        assert shown_default(field)
+
+
+@pytest.mark.parametrize(
+    ("field", "shown"),
+    [
+        ("lease_ttl", "1m"),
+        ("heartbeat_interval", "5s"),
+        ("retention", "24h"),
+        ("auth_cache_ttl", "2m"),
+    ],
+)
+def test_help_shows_durations_in_units(field: str, shown: str) -> None:
+    assert shown_default(field) == shown
+
+
+def test_help_shows_booleans_as_on_or_off_which_the_environment_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert shown_default("leader_election") == "on"
+    monkeypatch.setenv(env_name("leader_election"), "off")
+    assert load_settings().leader_election is False
+
+
+@pytest.mark.parametrize(
+    ("field", "shown"),
+    [
+        ("namespace", "all namespaces"),
+        ("metrics_port", "the API port"),
+        ("probe_port", "the API port"),
+        ("webhook_port", "no webhook"),
+        ("tls_cert_file", "plain HTTP"),
+    ],
+)
+def test_help_says_what_an_unset_setting_means(field: str, shown: str) -> None:
+    assert Settings.model_fields[field].default is None
+    assert shown_default(field) == shown
+
+
+def test_help_shows_no_python_values() -> None:
+    words = set(settings_help().replace(";", " ").replace(",", " ").split())
+    assert not words & {"None", "True", "False", "(unset)", "86400s"}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from session_operator.call_health import STALLED_AFTER, CallHealth
+from session_operator.k8s import outage_record
 from session_operator.k8s.outage_record import (
     OutageMonitor,
     OutageRecordApi,
@@ -94,8 +96,10 @@ class Record(OutageRecordApi):
     def __init__(self, windows: list[OutageWindow]) -> None:
         self.windows = windows
         self.added: list[OutageWindow] = []
+        self.reads = 0
 
     async def read(self) -> tuple[list[OutageWindow], str | None]:
+        self.reads += 1
         return list(self.windows), "1"
 
     async def add(self, new: list[OutageWindow]) -> list[OutageWindow]:
@@ -124,3 +128,51 @@ async def test_windows_noticed_here_are_shared_and_the_record_is_read() -> None:
         await task
     assert record.added == [mine]
     assert monitor.windows() == [theirs, mine]
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("never happened")
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_waiting_for_the_next_poll_starts_no_task() -> None:
+    # kopf waits, at its exit, for every task started after its own.
+    _, _, monitor = watched_calls()
+    record = Record([])
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(monitor.run(record))
+    await eventually(lambda: record.reads == 1)
+    await asyncio.sleep(0.01)
+    assert asyncio.all_tasks() - before == {task}
+    await stop(task)
+
+
+async def test_a_new_window_is_shared_at_once_not_at_the_next_poll() -> None:
+    _, _, monitor = watched_calls()
+    record = Record([])
+    task = asyncio.create_task(monitor.run(record))
+    await eventually(lambda: record.reads == 1)
+    window = OutageWindow(T0, T0 + S)
+    monitor.add(window)
+    await eventually(lambda: record.added == [window])
+    await stop(task)
+
+
+async def test_the_record_is_read_again_every_poll_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outage_record, "POLL_INTERVAL", timedelta(milliseconds=10))
+    _, _, monitor = watched_calls()
+    record = Record([])
+    task = asyncio.create_task(monitor.run(record))
+    await eventually(lambda: record.reads >= 3)
+    await stop(task)

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any, Protocol
 
+import aiohttp
 from kubernetes_asyncio import client
 
+from session_operator.config import format_duration
 from session_operator.k8s.errors import KubernetesError, ResourceVersionExpired
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.watch import ListWatch, WatchEvent
@@ -52,6 +57,8 @@ class SessionCache:
         self._list_watch = list_watch
         self._sink = sink
         self._resource_version: str | None = None
+        # Since when (the loop's clock) the apiserver has not answered; None while it does.
+        self._failing_since: float | None = None
 
     @classmethod
     def for_namespace(
@@ -75,9 +82,10 @@ class SessionCache:
                 await self._watch()
                 delay = RETRY_FIRST_SECONDS
             except ResourceVersionExpired:
+                self._answered()
                 self._resource_version = None
             except KubernetesError as error:
-                logger.warning("session cache: %s; retrying in %.1fs", error, delay)
+                self._failed(error, delay)
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
             except Exception:
@@ -88,8 +96,31 @@ class SessionCache:
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
 
+    def _failed(self, error: KubernetesError, delay: float) -> None:
+        """Tell a failed LIST or WATCH: at WARNING the first of an outage, then at DEBUG."""
+        first = self._failing_since is None
+        if first:
+            self._failing_since = asyncio.get_running_loop().time()
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "session cache: %s; retrying in %s",
+            _failure_reason(error),
+            format_duration(timedelta(seconds=delay)),
+        )
+
+    def _answered(self) -> None:
+        """The apiserver answered: tell the end of an outage, if one was going on."""
+        if self._failing_since is None:
+            return
+        lasted = asyncio.get_running_loop().time() - self._failing_since
+        self._failing_since = None
+        # Whole seconds; a blip shorter than half a second in milliseconds.
+        shown = timedelta(seconds=round(lasted)) or timedelta(milliseconds=round(lasted * 1000))
+        logger.info("session cache: the apiserver answers again, after %s", format_duration(shown))
+
     async def _relist(self) -> None:
         listing = await self._list_watch.list(_decode)
+        self._answered()
         self._sink.replace_all(listing.items)
         self._resource_version = listing.resource_version
         self._sink.mark_synced()
@@ -97,7 +128,9 @@ class SessionCache:
     async def _watch(self) -> None:
         assert self._resource_version is not None
         async for event in self._list_watch.watch(self._resource_version):
+            self._answered()
             self._apply(event)
+        self._answered()  # the server ended the watch
 
     def _apply(self, event: WatchEvent) -> None:
         version = (event.object.get("metadata") or {}).get("resourceVersion")
@@ -108,6 +141,29 @@ class SessionCache:
             self._sink.remove(session.ref)
         if version:
             self._resource_version = str(version)
+
+
+def _failure_reason(error: KubernetesError) -> str:
+    """Why a call failed, in a few words: for an apiserver that cannot be reached, its
+    address and the system's reason (``cannot reach the apiserver at 10.96.0.1:443:
+    connection refused``) rather than the client's exception with its connection key."""
+    cause = error.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return f"cannot reach the apiserver at {cause.host}:{cause.port}: {_os_reason(cause)}"
+    if isinstance(cause, TimeoutError):
+        return "the apiserver did not answer in time"
+    return str(error)
+
+
+def _os_reason(error: aiohttp.ClientConnectorError) -> str:
+    os_error = error.os_error
+    if isinstance(error, aiohttp.ClientSSLError):
+        return f"TLS failed: {os_error}"
+    if isinstance(os_error, socket.gaierror):
+        return f"name not resolved ({os_error.strerror})"
+    if os_error.errno:
+        return os.strerror(os_error.errno).lower()
+    return str(os_error) or type(os_error).__name__
 
 
 def _decode(body: Mapping[str, Any]) -> Session | None:

@@ -117,8 +117,11 @@ class OutageMonitor:
                 for window in pending:
                     self._pending = recorded_outages(self._pending, window)
             self._sending = []
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for starts a task, and
+            # kopf waits for tasks started after its own before it stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL.total_seconds())
+                async with asyncio.timeout(POLL_INTERVAL.total_seconds()):
+                    await self._wake.wait()
 
     def _take_noticed(self) -> None:
         for window in self.health.take_closed():
