@@ -547,8 +547,32 @@ def patch_lead(count: int, patches_per_second: float) -> float:
 # -- 4. cost ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Idle:
+    """The cost of *live* sessions at rest, while *lapsing* of their leases fall due (as a
+    real cluster's do), and what a standby replica's start cost before it was ready."""
+
+    live: int
+    lapsing: int
+    cost: dict[str, ProcessCost]
+    standby_start: ProcessCost
+    """The standby from its start to ready: its first LIST and the watch's sync."""
+
+
+async def set_deadlines(bench: Bench, namespace: str, deadlines: dict[str, datetime]) -> None:
+    """Shorten the named Sessions' leases to *deadlines* by status merge patch, earliest
+    first."""
+
+    async def patch(name: str) -> None:
+        body = {"status": {"leaseExpiresAt": format_timestamp(deadlines[name])}}
+        await bench.api.expect("PATCH", sessions_path(namespace, name, "status"), body, MERGE_PATCH)
+
+    await bounded_gather(sorted(deadlines, key=deadlines.__getitem__), patch, SETUP_CONCURRENCY)
+
+
 async def idle_cost(bench: Bench, seconds: float) -> dict[str, ProcessCost]:
-    """CPU and memory while nothing happens but the operator's own timers and watches."""
+    """CPU and memory while nothing happens but the operator's own timers and watches (and
+    the expiries of leases set to fall due in the window)."""
     async with bench.meter() as meter:
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.cost import MIB, ProcessCost
 from bench.load import LoadResult
-from bench.phases import WRITE_VARIANTS, Duplicates, Expiry, Measurement, lag_summary
+from bench.phases import WRITE_VARIANTS, Duplicates, Expiry, Idle, Measurement, lag_summary
 from bench.population import Population
 from harness.machine import Machine
 from harness.table import render_table
@@ -42,7 +42,7 @@ class Results:
     mode: str
     started: str
     populations: list[Population] = field(default_factory=list)
-    idle: list[tuple[int, dict[str, ProcessCost]]] = field(default_factory=list)
+    idle: list[Idle] = field(default_factory=list)
     raw: list[Measurement] = field(default_factory=list)
     variants: list[Measurement] = field(default_factory=list)
     """The heartbeat's write made by other means (:data:`WRITE_VARIANTS`)."""
@@ -353,9 +353,10 @@ def _expiry_row(results: Results, exp: Expiry) -> tuple[str, ...]:
 
 def _cost_rows(results: Results) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    largest = max((live for live, _ in results.idle), default=0)
+    largest = max((idle.live for idle in results.idle), default=0)
     slope = _rss_slope_kib(results)
-    for live, costs in results.idle:
+    for idle in results.idle:
+        live, costs = idle.live, idle.cost
         operator = costs["operator"]
         goal, verdict = "", _cost(operator)
         if live == largest:
@@ -372,11 +373,16 @@ def _cost_rows(results: Results) -> list[tuple[str, ...]]:
             if not math.isnan(slope):
                 verdict += f"; RSS slope {slope:.1f} KiB per added session"
         if "standby" in costs:
-            verdict += f"; standby replica: {_cost(costs['standby'])}"
+            start = idle.standby_start
+            verdict += (
+                f"; standby replica: {_cost(costs['standby'])}; its start to ready "
+                f"{start.wall_seconds:.1f} s, CPU {start.cpu_seconds:.1f} s, "
+                f"peak {start.rss_max / MIB:.0f} MiB"
+            )
         rows.append(
             (
                 "4 cost",
-                f"operator idle ({operator.wall_seconds:.0f} s)",
+                f"operator idle ({operator.wall_seconds:.0f} s), {idle.lapsing} leases fall due",
                 _n(live),
                 "",
                 "",
@@ -407,7 +413,7 @@ def _cost_rows(results: Results) -> list[tuple[str, ...]]:
 def _rss_slope_kib(results: Results) -> float:
     """The leader's idle RSS growth per added session, KiB, from the smallest N measured
     to 10,000 (or the largest below it): the issue's slope between 1k and 10k."""
-    idle = sorted((live, costs["operator"].rss_max) for live, costs in results.idle)
+    idle = sorted((run.live, run.cost["operator"].rss_max) for run in results.idle)
     upper = [item for item in idle if item[0] <= SLOPE_UPPER_N] or idle
     if len(idle) < 2 or upper[-1][0] == idle[0][0]:
         return math.nan
@@ -591,7 +597,12 @@ def as_json(results: Results, table: str) -> dict[str, Any]:
             for exp in results.expiries
         ],
         "idle": [
-            {"live_sessions": live, "cost": {name: cost.as_dict() for name, cost in costs.items()}}
-            for live, costs in results.idle
+            {
+                "live_sessions": idle.live,
+                "leases_falling_due": idle.lapsing,
+                "cost": {name: cost.as_dict() for name, cost in idle.cost.items()},
+                "standby_start": idle.standby_start.as_dict(),
+            }
+            for idle in results.idle
         ],
     }

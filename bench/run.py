@@ -23,13 +23,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
-from bench.cost import ProcessCost
+from bench.cost import CostMeter
 from bench.field.plan import FieldPlan
 from bench.field.report import as_json as field_json
 from bench.field.report import render as render_field
@@ -39,6 +39,7 @@ from bench.phases import (
     RAW,
     WRITE_VARIANTS,
     WRITER_GAP,
+    Idle,
     StatusWriter,
     duplicate_heartbeats,
     expiry,
@@ -47,6 +48,7 @@ from bench.phases import (
     idle_cost,
     patch_lead,
     same_instant,
+    set_deadlines,
     staggered,
     warm_up,
     write_variant,
@@ -69,6 +71,9 @@ UNWATCHED = "bench-raw"
 OPERATOR_ENV = {"XG2G_SESSION_NAMESPACE": WATCHED}
 """The settings of every operator replica the benchmark starts."""
 STANDBY_SETTLE_SECONDS = 2.0
+IDLE_DUE_LEAD_SECONDS = 1.0
+"""Seconds from the idle window's start to the first lease that falls due in it (and from
+the last one to its end)."""
 """Time a standby replica is given after its first LIST before its idle cost is metered."""
 CLIENT = "bench-client"
 HEARTBEAT_ROLE = "bench-session-heartbeat"
@@ -82,28 +87,32 @@ EXPIRY_LOAD_LIMIT = 120.0
 class Stage:
     """Sessions added for one population, named ``<prefix>-<kind>-NNNNN``: *writers* (w,
     interval 1 s), *idlers* (i, 3600 s, beaten again inside it), *duplicates* (d, 3600 s,
-    never beaten before the duplicate burst) and *expirers* (e, interval 1 s, never beaten,
+    never beaten before the duplicate burst), *expirers* (e, interval 1 s, never beaten,
     for the expiry phases: with a short interval an outage the operator records forgives
-    a lapse for 2 s at most, lease rule 8). *seeded*: created as the operator leaves a
-    ready session, not made ready by it. *full*: every phase runs at this N; otherwise
-    only the idle cost and a staggered expiry (the optional large tier)."""
+    a lapse for 2 s at most, lease rule 8) and *lapsing* (u, like expirers: their leases
+    fall due during the idle window, as some always do in a real cluster). *seeded*:
+    created as the operator leaves a ready session, not made ready by it. *full*: every
+    phase runs at this N; otherwise only the idle cost and a staggered expiry (the optional
+    large tier)."""
 
     prefix: str
     writers: int
     idlers: int
     duplicates: int
     expirers: int = 0
+    lapsing: int = 0
     seeded: bool = False
     full: bool = True
 
     @property
     def size(self) -> int:
         """Sessions this stage adds."""
-        return self.writers + self.idlers + self.duplicates + self.expirers
+        return self.writers + self.idlers + self.duplicates + self.expirers + self.lapsing
 
     def names(self, kind: str) -> list[SessionName]:
-        """The Sessions of one kind: ``w``, ``i``, ``d`` or ``e``."""
-        count = {"w": self.writers, "i": self.idlers, "d": self.duplicates, "e": self.expirers}
+        """The Sessions of one kind: ``w``, ``i``, ``d``, ``e`` or ``u``."""
+        count = {"w": self.writers, "i": self.idlers, "d": self.duplicates, "e": self.expirers,
+                 "u": self.lapsing}  # fmt: skip
         return [SessionName(WATCHED, f"{self.prefix}-{kind}-{i:05d}") for i in range(count[kind])]
 
 
@@ -137,16 +146,19 @@ class Plan:
         """N = 1,000 then 10,000 live sessions; with *sessions* above 10,000, a last tier
         of that many measures the idle cost and a staggered expiry."""
         stages = [
-            Stage("a", writers=700, idlers=200, duplicates=100),
-            Stage("b", writers=0, idlers=4900, duplicates=100, expirers=4000, seeded=True),
+            Stage("a", writers=700, idlers=180, duplicates=100, lapsing=20),
+            Stage(
+                "b", writers=0, idlers=4800, duplicates=100, expirers=4000, lapsing=100, seeded=True
+            ),
         ]
         if sessions > FULL_SESSIONS:
             expirers = 1000  # the staggered batch of the large tier
             left = FULL_SESSIONS - stages[-1].expirers  # the expiry phases end those
-            idlers = sessions - left - expirers
+            lapsing = 100
+            idlers = sessions - left - expirers - lapsing
             stages.append(
                 Stage("c", writers=0, idlers=idlers, duplicates=0, expirers=expirers,
-                      seeded=True, full=False)
+                      lapsing=lapsing, seeded=True, full=False)
             )  # fmt: skip
         return cls(
             mode="full" if sessions == FULL_SESSIONS else f"full + {sessions:,}",
@@ -175,10 +187,19 @@ class Plan:
         return cls(
             mode="quick",
             stages=(
-                Stage("a", writers=40, idlers=15, duplicates=5),
-                Stage("b", writers=0, idlers=35, duplicates=5, expirers=200, seeded=True),
+                Stage("a", writers=40, idlers=12, duplicates=5, lapsing=3),
                 Stage(
-                    "c", writers=0, idlers=40, duplicates=0, expirers=40, seeded=True, full=False
+                    "b", writers=0, idlers=32, duplicates=5, expirers=200, lapsing=3, seeded=True
+                ),
+                Stage(
+                    "c",
+                    writers=0,
+                    idlers=37,
+                    duplicates=0,
+                    expirers=40,
+                    lapsing=3,
+                    seeded=True,
+                    full=False,
                 ),
             ),
             concurrencies=(8,),
@@ -359,8 +380,13 @@ async def _run_phases(plan: Plan, bench: Bench, results: Results) -> None:
         held.idlers += stage.names("i")
         await _populate(plan, bench, results, index, stage, held.live)
 
-        progress.start(f"idle {index}", f"N={held.live:,}: operator idle, beside a standby")
-        results.idle.append((held.live, await _idle_with_standby(bench, plan.idle_seconds)))
+        lapsing = [ref.name for ref in stage.names("u")]
+        progress.start(
+            f"idle {index}",
+            f"N={held.live:,}: operator idle beside a standby, {len(lapsing)} leases fall due",
+        )
+        results.idle.append(await _idle_with_standby(bench, held.live, lapsing, plan.idle_seconds))
+        held.live -= len(lapsing)
         if stage.full:
             await _full_phases(plan, bench, results, index, held, unwatched, writer)
         await _expiries(plan, bench, results, index, held)
@@ -391,7 +417,7 @@ async def _populate(
     plan: Plan, bench: Bench, results: Results, index: int, stage: Stage, live: int
 ) -> None:
     """Add *stage*'s Sessions and wait until the operator holds all *live* ones ready."""
-    population = [(ref, WRITER_LEASE) for kind in "we" for ref in stage.names(kind)]
+    population = [(ref, WRITER_LEASE) for kind in "weu" for ref in stage.names(kind)]
     population += [(ref, IDLER_LEASE) for kind in "id" for ref in stage.names(kind)]
     if stage.seeded:
         bench.progress.start(f"populate {index}", f"N={live:,}: seeding sessions")
@@ -496,9 +522,11 @@ async def _expiries(
         held.live -= len(names)
 
 
-async def _idle_with_standby(bench: Bench, seconds: float) -> dict[str, ProcessCost]:
+async def _idle_with_standby(bench: Bench, live: int, lapsing: list[str], seconds: float) -> Idle:
     """The idle cost of the leader and of a second replica started for the purpose (it
-    watches and serves heartbeats but takes no lifecycle step), stopped afterwards."""
+    watches and serves heartbeats but takes no lifecycle step), stopped afterwards; the
+    *lapsing* Sessions' leases fall due, spread over the window. The standby is metered
+    from its start to ready too (its first LIST)."""
     standby = OperatorProcess(
         bench.operator.kubeconfig,
         bench.operator.log_path.with_name("standby.log"),
@@ -507,10 +535,15 @@ async def _idle_with_standby(bench: Bench, seconds: float) -> dict[str, ProcessC
     )
     standby.spawn()
     try:
-        await standby.wait_ready(bench.http)
+        async with CostMeter({"standby": standby.pid}) as start:
+            await standby.wait_ready(bench.http)
         bench.standby = standby
         await asyncio.sleep(STANDBY_SETTLE_SECONDS)
-        return await idle_cost(bench, seconds)
+        first = datetime.now(UTC) + timedelta(seconds=IDLE_DUE_LEAD_SECONDS)
+        deadlines = staggered(lapsing, first, max(0.0, seconds - 2 * IDLE_DUE_LEAD_SECONDS))
+        await set_deadlines(bench, WATCHED, deadlines)
+        cost = await idle_cost(bench, seconds)
+        return Idle(live, len(lapsing), cost, start.result["standby"])
     finally:
         bench.standby = None
         standby.stop()
@@ -544,12 +577,20 @@ def main(argv: list[str] | None = None) -> int:
         help="the field tier instead: clients with their own tokens over TLS to two replicas,"
         " Sessions with Pods, unrelated Pod churn, failover and restart at --sessions",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --field: profile the apiserver's CPU in each sustain step (Go pprof),"
+        " kept beside the JSON and summarised in it",
+    )
     args = parser.parse_args(argv)
+    if args.profile and not args.field:
+        parser.error("--profile goes with --field")
     if args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
     if args.field:
         field_plan = FieldPlan.quick() if args.quick else FieldPlan.full(args.sessions)
-        return _run_field(field_plan, args.results_dir)
+        return _run_field(field_plan, args.results_dir, profile=args.profile)
     plan = Plan.quick() if args.quick else Plan.full(args.sessions)
     progress = Progress(plan.steps())
     started = time.monotonic()
@@ -585,13 +626,17 @@ def _control_plane(progress: Progress) -> Iterator[tuple[LocalControlPlane, Path
             yield plane, workdir
 
 
-def _run_field(plan: FieldPlan, results_dir: Path) -> int:
-    """The field tier: one table and its JSON (``<timestamp>-field.json``)."""
+def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool) -> int:
+    """The field tier: one table and its JSON (``<timestamp>-field.json``), and with
+    *profile* the apiserver's profiles (``<timestamp>-apiserver-<N>.pprof``)."""
     progress = Progress(plan.progress_steps())
     started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    profile_to = results_dir / stamp if profile else None
+    results_dir.mkdir(parents=True, exist_ok=True)
     with _control_plane(progress) as (plane, workdir):
         try:
-            results = asyncio.run(measure_field(plan, plane, workdir, progress))
+            results = asyncio.run(measure_field(plan, plane, workdir, progress, profile_to))
         except KeyboardInterrupt:
             progress.note("interrupted")
             return 130
@@ -622,7 +667,11 @@ def _notes(plan: Plan) -> list[str]:
         "GET/LIST of Sessions and TokenReviews/SubjectAccessReviews (watches excluded).",
         "Expiry lag = time the stopped status is seen on a watch minus leaseExpiresAt, "
         "both on this machine's clock; leases are shortened by a status merge-patch first.",
-        "Cost: operator VmRSS (largest sampled) and utime+stime from /proc over the window; "
+        "Idle: no heartbeat, but some leases fall due, spread over the window (a real "
+        "cluster's idle); a standby replica runs beside the leader, metered also from its "
+        "start to ready (its LIST).",
+        "Cost: the peak resident set of each window (VmHWM, reset as it opens) and "
+        "utime+stime from /proc over the window; "
         "CPU % is of one core. 'bench' is this load generator itself.",
     ]
 

@@ -18,10 +18,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.field.clients import BeatStats
 from bench.field.measure import Field, Window, metered_window
+from bench.field.profile import apiserver_profile, top_functions
+from bench.field.replicas import FieldReplica
 from bench.field.tenants import Tenant, account_of, mint_token, workload_session
 from bench.load import Latency, bounded_gather
 from bench.phases import ExpiryWatch, follow_sessions, staggered
@@ -183,6 +186,8 @@ class SustainStep:
     raw_p99_ms: float
     wrongful: int
     churn_events_per_second: float
+    apiserver_profile: str = ""
+    """The apiserver's top functions in the window's middle (with ``--profile``)."""
 
     @property
     def beats(self) -> BeatStats:
@@ -210,9 +215,11 @@ async def sustain(
     warm_up: float,
     raw_p99_ms: float,
     churn_rate: float,
+    profile_to: Path | None = None,
 ) -> SustainStep:
     """Start clients for the *tenants* not yet beaten (the fleet already beats the others),
-    let them settle for *warm_up*, then meter *seconds* with unrelated Pods churning."""
+    let them settle for *warm_up*, then meter *seconds* with unrelated Pods churning (and,
+    with *profile_to*, the apiserver's CPU profiled for a quarter of it, from a third in)."""
     scene.fleet.start(tenants[scene.fleet.running :], spread=5.0)
     settle_until = time.monotonic() + warm_up
     while (left := settle_until - time.monotonic()) > 0:
@@ -220,14 +227,24 @@ async def sustain(
         await asyncio.sleep(min(1.0, left))
     stop = asyncio.Event()
     events_before = scene.churn.events
+    profiled: list[Path] = []
 
-    async def churn() -> None:
-        await scene.churn.run(churn_rate, stop)
+    async def profile(out: Path) -> None:
+        await asyncio.sleep(seconds / 3)
+        if await apiserver_profile(scene.api, max(1, round(seconds / 4)), out):
+            profiled.append(out)
 
-    window = await metered_window(scene, seconds, f"{len(tenants):,} clients", churn)
+    async def beside() -> None:
+        work = [scene.churn.run(churn_rate, stop)]
+        if profile_to is not None:
+            work.append(profile(profile_to))
+        await asyncio.gather(*work)
+
+    window = await metered_window(scene, seconds, f"{len(tenants):,} clients", beside)
     events = scene.churn.events - events_before
     wrongful = len(window.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
-    return SustainStep(len(tenants), window, raw_p99_ms, wrongful, window.per_second(events))
+    top = "".join([await top_functions(out) for out in profiled])
+    return SustainStep(len(tenants), window, raw_p99_ms, wrongful, window.per_second(events), top)
 
 
 # -- beats inside the interval --------------------------------------------------------------
@@ -367,9 +384,11 @@ async def restart(scene: Field, sessions: int, cold_seconds: float) -> Restart:
         replica.process.spawn()
     ready: dict[str, float] = {}
 
+    async def wait_ready(replica: FieldReplica) -> None:
+        ready[replica.name] = await replica.wait_ready(scene.http, since=started)
+
     async def observe() -> float:
-        for replica in scene.replicas:
-            ready[replica.name] = await replica.wait_ready(scene.http, since=started)
+        await asyncio.gather(*(wait_ready(replica) for replica in scene.replicas))
         while (answered := scene.fleet.stats.first_answered) is None:
             if time.monotonic() - started > FIRST_BEAT_TIMEOUT_SECONDS:
                 raise TimeoutError(f"no heartbeat answered in {FIRST_BEAT_TIMEOUT_SECONDS:.0f}s")

@@ -102,7 +102,8 @@ def _raw_rows(results: FieldResults) -> list[list[str]]:
         ])  # fmt: skip
     for sessions, run in sorted(results.raw_at_rate.items()):
         rows.append([
-            "raw", "status merge-PATCH, open loop at a step's beat rate", f"{sessions:,}",
+            "raw", "status merge-PATCH, open loop at a step's beat rate, Pods churning",
+            f"{sessions:,}",
             f"{run.rate:,.0f}/s", _ms(run.latency.p50_ms), _ms(run.latency.p99_ms),
             "1.00 writes/op", "the step's p99 bound (2x)",
             f"{sum(run.statuses.values()):,} patches, {run.statuses.get(200, 0):,} ok",
@@ -238,7 +239,14 @@ def render(results: FieldResults) -> str:
     notes = ["", *(f"- {note}" for note in results.notes)] if results.notes else []
     if results.error:
         notes = ["", f"ABORTED, later phases not measured: {results.error}", *notes]
-    return "\n".join([*header, render_table(table_rows(results), HEADERS), *notes])
+    profiles = [
+        f"\napiserver CPU profile, {step.sessions:,} clients (a quarter of the window, a "
+        f"third in), by cumulative share:\n"
+        f"{step.apiserver_profile}"
+        for step in results.steps
+        if step.apiserver_profile
+    ]
+    return "\n".join([*header, render_table(table_rows(results), HEADERS), *notes, *profiles])
 
 
 def _window(window: Window) -> dict[str, Any]:
@@ -280,6 +288,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
              "raw_p99_ms": round(step.raw_p99_ms, 2),
              "calls_per_beat": round(step.calls_per_beat, 4),
              "churn_events_per_s": round(step.churn_events_per_second, 1),
+             "apiserver_profile_top": step.apiserver_profile or None,
              **_window(step.window)}
             for step in results.steps
         ],

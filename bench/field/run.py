@@ -49,6 +49,7 @@ from harness.kube import ApiServer
 from harness.machine import describe_machine
 from harness.operator_process import OperatorProcess
 from harness.progress import Progress
+from session_operator.heartbeat_client import INTERVAL_JITTER
 from session_operator.models import sessions_path
 
 RAW_NAMESPACE = "field-raw"
@@ -62,9 +63,14 @@ INTERVAL_SECONDS = 5.0
 
 
 async def measure_field(
-    plan: FieldPlan, plane: LocalControlPlane, workdir: Path, progress: Progress
+    plan: FieldPlan,
+    plane: LocalControlPlane,
+    workdir: Path,
+    progress: Progress,
+    profile_to: Path | None = None,
 ) -> FieldResults:
-    """Run every field phase against *plane*; the replicas start and stop here."""
+    """Run every field phase against *plane*; the replicas start and stop here. With
+    *profile_to* (a path prefix), each sustain step's apiserver profile is kept there."""
     cert_file, key_file = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert_file))
     async with (
@@ -103,7 +109,7 @@ async def measure_field(
         )
         probing = asyncio.create_task(endpoints.follow(http))
         try:
-            await _phases(plan, scene, results)
+            await _phases(plan, scene, results, profile_to)
         except Exception as error:  # report what was measured before the failure
             results.error = f"{type(error).__name__}: {error}"
             progress.note(f"aborted: {results.error}")
@@ -116,7 +122,9 @@ async def measure_field(
         return results
 
 
-async def _phases(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
+async def _phases(
+    plan: FieldPlan, scene: Field, results: FieldResults, profile_to: Path | None
+) -> None:
     progress, api = scene.progress, scene.api
     namespaces = tenant_namespaces(plan.namespaces)
     progress.start("tenants", f"{results.accounts} ServiceAccounts in {plan.namespaces} namespaces")
@@ -126,6 +134,8 @@ async def _phases(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     )  # fmt: skip
     await grant_heartbeats(api, [*namespaces, NOOP_NAMESPACE], plan.accounts_per_namespace)
 
+    progress.start("churn", f"{plan.churn_pods:,} unrelated Pods")
+    await scene.churn.fill()
     progress.start("raw", "the raw ceiling and raw patches at each step's rate")
     await _raw(plan, scene, results)
 
@@ -134,8 +144,6 @@ async def _phases(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     await scene.replicas.wait_leader(api)
     bench = await _bench(scene)
 
-    progress.start("churn", f"{plan.churn_pods:,} unrelated Pods")
-    await scene.churn.fill()
     progress.start("pod events", "the replicas' CPU on unrelated Pod events")
     results.pod_events = await pod_event_cost(scene, plan.pod_cost_seconds, plan.pod_cost_rate)
 
@@ -157,8 +165,9 @@ async def _phases(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
                                   size - len(tenants))  # fmt: skip
         tenants += grown
         raw_p99 = results.raw_at_rate[size].latency.p99_ms
+        profile = None if profile_to is None else Path(f"{profile_to}-apiserver-{size}.pprof")
         step = await sustain(scene, tenants, namespaces, plan.window, plan.warm_up, raw_p99,
-                             plan.churn_rate)  # fmt: skip
+                             plan.churn_rate, profile)  # fmt: skip
         results.steps.append(step)
         progress.note(
             f"{size:,} sessions: {'sustained' if step.sustained else 'not sustained'}, "
@@ -183,7 +192,8 @@ async def _phases(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
 
 async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     """The closed-loop ceiling, then open-loop patches at each step's rate (none of the
-    steps' sizes is known before the ceiling)."""
+    steps' sizes is known before the ceiling), with the unrelated Pods churning as they
+    will beside the steps' heartbeats."""
     api = scene.api
     raw = [SessionName(RAW_NAMESPACE, f"raw-{index:05d}") for index in range(plan.raw_sessions)]
     await seed_unwatched(api, raw)
@@ -192,9 +202,17 @@ async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     results.ceiling = await closed_loop(
         Rotation(raw), writer.merge, CEILING_CONCURRENCY, plan.ceiling_seconds
     )
-    for size in plan.steps(results.goal_sessions):
-        rate = size / (INTERVAL_SECONDS * 1.05)
-        results.raw_at_rate[size] = await open_loop(raw, writer.merge, rate, plan.raw_rate_seconds)
+    stop = asyncio.Event()
+    churning = asyncio.create_task(scene.churn.run(plan.churn_rate, stop))
+    try:
+        for size in plan.steps(results.goal_sessions):
+            rate = size / (INTERVAL_SECONDS * (1 + INTERVAL_JITTER / 2))
+            results.raw_at_rate[size] = await open_loop(
+                raw, writer.merge, rate, plan.raw_rate_seconds
+            )
+    finally:
+        stop.set()
+        await churning
     # The replicas watch every namespace: the raw Sessions go before they start.
     await api.expect("DELETE", sessions_path(RAW_NAMESPACE))
 
@@ -253,11 +271,11 @@ def field_notes(plan: FieldPlan) -> list[str]:
         "stays Pending: no node); metered over one window after a settling time, with "
         f"{plan.churn_pods:,} unrelated Pods replaced at {plan.churn_rate:.0f} Pod events/s. "
         "Sustained = no wrongful expiry (a 404/410 to a client, or a tenant Session stopping) "
-        "and beat p99 ≤ 2x the p99 of raw status patches sent open loop at the step's rate "
-        "before the replicas started.",
-        f"Windows last {plan.window:.0f} s, a little more than one authCacheTTL (2 min): each "
-        "token's verdict is renewed about once in it, so reviews per beat are the steady "
-        "state's. apiserver columns are deltas of apiserver_request_total; calls/beat count "
+        "and beat p99 ≤ 2x the p99 of raw status patches sent open loop at the step's rate, "
+        "with the Pods churning as beside the beats, before the replicas started.",
+        f"Windows last {plan.window:.0f} s. With authCacheTTL at its 2 min, a window at least "
+        "that long renews each token's verdict about once, so its reviews per beat are the "
+        "steady state's. apiserver columns are deltas of apiserver_request_total; calls/beat count "
         "Session and Event calls and reviews, not Pods or watches.",
         "CPU is % of one core per process; peak = VmHWM of the window (reset at its start). "
         "CPU per beat is each replica's CPU over the window per heartbeat it answered.",

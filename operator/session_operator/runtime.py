@@ -10,7 +10,6 @@ import signal
 from datetime import UTC, datetime
 
 import kopf
-from kopf._core.engines.peering import Identity  # kopf.operator's type, not exported
 from kubernetes_asyncio.client import ApiClient
 
 from session_operator import metrics
@@ -173,7 +172,8 @@ async def run_operator(settings: Settings) -> None:
             registry=registry,
             settings=kopf_settings(),
             standalone=True,
-            identity=Identity(identity),
+            # kopf's Identity is a NewType of str that kopf does not export: a str is one.
+            identity=identity,  # type: ignore[arg-type]
             clusterwide=settings.namespace is None,
             namespaces=[settings.namespace] if settings.namespace else [],
             ready_flag=ready,

@@ -1,4 +1,5 @@
-"""``make bench BENCH_ARGS=--quick`` runs end to end: every phase, one table, one JSON file.
+"""``make bench BENCH_ARGS=--quick`` (and ``--field --quick``) runs end to end: every phase, one
+table, one JSON file.
 
 No figure is judged here (the machine is shared, numbers vary); the run must finish in time,
 exit 0, and report every phase with the machine it ran on.
@@ -65,3 +66,40 @@ def test_quick_benchmark_prints_one_table_and_writes_its_json(tmp_path: Path) ->
         assert run_["apiserver"]["status_writes"] == run_["ok"], run_
     for run_ in report["heartbeats_inside_interval"]:
         assert run_["apiserver"]["writes"] == 0, run_
+
+
+FIELD_RUN_BUDGET = 420.0
+
+
+def test_quick_field_tier_runs_every_phase_with_distinct_tokens(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--field", "--quick", "--results-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=FIELD_RUN_BUDGET,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+
+    written = list(tmp_path.glob("*-field.json"))
+    assert len(written) == 1, written
+    report = json.loads(written[0].read_text())
+    assert report["mode"] == "field quick"
+    assert report["table"] in run.stdout
+    for row in ("raw", "pod events", "noop", "expiry", "sustain", "failover", "restart"):
+        assert f"| {row}" in report["table"], row
+    # Each client's token was its own: the replicas asked the apiserver about many tokens.
+    first_step = report["steps"][0]
+    assert first_step["apiserver"]["token_reviews"] > 1, first_step["apiserver"]
+    # Both replicas served beats; nobody's session was stopped under its beating client.
+    assert set(first_step["by_replica"]) == {"replica-a", "replica-b"}, first_step["by_replica"]
+    assert all(step["wrongful"] == 0 for step in report["steps"]), report["steps"]
+    # Every lease set to end ended, with its Pod deleted; the killed leader was replaced.
+    expiry = report["expiry_with_pods"]
+    assert expiry["observed"] == expiry["sessions"]
+    assert expiry["apiserver"]["pod_writes"] == expiry["sessions"]
+    failover = report["failover"]
+    assert failover["observed"] == failover["due"]
+    assert failover["wrongful"] == 0
+    assert set(report["restart"]["ready_seconds"]) == {"replica-a", "replica-b"}
