@@ -1,15 +1,26 @@
-"""Leader election over a ``coordination.k8s.io`` Lease (pure, client-go's rules).
+"""Leader election over a ``coordination.k8s.io`` Lease (pure; client-go's rules but one).
 
 One replica holds the Lease and writes lifecycle changes; the others stand by. A holder
 renews every ``RETRY_PERIOD``; it stops acting as leader when it could not renew for
 ``RENEW_DEADLINE``; another replica may take the Lease once ``LEASE_DURATION`` passed
 without renewal. Time is passed in.
 
-As in client-go, a replica never compares the holder's ``renewTime`` with its own clock:
-it notes, on its own clock, when it first saw the record as it now stands
-(:class:`Observation`), and the Lease is free once it has not changed for a lease duration
-since then. Clocks that disagree by any amount cannot make a replica take a live leader's
-Lease.
+The one: when a held Lease runs out (:func:`lease_expires_at`), on the standby's clock.
+client-go counts a lease duration from the moment the standby first saw the record as it
+now stands (:class:`Observation`), which is up to a retry period after the renewal (the
+standby reads once a period), so a dead leader is replaced up to ``LEASE_DURATION +
+RETRY_PERIOD`` after its last renewal. Here the duration counts from the record's own
+``renewTime``, bounded to what the observation allows: never after the sighting (a
+``renewTime`` in the future, on a holder's clock ahead of ours, is read as the sighting,
+as client-go does), and never more than one retry period before it (the most a standby
+that reads every period can lag behind a renewal; a ``renewTime`` that looks older says
+that the clocks disagree or that this replica was not reading, and is not trusted
+further). With agreeing clocks a dead leader is replaced a lease duration after its last
+renewal. Whatever the clocks say, a standby takes over at least
+``LEASE_DURATION - RETRY_PERIOD`` (13 s) after the read that first returned a renewal,
+and a holder that cannot renew stops acting ``RENEW_DEADLINE`` (10 s) after it began
+that renewal: 3 s of the 5 s between the two still cover a reconcile in flight and a
+slow read, however far the clocks are apart (client-go: 5 s).
 """
 
 from __future__ import annotations
@@ -55,15 +66,35 @@ def observe(now: datetime, previous: Observation | None, record: LeaseRecord) ->
 def may_acquire(now: datetime, observed: Observation | None, identity: str) -> bool:
     """Whether *identity* may take or keep the Lease at *now*, given what it *observed*.
 
-    Free (no record, no holder), already ours, or the record has not changed for a whole
-    lease duration since this replica first saw it.
+    Free (no record, no holder), already ours, or the holder's Lease has run out
+    (:func:`lease_expires_at`) without the record changing.
     """
     if observed is None:
         return True
     record = observed.record
     if not record.holder or record.holder == identity:
         return True
-    return now >= observed.seen_at + record.duration
+    return now >= lease_expires_at(observed)
+
+
+def lease_expires_at(observed: Observation) -> datetime:
+    """When the observed holder's Lease runs out, on this replica's clock: a lease
+    duration after its ``renewTime``, counted from no later than the sighting and no
+    earlier than one retry period before it (see the module docstring)."""
+    seen_at = observed.seen_at
+    renewed_at = observed.record.renewed_at or seen_at
+    counted_from = min(seen_at, max(renewed_at, seen_at - RETRY_PERIOD))
+    return counted_from + observed.record.duration
+
+
+def next_attempt_in(now: datetime, observed: Observation | None, identity: str) -> timedelta:
+    """How long to wait after a successful read before trying again: a retry period, or
+    less when another holder's Lease runs out sooner, so that a standby tries at the
+    moment it may take over (never before *now*)."""
+    if observed is None or not observed.record.holder or observed.record.holder == identity:
+        return RETRY_PERIOD
+    left = lease_expires_at(observed) - now
+    return min(RETRY_PERIOD, max(timedelta(0), left))
 
 
 def claimed(now: datetime, record: LeaseRecord | None, identity: str) -> LeaseRecord:

@@ -1,5 +1,5 @@
 """The control loop around the reconciler: retries with backoff, forgetting deleted
-Sessions, taking a written version into the store."""
+Sessions, taking a written version into the store, what a new leader reconciles first."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import contextlib
 import dataclasses
 import itertools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from session_operator.controller import loop
 from session_operator.controller.loop import SessionController
+from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Outcome, Reconciler
+from session_operator.controller.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.models import Session, SessionRef
 from tests.unit.test_controller_backstop import NOW, body, controller_without_deadlines
@@ -119,3 +121,75 @@ async def test_retries_while_the_apiserver_is_unreachable_stay_short(
     await run_until(controller, lambda: len(reconciler.attempts) == 6, seconds=5)
     gaps = [later - earlier for earlier, later in itertools.pairwise(reconciler.attempts)]
     assert max(gaps) < 0.2, gaps  # 0.05, 0.1, then capped at 0.1 (not 0.2, 0.4, ...)
+
+
+class Records(Reconciler):
+    """Records each Session it is given, on the controller's clock, after *pause* seconds
+    (a reconcile that finds nothing to do still takes a moment); asks for no deadline."""
+
+    def __init__(self, clock: Callable[[], datetime], pause: float = 0.0) -> None:
+        self.clock = clock
+        self.pause = pause
+        self.reconciled: list[tuple[str, datetime]] = []
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.reconciled]
+
+    async def reconcile(self, session: Session) -> Outcome:
+        self.reconciled.append((session.ref.name, self.clock()))
+        await asyncio.sleep(self.pause)
+        return Outcome(session, None)
+
+
+def standby(reconciler: Reconciler, clock: Callable[[], datetime]) -> SessionController:
+    """A controller of a replica that does not lead (yet), with one worker."""
+    return SessionController(
+        reconciler, SessionStore(), PodStore(), clock, asyncio.Event(), timedelta(hours=1),
+        workers=1,
+    )  # fmt: skip
+
+
+async def test_a_new_leader_reconciles_the_lapsed_sessions_first_then_every_other_once() -> None:
+    reconciler = Records(lambda: NOW)
+    controller = standby(reconciler, lambda: NOW)
+    names = [f"live-{index}" for index in range(2000)]
+    # As a standby it hears of every Session (the lapsed ones last) and acts on none.
+    for name in names:
+        controller.update(Session.from_body(body(name, NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(body("lapsed-late", NOW - timedelta(seconds=1))))
+    controller.update(Session.from_body(body("lapsed-early", NOW - timedelta(seconds=5))))
+    controller.update(Session.from_body(body("stopped", NOW - timedelta(hours=1), "stopped")))
+
+    controller.leading.set()
+    controller.resync()
+    await run_until(controller, lambda: len(reconciler.reconciled) >= 2003, seconds=10)
+
+    assert reconciler.names[:2] == ["lapsed-early", "lapsed-late"]
+    assert sorted(reconciler.names) == sorted([*names, "lapsed-late", "lapsed-early", "stopped"])
+
+
+async def test_a_lease_that_lapses_while_a_new_leader_resyncs_is_reconciled_on_the_dot() -> None:
+    loop_time = asyncio.get_running_loop().time
+    started = loop_time()
+
+    def clock() -> datetime:
+        return NOW + timedelta(seconds=loop_time() - started)
+
+    reconciler = Records(clock, pause=0.002)
+    controller = standby(reconciler, clock)
+    names = [f"live-{index}" for index in range(300)]
+    for name in names:
+        controller.update(Session.from_body(body(name, NOW + timedelta(hours=1))))
+    soon = NOW + timedelta(seconds=0.1)
+    controller.update(Session.from_body(body("soon", soon)))
+
+    controller.leading.set()
+    controller.resync()
+    await run_until(controller, lambda: len(reconciler.reconciled) >= 301, seconds=10)
+
+    # Queued last, but its deadline fires while the others wait: it goes ahead of them.
+    at = dict(reconciler.reconciled)["soon"]
+    assert reconciler.names.index("soon") < len(names) // 2
+    assert soon <= at < soon + timedelta(seconds=0.5)
+    assert reconciler.names.count("soon") == 1

@@ -4,6 +4,8 @@ does when it can no longer renew or stops."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +16,8 @@ from session_operator.k8s.leader_lease import LeaseApi
 from session_operator.leadership import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, LeaseRecord
 
 START = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+EPSILON = timedelta(milliseconds=1)
+"""How late a takeover may come in a fake world where calls take no time."""
 
 
 class Clock:
@@ -75,20 +79,96 @@ async def test_a_standby_with_a_skewed_clock_never_takes_a_renewing_leaders_leas
     assert leases.record.holder == "leader"
 
 
-async def test_a_standby_takes_over_a_lease_duration_after_the_leader_stops_renewing() -> None:
-    leases = FakeLeases()
-    leader_clock, standby_clock = Clock(), Clock(timedelta(seconds=30))
-    leader = elector(leases, "leader", leader_clock)
-    standby = elector(leases, "standby", standby_clock)
-    await step([leader, standby], [leader_clock, standby_clock], rounds=3)
-    rounds_without_leader = 0
-    while not standby.leading.is_set():
-        await step([standby], [leader_clock, standby_clock], rounds=1)
-        rounds_without_leader += 1
-    waited = RETRY_PERIOD * rounds_without_leader
-    assert LEASE_DURATION <= waited <= LEASE_DURATION + 2 * RETRY_PERIOD
+@dataclass
+class Replica:
+    """An elector that attempts when its last attempt asked to (as ``run`` sleeps)."""
+
+    elector: LeaderElector
+    clock: Clock
+    next_attempt: datetime = START
+
+
+async def run_replicas(replicas: list[Replica], until: Callable[[], bool]) -> datetime:
+    """Play the replicas' attempts in true-time order until *until* holds after one;
+    the true time of that attempt."""
+    for _ in range(1000):
+        replica = min(replicas, key=lambda one: one.next_attempt)
+        for one in replicas:
+            one.clock.true_time = replica.next_attempt
+        replica.next_attempt += await replica.elector._attempt()
+        if until():
+            return replica.clock.true_time
+    raise AssertionError("never happened")
+
+
+async def leader_killed_after_a_minute(
+    leases: FakeLeases, standby: Replica
+) -> tuple[datetime, datetime]:
+    """A leader renews for a minute beside *standby*, then dies right after a renewal;
+    its last renewal and when *standby* took over, both in true time."""
+    clock = Clock()
+    leader = Replica(elector(leases, "leader", clock), clock)
+    await run_replicas(
+        [leader, standby], lambda: leader.clock.true_time >= START + timedelta(minutes=1)
+    )
+    assert leader.elector.leading.is_set()
+    assert not standby.elector.leading.is_set()
     assert leases.record is not None
+    assert leases.record.holder == "leader"
+    assert leases.record.renewed_at is not None
+    last_renewal = leases.record.renewed_at
+    taken_at = await run_replicas([standby], standby.elector.leading.is_set)
+    assert leases.record.holder == "standby"
     assert leases.record.transitions == 1
+    return last_renewal, taken_at
+
+
+@pytest.mark.parametrize("lag", [timedelta(0), timedelta(seconds=1), timedelta(seconds=1.99)])
+async def test_a_dead_leader_is_replaced_a_lease_duration_after_its_last_renewal(
+    lag: timedelta,
+) -> None:
+    # The standby reads *lag* after each renewal: it is not what decides the takeover.
+    leases = FakeLeases()
+    clock = Clock()
+    standby = Replica(elector(leases, "standby", clock), clock, START + lag)
+    last_renewal, taken_at = await leader_killed_after_a_minute(leases, standby)
+    assert LEASE_DURATION <= taken_at - last_renewal <= LEASE_DURATION + EPSILON
+
+
+async def test_a_standby_whose_clock_is_ahead_takes_over_only_after_the_renew_deadline() -> None:
+    # The leader's renewTime looks 30 s old to the standby: not trusted that far.
+    leases = FakeLeases()
+    clock = Clock(timedelta(seconds=30))
+    standby = Replica(elector(leases, "standby", clock), clock, START + timedelta(seconds=1))
+    last_renewal, taken_at = await leader_killed_after_a_minute(leases, standby)
+    seen_at = last_renewal + timedelta(seconds=1)
+    assert taken_at - seen_at == LEASE_DURATION - RETRY_PERIOD
+    assert taken_at - last_renewal > RENEW_DEADLINE
+
+
+async def test_a_lease_renewed_in_the_future_is_not_taken_early() -> None:
+    # The standby's clock is behind: the leader's renewTime lies 30 s ahead of it.
+    leases = FakeLeases()
+    clock = Clock(timedelta(seconds=-30))
+    standby = Replica(elector(leases, "standby", clock), clock, START + timedelta(seconds=1))
+    last_renewal, taken_at = await leader_killed_after_a_minute(leases, standby)
+    seen_at = last_renewal + timedelta(seconds=1)
+    assert taken_at - seen_at == LEASE_DURATION
+
+
+async def test_after_a_failed_read_a_standby_waits_a_whole_retry_period() -> None:
+    leases = FakeLeases()
+    await elector(leases, "leader", Clock())._attempt()
+    clock = Clock()
+    standby = elector(leases, "standby", clock)
+    assert await standby._attempt() == RETRY_PERIOD
+    clock.true_time += LEASE_DURATION - timedelta(seconds=1)
+    assert await standby._attempt() == timedelta(seconds=1)
+    leases.down = True
+    clock.true_time += timedelta(seconds=1)
+    # The Lease it saw has run out, but a failing apiserver is not asked in a busy loop.
+    assert await standby._attempt() == RETRY_PERIOD
+    assert not standby.leading.is_set()
 
 
 async def test_a_leader_that_cannot_renew_stops_leading_at_the_renew_deadline() -> None:

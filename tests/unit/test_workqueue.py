@@ -109,3 +109,53 @@ async def test_add_after_of_a_queued_key_does_not_queue_it_twice() -> None:
     await asyncio.sleep(0.05)
 
     assert len(queue) == 1
+
+
+async def test_due_keys_are_served_before_routine_ones_in_the_order_they_fell_due() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("routine-1")
+    queue.add_due("due-1")
+    queue.add("routine-2")
+    queue.add_due("due-2")
+
+    assert [await queue.get() for _ in range(4)] == ["due-1", "due-2", "routine-1", "routine-2"]
+    assert await nothing_queued(queue)
+
+
+async def test_a_waiting_routine_key_that_falls_due_moves_up_and_is_served_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    queue.add_due("c")
+    queue.add("c")
+
+    assert len(queue) == 3
+    assert [await queue.get() for _ in range(3)] == ["c", "a", "b"]
+    assert await nothing_queued(queue)
+
+
+async def test_a_key_that_falls_due_while_active_is_served_first_after_done() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.add("b")
+    queue.add("a")
+    queue.add_due("a")
+    queue.done("a")
+
+    assert len(queue) == 2
+    assert [await queue.get() for _ in range(2)] == ["a", "b"]
+
+
+async def test_each_key_wakes_one_waiting_worker() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    workers = [asyncio.create_task(queue.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    queue.add("a")
+    queue.add_due("b")
+    done, pending = await asyncio.wait(workers, timeout=QUIET)
+
+    assert sorted(task.result() for task in done) == ["a", "b"]
+    assert len(pending) == 1
+    for task in pending:
+        task.cancel()

@@ -1,8 +1,19 @@
 """Keep (or wait for) the leader Lease; only the leader's control loop writes.
 
 Standby replicas watch and serve heartbeats but take no lifecycle step; when the leader
-goes away they take over after at most one lease duration (at once if it released the
-Lease on a clean shutdown).
+goes away they take over when its Lease runs out (at once if it released the Lease on a
+clean shutdown).
+
+The leader renews every retry period and stops leading when it could not renew within
+the renew deadline (client-go's rule). A standby reads the Lease every retry period, or
+sooner: its next attempt is set for the moment the Lease it read runs out
+(``leadership.next_attempt_in``), so it takes over then, not at the first read after.
+When that moment lies is ``leadership.lease_expires_at``: a lease duration from the
+record's ``renewTime``, counted from no later than the read that first returned the
+record (a ``renewTime`` in the future) and no earlier than one retry period before that
+read (a ``renewTime`` further back). Clock skew can thus delay a takeover (to client-go's
+time) or advance it by at most one retry period, which the margin between renew deadline
+and lease duration covers. After a failed attempt the next one waits a whole retry period.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from session_operator.k8s.errors import KubernetesError
 from session_operator.k8s.leader_lease import LeaseApi
@@ -25,6 +36,7 @@ from session_operator.leadership import (
     Observation,
     claimed,
     may_acquire,
+    next_attempt_in,
     observe,
     released,
     still_leading,
@@ -72,27 +84,31 @@ class LeaderElector:
         """Try to acquire or renew every retry period until cancelled; then release."""
         try:
             while True:
-                await self._attempt()
-                await asyncio.sleep(RETRY_PERIOD.total_seconds())
+                wait = await self._attempt()
+                await asyncio.sleep(wait.total_seconds())
         finally:
             self.leading.clear()
             if self._record is not None:
                 await self._release()
 
-    async def _attempt(self) -> None:
+    async def _attempt(self) -> timedelta:
+        """Read the Lease, take or renew it if this replica may; how long to wait before
+        the next attempt."""
         now = self._clock()
         try:
             # A call that hangs must not keep this replica leading past its renew deadline,
             # when a standby may take the Lease: no attempt outlasts the time left.
             async with asyncio.timeout(self._time_left(now)):
                 await self._read_and_claim(now)
-            return
+            return next_attempt_in(self._clock(), self._observed, self._identity)
         except KubernetesError as error:
             logger.warning("leader lease not renewed: %s", error)
         except TimeoutError:
             logger.warning("leader lease not renewed: the apiserver did not answer in time")
         if self._last_renewal and not still_leading(self._clock(), self._last_renewal):
             self._follow("renew deadline passed")
+        # Not sooner: a Lease seen to run out must not turn a failing call into a busy loop.
+        return RETRY_PERIOD
 
     def _time_left(self, now: datetime) -> float:
         """How long an attempt may take: until the renew deadline while leading, at most

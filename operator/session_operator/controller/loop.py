@@ -5,7 +5,9 @@ The Session watch (``api.cache.SessionCache``) delivers every change (``update``
 (``observe_pod``). Workers reconcile a Session and hand its lease deadline to the
 scheduler, which queues it again on the dot. One backstop for the whole operator runs
 every ``expiryCheckInterval`` and queues the live Sessions whose lease has run out (the
-store knows them without looking at the others), in case a deadline was missed.
+store knows them without looking at the others), in case a deadline was missed. A key
+queued because its deadline came goes ahead of those queued by events, so a lapse is
+acted on while thousands of routine reconciles wait (as after a takeover).
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ class SessionController:
         self._reconciler = reconciler
         self._queue: WorkQueue[SessionRef] = WorkQueue()
         self._clock = clock
-        self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(self._queue.add, clock)
+        self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(
+            self._queue.add_due, clock
+        )
         self._exact_deadlines = exact_deadlines
         self._expiry_check_interval = expiry_check_interval
         self._workers = workers
@@ -105,12 +109,24 @@ class SessionController:
         """
         lapsed = self.store.lapsed(self._clock())
         for ref in lapsed:
-            self._queue.add(ref)
+            self._queue.add_due(ref)
         return len(lapsed)
 
     def resync(self) -> None:
-        """Queue every known Session (this replica just became the leader)."""
+        """Queue every known Session (this replica just became the leader).
+
+        Each is reconciled once, since the previous leader may have left a step half
+        done (a stop, a label). The live ones whose lease has run out go first, earliest
+        first; the other live ones get their expiry as a deadline at once, so one that
+        lapses while the rest wait is queued ahead of them on the dot.
+        """
+        now = self._clock()
+        for ref in self.store.lapsed(now):
+            self._queue.add_due(ref)
         for session in self.store:
+            expires_at = session.status.lease_expires_at
+            if session.status.state in LIVE_STATES and expires_at is not None:
+                self._deadlines.schedule(session.ref, expires_at)
             self._queue.add(session.ref)
 
     async def run(self) -> None:
