@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for command in (run, serve):
         command.add_argument("--config", type=Path, help="YAML configuration file")
-        command.add_argument("--namespace", help="watch only this namespace (default: all namespaces)")
+        command.add_argument(
+            "--namespace", help="watch only this namespace (default: all namespaces)"
+        )
     add_heartbeat_command(commands)
     args = parser.parse_args(argv)
     if args.command == "heartbeat":
