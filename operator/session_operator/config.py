@@ -357,9 +357,10 @@ class Settings(BaseSettings):
         ),
     )
     auth_cache_ttl: Annotated[timedelta, BeforeValidator(_auth_cache_ttl)] = Field(
-        # The kube-apiserver's own default for its token webhook cache
-        # (--authentication-token-webhook-cache-ttl).
-        default=timedelta(minutes=2),
+        # Between the kube-apiserver's own caches (2m for a token webhook's verdicts, 5m for
+        # an authorization webhook's): renewed in the background, a verdict costs a client
+        # beating every 5 s about 0.03 reviews per heartbeat (docs/security.md).
+        default=timedelta(minutes=3),
         description=(
             "How long authentication and authorization decisions are cached, at most 10m: a"
             " token's verdict no longer than the token lives, a refusal 10s at most."

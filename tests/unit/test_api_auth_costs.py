@@ -1,9 +1,11 @@
 """What the heartbeat API costs the apiserver per heartbeat: how long each verdict is kept
-(the TTL, a token's own expiry, a refusal's ten seconds), one access review per principal
-rather than per token, and one log line per refused token."""
+(the TTL, a token's own expiry, a refusal's ten seconds), when it is renewed (in the
+background, in the last tenth of the TTL), one access review per principal rather than
+per token, and one log line per refused token."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -23,6 +25,7 @@ from session_operator.api.auth import (
 from session_operator.api.decision_cache import DecisionCache
 from session_operator.api.errors import Forbidden, Unauthenticated
 from session_operator.api.review_limit import ReviewLimiter
+from session_operator.k8s.errors import ApiUnavailable
 from session_operator.models import SessionRef
 from tests.unit.test_api_auth import FakeRest
 
@@ -46,6 +49,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def no_jitter() -> float:
+    """A jitter draw that takes nothing off: every verdict is kept its whole lifetime."""
+    return 0.0
 
 
 def reviews(status: dict[str, Any], count: int = 20) -> FakeRest:
@@ -72,12 +80,20 @@ ACCEPTED = {
 }
 
 
-def authenticator(status: dict[str, Any]) -> tuple[Authenticator, FakeRest, Clock]:
-    """An authenticator whose cache clock starts at 0 and whose wall clock reads EPOCH
-    plus the same seconds."""
-    rest, clock = reviews(status), Clock()
+def authenticator(
+    status: dict[str, Any], rest: FakeRest | None = None, limiter: ReviewLimiter | None = None
+) -> tuple[Authenticator, FakeRest, Clock]:
+    """An authenticator (answered with *status*, or by *rest*) without jitter, whose cache
+    clock starts at 0 and whose wall clock reads EPOCH plus the same seconds."""
+    rest, clock = rest or reviews(status), Clock()
     found = Authenticator(
-        rest, [AUDIENCE], TTL, ReviewLimiter(), clock=clock, wall_clock=lambda: EPOCH + clock.now
+        rest,
+        [AUDIENCE],
+        TTL,
+        limiter or ReviewLimiter(),
+        clock=clock,
+        wall_clock=lambda: EPOCH + clock.now,
+        draw=no_jitter,
     )
     return found, rest, clock
 
@@ -91,8 +107,15 @@ async def beats_until(
         clock.now = at
         with contextlib.suppress(Unauthenticated):
             await auth.authenticate(f"Bearer {token}", "10.0.0.7")
+        await let_background_run()
         counts.append(len(rest.requests))
     return counts
+
+
+async def let_background_run() -> None:
+    """Give reviews started in the background a few turns of the event loop."""
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 # --- the cache: a lifetime per value ------------------------------------------------------
@@ -100,7 +123,9 @@ async def beats_until(
 
 def test_a_value_is_kept_for_its_own_lifetime_when_shorter_than_the_ttl() -> None:
     clock = Clock()
-    cache: DecisionCache[str, float] = DecisionCache(ttl=120, clock=clock, lifetime=lambda v: v)
+    cache: DecisionCache[str, float] = DecisionCache(
+        ttl=120, clock=clock, lifetime=lambda v: v, jitter=0
+    )
     cache.put("short", 30)
     cache.put("long", 600)
     clock.now = 29.999
@@ -155,20 +180,85 @@ def test_an_opaque_token_or_a_missing_or_garbled_exp_has_no_expiry(token: str) -
 async def test_an_accepted_token_is_kept_until_it_expires_when_sooner_than_the_ttl() -> None:
     auth, rest, clock = authenticator(ACCEPTED)
     token = jwt({"exp": EPOCH + 30})
+    # Not renewed ahead either: a new review could not keep it past its exp.
     assert await beats_until(auth, rest, clock, token, [0, 5, 29.9, 30]) == [1, 1, 1, 2]
 
 
 async def test_an_accepted_token_is_kept_for_the_ttl_when_it_lives_longer() -> None:
     auth, rest, clock = authenticator(ACCEPTED)
     token = jwt({"exp": EPOCH + 3600})
-    seconds = [0, 5, 60, 119.9, 120, 125]
+    # No beat in the last tenth (from 108 s): nothing renews it before it runs out.
+    seconds = [0, 5, 60, 107.9, 120, 125]
     assert await beats_until(auth, rest, clock, token, seconds) == [1, 1, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize("token", ["opaque-token", jwt({"sub": "x"}), "h.%%%.s"])
 async def test_a_token_without_a_readable_expiry_is_kept_for_the_ttl(token: str) -> None:
     auth, rest, clock = authenticator(ACCEPTED)
-    assert await beats_until(auth, rest, clock, token, [0, 119.9, 120]) == [1, 1, 2]
+    assert await beats_until(auth, rest, clock, token, [0, 107.9, 120]) == [1, 1, 2]
+
+
+async def test_a_beat_in_the_last_tenth_of_the_ttl_renews_the_verdict_in_the_background() -> None:
+    auth, rest, clock = authenticator(ACCEPTED)
+    token = jwt({"exp": EPOCH + 3600})
+    # Renewed at 110 s, then kept until 230 s and renewed again from 218 s.
+    seconds = [0, 110, 115, 119.9, 125, 217.9, 218, 223]
+    assert await beats_until(auth, rest, clock, token, seconds) == [1, 2, 2, 2, 2, 2, 3, 3]
+
+
+async def test_a_renewal_that_fails_leaves_the_verdict_until_it_runs_out() -> None:
+    answers: list[dict[str, Any] | Exception] = [
+        {"status": ACCEPTED},
+        ApiUnavailable("timeout"),
+        ApiUnavailable("timeout"),
+        {"status": ACCEPTED},
+    ]
+    auth, rest, clock = authenticator(ACCEPTED, rest=FakeRest(answers))
+    token = jwt({"exp": EPOCH + 3600})
+    # Every beat is answered (beats_until lets any failure through but a 401); the beat at
+    # 120 s finds the verdict run out and waits for a review.
+    seconds: list[float] = [0, 110, 115, 120, 125]
+    assert await beats_until(auth, rest, clock, token, seconds) == [1, 2, 3, 4, 4]
+
+
+async def test_a_token_revoked_before_its_renewal_is_refused_once_the_renewal_answers() -> None:
+    refused = {"status": {"authenticated": False, "error": "invalid bearer token"}}
+    auth, rest, clock = authenticator(ACCEPTED, rest=FakeRest([{"status": ACCEPTED}, refused]))
+    token = "opaque-token"
+    await auth.authenticate(f"Bearer {token}", "10.0.0.7")
+    clock.now = 110
+    await auth.authenticate(f"Bearer {token}", "10.0.0.7")  # answered from the cache
+    await let_background_run()
+    clock.now = 111
+    with pytest.raises(Unauthenticated):
+        await auth.authenticate(f"Bearer {token}", "10.0.0.7")
+    assert len(rest.requests) == 2
+
+
+async def test_a_renewal_never_takes_a_place_in_the_review_queue() -> None:
+    limiter = ReviewLimiter(concurrent=1, waiting=1)
+    rest = FakeRest([{"status": ACCEPTED} for _ in range(3)])
+    auth, _, clock = authenticator(ACCEPTED, rest=rest, limiter=limiter)
+    await auth.authenticate("Bearer known", "10.0.0.7")
+    release = asyncio.Event()
+
+    async def slow_review() -> None:
+        await release.wait()
+
+    busy = asyncio.create_task(limiter.run(slow_review, "10.0.0.99"))  # the only slot
+    await let_background_run()
+    clock.now = 110
+    # In the last tenth: answered at once, its renewal refused for want of a free slot.
+    await asyncio.wait_for(auth.authenticate("Bearer known", "10.0.0.7"), timeout=1)
+    await let_background_run()
+    # A new client's first review still finds the one waiting place free.
+    newcomer = asyncio.create_task(auth.authenticate("Bearer new", "10.0.0.8"))
+    await let_background_run()
+    assert not newcomer.done()
+    release.set()
+    await busy
+    assert (await newcomer).username == USERNAME
+    assert len(rest.requests) == 2
 
 
 async def test_a_token_already_expired_by_its_own_claim_is_not_kept() -> None:
@@ -178,7 +268,7 @@ async def test_a_token_already_expired_by_its_own_claim_is_not_kept() -> None:
     assert await beats_until(auth, rest, clock, token, [0, 0.1, 0.2]) == [1, 2, 3]
 
 
-async def test_a_refused_token_is_kept_ten_seconds_only() -> None:
+async def test_a_refused_token_is_kept_ten_seconds_only_and_never_renewed_ahead() -> None:
     auth, rest, clock = authenticator({"authenticated": False, "error": "invalid bearer token"})
     token = jwt({"exp": EPOCH + 3600})
     assert await beats_until(auth, rest, clock, token, [0, 9.9, 10, 15]) == [1, 1, 2, 2]
@@ -236,7 +326,7 @@ async def test_a_denied_access_is_asked_again_after_ten_seconds() -> None:
     denied, allowed = {"status": {"allowed": False}}, {"status": {"allowed": True}}
     # A RoleBinding is created after the first two reviews.
     rest, clock = FakeRest([denied, denied, allowed]), Clock()
-    authorizer = HeartbeatAuthorizer(rest, TTL, ReviewLimiter(), clock=clock)
+    authorizer = HeartbeatAuthorizer(rest, TTL, ReviewLimiter(), clock=clock, draw=no_jitter)
     caller = caller_of_pod(1)
     with pytest.raises(Forbidden):
         await authorizer.authorize(caller, REF)  # the namespace, then the session
@@ -247,8 +337,27 @@ async def test_a_denied_access_is_asked_again_after_ten_seconds() -> None:
     clock.now = 10
     await authorizer.authorize(caller, REF)
     assert len(rest.requests) == 3
-    clock.now = 119.9
+    clock.now = 107.9  # the allowance is kept: not yet in its last tenth
     await authorizer.authorize(caller, REF)
+    await let_background_run()
+    assert len(rest.requests) == 3
+
+
+async def test_an_allowed_access_is_renewed_in_the_background_and_a_removal_shows() -> None:
+    allowed, denied = {"status": {"allowed": True}}, {"status": {"allowed": False}}
+    # The RoleBinding is removed after the first review.
+    rest, clock = FakeRest([allowed, denied, denied]), Clock()
+    authorizer = HeartbeatAuthorizer(rest, TTL, ReviewLimiter(), clock=clock, draw=no_jitter)
+    caller = caller_of_pod(1)
+    await authorizer.authorize(caller, REF)
+    clock.now = 110
+    # Answered from the cache at once; the renewal runs behind it.
+    await asyncio.wait_for(authorizer.authorize(caller, REF), timeout=1)
+    await let_background_run()
+    assert len(rest.requests) == 2
+    clock.now = 111
+    with pytest.raises(Forbidden):
+        await authorizer.authorize(caller, REF)  # the namespace is cached refused: the session
     assert len(rest.requests) == 3
 
 

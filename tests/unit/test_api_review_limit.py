@@ -65,3 +65,29 @@ async def test_a_flooding_source_gets_its_share_and_others_still_get_a_place() -
     assert await client == "done"
     assert await asyncio.gather(*flood) == ["done"] * 4
     assert await limiter.run(review, "10.0.0.66") == "done"  # its share is free again
+
+
+async def review_now() -> str:
+    return "now"
+
+
+async def test_a_review_that_need_not_wait_runs_only_on_a_free_slot_and_never_queues() -> None:
+    limiter = ReviewLimiter(concurrent=1, waiting=1, per_source=100)
+    release = asyncio.Event()
+
+    async def review() -> str:
+        await release.wait()
+        return "done"
+
+    assert await limiter.run(review_now, "a", wait=False) == "now"  # a slot is free
+    busy = asyncio.create_task(limiter.run(review, "a"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(AuthenticationUnavailable):
+        # Refused at once, not queued until the timeout.
+        await asyncio.wait_for(limiter.run(review_now, "b", wait=False), timeout=1)
+    # The one waiting place is still free for a review that must wait.
+    queued = asyncio.create_task(limiter.run(review, "c"))
+    await asyncio.sleep(0.01)
+    assert not queued.done()
+    release.set()
+    assert [await busy, await queued] == ["done", "done"]

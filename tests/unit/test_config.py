@@ -80,7 +80,7 @@ def test_defaults_of_the_other_settings() -> None:
     assert settings.tls_key_file is None
     assert settings.token_audiences == ["session-lease-operator"]
     # The kube-apiserver's own default for its token webhook cache.
-    assert settings.auth_cache_ttl == timedelta(minutes=2)
+    assert settings.auth_cache_ttl == timedelta(minutes=3)
     assert settings.api_max_connections == 4096
     assert settings.log_level == "INFO"
     assert settings.log_format == "json"
@@ -704,7 +704,7 @@ def test_help_lists_every_setting() -> None:
         ("lease_ttl", "1m"),
         ("heartbeat_interval", "5s"),
         ("retention", "24h"),
-        ("auth_cache_ttl", "2m"),
+        ("auth_cache_ttl", "3m"),
     ],
 )
 def test_help_shows_durations_in_units(field: str, shown: str) -> None:

@@ -12,6 +12,10 @@ never answered as 401 or 403. A token is accepted only if the apiserver confirms
 configured audiences, so a token minted for another audience is not replayable here, and a
 heartbeat token is not one the apiserver itself accepts. Each token TokenReview refuses is
 logged once, with the reason and the caller's address (never the token).
+
+An accepted decision is renewed before it runs out, in the background, by a review that
+never waits in the queue (:mod:`session_operator.api.decision_cache`): a heartbeat waits
+for a review only for a token or caller not yet known, or one whose renewals failed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -245,11 +250,15 @@ class Authenticator:
     """Bearer token → :class:`Caller`, by TokenReview.
 
     An accepted token is kept for the TTL or until its own ``exp`` (:func:`token_expiry`),
-    whichever comes first; one already expired is not kept. With thousands of clients,
-    each with its own token, that is one TokenReview per token and TTL: at the default
-    2 minutes and a 5 s interval, 5/120 reviews per heartbeat. A refusal is kept
-    :data:`REFUSAL_SECONDS` at most. *clock* times the cache (monotonic), *wall_clock*
-    (seconds since the epoch) is what a token's ``exp`` is compared with.
+    whichever comes first, less up to a tenth at random; one already expired is not kept.
+    In the last tenth of a TTL-long verdict, a heartbeat is answered from the cache and
+    starts a TokenReview in the background: a revoked token is then refused as soon as that
+    review answers, at most one review's duration later than a review at expiry would have
+    refused it. With thousands of clients, each with its own token, that is one TokenReview
+    per token every nine tenths of the TTL or so: at the default 3 minutes and a 5 s
+    interval, about 5/156 reviews per heartbeat. A refusal is kept :data:`REFUSAL_SECONDS`
+    at most. *clock* times the cache (monotonic), *wall_clock* (seconds since the epoch) is
+    what a token's ``exp`` is compared with, *draw* gives the jitter's fractions in [0, 1).
     """
 
     def __init__(
@@ -261,6 +270,7 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self._rest = rest
         self._audiences = tuple(audiences)
@@ -271,6 +281,7 @@ class Authenticator:
             clock=clock,
             is_refusal=lambda verdict: verdict.caller is None,
             lifetime=self._lifetime,
+            draw=draw,
         )
 
     async def authenticate(self, authorization: str | None, source: str) -> Caller:
@@ -283,15 +294,19 @@ class Authenticator:
         token = bearer_token(authorization)
         # The cache holds digests, never tokens.
         key = hashlib.sha256(token.encode()).digest()
-        verdict = await self._verdicts.get_or_load(key, lambda: self._review(token, source))
+        verdict = await self._verdicts.get_or_load(
+            key,
+            lambda: self._review(token, source),
+            refresh=lambda: self._review(token, source, wait=False),
+        )
         if verdict.caller is None:
             raise Unauthenticated(verdict.reason)
         return verdict.caller
 
-    async def _review(self, token: str, source: str) -> TokenVerdict:
+    async def _review(self, token: str, source: str, *, wait: bool = True) -> TokenVerdict:
         body = token_review_body(token, self._audiences)
         answer = await self._limiter.run(
-            lambda: self._rest.request("POST", TOKEN_REVIEWS, body=body), source
+            lambda: self._rest.request("POST", TOKEN_REVIEWS, body=body), source, wait=wait
         )
         verdict = token_verdict(answer, self._audiences)
         if verdict.caller is None:
@@ -309,8 +324,9 @@ class Authenticator:
 
 
 class HeartbeatAuthorizer:
-    """May a caller beat a session? SubjectAccessReviews, cached for the TTL (a refusal
-    for :data:`REFUSAL_SECONDS` at most).
+    """May a caller beat a session? SubjectAccessReviews, cached for the TTL less up to a
+    tenth at random, and renewed in the background in its last tenth like a token's
+    verdict (a refusal kept for :data:`REFUSAL_SECONDS` at most, and not renewed ahead).
 
     A caller is usually bound to ``session-heartbeat`` for a whole namespace, so the first
     question is whether it may beat every Session there: one review then serves all of them
@@ -333,6 +349,7 @@ class HeartbeatAuthorizer:
         limiter: ReviewLimiter,
         *,
         clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self._rest = rest
         self._limiter = limiter
@@ -341,12 +358,14 @@ class HeartbeatAuthorizer:
             clock=clock,
             is_refusal=_refused,
             lifetime=_access_lifetime,
+            draw=draw,
         )
         self._sessions: DecisionCache[tuple[Caller, SessionRef], bool] = DecisionCache(
             cache_ttl.total_seconds(),
             clock=clock,
             is_refusal=_refused,
             lifetime=_access_lifetime,
+            draw=draw,
         )
 
     async def authorize(self, caller: Caller, ref: SessionRef) -> None:
@@ -356,8 +375,14 @@ class HeartbeatAuthorizer:
         """
         principal = caller.principal
         allowed = await self._namespaces.get_or_load(
-            (principal, ref.namespace), lambda: self._review(caller, ref, whole_namespace=True)
-        ) or await self._sessions.get_or_load((principal, ref), lambda: self._review(caller, ref))
+            (principal, ref.namespace),
+            lambda: self._review(caller, ref, whole_namespace=True),
+            refresh=lambda: self._review(caller, ref, whole_namespace=True, wait=False),
+        ) or await self._sessions.get_or_load(
+            (principal, ref),
+            lambda: self._review(caller, ref),
+            refresh=lambda: self._review(caller, ref, wait=False),
+        )
         if not allowed:
             # Not naming the namespace: on the sessionID path the caller did not name it.
             raise Forbidden(
@@ -366,13 +391,14 @@ class HeartbeatAuthorizer:
             )
 
     async def _review(
-        self, caller: Caller, ref: SessionRef, *, whole_namespace: bool = False
+        self, caller: Caller, ref: SessionRef, *, whole_namespace: bool = False, wait: bool = True
     ) -> bool:
         body = heartbeat_access_review_body(caller, ref, whole_namespace=whole_namespace)
         # An authenticated caller's reviews share one place in the queue, wherever it calls from.
         answer = await self._limiter.run(
             lambda: self._rest.request("POST", SUBJECT_ACCESS_REVIEWS, body=body),
             caller.username,
+            wait=wait,
         )
         return access_allowed(answer)
 

@@ -11,6 +11,11 @@ for a TokenReview, the authenticated user for an access review) may have at most
 *per_source* reviews running or waiting, and is answered 503 beyond that. A client whose
 cached verdict has run out then waits behind at most that many of a flood's reviews,
 not behind the whole queue, and keeps its session.
+
+A review that is not needed yet (a cached verdict refreshed ahead of its end, see
+:mod:`session_operator.api.decision_cache`) does not wait: it runs only if a slot is free
+at once, else it is refused at once and tried again later. It never takes a place in the
+queue that a client's first review needs, after a restart say.
 """
 
 from __future__ import annotations
@@ -45,11 +50,12 @@ class ReviewLimiter:
         self._waiting = 0
         self._by_source: Counter[str] = Counter()
 
-    async def run(self, review: Callable[[], Awaitable[T]], source: str) -> T:
+    async def run(self, review: Callable[[], Awaitable[T]], source: str, *, wait: bool = True) -> T:
         """The result of *review* for *source*, once a slot is free;
-        :class:`AuthenticationUnavailable` when the queue, or *source*'s share, is full."""
+        :class:`AuthenticationUnavailable` when the queue, or *source*'s share, is full,
+        or, unless *wait*, when no slot is free now."""
         if self._by_source[source] >= self._per_source or (
-            self._slots.locked() and self._waiting >= self._max_waiting
+            self._slots.locked() and (not wait or self._waiting >= self._max_waiting)
         ):
             raise AuthenticationUnavailable(
                 "too many token and access reviews are under way; retry in a second"
