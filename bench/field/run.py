@@ -273,10 +273,11 @@ def field_notes(plan: FieldPlan) -> list[str]:
         "Sustained = no wrongful expiry (a 404/410 to a client, or a tenant Session stopping) "
         "and beat p99 ≤ 2x the p99 of raw status patches sent open loop at the step's rate, "
         "with the Pods churning as beside the beats, before the replicas started.",
-        f"Windows last {plan.window:.0f} s. With authCacheTTL at its 2 min, a window at least "
-        "that long renews each token's verdict about once, so its reviews per beat are the "
-        "steady state's. apiserver columns are deltas of apiserver_request_total; calls/beat count "
-        "Session and Event calls and reviews, not Pods or watches.",
+        f"Windows last {plan.window:.0f} s. With authCacheTTL at its 3 min, a verdict is "
+        "renewed in the background after 154-162 s, so a window that long renews each token's "
+        "about once: its reviews per beat are the steady state's. apiserver columns are "
+        "deltas of apiserver_request_total; calls/beat count Session and Event calls and "
+        "reviews, not Pods or watches.",
         "CPU is % of one core per process; peak = VmHWM of the window (reset at its start). "
         "CPU per beat is each replica's CPU over the window per heartbeat it answered.",
         "Failover: the leader SIGKILLed (no Lease release) while its clients move to the other "
