@@ -87,14 +87,15 @@ def default_lifecycle() -> LifecycleSettings:
 
 
 async def create_initialised(
-    api: ApiServer, body: dict[str, Any], lifecycle: LifecycleSettings
+    api: ApiServer, body: dict[str, Any], lifecycle: LifecycleSettings, state: str = "ready"
 ) -> None:
-    """Create *body*, then write the first status the operator's lifecycle gives it."""
+    """Create *body*, then write the first status the operator's lifecycle gives it (in
+    *state*: ``ready``, or ``new`` for a Session with a template)."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     created = await api.expect("POST", sessions_path(namespace), body)
     step = next_step(Session.from_body(created), datetime.now(UTC), lifecycle, None)
-    if not isinstance(step, InitialiseStatus) or step.status.get("state") != "ready":
-        raise RuntimeError(f"the operator's lifecycle would not make {name} ready: {step!r}")
+    if not isinstance(step, InitialiseStatus) or step.status.get("state") != state:
+        raise RuntimeError(f"the operator's lifecycle would not make {name} {state}: {step!r}")
     path = sessions_path(namespace, name, "status")
     await api.expect("PATCH", path, {"status": step.status}, MERGE_PATCH)
 

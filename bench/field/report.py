@@ -95,14 +95,14 @@ def _raw_rows(results: FieldResults) -> list[list[str]]:
     if results.ceiling is not None:
         load = results.ceiling
         rows.append([
-            "raw", "status merge-PATCH, closed loop c=32, operator not started", "0",
+            "raw", "status merge-PATCH of Sessions with a template, c=32, no operator", "0",
             f"{load.throughput:,.0f}/s", _ms(load.latency.p50_ms), _ms(load.latency.p99_ms),
             "1.00 writes/op", "the ceiling",
             f"sessions goal: {results.goal_sessions:,} (80 % of ceiling x 5 s)",
         ])  # fmt: skip
     for sessions, run in sorted(results.raw_at_rate.items()):
         rows.append([
-            "raw", "status merge-PATCH, open loop at a step's beat rate, Pods churning",
+            "raw", "the same, open loop at a step's beat rate, Pods churning",
             f"{sessions:,}",
             f"{run.rate:,.0f}/s", _ms(run.latency.p50_ms), _ms(run.latency.p99_ms),
             "1.00 writes/op", "the step's p99 bound (2x)",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.context import IDLER_LEASE, Bench, SessionName
+from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
 from bench.field.churn import PodChurn
 from bench.field.clients import Endpoints, Fleet
 from bench.field.measure import Field, open_loop
@@ -39,10 +39,16 @@ from bench.field.phases import (
 from bench.field.plan import FieldPlan
 from bench.field.replicas import REPLICA_NAMES, FieldReplica, ReplicaSet
 from bench.field.report import FieldResults
-from bench.field.tenants import Tenant, create_namespaces, grant_heartbeats, tenant_namespaces
-from bench.load import Rotation, closed_loop
+from bench.field.tenants import (
+    Tenant,
+    create_namespaces,
+    grant_heartbeats,
+    tenant_namespaces,
+    workload_session,
+)
+from bench.load import Rotation, bounded_gather, closed_loop
 from bench.phases import Expiry, StatusWriter, expiry, staggered
-from bench.population import seed_unwatched
+from bench.population import create_initialised, default_lifecycle
 from harness import LocalControlPlane
 from harness.certificates import self_signed_certificate
 from harness.kube import ApiServer
@@ -193,10 +199,10 @@ async def _phases(
 async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     """The closed-loop ceiling, then open-loop patches at each step's rate (none of the
     steps' sizes is known before the ceiling), with the unrelated Pods churning as they
-    will beside the steps' heartbeats."""
+    will beside the steps' heartbeats; all to Sessions shaped as the tenants'."""
     api = scene.api
     raw = [SessionName(RAW_NAMESPACE, f"raw-{index:05d}") for index in range(plan.raw_sessions)]
-    await seed_unwatched(api, raw)
+    await seed_like_tenants(api, raw)
     bench = Bench(api, scene.http, _idle_operator(scene), scene.plane_pids, "", scene.progress)
     writer = StatusWriter(bench)
     results.ceiling = await closed_loop(
@@ -215,6 +221,17 @@ async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
         await churning
     # The replicas watch every namespace: the raw Sessions go before they start.
     await api.expect("DELETE", sessions_path(RAW_NAMESPACE))
+
+
+async def seed_like_tenants(api: ApiServer, refs: list[SessionName]) -> None:
+    """Sessions shaped as the tenants' (a Pod template, the default lease), initialised as
+    the operator would: the raw patches then write objects of the size the beats write."""
+    lifecycle = default_lifecycle()
+
+    async def create(ref: SessionName) -> None:
+        await create_initialised(api, workload_session(ref), lifecycle, state="new")
+
+    await bounded_gather(refs, create, SETUP_CONCURRENCY)
 
 
 def due_names(plan: FieldPlan) -> list[str]:
