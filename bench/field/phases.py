@@ -371,10 +371,14 @@ class Restart:
     ready_seconds: dict[str, float]
     first_beat_seconds: float
     cold: Window
-    """The first window after both were ready: the auth caches' cold cost."""
+    """The window from the start on: the auth caches' cold cost."""
+    wrongful: int = 0
+    """Sessions stopped under their beating clients (must be 0)."""
 
 
-async def restart(scene: Field, sessions: int, cold_seconds: float) -> Restart:
+async def restart(
+    scene: Field, sessions: int, cold_seconds: float, tenant_namespaces: Sequence[str]
+) -> Restart:
     """Stop both replicas (SIGTERM), start both, and time them to ready (the store synced)
     and to the first heartbeat answered; meter the window from the start on, the auth
     caches' cold cost included."""
@@ -398,4 +402,5 @@ async def restart(scene: Field, sessions: int, cold_seconds: float) -> Restart:
     observing = asyncio.create_task(observe())
     cold = await metered_window(scene, cold_seconds, "restarted: cold caches")
     first_beat = await observing
-    return Restart(sessions, ready, first_beat, cold)
+    wrongful = len(cold.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
+    return Restart(sessions, ready, first_beat, cold, wrongful)

@@ -220,8 +220,9 @@ def table_rows(results: FieldResults) -> list[list[str]]:
             f"SARs {cold.per_second(cold.calls.access_reviews):.1f}/s over {cold.seconds:.0f} s",
             f"ready ≤ {READY_SECONDS:.0f} s at {READY_GOAL_SESSIONS:,}"
             + ("" if bound else " (not this N)"),
-            _verdict(slowest <= READY_SECONDS, ", ".join(
-                f"{name} {seconds:.1f} s" for name, seconds in restarted.ready_seconds.items())),
+            _verdict(slowest <= READY_SECONDS and restarted.wrongful == 0, ", ".join(
+                f"{name} {seconds:.1f} s" for name, seconds in restarted.ready_seconds.items())
+                + f"; {restarted.wrongful} wrongful; beats {restarted.cold.beats.failures}"),
         ])  # fmt: skip
     return rows
 
@@ -327,6 +328,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "sessions": restarted.sessions,
             "ready_seconds": {name: round(s, 2) for name, s in restarted.ready_seconds.items()},
             "first_beat_seconds": round(restarted.first_beat_seconds, 2),
+            "wrongful": restarted.wrongful,
             "cold": _window(restarted.cold),
         }
     return document

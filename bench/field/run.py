@@ -193,7 +193,7 @@ async def _phases(
     results.failover = await failover(scene, bench, live, DUE_NAMESPACE, due, namespaces,
                                       plan.due_spread)  # fmt: skip
     progress.start("restart", "both replicas restarted")
-    results.restart = await restart(scene, live - plan.due_sessions, plan.cold_seconds)
+    results.restart = await restart(scene, live - plan.due_sessions, plan.cold_seconds, namespaces)
 
 
 async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:

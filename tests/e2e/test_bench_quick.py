@@ -103,3 +103,4 @@ def test_quick_field_tier_runs_every_phase_with_distinct_tokens(tmp_path: Path) 
     assert failover["observed"] == failover["due"]
     assert failover["wrongful"] == 0
     assert set(report["restart"]["ready_seconds"]) == {"replica-a", "replica-b"}
+    assert report["restart"]["wrongful"] == 0
