@@ -21,6 +21,19 @@ SETUP_CONCURRENCY = 32
 """Concurrent requests of the benchmark's own setup work (creates, patches, warm-ups)."""
 
 
+async def metric_by_label(
+    http: aiohttp.ClientSession, base_url: str, metric: str, label: str
+) -> dict[str, float]:
+    """A metric of the operator at *base_url* (its ``/metrics``), summed by *label*."""
+    async with http.get(base_url + "/metrics") as response:
+        text = await response.text()
+    values: dict[str, float] = {}
+    for labels, value in prometheus_samples(text, metric):
+        key = labels.get(label, "")
+        values[key] = values.get(key, 0.0) + value
+    return values
+
+
 @dataclass(frozen=True)
 class SessionName:
     """A Session of the benchmark: namespace and name."""
@@ -47,13 +60,7 @@ class Bench:
 
     async def operator_counters(self, metric: str, label: str) -> dict[str, float]:
         """A metric of the operator's ``/metrics``, summed by the value of *label*."""
-        async with self.http.get(self.operator.url + "/metrics") as response:
-            text = await response.text()
-        values: dict[str, float] = {}
-        for labels, value in prometheus_samples(text, metric):
-            key = labels.get(label, "")
-            values[key] = values.get(key, 0.0) + value
-        return values
+        return await metric_by_label(self.http, self.operator.url, metric, label)
 
     async def ready_sessions(self) -> int:
         """How many sessions the operator holds as ``ready``."""

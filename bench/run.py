@@ -21,13 +21,15 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 
+from bench.access import create_heartbeat_role, create_namespaces, grant_account, mint_token
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
 from bench.cost import CostMeter
 from bench.field.plan import FieldPlan
@@ -60,8 +62,8 @@ from harness.kube import ApiServer
 from harness.machine import describe_machine
 from harness.operator_process import OperatorProcess
 from harness.progress import Progress
-from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 
+R = TypeVar("R")
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 WATCHED = "bench"
@@ -76,6 +78,7 @@ IDLE_DUE_LEAD_SECONDS = 1.0
 the last one to its end)."""
 """Time a standby replica is given after its first LIST before its idle cost is metered."""
 CLIENT = "bench-client"
+CLIENT_TOKEN_SECONDS = 7200
 HEARTBEAT_ROLE = "bench-session-heartbeat"
 FULL_SESSIONS = 10_000
 """N of the default run's largest tier."""
@@ -311,41 +314,12 @@ async def measure(
 
 
 async def _grant_heartbeats(api: ApiServer) -> str:
-    """The namespaces, a ServiceAccount allowed to beat Sessions in the watched one (what
-    the chart's ClusterRole ``session-heartbeat`` grants, made here so the benchmark does
-    not depend on where the manifests live), and a token for it."""
-    for namespace in (WATCHED, UNWATCHED):
-        namespace_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-        await api.expect("POST", "/api/v1/namespaces", namespace_body)
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": HEARTBEAT_ROLE},
-        "rules": [{"apiGroups": ["xg2g.io"], "resources": ["sessions/heartbeat"],
-                   "verbs": ["create"]}],
-    }  # fmt: skip
-    await api.expect("POST", f"{rbac}/clusterroles", role)
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": CLIENT}}
-    await api.expect("POST", f"/api/v1/namespaces/{WATCHED}/serviceaccounts", account)
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": f"{CLIENT}-heartbeat"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": HEARTBEAT_ROLE},
-        "subjects": [{"kind": "ServiceAccount", "name": CLIENT, "namespace": WATCHED}],
-    }  # fmt: skip
-    await api.expect("POST", f"{rbac}/namespaces/{WATCHED}/rolebindings", binding)
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 7200, "audiences": [DEFAULT_TOKEN_AUDIENCE]},
-    }
-    answer = await api.expect(
-        "POST", f"/api/v1/namespaces/{WATCHED}/serviceaccounts/{CLIENT}/token", request
-    )
-    return str(answer["status"]["token"])
+    """The namespaces, a ServiceAccount allowed to beat Sessions in the watched one, and a
+    token for it."""
+    await create_namespaces(api, [WATCHED, UNWATCHED])
+    await create_heartbeat_role(api, HEARTBEAT_ROLE)
+    await grant_account(api, WATCHED, CLIENT, HEARTBEAT_ROLE)
+    return await mint_token(api, WATCHED, CLIENT, CLIENT_TOKEN_SECONDS)
 
 
 @dataclass
@@ -595,20 +569,31 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(plan.steps())
     started = time.monotonic()
     with _control_plane(progress) as (plane, workdir):
-        try:
-            results = asyncio.run(measure(plan, plane, workdir, progress))
-        except KeyboardInterrupt:
-            progress.note("interrupted")
-            return 130
+        results = _until_interrupted(progress, measure(plan, plane, workdir, progress))
+    if results is None:
+        return 130
     results.seconds = time.monotonic() - started
     results.notes.extend(_notes(plan))
     progress.finish()
     table = render(results)
     document = as_json(results, table) | {"plan": asdict(plan)}
-    path = _write_json(args.results_dir, document)
+    return _report(table, _write_json(args.results_dir, document), failed=bool(results.error))
+
+
+def _until_interrupted(progress: Progress, measurement: Coroutine[Any, Any, R]) -> R | None:
+    """Run *measurement*; ``None`` if Ctrl-C stopped it."""
+    try:
+        return asyncio.run(measurement)
+    except KeyboardInterrupt:
+        progress.note("interrupted")
+        return None
+
+
+def _report(table: str, path: Path, *, failed: bool) -> int:
+    """Print the table and where its JSON went; the exit code."""
     print(table)
     print(f"\nJSON: {path}")
-    return 1 if results.error else 0
+    return 1 if failed else 0
 
 
 @contextlib.contextmanager
@@ -635,19 +620,16 @@ def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool) -> int:
     profile_to = results_dir / stamp if profile else None
     results_dir.mkdir(parents=True, exist_ok=True)
     with _control_plane(progress) as (plane, workdir):
-        try:
-            results = asyncio.run(measure_field(plan, plane, workdir, progress, profile_to))
-        except KeyboardInterrupt:
-            progress.note("interrupted")
-            return 130
+        measurement = measure_field(plan, plane, workdir, progress, profile_to)
+        results = _until_interrupted(progress, measurement)
+    if results is None:
+        return 130
     results.seconds = time.monotonic() - started
     results.notes.extend(field_notes(plan))
     progress.finish()
     table = render_field(results)
     path = _write_json(results_dir, field_json(results, table) | {"plan": asdict(plan)}, "-field")
-    print(table)
-    print(f"\nJSON: {path}")
-    return 1 if results.error else 0
+    return _report(table, path, failed=bool(results.error))
 
 
 def _notes(plan: Plan) -> list[str]:

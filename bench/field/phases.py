@@ -25,7 +25,7 @@ from bench.field.clients import BeatStats
 from bench.field.measure import Field, Window, metered_window
 from bench.field.profile import apiserver_profile, top_functions
 from bench.field.replicas import FieldReplica
-from bench.field.tenants import Tenant, account_of, mint_token, workload_session
+from bench.field.tenants import Tenant, account_of, mint_tenant_token, workload_session
 from bench.load import Latency, bounded_gather
 from bench.phases import ExpiryWatch, follow_sessions, staggered
 from bench.population import Lease, adopted_body, create_initialised, default_lifecycle
@@ -91,7 +91,9 @@ async def add_tenants(
 
     async def mint(ref: SessionName) -> None:
         account = account_of(indexed[ref], namespaces, accounts_per_namespace)
-        tenants.append(Tenant(ref, account, await mint_token(scene.api, ref.namespace, account)))
+        tenants.append(
+            Tenant(ref, account, await mint_tenant_token(scene.api, ref.namespace, account))
+        )
 
     def done(count_done: int) -> None:
         scene.progress.update(0.8 + 0.2 * count_done / count, f"tokens {count_done:,}/{count:,}")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.context import metric_by_label
 from bench.field.clients import Replica
 from harness.cluster import free_port
-from harness.kube import ApiServer, prometheus_samples
+from harness.kube import ApiServer
 from harness.operator_process import OperatorProcess
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/default/leases/session-lease-operator"
@@ -58,13 +59,7 @@ class FieldReplica:
     async def metric(self, http: aiohttp.ClientSession, name: str, label: str) -> dict[str, float]:
         """A metric of the replica's ``/metrics``, summed by the value of *label* (*http*
         must trust the API's certificate)."""
-        async with http.get(f"{self.process.url}/metrics") as response:
-            text = await response.text()
-        values: dict[str, float] = {}
-        for labels, value in prometheus_samples(text, name):
-            key = labels.get(label, "")
-            values[key] = values.get(key, 0.0) + value
-        return values
+        return await metric_by_label(http, self.process.url, name, label)
 
     async def wait_ready(
         self, http: aiohttp.ClientSession, within: float = 120.0, since: float | None = None

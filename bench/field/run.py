@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.access import create_namespaces
 from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
 from bench.field.churn import PodChurn
 from bench.field.clients import Endpoints, Fleet
@@ -39,13 +40,7 @@ from bench.field.phases import (
 from bench.field.plan import FieldPlan
 from bench.field.replicas import REPLICA_NAMES, FieldReplica, ReplicaSet
 from bench.field.report import FieldResults
-from bench.field.tenants import (
-    Tenant,
-    create_namespaces,
-    grant_heartbeats,
-    tenant_namespaces,
-    workload_session,
-)
+from bench.field.tenants import Tenant, grant_heartbeats, tenant_namespaces, workload_session
 from bench.load import Rotation, bounded_gather, closed_loop
 from bench.phases import Expiry, StatusWriter, expiry, staggered
 from bench.population import create_initialised, default_lifecycle

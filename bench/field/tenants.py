@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.context import SETUP_CONCURRENCY, SessionName
-from bench.load import bounded_gather
+from bench.access import create_heartbeat_role, grant_accounts, mint_token
+from bench.context import SessionName
 from harness.kube import ApiServer
-from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 
 HEARTBEAT_ROLE = "field-session-heartbeat"
 TOKEN_SECONDS = 3600
-RBAC = "/apis/rbac.authorization.k8s.io/v1"
 POD_TEMPLATE: dict[str, Any] = {
     "spec": {
         "containers": [{"name": "main", "image": "registry.invalid/session:field"}],
@@ -50,53 +48,17 @@ def account_of(index: int, namespaces: Sequence[str], accounts_per_namespace: in
     return f"client-{(index // len(namespaces)) % accounts_per_namespace}"
 
 
-async def create_namespaces(api: ApiServer, names: Sequence[str]) -> None:
-    """Create the namespaces *names*."""
-    for name in names:
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        await api.expect("POST", "/api/v1/namespaces", body)
-
-
 async def grant_heartbeats(api: ApiServer, namespaces: Sequence[str], accounts: int) -> None:
     """The heartbeat ClusterRole, and in each namespace *accounts* ServiceAccounts bound to
     it there."""
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": HEARTBEAT_ROLE},
-        "rules": [{"apiGroups": ["xg2g.io"], "resources": ["sessions/heartbeat"],
-                   "verbs": ["create"]}],
-    }  # fmt: skip
-    await api.expect("POST", f"{RBAC}/clusterroles", role)
+    await create_heartbeat_role(api, HEARTBEAT_ROLE)
     items = [(namespace, f"client-{i}") for namespace in namespaces for i in range(accounts)]
-
-    async def grant(item: tuple[str, str]) -> None:
-        namespace, name = item
-        account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
-        await api.expect("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", account)
-        binding = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": f"{name}-heartbeat"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": HEARTBEAT_ROLE},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        }  # fmt: skip
-        await api.expect("POST", f"{RBAC}/namespaces/{namespace}/rolebindings", binding)
-
-    await bounded_gather(items, grant, SETUP_CONCURRENCY)
+    await grant_accounts(api, HEARTBEAT_ROLE, items)
 
 
-async def mint_token(api: ApiServer, namespace: str, account: str) -> str:
-    """A new token of *account* for the operator's audience (what a projected volume holds)."""
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": TOKEN_SECONDS, "audiences": [DEFAULT_TOKEN_AUDIENCE]},
-    }
-    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
-    answer = await api.expect("POST", path, request)
-    return str(answer["status"]["token"])
+async def mint_tenant_token(api: ApiServer, namespace: str, account: str) -> str:
+    """A client's own token (an hour, as a projected volume's)."""
+    return await mint_token(api, namespace, account, TOKEN_SECONDS)
 
 
 def workload_session(ref: SessionName, lease: dict[str, int] | None = None) -> dict[str, Any]:
