@@ -37,6 +37,8 @@ from session_operator.timestamps import format_timestamp
 P99_FACTOR = 2.0
 """A sustained step's beat p99 is at most this many times the raw patch p99 at its rate."""
 HOLD_TIMEOUT_SECONDS = 300.0
+HOLD_SECONDS_PER_SESSION = 0.01
+"""How long the leader may take to hold Sessions just added: 300 s, plus 10 ms each."""
 FIRST_BEAT_TIMEOUT_SECONDS = 120.0
 DUE_LEASE = {"ttlSeconds": 3600, "heartbeatIntervalSeconds": 1}
 """Sessions whose leases the benchmark sets to fall due (never beaten)."""
@@ -127,7 +129,7 @@ async def live_sessions(scene: Field) -> int:
 
 
 async def _wait_live(scene: Field, live: int) -> None:
-    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS
+    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + HOLD_SECONDS_PER_SESSION * live
     while (held := await live_sessions(scene)) < live:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the leader holds {held:,} of {live:,} live sessions")
