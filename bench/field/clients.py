@@ -68,12 +68,17 @@ class Endpoints:
         self._turn = (self._turn + 1) % len(self._ready)
         return self._ready[self._turn]
 
+    def mark_ready(self, ready: Sequence[Replica]) -> None:
+        """Hand out only *ready* from now on."""
+        self._ready = list(ready)
+
     async def follow(self, http: aiohttp.ClientSession) -> None:
         """Probe every replica's ``/readyz`` each second and keep the ready ones, until
         cancelled."""
         while True:
-            ready = [replica for replica in self.replicas if await _is_ready(http, replica)]
-            self._ready = ready
+            self.mark_ready(
+                [replica for replica in self.replicas if await _is_ready(http, replica)]
+            )
             await asyncio.sleep(PROBE_PERIOD_SECONDS)
 
 

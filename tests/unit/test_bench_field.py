@@ -1,0 +1,67 @@
+"""The field benchmark's pure parts: its clients' addresses, the Service they reach the
+replicas by, its steps, and the verdicts it computes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from bench.cost import ProcessCost
+from bench.field.clients import BeatStats, Endpoints, Replica, source_address
+from bench.field.measure import Window
+from bench.field.phases import PodEventCost, SustainStep
+from bench.field.plan import FieldPlan
+from harness.kube import ApiCalls
+
+NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
+
+
+def test_every_client_has_an_address_of_its_own_on_loopback() -> None:
+    addresses = [source_address(index) for index in range(70_000)]
+    assert len(set(addresses)) == len(addresses)
+    for address in addresses[::997]:
+        parsed = ipaddress.ip_address(address)
+        assert parsed.is_loopback
+        assert not address.endswith((".0", ".255"))
+
+
+def test_new_connections_go_round_the_ready_replicas_only() -> None:
+    a, b = Replica("a", "https://a", "http://a"), Replica("b", "https://b", "http://b")
+    endpoints = Endpoints([a, b])
+    assert {endpoints.pick(), endpoints.pick()} == {a, b}
+    endpoints.mark_ready([b])  # what follow() does when a's /readyz fails
+    assert [endpoints.pick(), endpoints.pick()] == [b, b]
+    endpoints.mark_ready([])
+    assert endpoints.pick() is None
+
+
+def test_steps_are_shares_of_the_goal_unless_sizes_are_given() -> None:
+    assert FieldPlan.full().steps(1_000) == [500, 750, 1_000, 1_250]
+    assert FieldPlan.quick().steps(1_000) == [40, 80]
+
+
+def window(seconds: float, cpu: dict[str, float], beats: BeatStats | None = None) -> Window:
+    cost = {name: ProcessCost(used, seconds, 0, 0) for name, used in cpu.items()}
+    return Window(seconds, NO_CALLS, cost, {}, beats or BeatStats())
+
+
+def test_pod_event_cost_is_the_extra_cpu_per_hundred_events_per_second() -> None:
+    quiet = window(20, {"replica-a": 0.2})
+    churning = window(20, {"replica-a": 0.6})  # 1 % of a core more
+    cost = PodEventCost(quiet, churning, events=4_000)  # 200 events/s
+    assert round(cost.core_percent_per_100("replica-a"), 6) == 1.0
+    assert cost.core_percent_per_100("replica-b") != cost.core_percent_per_100("replica-b")
+
+
+def sustained_step(p99_seconds: float, wrongful: int, raw_p99_ms: float) -> SustainStep:
+    beats = BeatStats()
+    for _ in range(98):
+        beats.take("replica-a", 0.010, 200)
+    for _ in range(2):  # the nearest-rank p99 of 100 beats is the second slowest
+        beats.take("replica-a", p99_seconds, 200)
+    return SustainStep(100, window(10, {}, beats), raw_p99_ms, wrongful, 50.0)
+
+
+def test_a_step_is_sustained_only_without_wrongful_expiries_and_within_twice_raw() -> None:
+    assert sustained_step(0.010, wrongful=0, raw_p99_ms=5.0).sustained
+    assert not sustained_step(0.010, wrongful=1, raw_p99_ms=5.0).sustained
+    assert not sustained_step(0.011, wrongful=0, raw_p99_ms=5.0).sustained
