@@ -351,10 +351,15 @@ def _operator(kubeconfig: str, grace: float) -> Iterator[subprocess.Popen[bytes]
     (saying so; SIGKILL after *grace* seconds) when the block is left while it runs."""
     env = operator_environment(os.environ, kubeconfig)
     operator = subprocess.Popen([sys.executable, "-m", "session_operator", "run"], env=env)
+    interrupted = False
     try:
         yield operator
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        if operator.poll() is None:
+        # Ctrl-C reaches the operator too, and it may have stopped already: say so anyway.
+        if interrupted or operator.poll() is None:
             _say("stopping the operator ...")
             terminate(operator, grace=grace)
 
