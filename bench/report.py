@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bench.cost import MIB, ProcessCost
 from bench.load import LoadResult
@@ -530,8 +530,19 @@ def _measurement(run: Measurement) -> dict[str, Any]:
     }
 
 
-def as_json(results: Results, table: str) -> dict[str, Any]:
-    """The whole run as a JSON-ready dict (the table included, verbatim)."""
+class RunSummary(Protocol):
+    """What every tier's results say of their run."""
+
+    started: str
+    mode: str
+    seconds: float
+    machine: Machine
+    notes: list[str]
+    error: str
+
+
+def run_head(results: RunSummary, table: str) -> dict[str, Any]:
+    """The first keys of a run's JSON: when, how long, where, the table, the notes."""
     return {
         "started": results.started,
         "mode": results.mode,
@@ -540,6 +551,13 @@ def as_json(results: Results, table: str) -> dict[str, Any]:
         "table": table,
         "notes": results.notes,
         "error": results.error or None,
+    }
+
+
+def as_json(results: Results, table: str) -> dict[str, Any]:
+    """The whole run as a JSON-ready dict (the table included, verbatim)."""
+    return {
+        **run_head(results, table),
         "setup": [
             {
                 "live_sessions": pop.live,

@@ -11,6 +11,7 @@ from bench.field.measure import OpenLoop, Window
 from bench.field.phases import Failover, PodEventCost, Restart, SustainStep
 from bench.load import Latency, LoadResult
 from bench.phases import Expiry, lag_summary
+from bench.report import run_head
 from harness.machine import Machine
 from harness.table import render_table
 
@@ -269,13 +270,7 @@ def _window(window: Window) -> dict[str, Any]:
 def as_json(results: FieldResults, table: str) -> dict[str, Any]:
     """The whole run as a JSON-ready dict (the table included, verbatim)."""
     document: dict[str, Any] = {
-        "started": results.started,
-        "mode": results.mode,
-        "seconds": round(results.seconds, 1),
-        "machine": results.machine.as_dict(),
-        "table": table,
-        "notes": results.notes,
-        "error": results.error or None,
+        **run_head(results, table),
         "ceiling_per_s": round(results.ceiling_rate, 1) if results.ceiling else None,
         "goal_sessions": results.goal_sessions,
         "raw_at_rate": {
