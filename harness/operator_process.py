@@ -13,12 +13,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
 
 from harness.cluster import free_port
+
+READY_POLL_SECONDS = 0.1
+"""The pause between two probes of ``/readyz`` while the operator starts."""
 
 
 class OperatorFailed(RuntimeError):
@@ -82,33 +85,35 @@ class OperatorProcess:
     def start(self, within: float = 30.0) -> None:
         """Start the process and wait until ``/readyz`` answers 200."""
         self.spawn()
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise OperatorFailed(f"the operator exited at start:\n{self.log_tail()}")
+        for _ in self._readiness_probes(within):
             try:
                 if self.get("/readyz")[0] == 200:
                     return
             except OSError:
                 pass
-            time.sleep(0.1)
-        self.stop()
-        raise OperatorFailed(f"the operator was not ready after {within:.0f}s:\n{self.log_tail()}")
+            time.sleep(READY_POLL_SECONDS)
 
     async def wait_ready(self, http: aiohttp.ClientSession, within: float = 60.0) -> None:
         """Wait until ``/readyz`` answers 200 without blocking the event loop (after
         :meth:`spawn`); :class:`OperatorFailed` if the process exits first."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise OperatorFailed(f"the operator exited at start:\n{self.log_tail()}")
+        for _ in self._readiness_probes(within):
             try:
                 async with http.get(self.url + "/readyz") as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(READY_POLL_SECONDS)
+
+    def _readiness_probes(self, within: float) -> Iterator[None]:
+        """One turn per probe of ``/readyz`` (the caller probes, its own way, and leaves the
+        loop once ready) for *within* seconds. :class:`OperatorFailed` if the process exits
+        first, or once the time is up (the process is stopped then)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise OperatorFailed(f"the operator exited at start:\n{self.log_tail()}")
+            yield
         self.stop()
         raise OperatorFailed(f"the operator was not ready after {within:.0f}s:\n{self.log_tail()}")
 

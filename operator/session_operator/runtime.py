@@ -1,5 +1,9 @@
-"""Assemble and run the operator: kopf, the control loop, and the HTTP server, one loop;
-or the heartbeat API alone (``serve-api``)."""
+"""Assemble and run the operator: kopf, the informer, the control loop, and the HTTP
+server, one loop; or the informer and the heartbeat API alone (``serve-api``).
+
+Every apiserver client (``k8s.rest.Rest``) of the process is built here, once
+(:func:`api_calls`), each with the deadline per call that its callers can afford.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,28 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import kopf
+from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
 
 from session_operator import metrics
 from session_operator.api.admission import AdmissionRoutes
-from session_operator.api.cache import SessionCache
 from session_operator.api.server import start_server
 from session_operator.api.wiring import build_heartbeat_api
 from session_operator.call_health import CallHealth
 from session_operator.config import Settings
 from session_operator.controller.election import LeaderElector, replica_identity
 from session_operator.controller.loop import SessionController
-from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Kubernetes, Reconciler
-from session_operator.controller.session_store import SessionStore
 from session_operator.handlers.pods import register_pod_handlers
+from session_operator.informer.pod_store import PodStore
+from session_operator.informer.session_cache import SessionCache
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.connection import connect
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.leader_lease import LeaseApi
@@ -36,11 +44,18 @@ from session_operator.k8s.sessions import SessionApi
 from session_operator.lifecycle import LifecycleSettings
 from session_operator.models import SESSION_LABEL
 
-# The outage record's calls give up as soon as the heartbeat API's do.
-OUTAGE_RECORD_TIMEOUT_SECONDS = 2.0
-# No call of the controller waits for ever: a hung one is retried as an unreachable
-# apiserver's (the leader's Lease calls have tighter deadlines of their own).
+SESSION_LIST_TIMEOUT_SECONDS = 60.0
+"""How long one page of the informer's Session LIST may take (its WATCH has limits of its
+own, ``k8s/watch.py``)."""
+HEARTBEAT_CALL_TIMEOUT_SECONDS = 2.0
+"""Every apiserver call on the heartbeat API's request path gives up after this long, so
+that a stalled apiserver is answered with 503 in a few seconds rather than a hung
+request."""
+OUTAGE_RECORD_TIMEOUT_SECONDS = HEARTBEAT_CALL_TIMEOUT_SECONDS
+"""The outage record's calls give up as soon as the heartbeat API's do."""
 CONTROLLER_CALL_TIMEOUT_SECONDS = 30.0
+"""No call of the controller waits for ever: a hung one is retried as an unreachable
+apiserver's (the leader's Lease calls have tighter deadlines of their own)."""
 
 LEADER_LEASE_NAME = "session-lease-operator"
 
@@ -74,12 +89,15 @@ def configure_logging(settings: Settings) -> None:
 
 def kopf_settings() -> kopf.OperatorSettings:
     """kopf's behaviour: it watches the workload Pods only, posts no Events of its own,
-    and stops promptly."""
+    observes no CRDs or Namespaces, and stops promptly."""
     settings = kopf.OperatorSettings()
     # The apiserver filters the Pod list and watch (labelSelector): the cluster's other
     # Pods never reach the operator, and the handler's own label filter never sees them.
     settings.watching.label_selectors["", "v1", "pods"] = SESSION_LABEL
     settings.posting.enabled = False
+    # Pods are built in and the namespace is fixed (or all): kopf's discovery at start is
+    # enough, and it need not list and watch CustomResourceDefinitions and Namespaces.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     # Stop promptly on SIGTERM: a lease decision in flight is a compare-and-set write,
     # safe to abandon; the next leader (or restart) decides again.
@@ -90,10 +108,31 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-async def share_outages(api_client: ApiClient, outages: OutageMonitor, settings: Settings) -> None:
+@dataclass(frozen=True)
+class ApiCalls:
+    """The apiserver clients of a process, over one connection, one per deadline. All but
+    the informer's tell the outage monitor of each call."""
+
+    informer: Rest
+    heartbeat_api: Rest
+    outage_record: Rest
+    controller: Rest
+
+
+def api_calls(api_client: ApiClient, outages: OutageMonitor) -> ApiCalls:
+    """Every :class:`Rest` of the process over *api_client*, with its deadline per call."""
+    health = outages.health
+    return ApiCalls(
+        informer=Rest(api_client, timeout=SESSION_LIST_TIMEOUT_SECONDS),
+        heartbeat_api=Rest(api_client, timeout=HEARTBEAT_CALL_TIMEOUT_SECONDS, observer=health),
+        outage_record=Rest(api_client, timeout=OUTAGE_RECORD_TIMEOUT_SECONDS, observer=health),
+        controller=Rest(api_client, timeout=CONTROLLER_CALL_TIMEOUT_SECONDS, observer=health),
+    )
+
+
+async def share_outages(rest: Rest, outages: OutageMonitor, settings: Settings) -> None:
     """Share *outages* through the record in the leader-election namespace, until
     cancelled."""
-    rest = Rest(api_client, timeout=OUTAGE_RECORD_TIMEOUT_SECONDS, observer=outages.health)
     await outages.run(OutageRecordApi(rest, settings.leader_election_namespace))
 
 
@@ -126,16 +165,17 @@ async def run_operator(settings: Settings) -> None:
     API, probes and metrics."""
     api_client = await connect()
     outages = OutageMonitor(CallHealth(utc_now))
-    rest = Rest(api_client, timeout=CONTROLLER_CALL_TIMEOUT_SECONDS, observer=outages.health)
+    calls = api_calls(api_client, outages)
     leading = asyncio.Event()
-    controller = build_controller(rest, settings, leading, outages)
+    controller = build_controller(calls.controller, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)
+    metrics.register_leader_gauge(leading.is_set, LEADER_LEASE_NAME)
     # Also kopf's: its default asks the user database for a name, and a container's
     # user (uid 65532, or an arbitrary one) may have no entry there.
     identity = replica_identity()
     electors = []
     if settings.leader_election:
-        leases = LeaseApi(rest, settings.leader_election_namespace, LEADER_LEASE_NAME)
+        leases = LeaseApi(calls.controller, settings.leader_election_namespace, LEADER_LEASE_NAME)
         electors.append(
             LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
         )
@@ -147,13 +187,14 @@ async def run_operator(settings: Settings) -> None:
     ready = asyncio.Event()
     # One watch and one store of Sessions in this process: the watch tells the controller,
     # whose store the heartbeat API reads too.
-    sessions = SessionCache.for_namespace(api_client, settings.namespace, controller)
-    routes = build_heartbeat_api(api_client, settings, utc_now, outages, controller.store)
+    sessions = SessionCache.for_namespace(calls.informer, settings.namespace, controller)
+    routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, controller.store)
     admission = AdmissionRoutes(settings.max_session_bytes)
     runners = await start_server(
         lambda: ready.is_set() and controller.store.synced, settings, routes, admission
     )
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
+    # The electors first: they are cancelled first, and each releases the Lease.
     background = [elector.run() for elector in electors]
     tasks = [
         asyncio.create_task(coroutine)
@@ -161,7 +202,7 @@ async def run_operator(settings: Settings) -> None:
             *background,
             controller.run(),
             sessions.run(),
-            share_outages(api_client, outages, settings),
+            share_outages(calls.outage_record, outages, settings),
         )
     ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
@@ -179,13 +220,7 @@ async def run_operator(settings: Settings) -> None:
             ready_flag=ready,
         )
     finally:
-        for task in tasks:  # the elector first: it releases the Lease
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for runner in runners:
-            await runner.cleanup()
-        await api_client.close()
+        await _shut_down(tasks, runners, api_client)
 
 
 async def serve_api(settings: Settings) -> None:
@@ -195,15 +230,16 @@ async def serve_api(settings: Settings) -> None:
     """
     api_client = await connect()
     outages = OutageMonitor(CallHealth(utc_now))
+    calls = api_calls(api_client, outages)
     store = SessionStore()
-    sessions = SessionCache.for_namespace(api_client, settings.namespace, store)
-    routes = build_heartbeat_api(api_client, settings, utc_now, outages, store)
+    sessions = SessionCache.for_namespace(calls.informer, settings.namespace, store)
+    routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, store)
     admission = AdmissionRoutes(settings.max_session_bytes)
     runners = await start_server(lambda: store.synced, settings, routes, admission)
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     cache_task = asyncio.create_task(sessions.run(), name="session-api-cache")
     outages_task = asyncio.create_task(
-        share_outages(api_client, outages, settings), name="session-api-outages"
+        share_outages(calls.outage_record, outages, settings), name="session-api-outages"
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, cache_task.cancel)
@@ -212,12 +248,22 @@ async def serve_api(settings: Settings) -> None:
             await cache_task
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-        outages_task.cancel()
+        await _shut_down([cache_task, outages_task], runners, api_client)
+
+
+async def _shut_down(
+    tasks: Sequence[asyncio.Task[Any]], runners: Sequence[web.AppRunner], api_client: ApiClient
+) -> None:
+    """Cancel *tasks* one after the other, each ended before the next is cancelled (a
+    leader elector first: it releases the Lease), stop the HTTP *runners*, and close the
+    apiserver connection."""
+    for task in tasks:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await outages_task
-        for runner in runners:
-            await runner.cleanup()
-        await api_client.close()
+            await task
+    for runner in runners:
+        await runner.cleanup()
+    await api_client.close()
 
 
 def _listening(settings: Settings) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Kubernetes, Reconciler
+from session_operator.informer.pod_store import PodStore
 from session_operator.k8s.connection import connect
 from session_operator.k8s.errors import PreconditionFailed
 from session_operator.k8s.events import EventRecorder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +21,8 @@ from session_operator.api.auth import (
 from session_operator.api.errors import AuthenticationUnavailable, Forbidden, Unauthenticated
 from session_operator.api.review_limit import ReviewLimiter
 from session_operator.k8s.errors import ApiUnavailable
-from session_operator.k8s.rest import Rest
 from session_operator.models import SessionRef
+from tests.unit.builders import FakeRest
 
 REF = SessionRef(namespace="media", name="living-room")
 PLAYER = {
@@ -32,30 +31,6 @@ PLAYER = {
     "groups": ["system:serviceaccounts", "system:authenticated"],
     "extra": {"authentication.kubernetes.io/credential-id": ["JTI=1"]},
 }
-
-
-class FakeRest(Rest):
-    """Answers every request with the next of *answers* (an exception is raised)."""
-
-    def __init__(self, answers: list[dict[str, Any] | Exception]) -> None:
-        self.requests: list[tuple[str, str, Any]] = []
-        self._answers = answers
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: object = None,
-        content_type: str = "application/json",
-        query: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        self.requests.append((method, path, body))
-        await asyncio.sleep(0)
-        answer = self._answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from session_operator.api.errors import Forbidden, Unauthenticated
 from session_operator.api.review_limit import ReviewLimiter
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.models import SessionRef
-from tests.unit.test_api_auth import FakeRest
+from tests.unit.builders import FakeRest
 
 pytestmark = pytest.mark.unit
 

@@ -3,100 +3,45 @@ Gone; what it sees goes to a sink (here a bare store)."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from session_operator.api.cache import SessionCache
-from session_operator.controller.session_store import SessionStore
+from session_operator.informer.session_cache import SessionCache
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable, ResourceVersionExpired
-from session_operator.k8s.watch import Listing, ListWatch, WatchEvent
+from session_operator.k8s.watch import Listing, WatchEvent
 from session_operator.models import SessionRef
-
-T = TypeVar("T")
-
-
-def body(name: str, version: int, session_id: str | None = None) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "namespace": "media",
-            "name": name,
-            "uid": f"uid-{name}",
-            "resourceVersion": str(version),
-            "creationTimestamp": "2026-11-23T09:59:00Z",
-        },
-        "status": {"state": "ready", "sessionID": session_id} if session_id else {},
-    }
-
-
-class ScriptedListWatch(ListWatch):
-    """LISTs and WATCHes that play a script; a watch without events waits forever."""
-
-    def __init__(
-        self,
-        listings: list[Listing[dict[str, Any]] | Exception],
-        watches: list[list[WatchEvent | Exception]],
-    ):
-        self.listings = listings
-        self.watches = watches
-        self.watched_from: list[str] = []
-        self.lists = 0
-
-    async def list(self, decode: Callable[[dict[str, Any]], T | None]) -> Listing[T]:
-        self.lists += 1
-        listing = self.listings.pop(0)
-        if isinstance(listing, Exception):
-            raise listing
-        decoded = (decode(item) for item in listing.items)
-        return Listing([item for item in decoded if item is not None], listing.resource_version)
-
-    async def watch(self, resource_version: str) -> AsyncIterator[WatchEvent]:
-        self.watched_from.append(resource_version)
-        for step in self.watches.pop(0) if self.watches else []:
-            if isinstance(step, Exception):
-                raise step
-            yield step
-        await asyncio.Event().wait()
-
-
-async def run_until(cache: SessionCache, done: Any) -> None:
-    task = asyncio.create_task(cache.run())
-    try:
-        for _ in range(200):
-            if done():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("the cache never got there")
-    finally:
-        task.cancel()
+from tests.unit.builders import ScriptedListWatch, listed_body, run_cache_until
 
 
 async def test_cache_lists_then_applies_watch_events_and_relists_on_410() -> None:
     script = ScriptedListWatch(
         listings=[
-            Listing([body("a", 5, "id-a")], "10"),
-            Listing([body("b", 12, "id-b")], "20"),
+            Listing([listed_body("a", 5, "id-a")], "10"),
+            Listing([listed_body("b", 12, "id-b")], "20"),
         ],
         watches=[
             [
-                WatchEvent("ADDED", body("b", 11)),
-                WatchEvent("MODIFIED", body("b", 12, "id-b")),
+                WatchEvent("ADDED", listed_body("b", 11)),
+                WatchEvent("MODIFIED", listed_body("b", 12, "id-b")),
                 WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "15"}}),
                 ResourceVersionExpired("too old"),
             ],
-            [WatchEvent("DELETED", body("b", 21, "id-b"))],
+            [WatchEvent("DELETED", listed_body("b", 21, "id-b"))],
         ],
     )
     store = SessionStore()
     cache = SessionCache(script, store)
     assert not store.synced
-    await run_until(cache, lambda: len(script.watched_from) == 2 and store.by_id("id-b") is None)
+    await run_cache_until(
+        cache, lambda: len(script.watched_from) == 2 and store.by_id("id-b") is None
+    )
 
     assert store.synced
     assert script.lists == 2
@@ -109,13 +54,13 @@ async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -
     script = ScriptedListWatch(
         listings=[Listing([], "10")],
         watches=[
-            [WatchEvent("ADDED", body("a", 11, "id-a")), ApiUnavailable("connection reset")],
-            [WatchEvent("MODIFIED", body("a", 12, "id-a"))],
+            [WatchEvent("ADDED", listed_body("a", 11, "id-a")), ApiUnavailable("connection reset")],
+            [WatchEvent("MODIFIED", listed_body("a", 12, "id-a"))],
         ],
     )
     store = SessionStore()
     cache = SessionCache(script, store)
-    await run_until(
+    await run_cache_until(
         cache,
         lambda: (found := store.by_id("id-a")) is not None and found.resource_version == "12",
     )
@@ -124,37 +69,37 @@ async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -
 
 
 async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
-    broken = body("x", 11)
+    broken = listed_body("x", 11)
     del broken["metadata"]["uid"]
-    garbled = body("y", 12)
+    garbled = listed_body("y", 12)
     garbled["metadata"]["creationTimestamp"] = "yesterday"
     script = ScriptedListWatch(
-        listings=[Listing([broken, body("a", 5, "id-a")], "10")],
+        listings=[Listing([broken, listed_body("a", 5, "id-a")], "10")],
         watches=[
             [
                 WatchEvent("ADDED", broken),
                 WatchEvent("ADDED", garbled),
-                WatchEvent("ADDED", body("b", 13, "id-b")),
+                WatchEvent("ADDED", listed_body("b", 13, "id-b")),
             ]
         ],
     )
     store = SessionStore()
     cache = SessionCache(script, store)
-    await run_until(cache, lambda: store.by_id("id-b") is not None)
+    await run_cache_until(cache, lambda: store.by_id("id-b") is not None)
     assert store.by_id("id-a") is not None
 
 
 async def test_an_unexpected_failure_of_the_watch_lists_again_rather_than_ending_it(
     monkeypatch: Any,
 ) -> None:
-    monkeypatch.setattr("session_operator.api.cache.RETRY_FIRST_SECONDS", 0.01)
+    monkeypatch.setattr("session_operator.informer.session_cache.RETRY_FIRST_SECONDS", 0.01)
     script = ScriptedListWatch(
-        listings=[Listing([], "10"), Listing([body("a", 30, "id-a")], "30")],
+        listings=[Listing([], "10"), Listing([listed_body("a", 30, "id-a")], "30")],
         watches=[[RuntimeError("a payload the client could not read")]],
     )
     store = SessionStore()
     cache = SessionCache(script, store)
-    await run_until(cache, lambda: store.by_id("id-a") is not None)
+    await run_cache_until(cache, lambda: store.by_id("id-a") is not None)
     assert script.lists == 2
     assert script.watched_from == ["10", "30"]
 
@@ -183,12 +128,12 @@ def cache_log(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> Callable[[], list[tuple[int, str]]]:
     """Retries within milliseconds; what the cache has logged, as (level, message)."""
-    monkeypatch.setattr("session_operator.api.cache.RETRY_FIRST_SECONDS", 0.001)
-    caplog.set_level(logging.DEBUG, logger="session_operator.api.cache")
+    monkeypatch.setattr("session_operator.informer.session_cache.RETRY_FIRST_SECONDS", 0.001)
+    caplog.set_level(logging.DEBUG, logger="session_operator.informer.session_cache")
     return lambda: [
         (record.levelno, record.getMessage())
         for record in caplog.records
-        if record.name == "session_operator.api.cache"
+        if record.name == "session_operator.informer.session_cache"
     ]
 
 
@@ -199,7 +144,7 @@ async def test_an_unreachable_apiserver_is_told_once_in_short_then_at_debug_unti
         listings=[refused(), refused(), refused(), Listing([], "10")], watches=[]
     )
     store = SessionStore()
-    await run_until(SessionCache(script, store), lambda: store.synced)
+    await run_cache_until(SessionCache(script, store), lambda: store.synced)
 
     told = cache_log()
     reason = "session cache: cannot reach the apiserver at 10.96.0.1:443: connection refused"
@@ -218,10 +163,10 @@ async def test_each_outage_is_told_at_warning_and_its_end_at_info(
 ) -> None:
     script = ScriptedListWatch(
         listings=[refused(), Listing([], "10")],
-        watches=[[refused()], [WatchEvent("ADDED", body("a", 11, "id-a"))]],
+        watches=[[refused()], [WatchEvent("ADDED", listed_body("a", 11, "id-a"))]],
     )
     store = SessionStore()
-    await run_until(SessionCache(script, store), lambda: store.by_id("id-a") is not None)
+    await run_cache_until(SessionCache(script, store), lambda: store.by_id("id-a") is not None)
 
     assert [level for level, _ in cache_log()] == [
         logging.WARNING,  # the LIST failed

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from session_operator.api.cache import SessionCache
 from session_operator.api.errors import CacheNotSynced, SessionNotFound
 from session_operator.api.lookup import SessionLookup
-from session_operator.controller.session_store import SessionStore
+from session_operator.informer.session_cache import SessionCache
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.sessions import SessionApi
 from session_operator.k8s.watch import Listing
 from session_operator.models import Session, SessionRef
-from tests.unit.test_api_cache import ScriptedListWatch, body, run_until
+from tests.unit.builders import ScriptedListWatch, listed_body, run_cache_until
 
 
 class NoReads(SessionApi):
@@ -31,9 +31,9 @@ def lookup_over(script: ScriptedListWatch) -> tuple[SessionLookup, SessionCache,
 
 
 async def test_unknown_session_id_is_not_found_without_reading_the_apiserver() -> None:
-    script = ScriptedListWatch([Listing([body("a", 5, "id-a")], "10")], [])
+    script = ScriptedListWatch([Listing([listed_body("a", 5, "id-a")], "10")], [])
     lookup, cache, store = lookup_over(script)
-    await run_until(cache, lambda: store.synced)
+    await run_cache_until(cache, lambda: store.synced)
     assert lookup.by_id("id-a").ref == SessionRef(namespace="media", name="a")
     for _ in range(1_000):
         with pytest.raises(SessionNotFound):

@@ -85,13 +85,21 @@ def test_unexpected_error_is_a_bare_500_without_its_message() -> None:
     assert "secret internals" not in json.dumps(problem.body("/x"))
 
 
-def test_method_not_allowed_keeps_its_allow_header() -> None:
-    problem = problem_for(web.HTTPMethodNotAllowed("DELETE", ["POST"]))
-    assert (problem.status, problem.slug, problem.headers["Allow"]) == (
-        405,
-        "method-not-allowed",
-        "POST",
-    )
+@pytest.mark.parametrize(
+    ("error", "status", "slug", "detail", "headers"),
+    [
+        (web.HTTPNotFound(), 404, "not-found", "no such path", {}),
+        (web.HTTPMethodNotAllowed("DELETE", ["POST"]), 405, "method-not-allowed",
+         "this path does not serve this method", {"Allow": "POST"}),
+        (web.HTTPLengthRequired(), 411, "length-required", "Length Required", {}),
+    ],
+)  # fmt: skip
+def test_aiohttps_own_answers_are_problems_too(
+    error: web.HTTPException, status: int, slug: str, detail: str, headers: dict[str, str]
+) -> None:
+    problem = problem_for(error)
+    assert (problem.status, problem.slug, problem.detail) == (status, slug, detail)
+    assert dict(problem.headers) == headers
 
 
 def test_response_is_problem_json_and_not_cacheable() -> None:

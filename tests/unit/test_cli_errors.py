@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from session_operator import __version__
 from tests.kubeconfigs import unreachable_kubeconfig
-
-
-def session_operator(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``session-operator ARGS`` with *env* over an environment cleared of every setting,
-    kubeconfig and heartbeat variable of this machine."""
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("XG2G_SESSION_", "SESSION_API_"))
-        and key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "session_operator", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        timeout=60,
-        check=False,
-    )
+from tests.unit.builders import session_operator
 
 
 def test_version() -> None:

@@ -6,35 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from session_operator.controller.loop import SessionController
-from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Outcome, Reconciler
-from session_operator.controller.session_store import SessionStore
 from session_operator.models import Session
-
-NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
-CHECK = timedelta(milliseconds=200)
-
-
-def body(name: str, expires_at: datetime, state: str = "ready") -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "media",
-            "uid": f"uid-{name}",
-            "resourceVersion": "1",
-            "creationTimestamp": "2026-11-23T09:00:00Z",
-        },
-        "status": {
-            "state": state,
-            "leaseTTLSeconds": 60,
-            "heartbeatInterval": 5,
-            "leaseExpiresAt": expires_at.isoformat().replace("+00:00", "Z"),
-        },
-    }
+from tests.unit.builders import EXPIRY_CHECK, NOW, controller_without_deadlines, leased_body
 
 
 class StopsNothing(Reconciler):
@@ -57,21 +34,12 @@ async def run_for(controller: SessionController, seconds: float) -> None:
         await task
 
 
-def controller_without_deadlines(reconciler: Reconciler) -> SessionController:
-    leading = asyncio.Event()
-    leading.set()
-    return SessionController(
-        reconciler, SessionStore(), PodStore(), lambda: NOW, leading, CHECK,
-        exact_deadlines=False,
-    )  # fmt: skip
-
-
 async def test_with_the_heap_off_a_lapsed_session_is_queued_again_every_check() -> None:
     reconciler = StopsNothing()
     controller = controller_without_deadlines(reconciler)
-    controller.update(Session.from_body(body("lapsed", NOW - timedelta(seconds=1))))
-    controller.update(Session.from_body(body("live", NOW + timedelta(hours=1))))
-    await run_for(controller, CHECK.total_seconds() * 2.5)
+    controller.update(Session.from_body(leased_body("lapsed", NOW - timedelta(seconds=1))))
+    controller.update(Session.from_body(leased_body("live", NOW + timedelta(hours=1))))
+    await run_for(controller, EXPIRY_CHECK.total_seconds() * 2.5)
     # Once for the watch event, then once per backstop check: the lapsed one only.
     assert reconciler.reconciled.count("lapsed") == 3
     assert reconciler.reconciled.count("live") == 1
@@ -81,7 +49,7 @@ async def test_a_standby_replica_queues_nothing() -> None:
     reconciler = StopsNothing()
     controller = controller_without_deadlines(reconciler)
     controller.leading.clear()
-    controller.update(Session.from_body(body("lapsed", NOW - timedelta(seconds=1))))
+    controller.update(Session.from_body(leased_body("lapsed", NOW - timedelta(seconds=1))))
     assert controller.queue_lapsed() == 1  # it knows, but its loop waits for leadership
-    await run_for(controller, CHECK.total_seconds() * 2.5)
+    await run_for(controller, EXPIRY_CHECK.total_seconds() * 2.5)
     assert reconciler.reconciled == []

@@ -14,12 +14,12 @@ import pytest
 
 from session_operator.controller import loop
 from session_operator.controller.loop import SessionController
-from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Outcome, Reconciler
-from session_operator.controller.session_store import SessionStore
+from session_operator.informer.pod_store import PodStore
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.models import Session, SessionRef
-from tests.unit.test_controller_backstop import NOW, body, controller_without_deadlines
+from tests.unit.builders import NOW, controller_without_deadlines, leased_body
 
 
 class FailsThenWrites(Reconciler):
@@ -57,7 +57,7 @@ async def run_until(
 async def test_a_failing_reconcile_is_retried_with_a_doubling_backoff() -> None:
     reconciler = FailsThenWrites(failures=2)
     controller = controller_without_deadlines(reconciler)
-    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(leased_body("s", NOW + timedelta(hours=1))))
     await run_until(controller, lambda: len(reconciler.attempts) == 3, seconds=5)
     first, second = (
         reconciler.attempts[1] - reconciler.attempts[0],
@@ -73,7 +73,7 @@ async def test_a_failing_reconcile_is_retried_with_a_doubling_backoff() -> None:
 async def test_a_deleted_session_is_forgotten_and_not_reconciled() -> None:
     reconciler = FailsThenWrites(failures=0)
     controller = controller_without_deadlines(reconciler)
-    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(leased_body("s", NOW + timedelta(hours=1))))
     controller.remove(SessionRef(namespace="media", name="s"))
     assert controller.store.get(SessionRef(namespace="media", name="s")) is None
     with contextlib.suppress(TimeoutError):
@@ -84,8 +84,8 @@ async def test_a_deleted_session_is_forgotten_and_not_reconciled() -> None:
 async def test_a_relisting_forgets_what_it_lacks_and_queues_what_it_holds() -> None:
     reconciler = FailsThenWrites(failures=0)
     controller = controller_without_deadlines(reconciler)
-    controller.update(Session.from_body(body("gone", NOW + timedelta(hours=1))))
-    controller.replace_all([Session.from_body(body("kept", NOW + timedelta(hours=1)))])
+    controller.update(Session.from_body(leased_body("gone", NOW + timedelta(hours=1))))
+    controller.replace_all([Session.from_body(leased_body("kept", NOW + timedelta(hours=1)))])
     controller.mark_synced()
 
     assert controller.store.synced
@@ -102,7 +102,7 @@ async def test_a_worker_that_lost_the_lead_while_waiting_takes_no_step() -> None
     task = asyncio.create_task(controller.run())
     await asyncio.sleep(0.05)  # the workers wait for a key, as leader
     controller.leading.clear()
-    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(leased_body("s", NOW + timedelta(hours=1))))
     await asyncio.sleep(0.2)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -117,7 +117,7 @@ async def test_retries_while_the_apiserver_is_unreachable_stay_short(
     monkeypatch.setattr(loop, "UNAVAILABLE_RETRY_MAX_SECONDS", 0.1)
     reconciler = FailsThenWrites(failures=5)
     controller = controller_without_deadlines(reconciler)
-    controller.update(Session.from_body(body("s", NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(leased_body("s", NOW + timedelta(hours=1))))
     await run_until(controller, lambda: len(reconciler.attempts) == 6, seconds=5)
     gaps = [later - earlier for earlier, later in itertools.pairwise(reconciler.attempts)]
     assert max(gaps) < 0.2, gaps  # 0.05, 0.1, then capped at 0.1 (not 0.2, 0.4, ...)
@@ -156,10 +156,11 @@ async def test_a_new_leader_reconciles_the_lapsed_sessions_first_then_every_othe
     names = [f"live-{index}" for index in range(2000)]
     # As a standby it hears of every Session (the lapsed ones last) and acts on none.
     for name in names:
-        controller.update(Session.from_body(body(name, NOW + timedelta(hours=1))))
-    controller.update(Session.from_body(body("lapsed-late", NOW - timedelta(seconds=1))))
-    controller.update(Session.from_body(body("lapsed-early", NOW - timedelta(seconds=5))))
-    controller.update(Session.from_body(body("stopped", NOW - timedelta(hours=1), "stopped")))
+        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(leased_body("lapsed-late", NOW - timedelta(seconds=1))))
+    controller.update(Session.from_body(leased_body("lapsed-early", NOW - timedelta(seconds=5))))
+    stopped = leased_body("stopped", NOW - timedelta(hours=1), "stopped")
+    controller.update(Session.from_body(stopped))
 
     controller.leading.set()
     controller.resync()
@@ -180,9 +181,9 @@ async def test_a_lease_that_lapses_while_a_new_leader_resyncs_is_reconciled_on_t
     controller = standby(reconciler, clock)
     names = [f"live-{index}" for index in range(300)]
     for name in names:
-        controller.update(Session.from_body(body(name, NOW + timedelta(hours=1))))
+        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
     soon = NOW + timedelta(seconds=0.1)
-    controller.update(Session.from_body(body("soon", soon)))
+    controller.update(Session.from_body(leased_body("soon", soon)))
 
     controller.leading.set()
     controller.resync()

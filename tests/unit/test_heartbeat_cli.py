@@ -4,6 +4,7 @@ it says, in one line naming the fix, when something is missing, wrong or unreach
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 
 from session_operator.heartbeat_cli import Usage, add_heartbeat_command, session_address
 from tests.stub_api import Answer, acknowledgement, problem, stub_api
-from tests.unit.test_cli_errors import session_operator
+from tests.unit.builders import session_operator
 
 
 def parsed(*argv: str) -> argparse.Namespace:
@@ -87,19 +88,57 @@ def test_an_unreachable_api_is_one_sentence() -> None:
     )
 
 
-def test_the_heartbeat_command_starts_without_kopf_or_the_kubernetes_client() -> None:
-    # They take a second or more to load; a Ctrl-C meanwhile would meet Python's default.
-    script = (
-        "import sys\n"
-        "from session_operator.__main__ import main\n"
-        "code = main(['heartbeat', 'default/s', '--token', 't'])\n"
-        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes_asyncio'})\n"
-        "print(code, loaded)\n"
+WITHOUT_OPERATOR_RUNTIME = """
+import importlib.abc, runpy, sys
+
+ABSENT = {"kopf", "kubernetes_asyncio"}
+asked = set()
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ABSENT:
+            asked.add(name)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+try:
+    runpy.run_module("session_operator", run_name="__main__", alter_sys=True)
+finally:
+    loaded = [name for name in sys.modules if name.partition(".")[0] in ABSENT]
+    print("absent modules asked for:", sorted(asked), "loaded:", loaded, file=sys.stderr)
+"""
+"""``python -m session_operator`` where neither kopf nor the Kubernetes client can be
+imported; its last line on stderr names any import of them that was tried."""
+
+
+def heartbeat_without_operator_runtime(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPERATOR_RUNTIME, "heartbeat", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.stdout.strip() == "2 []", result.stderr
+
+
+def test_the_heartbeat_command_needs_neither_kopf_nor_the_kubernetes_client() -> None:
+    # A client Pod's image need not carry the operator's runtime, and the command starts
+    # at once: they take a second or more to load, and a Ctrl-C meanwhile would meet
+    # Python's default handler.
+    with stub_api(lambda path, token: acknowledgement(interval=5)) as api:
+        beat = heartbeat_without_operator_runtime(
+            "default/s", "--once", "--allow-http", "--url", api.url, "--token", "t"
+        )
+    helped = heartbeat_without_operator_runtime("--help")
+
+    assert beat.returncode == 0, beat.stderr
+    assert json.loads(beat.stdout)["heartbeat_interval"] == 5
+    assert api.requests == [("/api/v3/namespaces/default/sessions/s/heartbeat", "Bearer t")]
+    assert helped.returncode == 0, helped.stderr
+    assert "Keep a session alive" in helped.stdout
+    for result in (beat, helped):
+        assert result.stderr.splitlines()[-1] == "absent modules asked for: [] loaded: []"
 
 
 def test_help_is_plain_text_that_says_how_to_make_a_token() -> None:

@@ -4,7 +4,7 @@ object and its observed workload Pod."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,122 +35,36 @@ from session_operator.models import FINALIZER, STATE_LABEL, Session, SessionRef
 from session_operator.outage_rule import OutageWindow
 from session_operator.timestamps import format_timestamp
 from session_operator.workload import PodSummary, Workload
+from tests.unit.builders import (
+    CREATED_AT,
+    EXPIRES,
+    EXPIRES_AT,
+    GENERATION,
+    LAST_HEARTBEAT,
+    MIDWAY,
+    RETENTION,
+    SETTINGS,
+    STOP_TIMEOUT,
+    TEMPLATE,
+    UID,
+    PatchTestFailed,
+    apply_patch,
+    deleting,
+    live_status,
+    make_body,
+    stored,
+    with_template,
+)
 
 pytestmark = pytest.mark.unit
 
 MS = timedelta(milliseconds=1)
-UID = "6f1c1f9e-0000-4000-8000-000000000001"
-CREATED = "2026-11-23T10:00:00.123Z"
-CREATED_AT = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
-EXPIRES = "2026-11-23T10:01:00.123Z"
-EXPIRES_AT = datetime(2026, 11, 23, 10, 1, 0, 123000, tzinfo=UTC)
-LAST_HEARTBEAT = "2026-11-23T10:00:00.123Z"
-STOP_TIMEOUT = timedelta(seconds=60)
-RETENTION = timedelta(hours=24)
-SETTINGS = LifecycleSettings(
-    lease_ttl=timedelta(seconds=60),
-    heartbeat_interval=timedelta(seconds=5),
-    stop_timeout=STOP_TIMEOUT,
-    retention=RETENTION,
-)
-TEMPLATE: dict[str, Any] = {"spec": {"containers": [{"name": "player", "image": "busybox"}]}}
-GENERATION = 3
-# Well inside the lease: nothing expires at this instant.
-MIDWAY = EXPIRES_AT - timedelta(seconds=30)
-
 LIVE = [SessionState.NEW, SessionState.STARTING, SessionState.READY]
 TERMINAL = [SessionState.STOPPED, SessionState.FAILED]
 
 
-def make_body(
-    *,
-    spec: Mapping[str, Any] | None = None,
-    status: Mapping[str, Any] | None = None,
-    labels: Mapping[str, str] | None = None,
-    finalizers: Sequence[str] = (),
-    created: str = CREATED,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": "xg2g.io/v1alpha1",
-        "kind": "Session",
-        "metadata": {
-            "name": "living-room",
-            "namespace": "media",
-            "uid": UID,
-            "resourceVersion": "42",
-            "generation": GENERATION,
-            "creationTimestamp": created,
-            "labels": dict(labels or {}),
-        },
-        "spec": dict(spec or {}),
-        "status": dict(status or {}),
-    }
-    if finalizers:
-        body["metadata"]["finalizers"] = list(finalizers)
-    return body
-
-
-def live_status(
-    state: SessionState = SessionState.READY, expires: str = EXPIRES, **extra: Any
-) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "state": state.value,
-        "sessionID": UID,
-        "leaseTTLSeconds": 60,
-        "heartbeatInterval": 5,
-        "leaseExpiresAt": expires,
-        "lastHeartbeat": LAST_HEARTBEAT,
-        "observedGeneration": GENERATION,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "NoWorkload",
-                "message": "the session runs no workload",
-                "lastTransitionTime": "2026-11-23T10:00:00Z",
-                "observedGeneration": GENERATION,
-            },
-            {
-                "type": "LeaseValid",
-                "status": "True",
-                "reason": "LeaseGranted",
-                "message": f"lease runs until {expires}",
-                "lastTransitionTime": "2026-11-23T10:00:00Z",
-                "observedGeneration": GENERATION,
-            },
-        ],
-    }
-    status.update(extra)
-    return status
-
-
-def stored(
-    state: SessionState = SessionState.READY,
-    *,
-    spec: Mapping[str, Any] | None = None,
-    expires: str = EXPIRES,
-    label: str | None = "same",
-    **extra: Any,
-) -> dict[str, Any]:
-    """A body as stored after initialisation; *label* ``"same"`` mirrors the state (and
-    the operator's finalizer is there, as the label write leaves it)."""
-    labels = {STATE_LABEL: state.value if label == "same" else label} if label else {}
-    status = live_status(state, expires, **extra)
-    return make_body(spec=spec, status=status, labels=labels, finalizers=[FINALIZER])
-
-
-def with_template(state: SessionState, **extra: Any) -> dict[str, Any]:
-    return stored(state, spec={"template": TEMPLATE}, **extra)
-
-
 def session_of(body: Mapping[str, Any]) -> Session:
     return Session.from_body(body)
-
-
-def deleting(body: Mapping[str, Any]) -> dict[str, Any]:
-    result = copy.deepcopy(dict(body))
-    result["metadata"]["deletionTimestamp"] = "2026-11-23T10:00:30Z"
-    return result
 
 
 def pod(
@@ -179,46 +93,6 @@ def decide(
     settings: LifecycleSettings = SETTINGS,
 ) -> Step:
     return next_step(session_of(body), now, settings, workload)
-
-
-class PatchTestFailed(Exception):
-    """A JSON-patch ``test`` operation did not match (the apiserver answers 422)."""
-
-
-def apply_patch(body: Mapping[str, Any], patch: JsonPatch) -> dict[str, Any]:
-    """Apply the subset of RFC 6902 the lifecycle writes (test, add, replace, remove; object
-    members and list items) to a copy."""
-    result = copy.deepcopy(dict(body))
-    for operation in patch:
-        *parents, leaf = (
-            part.replace("~1", "/").replace("~0", "~")
-            for part in operation["path"].strip("/").split("/")
-        )
-        target: Any = result
-        for part in parents:
-            target = target[int(part)] if isinstance(target, list) else target[part]
-        if isinstance(target, list):
-            index = len(target) if leaf == "-" else int(leaf)
-            present = index < len(target)
-            current = target[index] if present else None
-        else:
-            present, current = leaf in target, target.get(leaf)
-        if operation["op"] == "test":
-            if not present or current != operation["value"]:
-                raise PatchTestFailed(f"{operation['path']}: {current!r}")
-        elif operation["op"] == "replace":
-            assert present, f"replace of a missing member {operation['path']}"
-            target[index if isinstance(target, list) else leaf] = operation["value"]
-        elif operation["op"] == "add" and isinstance(target, list):
-            target.insert(index, operation["value"])
-        elif operation["op"] == "add":
-            target[leaf] = operation["value"]
-        elif operation["op"] == "remove":
-            assert present, f"remove of a missing member {operation['path']}"
-            del target[index if isinstance(target, list) else leaf]
-        else:
-            raise AssertionError(f"unexpected op {operation['op']}")
-    return result
 
 
 def applied(body: Mapping[str, Any], transition: Transition) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import MAX_STEPS, Kubernetes, Reconciler
+from session_operator.informer.pod_store import PodStore
 from session_operator.k8s.errors import PreconditionFailed
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.owned import OwnedObjects
@@ -22,7 +22,7 @@ from session_operator.k8s.sessions import JsonPatch, SessionApi
 from session_operator.lease import SessionState
 from session_operator.models import FINALIZER, Session, SessionRef
 from session_operator.workload import PodSummary
-from tests.unit.test_lifecycle import (
+from tests.unit.builders import (
     EXPIRES_AT,
     MIDWAY,
     SETTINGS,

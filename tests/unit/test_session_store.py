@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from session_operator.controller.session_store import SessionStore, is_newer
+from session_operator.informer.session_store import SessionStore, is_newer
 from session_operator.models import Session, SessionRef
 
 pytestmark = pytest.mark.unit

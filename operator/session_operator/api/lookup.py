@@ -12,7 +12,7 @@ brought back.
 from __future__ import annotations
 
 from session_operator.api.errors import CacheNotSynced, SessionNotFound
-from session_operator.controller.session_store import SessionStore
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.sessions import SessionApi
 from session_operator.models import Session, SessionRef
 

@@ -1,1 +1,2 @@
-"""The operator's control loop: a store fed by the watch, a work queue, lease deadlines."""
+"""The operator's control loop: a work queue fed by the informer, lease deadlines, leader
+election."""

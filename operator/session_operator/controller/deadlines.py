@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from session_operator.controller.keyed_heap import KeyedHeap
+from session_operator.informer.keyed_heap import KeyedHeap
 
 K = TypeVar("K", bound=Hashable)
 

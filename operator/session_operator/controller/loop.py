@@ -1,13 +1,13 @@
 """The control loop: watch events in, reconciles out, one lease deadline per Session.
 
-The Session watch (``api.cache.SessionCache``) delivers every change (``update``,
-``remove``, ``replace_all``), which queues the Session; kopf delivers the workload Pods'
-(``observe_pod``). Workers reconcile a Session and hand its lease deadline to the
-scheduler, which queues it again on the dot. One backstop for the whole operator runs
-every ``expiryCheckInterval`` and queues the live Sessions whose lease has run out (the
-store knows them without looking at the others), in case a deadline was missed. A key
-queued because its deadline came goes ahead of those queued by events, so a lapse is
-acted on while thousands of routine reconciles wait (as after a takeover).
+The informer's Session watch (``informer.session_cache.SessionCache``) delivers every
+change (``update``, ``remove``, ``replace_all``), which queues the Session; kopf delivers
+the workload Pods' (``observe_pod``). Workers reconcile a Session and hand its lease
+deadline to the scheduler, which queues it again on the dot. One backstop for the whole
+operator runs every ``expiryCheckInterval`` and queues the live Sessions whose lease has
+run out (the store knows them without looking at the others), in case a deadline was
+missed. A key queued because its deadline came goes ahead of those queued by events, so
+a lapse is acted on while thousands of routine reconciles wait (as after a takeover).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from session_operator import metrics
 from session_operator.controller.deadlines import DeadlineScheduler
-from session_operator.controller.pod_store import PodStore
 from session_operator.controller.reconciler import Reconciler
-from session_operator.controller.session_store import SessionStore
 from session_operator.controller.workqueue import WorkQueue
+from session_operator.informer.pod_store import PodStore
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable, KubernetesError
 from session_operator.lease import LIVE_STATES
 from session_operator.models import Session, SessionRef
@@ -56,7 +57,7 @@ class SessionController:
         self.pods = pods
         self.leading = leading
         self._reconciler = reconciler
-        self._queue: WorkQueue[SessionRef] = WorkQueue()
+        self._queue: WorkQueue[SessionRef] = WorkQueue(name="sessions")
         self._clock = clock
         self._deadlines: DeadlineScheduler[SessionRef] = DeadlineScheduler(
             self._queue.add_due, clock
@@ -181,6 +182,7 @@ class SessionController:
             self._deadlines.schedule(ref, outcome.deadline)
 
     def _retry_later(self, session: Session, error: KubernetesError | None) -> None:
+        metrics.RECONCILE_ERRORS.inc()
         ref = session.ref
         # A step that keeps failing (a refused Pod, say) must not hold the lease open.
         lease = session.lease()

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import assert_never
 
 from session_operator import metrics
-from session_operator.controller.pod_store import PodStore
+from session_operator.informer.pod_store import PodStore
 from session_operator.k8s.errors import NotFound, PreconditionFailed, Rejected
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.owned import OwnedObjects

@@ -2,7 +2,7 @@
 
 ``@kopf.on.event`` adds no finalizer and writes nothing; it feeds the controller, which
 owns every decision and every write. Sessions come through the operator's own watch
-(``api.cache.SessionCache``), not through kopf.
+(``informer.session_cache.SessionCache``), not through kopf.
 """
 
 from __future__ import annotations

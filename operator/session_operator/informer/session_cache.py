@@ -1,11 +1,13 @@
-"""The one watch of Sessions in a process: LIST, then WATCH, into a :class:`SessionSink`.
+"""The one watch of Sessions in a process: LIST, then WATCH, into a :class:`SessionSink`
+(client-go's Reflector).
 
 In the operator the sink is the controller, which keeps the store that its workers, its
 expiry backstop and the heartbeat API read; in ``serve-api`` it is a bare store. A LIST
 (at the start, and after a watch that cannot resume) replaces what the sink holds, so a
 Session deleted while the watch was down is forgotten too. Every write the API makes is
 compare-and-set, so a store that lags a little can delay an answer but never make a wrong
-write.
+write. Each restart of the watch is counted, and the time of the last event is served as
+``xg2g_watch_last_event_timestamp_seconds{resource="sessions"}`` (``metrics``).
 """
 
 from __future__ import annotations
@@ -14,20 +16,22 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
 import aiohttp
-from kubernetes_asyncio import client
 
+from session_operator import metrics
 from session_operator.config import format_duration
 from session_operator.k8s.errors import KubernetesError, ResourceVersionExpired
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.watch import ListWatch, WatchEvent
 from session_operator.models import Session, SessionRef, sessions_path
 
-LIST_TIMEOUT_SECONDS = 60.0
+RESOURCE = "sessions"
+"""The ``resource`` label of the watch's metrics."""
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 
@@ -59,20 +63,23 @@ class SessionCache:
         self._resource_version: str | None = None
         # Since when (the loop's clock) the apiserver has not answered; None while it does.
         self._failing_since: float | None = None
+        # Unix time of the last event or listing: a float set per event, read when scraped.
+        self._last_event_at = 0.0
+        metrics.WATCH_LAST_EVENT.labels(resource=RESOURCE).set_function(lambda: self._last_event_at)
+        self._restarts = metrics.WATCH_RESTARTS.labels(resource=RESOURCE)
 
     @classmethod
-    def for_namespace(
-        cls, api_client: client.ApiClient, namespace: str | None, sink: SessionSink
-    ) -> SessionCache:
-        """A watch of the Sessions in *namespace* (``None``: in all namespaces)."""
-        rest = Rest(api_client, timeout=LIST_TIMEOUT_SECONDS)
+    def for_namespace(cls, rest: Rest, namespace: str | None, sink: SessionSink) -> SessionCache:
+        """A watch through *rest* of the Sessions in *namespace* (``None``: in all
+        namespaces); *rest*'s deadline bounds each LIST page."""
         return cls(ListWatch(rest, sessions_path(namespace)), sink)
 
     async def run(self) -> None:
         """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone.
 
         Failures are retried with a capped exponential backoff, an unexpected one from a
-        new LIST; the cache keeps serving what it knows meanwhile.
+        new LIST; the cache keeps serving what it knows meanwhile. Every pass after the
+        first is a restart of the watch, whatever ended the one before.
         """
         delay = RETRY_FIRST_SECONDS
         while True:
@@ -95,6 +102,7 @@ class SessionCache:
                 self._resource_version = None
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
+            self._restarts.inc()
 
     def _failed(self, error: KubernetesError, delay: float) -> None:
         """Tell a failed LIST or WATCH: at WARNING the first of an outage, then at DEBUG."""
@@ -124,6 +132,7 @@ class SessionCache:
         self._sink.replace_all(listing.items)
         self._resource_version = listing.resource_version
         self._sink.mark_synced()
+        self._last_event_at = time.time()
 
     async def _watch(self) -> None:
         assert self._resource_version is not None
@@ -133,6 +142,7 @@ class SessionCache:
         self._answered()  # the server ended the watch
 
     def _apply(self, event: WatchEvent) -> None:
+        self._last_event_at = time.time()
         version = (event.object.get("metadata") or {}).get("resourceVersion")
         session = None if event.type == "BOOKMARK" else _decode(event.object)
         if session is not None and event.type in ("ADDED", "MODIFIED"):

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from session_operator.controller.keyed_heap import KeyedHeap
+from session_operator.informer.keyed_heap import KeyedHeap
 from session_operator.lease import LIVE_STATES
 from session_operator.models import Session, SessionRef
 
