@@ -1,6 +1,6 @@
 """Every setting of the operator, its default and its validation (README, Configuration).
 
-Defaults live here and nowhere else: handlers, timers and the HTTP server receive a
+Defaults live here and nowhere else: the control loop and the HTTP server receive a
 :class:`Settings`. Values come from, highest precedence first, command-line flags (passed to
 :func:`load_settings` as keyword overrides), ``XG2G_SESSION_*`` environment variables, a YAML
 file with the camelCase keys of the README's configuration table, and the defaults below.
@@ -279,7 +279,7 @@ class Settings(BaseSettings):
     )
     expiry_check_interval: Duration = Field(
         default=timedelta(seconds=10),
-        description="Period of the backstop timer that expires lapsed sessions.",
+        description="Period of the backstop sweep that expires lapsed sessions (by state).",
     )
     stop_timeout: Duration = Field(
         default=timedelta(seconds=60),

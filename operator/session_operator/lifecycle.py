@@ -7,7 +7,7 @@ The data path reads top to bottom here. A new Session gets its status and lease
 grace instead (``GrantGrace``, lease rule 8). Any other lapsed lease, ``spec.stop`` or a
 failed Pod stops the session
 (``StopSession``): straight to its terminal state when it runs no workload, else to
-``stopping`` while its objects are released (``ReleaseObjects``, then ``FinishStop``),
+``stopping`` while its objects are released (``ReleaseObjects``, then its ``finish`` transition),
 forced after ``stopTimeout`` (the reconciler releases at once, and what is gone at once
 ends the stop in the same pass). Terminal sessions are deleted after ``retention``
 (``DeleteSession``); until then the operator waits (``WaitUntil``). The label write also

@@ -32,11 +32,6 @@ class Workload:
 
     pod: PodSummary | None
 
-    @property
-    def exists(self) -> bool:
-        """The Pod exists."""
-        return self.pod is not None
-
 
 def summarize_pod(body: Mapping[str, Any]) -> PodSummary | None:
     """Decode a session's workload Pod: labelled ``xg2g.io/session=<name>`` and named

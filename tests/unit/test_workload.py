@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from session_operator.models import SessionRef
-from session_operator.workload import PodSummary, Workload, summarize_pod
+from session_operator.workload import PodSummary, summarize_pod
 
 pytestmark = pytest.mark.unit
 
@@ -190,11 +190,6 @@ def test_a_pod_that_ended_has_failed_whatever_its_exit(phase: str, failed: bool)
 
     assert pod.phase == phase
     assert pod.failed is failed
-
-
-def test_workload_exists_only_with_a_pod() -> None:
-    assert Workload(summary()).exists
-    assert not Workload(None).exists
 
 
 # --- why it ended ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The aiohttp server in kopf's event loop: probes, metrics, the heartbeat API and the
+"""The aiohttp server in the operator's one event loop: probes, metrics, the heartbeat API and the
 admission webhook, each on the listener that suits its callers.
 
 * the API port: the heartbeat API (and the probes and, unless it has a port of its own,

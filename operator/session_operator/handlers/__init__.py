@@ -1,1 +1,1 @@
-"""kopf wiring: which events and timers reach the control loop. Thin on purpose."""
+"""kopf wiring: which workload Pod events reach the control loop. Thin on purpose."""
