@@ -18,6 +18,7 @@ from session_operator.controller.reconciler import Reconciler
 from session_operator.informer.pod_store import PodStore
 from session_operator.informer.session_cache import SessionCache
 from session_operator.informer.session_store import SessionStore
+from session_operator.k8s.errors import Invalid
 from session_operator.k8s.rest import Rest
 from session_operator.k8s.watch import Listing, ListWatch, WatchEvent
 from session_operator.lease import SessionState
@@ -195,17 +196,31 @@ def listed_body(name: str, version: int, session_id: str | None = None) -> dict[
 
 
 class ScriptedListWatch(ListWatch):
-    """LISTs and WATCHes that play a script; a watch without events waits forever."""
+    """LISTs and WATCHes that play a script: a watch waits forever after its events, a
+    streaming list ends after its own. Without *streams*, the apiserver finds a streaming
+    list invalid (as one without WatchList does)."""
 
     def __init__(
         self,
         listings: list[Listing[dict[str, Any]] | Exception],
         watches: list[list[WatchEvent | Exception]],
+        streams: list[list[WatchEvent | Exception]] | None = None,
     ):
         self.listings = listings
         self.watches = watches
+        self.streams = streams
         self.watched_from: list[str] = []
         self.lists = 0
+        self.stream_lists = 0
+
+    async def watch_list(self) -> AsyncIterator[WatchEvent]:
+        self.stream_lists += 1
+        if self.streams is None:
+            raise Invalid("400: sendInitialEvents is forbidden for watch")
+        for step in self.streams.pop(0) if self.streams else []:
+            if isinstance(step, Exception):
+                raise step
+            yield step
 
     async def list(self, decode: Callable[[dict[str, Any]], T | None]) -> Listing[T]:
         self.lists += 1

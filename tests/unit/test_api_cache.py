@@ -50,6 +50,88 @@ async def test_cache_lists_then_applies_watch_events_and_relists_on_410() -> Non
     assert store.by_id("id-a") is None
 
 
+def end_of_initial_events(version: str) -> WatchEvent:
+    return WatchEvent(
+        "BOOKMARK",
+        {"metadata": {"resourceVersion": version,
+                      "annotations": {"k8s.io/initial-events-end": "true"}}},
+    )  # fmt: skip
+
+
+async def test_a_streaming_list_is_handed_over_whole_at_its_bookmark_then_watched() -> None:
+    script = ScriptedListWatch(
+        listings=[],
+        watches=[[WatchEvent("DELETED", listed_body("a", 31, "id-a"))]],
+        streams=[
+            [
+                WatchEvent("ADDED", listed_body("a", 5, "id-a")),
+                WatchEvent("ADDED", listed_body("b", 6, "id-b")),
+                WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "7"}}),  # not the end
+                end_of_initial_events("20"),
+                WatchEvent("MODIFIED", listed_body("b", 25, "id-b")),
+            ]
+        ],
+    )
+    store = SessionStore()
+    seen: list[int] = []
+    store_replace_all = store.replace_all
+
+    def replace_all(sessions: Any) -> None:
+        sessions = list(sessions)
+        seen.append(len(sessions))
+        assert not store.synced  # synced only with the whole list
+        store_replace_all(sessions)
+
+    store.replace_all = replace_all  # type: ignore[method-assign]
+    cache = SessionCache(script, store)
+    await run_cache_until(cache, lambda: store.by_id("id-a") is None and store.synced)
+
+    assert seen == [2]
+    assert script.lists == 0
+    # The stream ended after the MODIFIED: the watch resumes from its version, no new list.
+    assert script.watched_from == ["25"]
+    stored = store.by_id("id-b")
+    assert stored is not None
+    assert stored.resource_version == "25"
+
+
+async def test_a_streaming_list_that_ends_before_its_bookmark_is_not_synced() -> None:
+    script = ScriptedListWatch(
+        listings=[],
+        watches=[],
+        streams=[
+            [WatchEvent("ADDED", listed_body("a", 5, "id-a"))],  # the server ended it early
+            [WatchEvent("ADDED", listed_body("b", 6, "id-b")), end_of_initial_events("9")],
+        ],
+    )
+    store = SessionStore()
+    cache = SessionCache(script, store)
+    await run_cache_until(cache, lambda: store.synced)
+
+    assert script.stream_lists == 2
+    assert store.by_id("id-a") is None  # never handed over: the list it came in was not whole
+    assert store.by_id("id-b") is not None
+
+
+async def test_an_apiserver_that_cannot_stream_lists_is_listed_in_pages_from_then_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = ScriptedListWatch(
+        listings=[Listing([listed_body("a", 5, "id-a")], "10"), Listing([], "20")],
+        watches=[[ResourceVersionExpired("too old")]],
+    )
+    store = SessionStore()
+    cache = SessionCache(script, store)
+    with caplog.at_level(logging.INFO, logger="session_operator.informer.session_cache"):
+        await run_cache_until(cache, lambda: script.lists == 2)
+
+    assert script.stream_lists == 1  # refused once, never asked again
+    assert [r.getMessage() for r in caplog.records] == [
+        "session cache: the apiserver does not stream lists "
+        "(400: sendInitialEvents is forbidden for watch); listing in pages"
+    ]
+
+
 async def test_cache_resumes_the_watch_after_an_outage_without_listing_again() -> None:
     script = ScriptedListWatch(
         listings=[Listing([], "10")],
@@ -141,7 +223,9 @@ async def test_an_unreachable_apiserver_is_told_once_in_short_then_at_debug_unti
     cache_log: Callable[[], list[tuple[int, str]]],
 ) -> None:
     script = ScriptedListWatch(
-        listings=[refused(), refused(), refused(), Listing([], "10")], watches=[]
+        listings=[],
+        watches=[],
+        streams=[[refused()], [refused()], [refused()], [end_of_initial_events("10")]],
     )
     store = SessionStore()
     await run_cache_until(SessionCache(script, store), lambda: store.synced)
@@ -162,15 +246,16 @@ async def test_each_outage_is_told_at_warning_and_its_end_at_info(
     cache_log: Callable[[], list[tuple[int, str]]],
 ) -> None:
     script = ScriptedListWatch(
-        listings=[refused(), Listing([], "10")],
+        listings=[],
         watches=[[refused()], [WatchEvent("ADDED", listed_body("a", 11, "id-a"))]],
+        streams=[[refused()], [end_of_initial_events("10")]],
     )
     store = SessionStore()
     await run_cache_until(SessionCache(script, store), lambda: store.by_id("id-a") is not None)
 
     assert [level for level, _ in cache_log()] == [
-        logging.WARNING,  # the LIST failed
-        logging.INFO,  # the LIST answered
+        logging.WARNING,  # the streaming list failed
+        logging.INFO,  # it answered
         logging.WARNING,  # the watch failed
         logging.INFO,  # the resumed watch sent an event
     ]

@@ -381,9 +381,8 @@ SESSION_RULES = (
     | grants("", ["pods"], ["get", "list", "watch", "create", "delete"])
     | grants("events.k8s.io", ["events"], ["create"])
 )
-CLUSTER_RULES = (
-    grants("authentication.k8s.io", ["tokenreviews"], ["create"])
-    | grants("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
+CLUSTER_RULES = grants("authentication.k8s.io", ["tokenreviews"], ["create"]) | grants(
+    "authorization.k8s.io", ["subjectaccessreviews"], ["create"]
 )
 
 

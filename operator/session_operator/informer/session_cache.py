@@ -25,9 +25,14 @@ import aiohttp
 
 from session_operator import metrics
 from session_operator.config import format_duration
-from session_operator.k8s.errors import KubernetesError, ResourceVersionExpired
+from session_operator.k8s.errors import (
+    ApiUnavailable,
+    Invalid,
+    KubernetesError,
+    ResourceVersionExpired,
+)
 from session_operator.k8s.rest import Rest
-from session_operator.k8s.watch import ListWatch, WatchEvent
+from session_operator.k8s.watch import ListWatch, WatchEvent, ends_initial_events
 from session_operator.models import Session, SessionRef, sessions_path
 
 RESOURCE = "sessions"
@@ -67,6 +72,8 @@ class SessionCache:
         self._last_event_at = 0.0
         metrics.WATCH_LAST_EVENT.labels(resource=RESOURCE).set_function(lambda: self._last_event_at)
         self._restarts = metrics.WATCH_RESTARTS.labels(resource=RESOURCE)
+        # Whether to list by a streaming list; off for good once the apiserver refuses one.
+        self._streaming = True
 
     @classmethod
     def for_namespace(cls, rest: Rest, namespace: str | None, sink: SessionSink) -> SessionCache:
@@ -75,7 +82,8 @@ class SessionCache:
         return cls(ListWatch(rest, sessions_path(namespace)), sink)
 
     async def run(self) -> None:
-        """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone.
+        """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone. The
+        LIST is a streaming list where the apiserver serves one, else pages.
 
         Failures are retried with a capped exponential backoff, an unexpected one from a
         new LIST; the cache keeps serving what it knows meanwhile. Every pass after the
@@ -84,9 +92,12 @@ class SessionCache:
         delay = RETRY_FIRST_SECONDS
         while True:
             try:
-                if self._resource_version is None:
-                    await self._relist()
-                await self._watch()
+                if not (
+                    self._resource_version is None and self._streaming and await self._watch_list()
+                ):
+                    if self._resource_version is None:
+                        await self._relist()
+                    await self._watch()
                 delay = RETRY_FIRST_SECONDS
             except ResourceVersionExpired:
                 self._answered()
@@ -129,10 +140,41 @@ class SessionCache:
     async def _relist(self) -> None:
         listing = await self._list_watch.list(_decode)
         self._answered()
-        self._sink.replace_all(listing.items)
-        self._resource_version = listing.resource_version
+        self._listed(listing.items, listing.resource_version)
+
+    def _listed(self, sessions: list[Session], resource_version: str) -> None:
+        """A whole listing: exactly *sessions* exist, as of *resource_version*."""
+        self._sink.replace_all(sessions)
+        self._resource_version = resource_version
         self._sink.mark_synced()
         self._last_event_at = time.time()
+
+    async def _watch_list(self) -> bool:
+        """A streaming list, then its watch: the initial events are gathered and handed
+        over whole at the bookmark that ends them, as a LIST's items are; what follows is
+        applied as a watch's events. ``False`` if the apiserver found it invalid: it is
+        listed in pages from then on."""
+        initial: list[Session] | None = []
+        try:
+            async for event in self._list_watch.watch_list():
+                self._answered()
+                if initial is None:
+                    self._apply(event)
+                elif ends_initial_events(event):
+                    version = (event.object.get("metadata") or {}).get("resourceVersion")
+                    self._listed(initial, str(version or ""))
+                    initial = None
+                elif event.type == "ADDED" and (session := _decode(event.object)) is not None:
+                    initial.append(session)
+        except Invalid as refusal:
+            logger.info("session cache: the apiserver does not stream lists (%s); listing in pages",
+                        refusal)  # fmt: skip
+            self._streaming = False
+            return False
+        self._answered()  # the server ended the watch
+        if initial is not None:
+            raise ApiUnavailable("the streaming list ended before its initial events did")
+        return True
 
     async def _watch(self) -> None:
         assert self._resource_version is not None

@@ -31,6 +31,11 @@ class Rejected(KubernetesError):
     """The apiserver refused the request for a reason a retry will not fix (4xx)."""
 
 
+class Invalid(Rejected):
+    """The apiserver found the request itself invalid (400, or 422 for anything but a
+    failed patch test): a query it does not know, a field it does not accept."""
+
+
 class ApiUnavailable(KubernetesError):
     """The apiserver could not be reached or answered with a server error; retry later."""
 
@@ -63,6 +68,8 @@ def error_for_status(status: int, message: str) -> KubernetesError:
         return PreconditionFailed(message)
     if status == 429 or status >= 500 or status == 0:
         return ApiUnavailable(message)
+    if status in (400, 422):
+        return Invalid(f"{status}: {message}")
     return Rejected(f"{status}: {message}")
 
 
