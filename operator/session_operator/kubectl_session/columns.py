@@ -1,0 +1,110 @@
+"""What a table says of one Session: its state, time left, last heartbeat, reason, limit.
+
+Pure: the Session is the JSON object the apiserver returns, ``now`` is passed in. A field
+that is missing or malformed shows as ``-``, never as an error: a table of many sessions
+must not fail because of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from session_operator.kubectl_session.durations import human_duration
+from session_operator.lease import LIVE_STATES, lease_expired
+from session_operator.timestamps import parse_timestamp
+
+NONE = "-"
+EXPIRED = "expired"
+"""Time left of a live session whose lease has passed: the operator is about to stop it
+(the heartbeat API already answers 410 for it)."""
+
+
+def state(session: Mapping[str, Any]) -> str:
+    """``status.state``, or ``-`` before the operator has written a status."""
+    return str(_status(session).get("state") or NONE)
+
+
+def time_left(session: Mapping[str, Any], now: datetime) -> str:
+    """How long the lease still runs (``42s``); ``expired`` once it has passed while the
+    session is still live; ``-`` when the session holds no lease (not live, or no lease
+    yet)."""
+    status = _status(session)
+    expires_at = timestamp(status.get("leaseExpiresAt"))
+    if status.get("state") not in LIVE_STATES or expires_at is None:
+        return NONE
+    if lease_expired(now, expires_at):
+        return EXPIRED
+    return human_duration(expires_at - now)
+
+
+def last_heartbeat_age(session: Mapping[str, Any], now: datetime) -> str:
+    """How long ago the last heartbeat was accepted (``3s``); ``-`` before the first."""
+    return _age(timestamp(_status(session).get("lastHeartbeat")), now)
+
+
+def reason(session: Mapping[str, Any]) -> str:
+    """``status.stopReason``, or ``-`` while the session has not stopped."""
+    return str(_status(session).get("stopReason") or NONE)
+
+
+def age(session: Mapping[str, Any], now: datetime) -> str:
+    """How long ago the Session was created."""
+    return _age(timestamp((session.get("metadata") or {}).get("creationTimestamp")), now)
+
+
+def limit(session: Mapping[str, Any], now: datetime) -> str | None:
+    """The hold or the lifetime cap of a session, as the time until it ends: ``hold 5m``
+    while a hold is in force, else ``cap 1h55m``; ``-`` for a session that is no longer
+    live; ``None`` when the Session sets neither (the table then has no such column).
+
+    Neither field exists yet (the session-policies issue). They are read where they are
+    expected: the hold's end at ``status.holdUntil`` or ``spec.hold.until`` (RFC 3339),
+    the cap at ``spec.lease.maxLifetimeSeconds`` counted from the creation. This function
+    is the one place to change when their design settles.
+    """
+    spec = _mapping(session.get("spec"))
+    hold_until = timestamp(
+        _status(session).get("holdUntil") or _mapping(spec.get("hold")).get("until")
+    )
+    cap_seconds = _mapping(spec.get("lease")).get("maxLifetimeSeconds")
+    created = timestamp((session.get("metadata") or {}).get("creationTimestamp"))
+    cap_end = (
+        created + timedelta(seconds=cap_seconds)
+        if created is not None
+        and isinstance(cap_seconds, int)
+        and not isinstance(cap_seconds, bool)
+        else None
+    )
+    if hold_until is None and cap_end is None:
+        return None
+    if _status(session).get("state") not in LIVE_STATES:
+        return NONE
+    if hold_until is not None and hold_until > now:
+        return f"hold {human_duration(hold_until - now)}"
+    if cap_end is not None:
+        return f"cap {human_duration(cap_end - now)}"
+    return NONE
+
+
+def timestamp(value: object) -> datetime | None:
+    """An RFC 3339 field's instant; ``None`` when it is absent or not a timestamp."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
+def _age(then: datetime | None, now: datetime) -> str:
+    return NONE if then is None else human_duration(now - then)
+
+
+def _status(session: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(session.get("status"))
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
