@@ -4,6 +4,7 @@ Sessions, taking a written version into the store, what a new leader reconciles 
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 import dataclasses
 import itertools
@@ -194,3 +195,46 @@ async def test_a_lease_that_lapses_while_a_new_leader_resyncs_is_reconciled_on_t
     assert reconciler.names.index("soon") < len(names) // 2
     assert soon <= at < soon + timedelta(seconds=0.5)
     assert reconciler.names.count("soon") == 1
+
+
+class Busy(Records):
+    """Records each Session after *cpu* seconds of work, without ever suspending: a
+    reconcile that finds nothing to do makes no call, so it awaits nothing."""
+
+    def __init__(self, clock: Callable[[], datetime], cpu: float) -> None:
+        super().__init__(clock)
+        self.cpu = cpu
+
+    async def reconcile(self, session: Session) -> Outcome:
+        self.reconciled.append((session.ref.name, self.clock()))
+        until = time.perf_counter() + self.cpu
+        while time.perf_counter() < until:
+            pass
+        return Outcome(session, None)
+
+
+async def test_a_backlog_of_reconciles_that_await_nothing_leaves_the_loop_to_the_others() -> None:
+    loop_time = asyncio.get_running_loop().time
+    started = [loop_time()]
+
+    def clock() -> datetime:
+        return NOW + timedelta(seconds=loop_time() - started[0])
+
+    # 4,000 reconciles of 0.25 ms: a second of work that never suspends by itself.
+    reconciler = Busy(clock, cpu=0.00025)
+    controller = standby(reconciler, clock)
+    names = [f"live-{index}" for index in range(4000)]
+    for name in names:
+        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
+    soon = NOW + timedelta(seconds=0.3)
+    controller.update(Session.from_body(leased_body("soon", soon)))
+
+    started[0] = loop_time()
+    controller.leading.set()
+    controller.resync()
+    await run_until(controller, lambda: len(reconciler.reconciled) >= 4001, seconds=20)
+
+    # The deadline's timer ran while the backlog was worked through, not after it.
+    at = dict(reconciler.reconciled)["soon"]
+    assert soon <= at < soon + timedelta(seconds=0.3)
+    assert reconciler.names.index("soon") < len(names) * 3 // 4

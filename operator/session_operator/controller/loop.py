@@ -156,6 +156,10 @@ class SessionController:
                     await self._reconcile(ref)
             finally:
                 self._queue.done(ref)
+            # A reconcile that finds nothing to do awaits nothing, and a waiting key is
+            # taken without suspending: let the loop run between keys, or a backlog (after
+            # a takeover, a restart) would hold back deadlines, heartbeats and the watch.
+            await asyncio.sleep(0)
 
     async def _reconcile(self, ref: SessionRef) -> None:
         session = self.store.get(ref)
