@@ -32,7 +32,7 @@ import aiohttp
 from bench.access import create_heartbeat_role, create_namespaces, grant_account, mint_token
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
 from bench.cost import CostMeter
-from bench.field.plan import FieldPlan
+from bench.field.plan import FIELD_SESSIONS, FieldPlan
 from bench.field.report import as_json as field_json
 from bench.field.report import render as render_field
 from bench.field.run import field_notes, measure_field
@@ -541,9 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sessions",
         type=int,
-        default=FULL_SESSIONS,
         help=f"add a last tier of this many sessions (more than {FULL_SESSIONS:,}, e.g. 50000):"
-        " idle cost and staggered expiry only",
+        " idle cost and staggered expiry only; with --field, the failover and restart at this"
+        " many (with --quick too)",
     )
     parser.add_argument(
         "--field",
@@ -554,18 +554,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="with --field: profile the apiserver's CPU in each sustain step (Go pprof),"
-        " kept beside the JSON and summarised in it",
+        help="with --field: profile the apiserver's CPU in each sustain step (Go pprof), and"
+        " the replicas' Python from their restart to ready (py-spy); kept beside the JSON and"
+        " summarised in it",
     )
     args = parser.parse_args(argv)
     if args.profile and not args.field:
         parser.error("--profile goes with --field")
-    if args.sessions < FULL_SESSIONS:
+    if args.sessions is not None and args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
     if args.field:
-        field_plan = FieldPlan.quick() if args.quick else FieldPlan.full(args.sessions)
+        field_plan = (
+            FieldPlan.quick(args.sessions) if args.quick
+            else FieldPlan.full(args.sessions or FIELD_SESSIONS)
+        )  # fmt: skip
         return _run_field(field_plan, args.results_dir, profile=args.profile)
-    plan = Plan.quick() if args.quick else Plan.full(args.sessions)
+    plan = Plan.quick() if args.quick else Plan.full(args.sessions or FULL_SESSIONS)
     progress = Progress(plan.steps())
     started = time.monotonic()
     with _control_plane(progress) as (plane, workdir):

@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.field.clients import BeatStats
 from bench.field.measure import Field, Window, metered_window
-from bench.field.profile import apiserver_profile, top_functions
+from bench.field.profile import ReplicaProfiles, apiserver_profile, top_functions
 from bench.field.replicas import FieldReplica
 from bench.field.tenants import Tenant, account_of, mint_tenant_token, workload_session
 from bench.load import Latency, bounded_gather
@@ -378,18 +378,28 @@ class Restart:
     """The window from the start on: the auth caches' cold cost."""
     wrongful: int = 0
     """Sessions stopped under their beating clients (must be 0)."""
+    replica_profiles: dict[str, str] = field(default_factory=dict)
+    """Each replica's busiest functions from its start to ready (with ``--profile``)."""
 
 
 async def restart(
-    scene: Field, sessions: int, cold_seconds: float, tenant_namespaces: Sequence[str]
+    scene: Field,
+    sessions: int,
+    cold_seconds: float,
+    tenant_namespaces: Sequence[str],
+    profile_to: Path | None = None,
 ) -> Restart:
     """Stop both replicas (SIGTERM), start both, and time them to ready (the store synced)
     and to the first heartbeat answered; meter the window from the start on, the auth
-    caches' cold cost included."""
+    caches' cold cost included. With *profile_to*, py-spy samples each replica from its
+    start until both are ready and the window has ended."""
     scene.replicas.stop()
+    profiles = ReplicaProfiles(profile_to) if profile_to is not None else None
     started = time.monotonic()
     for replica in scene.replicas:
         replica.process.spawn()
+        if profiles is not None:
+            await profiles.start(replica.name, replica.process.pid)
     ready: dict[str, float] = {}
 
     async def wait_ready(replica: FieldReplica) -> None:
@@ -406,5 +416,6 @@ async def restart(
     observing = asyncio.create_task(observe())
     cold = await metered_window(scene, cold_seconds, "restarted: cold caches")
     first_beat = await observing
+    profiled = await profiles.stop() if profiles is not None else {}
     wrongful = len(cold.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
-    return Restart(sessions, ready, first_beat, cold, wrongful)
+    return Restart(sessions, ready, first_beat, cold, wrongful, profiled)

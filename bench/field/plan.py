@@ -67,10 +67,11 @@ class FieldPlan:
         )
 
     @classmethod
-    def quick(cls) -> FieldPlan:
-        """A smoke run with tiny numbers: every phase once, in a few minutes."""
+    def quick(cls, sessions: int | None = None) -> FieldPlan:
+        """A smoke run with tiny numbers: every phase once, in a few minutes; with
+        *sessions*, the failover and restart at that many (the rest stays tiny)."""
         return cls(
-            mode="field quick",
+            mode="field quick" if sessions is None else f"field quick, failover at {sessions:,}",
             namespaces=2,
             accounts_per_namespace=2,
             raw_sessions=100,
@@ -87,7 +88,7 @@ class FieldPlan:
             noop_sessions=30,
             expiry_sessions=20,
             expiry_window=3.0,
-            failover_sessions=400,
+            failover_sessions=400 if sessions is None else sessions,
             due_sessions=20,
             due_spread=6.0,
             cold_seconds=3.0,

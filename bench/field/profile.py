@@ -1,13 +1,18 @@
-"""Where the apiserver's CPU goes during a window: its own Go profile (``/debug/pprof``,
-served to the admin), summarised by ``go tool pprof -top``. ``make bench
-BENCH_ARGS="--field --profile"`` takes one in the middle of each sustain window and keeps
-the ``.pprof`` files beside the run's JSON, for ``go tool pprof -http`` or ``-top`` later.
+"""Where the CPU goes. The apiserver's: its own Go profile (``/debug/pprof``, served to
+the admin), summarised by ``go tool pprof -top``; ``make bench BENCH_ARGS="--field
+--profile"`` takes one in the middle of each sustain window and keeps the ``.pprof`` files
+beside the run's JSON, for ``go tool pprof -http`` or ``-top`` later. The replicas': py-spy
+samples each from its restart until the restart's window ends, and keeps the stacks
+(``<stamp>-<replica>-restart.txt``, py-spy's collapsed form, for ``flamegraph.pl``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -41,3 +46,73 @@ async def top_functions(out: Path) -> str:
     )  # fmt: skip
     text, _ = await summary.communicate()
     return text.decode(errors="replace")
+
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+SAMPLES_PER_SECOND = 50
+TOP_FUNCTIONS = 25
+
+
+class ReplicaProfiles:
+    """py-spy on replica processes, each from when :meth:`start` is told of it until
+    :meth:`stop`; their stacks go to ``<prefix>-<replica>-restart.txt``."""
+
+    def __init__(self, prefix: Path) -> None:
+        self._prefix = prefix
+        self._running: dict[str, tuple[asyncio.subprocess.Process, Path]] = {}
+
+    async def start(self, replica: str, pid: int) -> None:
+        """Sample *replica* (process *pid*) from now on, if py-spy is installed."""
+        if not PY_SPY.exists():
+            return
+        out = Path(f"{self._prefix}-{replica}-restart.txt")
+        process = await asyncio.create_subprocess_exec(
+            str(PY_SPY), "record", "--pid", str(pid), "--rate", str(SAMPLES_PER_SECOND),
+            "--format", "raw", "--output", str(out), "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self._running[replica] = (process, out)
+
+    async def stop(self) -> dict[str, str]:
+        """Stop sampling; each replica's busiest functions (:func:`busiest`), as text."""
+        if not PY_SPY.exists():
+            return {"replicas": f"no py-spy at {PY_SPY}: make install adds it"}
+        summaries: dict[str, str] = {}
+        for replica, (process, out) in self._running.items():
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)  # py-spy writes what it has, then ends
+            await process.wait()
+            if out.exists():
+                summaries[replica] = render_busiest(busiest(out.read_text()), out)
+            else:
+                summaries[replica] = f"no py-spy profile of {replica}"
+        return summaries
+
+
+def busiest(collapsed: str, count: int = TOP_FUNCTIONS) -> list[tuple[float, int, str]]:
+    """From py-spy's collapsed stacks (``frame;frame;... samples`` per line), the *count*
+    functions in the most samples, counting each once per stack (a caller's share includes
+    what it calls): (share of all samples, samples, ``function (file)``)."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        total += int(samples)
+        for function in {_function(frame) for frame in stack.split(";")}:
+            inclusive[function] += int(samples)
+    return [(n / total, n, function) for function, n in inclusive.most_common(count)]
+
+
+def render_busiest(rows: list[tuple[float, int, str]], out: Path) -> str:
+    """*rows* as lines (``share  samples  function``), naming where the stacks are."""
+    lines = [f"{share:6.1%} {samples:7,d}  {function}" for share, samples, function in rows]
+    return "\n".join([f"stacks in {out}", *lines]) + "\n"
+
+
+def _function(frame: str) -> str:
+    """``name (path/to/file.py:12)`` as ``name (file.py)``: one entry per function."""
+    name, _, where = frame.partition(" (")
+    file = where.split(":", 1)[0].rsplit("/", 1)[-1]
+    return f"{name} ({file})" if file else name

@@ -248,6 +248,11 @@ def render(results: FieldResults) -> str:
         for step in results.steps
         if step.apiserver_profile
     ]
+    if results.restart is not None:
+        profiles += [
+            f"\n{replica} from its restart to ready (py-spy, by inclusive share):\n{top}"
+            for replica, top in results.restart.replica_profiles.items()
+        ]
     return "\n".join([*header, render_table(table_rows(results), HEADERS), *notes, *profiles])
 
 
@@ -325,5 +330,6 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "first_beat_seconds": round(restarted.first_beat_seconds, 2),
             "wrongful": restarted.wrongful,
             "cold": _window(restarted.cold),
+            "replica_profiles_top": restarted.replica_profiles or None,
         }
     return document

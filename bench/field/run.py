@@ -71,7 +71,8 @@ async def measure_field(
     profile_to: Path | None = None,
 ) -> FieldResults:
     """Run every field phase against *plane*; the replicas start and stop here. With
-    *profile_to* (a path prefix), each sustain step's apiserver profile is kept there."""
+    *profile_to* (a path prefix), each sustain step's apiserver profile is kept there, and
+    the replicas' Python stacks from their restart to ready."""
     cert_file, key_file = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert_file))
     async with (
@@ -188,7 +189,8 @@ async def _phases(
     results.failover = await failover(scene, bench, live, DUE_NAMESPACE, due, namespaces,
                                       plan.due_spread)  # fmt: skip
     progress.start("restart", "both replicas restarted")
-    results.restart = await restart(scene, live - plan.due_sessions, plan.cold_seconds, namespaces)
+    results.restart = await restart(scene, live - plan.due_sessions, plan.cold_seconds, namespaces,
+                                    profile_to)  # fmt: skip
 
 
 async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:

@@ -10,6 +10,7 @@ from bench.field.clients import BeatStats, Endpoints, Replica, source_address
 from bench.field.measure import Window
 from bench.field.phases import PodEventCost, SustainStep
 from bench.field.plan import FieldPlan
+from bench.field.profile import busiest
 from harness.kube import ApiCalls
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
@@ -65,3 +66,32 @@ def test_a_step_is_sustained_only_without_wrongful_expiries_and_within_twice_raw
     assert sustained_step(0.010, wrongful=0, raw_p99_ms=5.0).sustained
     assert not sustained_step(0.010, wrongful=1, raw_p99_ms=5.0).sustained
     assert not sustained_step(0.011, wrongful=0, raw_p99_ms=5.0).sustained
+
+
+# --- the replicas' profile at a restart ------------------------------------------------------
+
+
+def test_busiest_counts_a_function_once_per_stack_and_shares_of_all_samples() -> None:
+    collapsed = "\n".join([
+        "<module> (runpy.py:1);run (session_cache.py:90);loads (json/__init__.py:346) 6",
+        "<module> (runpy.py:1);run (session_cache.py:90);run (session_cache.py:91) 2",
+        "<module> (runpy.py:1);handle (web_protocol.py:500) 2",
+        "not a stack line",
+    ])  # fmt: skip
+
+    rows = busiest(collapsed)
+
+    assert rows[0] == (1.0, 10, "<module> (runpy.py)")
+    # Recursion (run calling run) counts its stack once.
+    assert rows[1] == (0.8, 8, "run (session_cache.py)")
+    assert (0.6, 6, "loads (__init__.py)") in rows
+    assert (0.2, 2, "handle (web_protocol.py)") in rows
+    assert len(busiest(collapsed, count=2)) == 2
+
+
+def test_a_quick_field_plan_can_fail_over_at_scale_and_stays_tiny_otherwise() -> None:
+    quick, at_scale = FieldPlan.quick(), FieldPlan.quick(50_000)
+    assert quick.failover_sessions == 400
+    assert at_scale.failover_sessions == 50_000
+    assert at_scale.step_sizes == quick.step_sizes
+    assert "50,000" in at_scale.mode
