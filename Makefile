@@ -57,8 +57,13 @@ KIND               = $(shell $(HARNESS) which kind)
 KUBECTL            = $(shell $(HARNESS) which kubectl)
 CHART              = helm/session-lease-operator
 KIND_CLUSTER      ?= session-lease-operator
-KIND_WORKERS      ?= 1
+# KIND_NODE_IMAGE: empty = kind's default (kindest/node, pulled from docker.io); or the
+# image `make kind-node-image` builds here without a registry (KIND_LOCAL_NODE_IMAGE):
+# it has no kindnetd but a bridge CNI configuration of its own, so one node (docs/install.md).
+KIND_LOCAL_NODE_IMAGE = session-lease-operator-kind-node:v1.37.2
 KIND_NODE_IMAGE   ?=
+KIND_LOCAL         = $(filter $(KIND_LOCAL_NODE_IMAGE),$(KIND_NODE_IMAGE))
+KIND_WORKERS      ?= $(if $(KIND_LOCAL),0,1)
 KIND_CONFIG        = hack/kind/generated/$(KIND_CLUSTER).yaml
 IMAGE_REPO        ?= session-lease-operator
 IMAGE_TAG         ?= dev
@@ -82,9 +87,21 @@ manifests: helm ## render the chart into manifests/, copy crds/ into the chart
 kind-up: kind ## create a kind cluster, KIND_CLUSTER (needs Docker)
 	$(NEED_DOCKER)
 	$(BIN)/python hack/kind/kind_config.py $(KIND_CONFIG) --name $(KIND_CLUSTER) \
-		--workers $(KIND_WORKERS) --node-image "$(KIND_NODE_IMAGE)"
+		--workers $(KIND_WORKERS) --node-image "$(KIND_NODE_IMAGE)" $(if $(KIND_LOCAL),--no-default-cni) \
+		$$(docker info --format '{{.CgroupVersion}}' | grep -qx 1 && echo --cgroup-v1)
 	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || \
 		$(KIND) create cluster --name $(KIND_CLUSTER) --config $(KIND_CONFIG) --wait 120s
+
+.PHONY: kind-down
+kind-down: kind ## delete the kind cluster KIND_CLUSTER
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+# Everything from the Go module proxy and the Debian mirror, on the Docker engine in use
+# (root, debootstrap, gcc; ~10 min cold): hack/kind/node_image.py.
+.PHONY: kind-node-image
+kind-node-image: kind controlplane node ## build KIND_LOCAL_NODE_IMAGE on the Docker engine, no registry (as root)
+	$(NEED_DOCKER)
+	$(BIN)/python hack/kind/node_image.py --tag $(KIND_LOCAL_NODE_IMAGE)
 
 # --- The operator image, built on a Docker engine the harness starts for it (docs/image.md).
 # BASE_IMAGE: empty = a Debian bookworm base made here with debootstrap, pinned by
@@ -159,6 +176,14 @@ test-unit: check-machine prepare ## fast tests of the pure logic and the chart, 
 test-e2e: TIERS = e2e
 test-e2e: check-machine prepare ## tests against the real local control plane (and a node, as root)
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+# The kind tier, opt-in: make kind-node-image kind-up deploy on the Docker engine in
+# DOCKER_HOST, or on a kind engine the test starts (harness/kind_engine.py; as root), then a
+# Session with a Pod until ready; the cluster is deleted after. Outside `make test`: it
+# builds (the node image) and needs more than the tiers' PATH (docs/install.md).
+.PHONY: test-kind
+test-kind: install ## make kind-up deploy for real on a node image built here (~20 min cold, as root)
+	KIND_E2E=1 $(BIN)/python -m pytest -s tests/e2e/test_kind.py $(PYTEST_ARGS)
 
 # Arguments of the benchmark, e.g. BENCH_ARGS=--quick for a smoke run with tiny numbers,
 # BENCH_ARGS="--sessions 50000" to add a tier of 50,000 sessions (idle cost, expiry lag).

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, ClassVar
 
 from harness.binaries import project_cache
 from harness.debian_packages import DOCKER, DOCKERD, SYSTEM_PATH
@@ -54,6 +54,10 @@ class DockerEngine:
     """``dockerd`` on a socket of its own. Use it as a context manager, or call
     :meth:`start` and :meth:`stop`; :meth:`docker` runs the client against it."""
 
+    # What an engine for another purpose changes (harness.kind_engine): this prefix,
+    # :meth:`_claim_data_root` and :meth:`_dockerd_options`.
+    run_dir_prefix: ClassVar[str] = "xg2g-docker-"
+
     startup_timeout: float = 60.0
     data_root: Path = field(init=False)
     _run_dir: Path | None = field(default=None, init=False)
@@ -84,6 +88,11 @@ class DockerEngine:
         return self.run_dir / "docker.sock"
 
     @property
+    def docker_host(self) -> str:
+        """The engine's address, as DOCKER_HOST (for docker, kind and make) takes it."""
+        return f"unix://{self.socket}"
+
+    @property
     def log_path(self) -> Path:
         """dockerd's log (containerd's lines included)."""
         return self.run_dir / "dockerd.log"
@@ -99,24 +108,25 @@ class DockerEngine:
                 " `make engine` installs it as root"
             )
         exit_on_sigterm()
-        self._run_dir = Path(tempfile.mkdtemp(prefix="xg2g-docker-"))
-        self.data_root = self._claim_data_root()
-        config = self.run_dir / "daemon.json"
-        builder = {"gc": {"enabled": True, "defaultKeepStorage": BUILD_CACHE_KEEP}}
-        config.write_text(json.dumps({"builder": builder}))
-        argv = [
-            str(dockerd),
-            f"--config-file={config}",
-            "--storage-driver=vfs",
-            f"--data-root={self.data_root}",
-            f"--exec-root={self.run_dir / 'exec'}",
-            f"--pidfile={self.run_dir / 'dockerd.pid'}",
-            f"--host=unix://{self.socket}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-        ]
+        self._run_dir = Path(tempfile.mkdtemp(prefix=self.run_dir_prefix))
         try:
+            self.data_root = self._claim_data_root()
+            config = self.run_dir / "daemon.json"
+            builder = {"gc": {"enabled": True, "defaultKeepStorage": BUILD_CACHE_KEEP}}
+            config.write_text(json.dumps({"builder": builder}))
+            argv = [
+                str(dockerd),
+                f"--config-file={config}",
+                "--storage-driver=vfs",
+                f"--data-root={self.data_root}",
+                f"--exec-root={self.run_dir / 'exec'}",
+                f"--pidfile={self.run_dir / 'dockerd.pid'}",
+                f"--host={self.docker_host}",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                *self._dockerd_options(),
+            ]
             with self.log_path.open("wb") as log:
                 # dockerd finds containerd and runc on its PATH.
                 self._process = spawn(argv, log, env={**os.environ, "PATH": SYSTEM_PATH})
@@ -173,7 +183,7 @@ class DockerEngine:
         return found.stdout.strip() if found.returncode == 0 else None
 
     def _client_argv(self, args: tuple[str, ...]) -> list[str]:
-        return [str(DOCKER.path()), f"--host=unix://{self.socket}", *args]
+        return [str(DOCKER.path()), f"--host={self.docker_host}", *args]
 
     def _client_env(self) -> dict[str, str]:
         # Nothing of the caller's Docker setup: no DOCKER_HOST, no ~/.docker configuration.
@@ -184,17 +194,30 @@ class DockerEngine:
         return env
 
     def _claim_data_root(self) -> Path:
+        """The data root to start dockerd on: the shared one if no other engine holds it,
+        else a temporary one (removed with the run directory)."""
         shared = shared_data_root()
-        shared.mkdir(parents=True, exist_ok=True)
-        lock = (shared.parent / "docker.lock").open("wb")
+        if self._lock_data_root(shared):
+            return shared
+        print(f"another engine uses {shared}; this one gets a temporary data root", flush=True)
+        return self.run_dir / "data"
+
+    def _dockerd_options(self) -> list[str]:
+        """dockerd options besides those every engine here runs with; none for this one."""
+        return []
+
+    def _lock_data_root(self, root: Path) -> bool:
+        """Make *root* if missing and take the lock beside it, held until :meth:`stop`;
+        False if another engine holds it."""
+        root.mkdir(parents=True, exist_ok=True)
+        lock = (root.parent / "docker.lock").open("wb")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            print(f"another engine uses {shared}; this one gets a temporary data root", flush=True)
-            return self.run_dir / "data"
+            return False
         self._lock = lock
-        return shared
+        return True
 
     def _wait_until_answering(self) -> None:
         assert self._process is not None

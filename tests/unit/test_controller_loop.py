@@ -4,10 +4,10 @@ Sessions, taking a written version into the store, what a new leader reconciles 
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 

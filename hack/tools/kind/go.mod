@@ -1,5 +1,5 @@
-// Wrapper module that pins kind; `python -m session_operator.devcluster build kind` builds
-// sigs.k8s.io/kind from it into the binary cache (see devcluster/binaries.py).
+// Wrapper module that pins kind; `python -m harness build kind` (make kind) builds
+// sigs.k8s.io/kind from it into the binary cache (see harness/binaries.py).
 module session-lease-operator/hack/tools/kind
 
 go 1.26.0
