@@ -193,6 +193,13 @@ BENCH_ARGS ?=
 bench: install ## measure heartbeats, expiry lag and cost on a local control plane (< 10 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Arguments of the runtime profile, e.g. RUNTIME_ARGS="--sessions 5000 --rounds 2".
+RUNTIME_ARGS ?=
+
+.PHONY: profile-runtime
+profile-runtime: install ## CPU per Session watch event and timer: own watch vs kopf variants (< 10 min)
+	$(BIN)/python -m bench.runtime $(RUNTIME_ARGS)
+
 # Faults to inject and their sessions, e.g. CHAOS_ARGS="--faults apiserver-stall --sessions 48".
 CHAOS_ARGS ?=
 
