@@ -69,7 +69,8 @@ class FieldPlan:
     @classmethod
     def quick(cls, sessions: int | None = None) -> FieldPlan:
         """A smoke run with tiny numbers: every phase once, in a few minutes; with
-        *sessions*, the failover and restart at that many (the rest stays tiny)."""
+        *sessions*, the failover and restart at that many, with the full tier's leases
+        falling due around the kill (the rest stays tiny)."""
         return cls(
             mode="field quick" if sessions is None else f"field quick, failover at {sessions:,}",
             namespaces=2,
@@ -89,8 +90,8 @@ class FieldPlan:
             expiry_sessions=20,
             expiry_window=3.0,
             failover_sessions=400 if sessions is None else sessions,
-            due_sessions=20,
-            due_spread=6.0,
+            due_sessions=20 if sessions is None else 300,
+            due_spread=6.0 if sessions is None else 30.0,
             cold_seconds=3.0,
         )
 

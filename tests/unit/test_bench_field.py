@@ -94,4 +94,5 @@ def test_a_quick_field_plan_can_fail_over_at_scale_and_stays_tiny_otherwise() ->
     assert quick.failover_sessions == 400
     assert at_scale.failover_sessions == 50_000
     assert at_scale.step_sizes == quick.step_sizes
+    assert (at_scale.due_sessions, at_scale.due_spread) == (300, 30.0)
     assert "50,000" in at_scale.mode
