@@ -3,7 +3,8 @@
 :data:`DESCRIPTION` is what ``--help`` says of it. It prints one line as it starts and one
 when the session ends (``-v``: one per beat too), and stops at once when the API refuses
 its token for good: 401 or 403 for a token given as it is (a token file may be rotated, so
-it is tried again).
+it is tried again). ``heartbeat NAME -- CMD ARGS…`` runs CMD and beats while it runs
+(:mod:`session_operator.wrapped_command`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ from session_operator.heartbeat_client import (
     UnusableUrl,
 )
 from session_operator.timestamps import format_timestamp
+from session_operator.wrapped_command import (
+    KILL_AFTER_SECONDS,
+    ApiserverStop,
+    CannotRun,
+    StopUnavailable,
+    check_runnable,
+    run_while_alive,
+)
 
 URL_ENV = "SESSION_API_URL"
 TOKEN_ENV = "SESSION_API_TOKEN"
@@ -45,7 +54,16 @@ Keep a session alive: beat at its interval until the session ends or Ctrl-C.
 The token is for the operator's audience, not the kubeconfig's credentials:
   kubectl create token SERVICEACCOUNT --audience {DEFAULT_TOKEN_AUDIENCE}
 Exit codes: 0 acknowledged (--once), 1 refused or unreachable, 2 usage,
-3 the session has ended, 130 Ctrl-C."""
+3 the session has ended, 130 Ctrl-C.
+
+  session-operator heartbeat [OPTIONS] [NAMESPACE/]NAME -- CMD [ARGS...]
+runs CMD once a heartbeat is acknowledged and beats while it runs. SIGINT and
+SIGTERM are passed on to CMD; the exit code is CMD's (128+N if signal N ended it).
+If the session ends first, CMD gets SIGTERM (SIGKILL {KILL_AFTER_SECONDS:g}s later). Exit codes of
+its own: 2 usage, 124 the session ended, 125 heartbeats refused for good, 126 CMD
+cannot be run, 127 CMD not found. --stop-on-exit sets the session's spec.stop
+when CMD ends, with the kubeconfig's (or the Pod's) credentials: they need patch
+on sessions."""
 
 logger = logging.getLogger("session_operator.heartbeat")
 
@@ -54,14 +72,39 @@ class Usage(Exception):
     """The command line does not say enough to send a heartbeat (exit 2)."""
 
 
+class _CommandAfterDashes(argparse.ArgumentParser):
+    """The ``heartbeat`` parser: the words after the first ``--`` are CMD, kept whole
+    (``args.wrapped_command``; ``None`` without ``--``).
+
+    argparse cannot say that with a positional list: in ``NAME -v -- ls -l`` the list
+    matches (empty) together with NAME and ``ls -l`` is left over, and in
+    ``--session-id ID -- sleep 3`` NAME would take ``sleep``.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(sys.argv[1:] if args is None else args)
+        command = None
+        if "--" in words:
+            at = words.index("--")
+            words, command = words[:at], words[at + 1 :]
+        parsed, extras = super().parse_known_args(words, namespace)
+        parsed.wrapped_command = command
+        return parsed, extras
+
+
 def add_heartbeat_command(commands: Any) -> None:
     """Add ``heartbeat`` to the subcommands *commands* (an argparse subparsers action)."""
     beat = commands.add_parser(
         "heartbeat",
-        help="keep a session alive (from a terminal or a client Pod)",
+        help="keep a session alive (from a terminal or a client Pod), or while a command runs",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [OPTIONS] [NAMESPACE/]NAME [-- CMD [ARGS...]]",
     )
+    # add_parser makes a plain ArgumentParser; this one differs only in how it splits.
+    beat.__class__ = _CommandAfterDashes
     beat.add_argument(
         "session",
         nargs="?",
@@ -94,6 +137,12 @@ def add_heartbeat_command(commands: Any) -> None:
     )
     beat.add_argument("--once", action="store_true", help="send one heartbeat, print the answer")
     beat.add_argument(
+        "--stop-on-exit",
+        action="store_true",
+        help="with -- CMD: stop the session (spec.stop) when CMD ends; needs patch on"
+        " sessions for the kubeconfig's (or the Pod's) identity",
+    )
+    beat.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -105,11 +154,14 @@ def run_heartbeat(args: argparse.Namespace) -> int:
     """Run ``heartbeat`` with parsed *args*; the process's exit code."""
     logging.basicConfig(level=logging.WARNING, format="session-operator heartbeat: %(message)s")
     try:
+        command = _wrapped_command(args)
         client = _client(args)
     except (Usage, InsecureUrl, UnusableUrl) as problem:
         print(f"session-operator heartbeat: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if command is not None:
+            return asyncio.run(_run_wrapped(client, command, args))
         if args.once:
             return asyncio.run(_beat_once(client))
         return asyncio.run(_keep_alive(client, verbose=args.verbose))
@@ -146,6 +198,24 @@ def default_namespace() -> str:
         return POD_NAMESPACE_FILE.read_text(encoding="utf-8").strip() or "default"
     except OSError:
         return "default"
+
+
+def _wrapped_command(args: argparse.Namespace) -> list[str] | None:
+    """CMD after ``--`` (``None``: none), if the options go with it."""
+    command: list[str] | None = args.wrapped_command
+    if command is None:
+        if args.stop_on_exit:
+            raise Usage("--stop-on-exit goes with a command: heartbeat NAME --stop-on-exit -- CMD")
+        return None
+    if not command:
+        raise Usage("which command? give it after --: heartbeat NAME -- CMD ARGS...")
+    if args.once:
+        raise Usage("--once sends one heartbeat: it does not go with -- CMD")
+    if args.stop_on_exit and args.session_id:
+        raise Usage(
+            "--stop-on-exit stops the session by its name: give [NAMESPACE/]NAME, not --session-id"
+        )
+    return command
 
 
 def _client(args: argparse.Namespace) -> HeartbeatClient:
@@ -211,3 +281,45 @@ async def _keep_alive(client: HeartbeatClient, *, verbose: bool) -> int:
             print(f"session-operator heartbeat: {failure}", file=sys.stderr)
             return EXIT_FAILED
     return EXIT_SESSION_ENDED
+
+
+async def _run_wrapped(
+    client: HeartbeatClient, command: list[str], args: argparse.Namespace
+) -> int:
+    try:
+        check_runnable(command)
+    except CannotRun as problem:
+        print(f"session-operator heartbeat: {problem}", file=sys.stderr)
+        return problem.status
+    stopper = None
+    if args.stop_on_exit:
+        try:
+            stopper = await ApiserverStop.connect(client.session)
+        except StopUnavailable as problem:
+            print(f"session-operator heartbeat: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+
+    def tell(ack: HeartbeatBody) -> None:
+        print(
+            f"session-operator heartbeat: {client.session}: lease until"
+            f" {format_timestamp(ack.lease_expires_at)}, next heartbeat in"
+            f" {ack.heartbeat_interval}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if args.verbose:
+        print(
+            f"session-operator heartbeat: keeping {client.session} alive through {client.url}"
+            f" while {command[0]} runs",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        async with client:
+            return await run_while_alive(
+                client, command, stopper=stopper, on_beat=tell if args.verbose else None
+            )
+    finally:
+        if stopper is not None:
+            await stopper.close()

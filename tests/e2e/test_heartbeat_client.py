@@ -305,3 +305,39 @@ def test_heartbeat_command_with_a_token_for_the_apiservers_audience_stops_at_onc
     assert "retrying" not in result.stderr
     last = result.stderr.splitlines()[-1]
     assert last.startswith("session-operator heartbeat: heartbeat refused (401): "), last
+
+
+def test_heartbeat_command_keeps_a_session_alive_while_its_command_runs_then_stops_it(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    heartbeat_role: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    token_file = player_token_file(cluster, namespace, tmp_path)
+    ready_session(cluster, namespace, "wrapped", SHORT_LEASE)  # 3 s to the first beat
+    # --stop-on-exit sets spec.stop with the kubeconfig's credentials (the admin's here).
+    env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_operator", "heartbeat", f"{namespace}/wrapped",
+         "--url", operator.url, "--allow-http", "--token-file", str(token_file),
+         "--stop-on-exit", "--", "sh", "-c", "sleep 7; exit 7"],
+        env={**env, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    while process.poll() is None:  # more than two TTLs
+        assert time.monotonic() - started < 30, "the command outlived its seven seconds"
+        status = read_session(cluster, namespace, "wrapped")["status"]
+        assert status["state"] == "ready", status
+        time.sleep(0.5)
+    out, err = process.communicate()
+
+    assert process.returncode == 7, err
+    assert time.monotonic() - started >= 7
+    assert (out, err) == ("", "")
+    body, _ = wait_for_state(cluster, namespace, "wrapped", {"stopped"}, timeout=10)
+    assert body["spec"]["stop"] is True
+    assert body["status"]["stopReason"] == "USER_STOPPED"

@@ -141,6 +141,18 @@ def test_the_heartbeat_command_needs_neither_kopf_nor_the_kubernetes_client() ->
         assert result.stderr.splitlines()[-1] == "absent modules asked for: [] loaded: []"
 
 
+def test_a_wrapped_command_needs_neither_kopf_nor_the_kubernetes_client() -> None:
+    with stub_api(lambda path, token: acknowledgement(interval=5)) as api:
+        wrapped = heartbeat_without_operator_runtime(
+            "default/s", "--allow-http", "--url", api.url, "--token", "t",
+            "--", sys.executable, "-c", "raise SystemExit(4)",
+        )  # fmt: skip
+
+    assert wrapped.returncode == 4, wrapped.stderr
+    assert len(api.requests) == 1
+    assert wrapped.stderr.splitlines() == ["absent modules asked for: [] loaded: []"]
+
+
 def test_help_is_plain_text_that_says_how_to_make_a_token() -> None:
     result = session_operator("heartbeat", "--help")
     assert result.returncode == 0

@@ -59,9 +59,10 @@ def limit(session: Mapping[str, Any], now: datetime) -> str | None:
     while a hold is in force, else ``cap 1h55m``; ``-`` for a session that is no longer
     live; ``None`` when the Session sets neither (the table then has no such column).
 
-    Neither field exists yet. They are read where they are expected: the hold's end at ``status.holdUntil`` or ``spec.hold.until`` (RFC 3339),
-    the cap at ``spec.lease.maxLifetimeSeconds`` counted from the creation. This function
-    is the one place to change when their design settles.
+    Neither field exists yet. They are read where they are expected: the hold's end at
+    ``status.holdUntil`` or ``spec.hold.until`` (RFC 3339), the cap at
+    ``spec.lease.maxLifetimeSeconds`` counted from the creation. This function is the one
+    place to change when their design settles.
     """
     spec = _mapping(session.get("spec"))
     hold_until = timestamp(
