@@ -77,13 +77,7 @@ def adopted_body(ref: SessionName, lease: Lease) -> dict[str, Any]:
 
 def default_lifecycle() -> LifecycleSettings:
     """The operator's lifecycle settings at its defaults."""
-    config = Settings()
-    return LifecycleSettings(
-        lease_ttl=config.lease_ttl,
-        heartbeat_interval=config.heartbeat_interval,
-        stop_timeout=config.stop_timeout,
-        retention=config.retention,
-    )
+    return LifecycleSettings.of(Settings())
 
 
 async def create_initialised(

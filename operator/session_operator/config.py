@@ -44,6 +44,7 @@ _INCONSISTENT = "inconsistent_settings"
 _TTL_BELOW_MINIMUM = "lease_ttl_below_minimum"
 _TLS_UNPAIRED = "tls_files_unpaired"
 _WEBHOOK_WITHOUT_TLS = "webhook_without_tls"
+_ABOVE = "above"
 _MIN_HEARTBEATS_PER_TTL = 3
 _TIMES = "\N{MULTIPLICATION SIGN}"
 
@@ -140,6 +141,12 @@ def _positive_duration(value: Any) -> timedelta:
     if duration <= timedelta(0):
         raise PydanticCustomError("duration", _DURATION_HINT)
     return duration
+
+
+def _optional_positive_duration(value: Any) -> timedelta | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _positive_duration(value)
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -245,6 +252,25 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Duration = Annotated[timedelta, BeforeValidator(_positive_duration)]
 """A positive duration setting, parsed by :func:`parse_duration`."""
 
+OptionalDuration = Annotated[timedelta | None, BeforeValidator(_optional_positive_duration)]
+"""A positive duration setting that may be unset (empty)."""
+
+# Settings that must not exceed another, each with why: (smaller, larger, why).
+_AT_MOST: tuple[tuple[str, str, str], ...] = (
+    (
+        "lease_ttl",
+        "max_lifetime",
+        "a lifetime shorter than one lease leaves heartbeats nothing to extend",
+    ),
+    (
+        "lease_ttl",
+        "max_lifetime_bound",
+        "a lifetime shorter than one lease leaves heartbeats nothing to extend",
+    ),
+    ("max_lifetime", "max_lifetime_bound", "the default lifetime must be within the bound"),
+    ("start_timeout", "start_timeout_bound", "the default start timeout must be within the bound"),
+)
+
 # etcd's default limit on one stored object (its request size).
 MAX_STORED_OBJECT_BYTES = 1536 * 1024
 
@@ -288,6 +314,37 @@ class Settings(BaseSettings):
     retention: Duration = Field(
         default=timedelta(hours=24),
         description="How long terminal sessions are kept before they are deleted.",
+    )
+    max_lifetime: OptionalDuration = Field(
+        default=None,
+        description=(
+            "Maximum lifetime of a new session without spec.lease.maxLifetimeSeconds: no"
+            " heartbeat extends its lease past creation plus this. Unset: none."
+        ),
+    )
+    max_lifetime_bound: OptionalDuration = Field(
+        default=None,
+        description=(
+            "The longest any new session lives: a longer spec.lease.maxLifetimeSeconds is cut"
+            " to it, and a session with no maximum lifetime gets it. Unset: no bound."
+        ),
+    )
+    # Kubernetes' own default for a Deployment that makes no progress
+    # (progressDeadlineSeconds: 600): room for a large image on a cold node and a few
+    # minutes of scheduling, short enough that a Pod nothing can schedule is released.
+    start_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description=(
+            "How long a new session with a workload may take from creation to ready before it"
+            " fails (StartTimeout), unless its spec.startTimeoutSeconds says otherwise."
+        ),
+    )
+    start_timeout_bound: OptionalDuration = Field(
+        default=None,
+        description=(
+            "The longest start timeout a session may ask for: a longer"
+            " spec.startTimeoutSeconds is cut to it. Unset: no bound but the CRD's (24h)."
+        ),
     )
     namespace: Annotated[str | None, BeforeValidator(_namespace)] = Field(
         default=None, description="Namespace to watch; unset watches all namespaces."
@@ -412,6 +469,15 @@ class Settings(BaseSettings):
         if self.webhook_port is not None and self.tls_cert_file is None:
             codes.append(_WEBHOOK_WITHOUT_TLS)
             summaries.append(_webhook_rule("webhook_port", "tls_cert_file"))
+        for smaller, larger, why in _AT_MOST:
+            low, high = getattr(self, smaller), getattr(self, larger)
+            if low is not None and high is not None and low > high:
+                codes.append(f"{_ABOVE}:{smaller}:{larger}")
+                summaries.append(
+                    _at_most_rule(
+                        (smaller, format_duration(low)), (larger, format_duration(high)), why
+                    )
+                )
         if codes:
             raise PydanticCustomError(
                 _INCONSISTENT, "{summary}", {"summary": "; ".join(summaries), "codes": codes}
@@ -426,6 +492,10 @@ FILE_KEYS: Mapping[str, str] = {
     "expiry_check_interval": "expiryCheckInterval",
     "stop_timeout": "stopTimeout",
     "retention": "retention",
+    "max_lifetime": "maxLifetime",
+    "max_lifetime_bound": "maxLifetimeBound",
+    "start_timeout": "startTimeout",
+    "start_timeout_bound": "startTimeoutBound",
     "namespace": "namespace",
     "api_host": "apiHost",
     "api_port": "apiPort",
@@ -462,6 +532,9 @@ def env_name(field: str) -> str:
 
 # What an unset optional setting means, shown as its default in --help.
 _UNSET_MEANS: Mapping[str, str] = {
+    "max_lifetime": "none",
+    "max_lifetime_bound": "no bound",
+    "start_timeout_bound": "no bound",
     "namespace": "all namespaces",
     "metrics_port": "the API port",
     "probe_port": "the API port",
@@ -648,7 +721,16 @@ def _describe_relation(code: str, given: Mapping[str, _Given]) -> str:
         )
     if code == _WEBHOOK_WITHOUT_TLS:
         return _webhook_rule(label("webhook_port"), label("tls_cert_file"))
+    if code.startswith(f"{_ABOVE}:"):
+        _, smaller, larger = code.split(":")
+        why = next(why for low, high, why in _AT_MOST if (low, high) == (smaller, larger))
+        return _at_most_rule((label(smaller), shown(smaller)), (label(larger), shown(larger)), why)
     return f"{label('tls_cert_file')} and {label('tls_key_file')} must be given together"
+
+
+def _at_most_rule(smaller: tuple[str, str], larger: tuple[str, str], why: str) -> str:
+    """A setting above the one it must not exceed, each given as (its name, its value)."""
+    return f"{smaller[0]} ({smaller[1]}) must be at most {larger[0]} ({larger[1]}): {why}"
 
 
 def _webhook_rule(webhook_port: str, tls_cert_file: str) -> str:

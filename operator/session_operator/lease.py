@@ -1,4 +1,5 @@
-"""The lease rules of docs/lease-rules.md: states, transitions, expiry and heartbeat decisions.
+"""The lease rules of docs/lease-rules.md: states, transitions, expiry and heartbeat decisions,
+the maximum lifetime no heartbeat passes, and the start deadline.
 
 Everything here is pure. Time is always an argument (``now``), never read inside, so the
 heartbeat path, the expiry path and the read path all reach the same verdict for the same
@@ -34,10 +35,54 @@ class StopReason(StrEnum):
     CLEANUP = "CLEANUP"
 
 
+class StopCause(StrEnum):
+    """Why a session stopped, finer than its ``stopReason``: the reason of its ``Ready``
+    and ``LeaseValid`` conditions. ``status.stopReason`` keeps its four values; each cause
+    belongs to one of them (:attr:`stop_reason`)."""
+
+    USER_STOPPED = "UserStopped"
+    LEASE_EXPIRED = "LeaseExpired"
+    MAX_LIFETIME_REACHED = "MaxLifetimeReached"
+    """The lease ran until the session's maximum lifetime, which no heartbeat passes."""
+    FAILED = "Failed"
+    START_TIMEOUT = "StartTimeout"
+    """The workload was not ready by the session's start deadline."""
+    CLEANUP = "Cleanup"
+
+    @property
+    def stop_reason(self) -> StopReason:
+        """The ``stopReason`` a stop for this cause records."""
+        return _STOP_REASON_OF[self]
+
+    @classmethod
+    def plain(cls, reason: StopReason) -> StopCause:
+        """The cause that says no more than *reason* (``LEASE_EXPIRED``: ``LeaseExpired``)."""
+        return _PLAIN_CAUSE_OF[reason]
+
+
+_STOP_REASON_OF: dict[StopCause, StopReason] = {
+    StopCause.USER_STOPPED: StopReason.USER_STOPPED,
+    StopCause.LEASE_EXPIRED: StopReason.LEASE_EXPIRED,
+    StopCause.MAX_LIFETIME_REACHED: StopReason.LEASE_EXPIRED,
+    StopCause.FAILED: StopReason.FAILED,
+    StopCause.START_TIMEOUT: StopReason.FAILED,
+    StopCause.CLEANUP: StopReason.CLEANUP,
+}
+_PLAIN_CAUSE_OF: dict[StopReason, StopCause] = {
+    StopReason.USER_STOPPED: StopCause.USER_STOPPED,
+    StopReason.LEASE_EXPIRED: StopCause.LEASE_EXPIRED,
+    StopReason.FAILED: StopCause.FAILED,
+    StopReason.CLEANUP: StopCause.CLEANUP,
+}
+
+
 LIVE_STATES: frozenset[SessionState] = frozenset(
     {SessionState.NEW, SessionState.STARTING, SessionState.READY}
 )
 """States that hold a lease and can expire."""
+
+STARTING_STATES: frozenset[SessionState] = frozenset({SessionState.NEW, SessionState.STARTING})
+"""States a start deadline applies to: the workload is not ready yet."""
 
 TERMINAL_STATES: frozenset[SessionState] = frozenset({SessionState.STOPPED, SessionState.FAILED})
 """States that never change again."""
@@ -94,6 +139,12 @@ class Lease:
     ttl: timedelta
     heartbeat_interval: timedelta
     stop_reason: StopReason | None = None
+    lifetime_ends_at: datetime | None = None
+    """The end of the session's maximum lifetime: no heartbeat moves the expiry past it
+    (``None``: no maximum lifetime)."""
+    start_deadline: datetime | None = None
+    """When a session still ``new`` or ``starting`` fails for ``StartTimeout`` (``None``:
+    no workload, or no start deadline)."""
 
 
 def lease_expired(now: datetime, expires_at: datetime) -> bool:
@@ -105,17 +156,61 @@ def lease_expired(now: datetime, expires_at: datetime) -> bool:
     return now >= expires_at
 
 
-def initial_lease_expiry(created_at: datetime, ttl: timedelta) -> datetime:
-    """Return the expiry of a new session's lease: its creation time plus the TTL."""
-    return created_at + ttl
+def _capped(expiry: datetime, lifetime_ends_at: datetime | None) -> datetime:
+    return expiry if lifetime_ends_at is None else min(expiry, lifetime_ends_at)
 
 
-def extended_lease_expiry(current_expiry: datetime, now: datetime, ttl: timedelta) -> datetime:
-    """Return the expiry after a heartbeat accepted at ``now``: ``max(current, now + ttl)``.
+def initial_lease_expiry(
+    created_at: datetime, ttl: timedelta, lifetime_ends_at: datetime | None = None
+) -> datetime:
+    """Return the expiry of a new session's lease: its creation time plus the TTL, or the
+    end of its maximum lifetime if that comes first."""
+    return _capped(created_at + ttl, lifetime_ends_at)
+
+
+def extended_lease_expiry(
+    current_expiry: datetime,
+    now: datetime,
+    ttl: timedelta,
+    lifetime_ends_at: datetime | None = None,
+) -> datetime:
+    """Return the expiry after a heartbeat accepted at ``now``: ``max(current, now + ttl)``,
+    where ``now + ttl`` never passes the end of the session's maximum lifetime.
 
     A lease never shrinks, even if the TTL would put the new expiry before the current one.
     """
-    return max(current_expiry, now + ttl)
+    return max(current_expiry, _capped(now + ttl, lifetime_ends_at))
+
+
+def expiry_cause(lease: Lease) -> StopCause:
+    """Why a lease that has expired ran out: ``MaxLifetimeReached`` when it ran until the
+    end of the session's maximum lifetime (no heartbeat could have extended it), else
+    ``LeaseExpired``. Both stop the session with ``LEASE_EXPIRED``."""
+    if lease.lifetime_ends_at is not None and lease.expires_at >= lease.lifetime_ends_at:
+        return StopCause.MAX_LIFETIME_REACHED
+    return StopCause.LEASE_EXPIRED
+
+
+def start_timed_out(now: datetime, lease: Lease) -> bool:
+    """Tell whether a session's workload missed its start deadline at ``now``.
+
+    True for a session still ``new`` or ``starting`` when ``now >= start_deadline``: at
+    the very instant of the deadline the start has timed out, as a lease has expired at
+    its expiry (rule 1). A session without a start deadline never times out.
+    """
+    return (
+        lease.state in STARTING_STATES
+        and lease.start_deadline is not None
+        and now >= lease.start_deadline
+    )
+
+
+def next_deadline(lease: Lease) -> datetime:
+    """The instant a live session must be looked at again: its lease's expiry, or its start
+    deadline while it is ``new`` or ``starting``, whichever comes first."""
+    if lease.state in STARTING_STATES and lease.start_deadline is not None:
+        return min(lease.expires_at, lease.start_deadline)
+    return lease.expires_at
 
 
 def within_heartbeat_interval(
@@ -192,7 +287,9 @@ def decide_heartbeat(now: datetime, lease: Lease) -> HeartbeatDecision:
     2. the last accepted heartbeat is less than one interval old → :class:`HeartbeatNoop`
        with the current expiry;
     3. otherwise → :class:`HeartbeatExtend` with ``last_heartbeat = now`` and the expiry
-       moved to ``max(current, now + ttl)``.
+       moved to ``max(current, now + ttl)``, never past the end of the session's maximum
+       lifetime. A lease that runs until that end has expired at it, so a heartbeat at or
+       after the end is :class:`HeartbeatGone`.
     """
     if lease.state not in LIVE_STATES or lease_expired(now, lease.expires_at):
         state, reason = observed_state(now, lease)
@@ -201,5 +298,5 @@ def decide_heartbeat(now: datetime, lease: Lease) -> HeartbeatDecision:
         return HeartbeatNoop(expires_at=lease.expires_at)
     return HeartbeatExtend(
         last_heartbeat=now,
-        expires_at=extended_lease_expiry(lease.expires_at, now, lease.ttl),
+        expires_at=extended_lease_expiry(lease.expires_at, now, lease.ttl, lease.lifetime_ends_at),
     )

@@ -1,11 +1,12 @@
 """What the operator does next for a Session (pure): decide a step from what it observed.
 
-The data path reads top to bottom here. A new Session gets its status and lease
-(``InitialiseStatus``); a template starts a Pod (``StartWorkload``) and the session is
-``ready`` when the Pod is (``MarkReady``); the ``xg2g.io/state`` label follows the state
-(``WriteMetadata``). A lease that lapsed because of the system's own outage is given a
-grace instead (``GrantGrace``, lease rule 8). Any other lapsed lease, ``spec.stop`` or a
-failed Pod stops the session
+The data path reads top to bottom here. A new Session gets its status and lease, with the
+end of its maximum lifetime and its start deadline where they apply (``InitialiseStatus``);
+a template starts a Pod (``StartWorkload``) and the session is ``ready`` when the Pod is
+(``MarkReady``); the ``xg2g.io/state`` label follows the state (``WriteMetadata``). A lease
+that lapsed because of the system's own outage is given a grace instead (``GrantGrace``,
+lease rule 8). Any other lapsed lease (at the end of the maximum lifetime too),
+``spec.stop``, a failed Pod or a missed start deadline stops the session
 (``StopSession``): straight to its terminal state when it runs no workload, else to
 ``stopping`` while its objects are released (``ReleaseObjects``, then its ``finish`` transition),
 forced after ``stopTimeout`` (the reconciler releases at once, and what is gone at once
@@ -23,17 +24,22 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, assert_never
 
 from session_operator.conditions import LEASE_VALID, READY, Condition, merged_conditions
+from session_operator.config import Settings, format_duration
 from session_operator.lease import (
     LIVE_STATES,
     TERMINAL_STATES,
     SessionState,
+    StopCause,
     StopReason,
     can_transition,
+    expiry_cause,
     initial_lease_expiry,
+    next_deadline,
     should_expire,
+    start_timed_out,
     terminal_state_for,
 )
 from session_operator.models import FINALIZER, STATE_LABEL, Session
@@ -56,16 +62,41 @@ class InvalidTransition(ValueError):
 
 @dataclass(frozen=True)
 class LifecycleSettings:
-    """The configured values the lifecycle needs (from ``Settings``)."""
+    """The configured values the lifecycle needs (from ``Settings``, :meth:`of`)."""
 
     lease_ttl: timedelta
     heartbeat_interval: timedelta
     stop_timeout: timedelta
     retention: timedelta
+    max_lifetime: timedelta | None
+    max_lifetime_bound: timedelta | None
+    start_timeout: timedelta
+    start_timeout_bound: timedelta | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> LifecycleSettings:
+        """The lifecycle's part of the operator's *settings*."""
+        return cls(
+            lease_ttl=settings.lease_ttl,
+            heartbeat_interval=settings.heartbeat_interval,
+            stop_timeout=settings.stop_timeout,
+            retention=settings.retention,
+            max_lifetime=settings.max_lifetime,
+            max_lifetime_bound=settings.max_lifetime_bound,
+            start_timeout=settings.start_timeout,
+            start_timeout_bound=settings.start_timeout_bound,
+        )
 
 
-LEASE_EXPIRED_EVENT = "LeaseExpired"
-"""The reason of the one Event an expiry posts."""
+STOPPING_EVENT = "Stopping"
+"""The reason of the Event of a stop that has begun releasing, where its cause has no
+Event of its own: ``Stopped`` or ``Failed`` follows once released."""
+
+_CAUSES_WITH_AN_EVENT = frozenset(
+    {StopCause.LEASE_EXPIRED, StopCause.MAX_LIFETIME_REACHED, StopCause.START_TIMEOUT}
+)
+"""Stops the operator decides at a deadline: their one Event is named after the cause,
+whether the stop ends at once or after its objects are released."""
 
 
 @dataclass(frozen=True)
@@ -103,12 +134,18 @@ class MarkReady:
 
 @dataclass(frozen=True)
 class StopSession:
-    """Stop a live session for *reason* (to ``stopping``, or straight to the end)."""
+    """Stop a live session for *cause* (to ``stopping``, or straight to the end)."""
 
-    reason: StopReason
+    cause: StopCause
     previous_state: SessionState
     transition: Transition
     lease_expires_at: datetime | None = None
+    """The lapsed lease's expiry, for a stop with ``LEASE_EXPIRED``."""
+
+    @property
+    def reason(self) -> StopReason:
+        """The ``stopReason`` the stop records."""
+        return self.cause.stop_reason
 
 
 @dataclass(frozen=True)
@@ -197,12 +234,14 @@ def next_step(
             return WaitUntil(now + OUTAGE_POLL)
         if grace is not None:
             return GrantGrace(grace, _grace(session, now, grace))
-        return stop_session(session, now, StopReason.LEASE_EXPIRED)
+        return stop_session(session, now, expiry_cause(lease))
     if state in LIVE_STATES and session.spec.stop:
-        return stop_session(session, now, StopReason.USER_STOPPED)
+        return stop_session(session, now, StopCause.USER_STOPPED)
     failure = _workload_failure(state, workload)
     if failure is not None:
-        return stop_session(session, now, StopReason.FAILED, failure)
+        return stop_session(session, now, StopCause.FAILED, failure)
+    if start_timed_out(now, lease):
+        return stop_session(session, now, StopCause.START_TIMEOUT, _not_started(workload))
     if session.state_label != state or session.finalizer_index is None:
         return WriteMetadata(state, _metadata_patch(session, state))
     if state is SessionState.NEW and session.spec.has_template:
@@ -212,7 +251,7 @@ def next_step(
     if state is SessionState.STOPPING:
         return release_step(session, now, settings)
     if state in LIVE_STATES:
-        return WaitUntil(lease.expires_at)
+        return WaitUntil(next_deadline(lease))
     return _retain(session, now, settings)
 
 
@@ -221,7 +260,7 @@ def _clean_up(session: Session, now: datetime, settings: LifecycleSettings) -> S
     remove the finalizer."""
     state = session.status.state
     if state in LIVE_STATES:
-        return stop_session(session, now, StopReason.CLEANUP)
+        return stop_session(session, now, StopCause.CLEANUP)
     if state is SessionState.STOPPING:
         return release_step(session, now, settings)
     if session.finalizer_index is not None:
@@ -261,12 +300,14 @@ def _pointer(key: str) -> str:
 
 
 def stop_session(
-    session: Session, now: datetime, reason: StopReason, detail: str = ""
+    session: Session, now: datetime, cause: StopCause, detail: str = ""
 ) -> StopSession:
-    """Stop a live *session*: to ``stopping`` when it may own objects, else to the end."""
+    """Stop a live *session* for *cause*: to ``stopping`` when it may own objects, else to
+    the end. The stop records the cause's ``stopReason``; its conditions name the cause."""
     previous = session.status.state
     assert previous in LIVE_STATES, f"only a live session can be stopped, not {previous}"
-    message = _stop_message(session, reason, detail)
+    reason = cause.stop_reason
+    message = _stop_message(session, cause, detail)
     releases = session.spec.has_template
     target = SessionState.STOPPING if releases else terminal_state_for(reason)
     extra: dict[str, Any] = {"stopReason": reason.value}
@@ -277,10 +318,10 @@ def stop_session(
         # A stop ends the lease: EXPIRES shows when, not a time that will never come.
         extra["leaseExpiresAt"] = format_timestamp(now)
     conditions = [
-        Condition(READY, False, _camel(reason), message),
+        Condition(READY, False, cause.value, message),
         # LeaseValid turns False exactly when a stop begins: its lastTransitionTime is
         # where the stop timeout counts from.
-        Condition(LEASE_VALID, False, _camel(reason), message),
+        Condition(LEASE_VALID, False, cause.value, message),
     ]
     patch = _transition_patch(
         session,
@@ -291,27 +332,64 @@ def stop_session(
         # An expiry must lose against a heartbeat that extended the lease meanwhile.
         test_expiry=reason is StopReason.LEASE_EXPIRED,
     )
-    if reason is StopReason.LEASE_EXPIRED:
-        event_reason = LEASE_EXPIRED_EVENT
+    if cause in _CAUSES_WITH_AN_EVENT:
+        event_reason = cause.value
     elif releases:
-        event_reason = "Stopping"  # "Stopped" or "Failed" follows once released
+        event_reason = STOPPING_EVENT
     else:
         event_reason = "Failed" if reason is StopReason.FAILED else "Stopped"
     note = f"{message}; {previous.value} -> {target.value} ({reason.value})"
     transition = Transition(patch, event_reason, note, warning=reason is StopReason.FAILED)
     expires_at = session.status.lease_expires_at if reason is StopReason.LEASE_EXPIRED else None
-    return StopSession(reason, previous, transition, expires_at)
+    return StopSession(cause, previous, transition, expires_at)
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A per-session duration in force: asked for, else the default, within the bound."""
+
+    value: timedelta | None
+    """``None``: no limit."""
+    asked: timedelta | None = None
+    """What the session asked for, when the bound cut it to *value*."""
+
+
+def bounded(
+    asked_seconds: int | None, default: timedelta | None, bound: timedelta | None
+) -> Bounded:
+    """The duration in force for a session that asks for *asked_seconds* (``None``: asks
+    for nothing): what it asks, else *default*, never longer than *bound* (``None`` for
+    any of them: no limit). The configuration keeps the default within the bound."""
+    wanted = timedelta(seconds=asked_seconds) if asked_seconds is not None else default
+    if bound is None or (wanted is not None and wanted <= bound):
+        return Bounded(wanted)
+    return Bounded(bound, asked=wanted if asked_seconds is not None else None)
+
+
+_LIFETIME_FIELD = "spec.lease.maxLifetimeSeconds"
+_START_TIMEOUT_FIELD = "spec.startTimeoutSeconds"
 
 
 def _initialise(session: Session, now: datetime, settings: LifecycleSettings) -> InitialiseStatus:
     spec = session.spec
-    if spec.lease is not None:
-        ttl_seconds = spec.lease.ttl_seconds
-        interval_seconds = spec.lease.heartbeat_interval_seconds
+    lease = spec.lease
+    if (
+        lease is not None
+        and lease.ttl_seconds is not None
+        and lease.heartbeat_interval_seconds is not None
+    ):
+        ttl_seconds = lease.ttl_seconds
+        interval_seconds = lease.heartbeat_interval_seconds
     else:
         ttl_seconds = math.ceil(settings.lease_ttl.total_seconds())
         interval_seconds = math.ceil(settings.heartbeat_interval.total_seconds())
-    expires_at = initial_lease_expiry(session.created_at, timedelta(seconds=ttl_seconds))
+    lifetime = bounded(
+        lease.max_lifetime_seconds if lease is not None else None,
+        settings.max_lifetime,
+        settings.max_lifetime_bound,
+    )
+    ends_at = None if lifetime.value is None else session.created_at + lifetime.value
+    expires_at = initial_lease_expiry(session.created_at, timedelta(seconds=ttl_seconds), ends_at)
     status: dict[str, Any] = {
         "sessionID": session.uid,
         "leaseTTLSeconds": ttl_seconds,
@@ -319,9 +397,15 @@ def _initialise(session: Session, now: datetime, settings: LifecycleSettings) ->
         "leaseExpiresAt": format_timestamp(expires_at),
         "observedGeneration": session.generation,
     }
-    lease_valid = Condition(
-        LEASE_VALID, True, "LeaseGranted", "heartbeats keep the lease; see status.leaseExpiresAt"
-    )
+    expiry = f"lease expires at {status['leaseExpiresAt']}"
+    lease_message = "heartbeats keep the lease; see status.leaseExpiresAt"
+    if ends_at is not None:
+        status["lifetimeEndsAt"] = format_timestamp(ends_at)
+        limit = _limit_note(lifetime, "maximum lifetime", _LIFETIME_FIELD, "maxLifetimeBound")
+        ceiling = f"never past {status['lifetimeEndsAt']} ({limit})"
+        lease_message += f"; {ceiling}"
+        expiry += f", {ceiling}"
+    lease_valid = Condition(LEASE_VALID, True, "LeaseGranted", lease_message)
     if spec.stop:
         status |= {
             "state": SessionState.STOPPED,
@@ -331,16 +415,50 @@ def _initialise(session: Session, now: datetime, settings: LifecycleSettings) ->
         ready = Condition(READY, False, "Stopped", "created with spec.stop: true")
         lease_valid = Condition(LEASE_VALID, False, "Stopped", "the session was never started")
         reason, note = "Stopped", "created with spec.stop: true; stopped (USER_STOPPED)"
-    elif not spec.has_template:
+        return _initialised(session, now, status, [ready, lease_valid], reason, note)
+    if not spec.has_template:
         status["state"] = SessionState.READY
         ready = Condition(READY, True, "NoWorkload", "the session runs no workload")
-        reason, note = "Ready", f"session ready, lease expires at {status['leaseExpiresAt']}"
-    else:
-        status["state"] = SessionState.NEW
-        ready = Condition(READY, False, "WorkloadPending", "the workload is not created yet")
-        reason, note = "Created", f"lease initialised, expires at {status['leaseExpiresAt']}"
-    status["conditions"] = merged_conditions((), [ready, lease_valid], now, session.generation)
+        reason, note = "Ready", f"session ready, {expiry}"
+        return _initialised(session, now, status, [ready, lease_valid], reason, note)
+    status["state"] = SessionState.NEW
+    start = bounded(
+        spec.start_timeout_seconds, settings.start_timeout, settings.start_timeout_bound
+    )
+    assert start.value is not None, "the start timeout has a default"
+    status["startDeadline"] = format_timestamp(session.created_at + start.value)
+    limit = _limit_note(start, "start timeout", _START_TIMEOUT_FIELD, "startTimeoutBound")
+    starting = f"the workload must be ready by {status['startDeadline']} ({limit})"
+    ready = Condition(
+        READY, False, "WorkloadPending", f"the workload is not created yet; {starting}"
+    )
+    note = f"lease initialised, {expiry}; {starting}"
+    return _initialised(session, now, status, [ready, lease_valid], "Created", note)
+
+
+def _initialised(
+    session: Session,
+    now: datetime,
+    status: dict[str, Any],
+    conditions: list[Condition],
+    reason: str,
+    note: str,
+) -> InitialiseStatus:
+    status["conditions"] = merged_conditions((), conditions, now, session.generation)
     return InitialiseStatus(status, reason, note)
+
+
+def _limit_note(limit: Bounded, what: str, field: str, bound_setting: str) -> str:
+    """How a session's *limit* came about, for its condition and Event: its length, and
+    whether the operator's bound cut what *field* asked for."""
+    assert limit.value is not None, "only a limit in force is told"
+    length = format_duration(limit.value)
+    if limit.asked is None:
+        return f"{what} {length}"
+    return (
+        f"{what} {length}: {field} asked for {format_duration(limit.asked)}, more than the"
+        f" operator's {bound_setting} allows"
+    )
 
 
 def _grace(session: Session, now: datetime, grace: LeaseGrace) -> Transition:
@@ -363,7 +481,11 @@ def _grace(session: Session, now: datetime, grace: LeaseGrace) -> Transition:
 
 
 def _start(session: Session, now: datetime) -> Transition:
-    ready = Condition(READY, False, "WorkloadStarting", "the workload Pod is not Ready yet")
+    message = "the workload Pod is not Ready yet"
+    deadline = session.raw_status.get("startDeadline")
+    if deadline:
+        message += f"; it must be by {deadline} (StartTimeout)"
+    ready = Condition(READY, False, "WorkloadStarting", message)
     patch = _transition_patch(session, SessionState.STARTING, now, [ready], {})
     note = f"workload Pod {session.ref.name} created; waiting for it to become Ready"
     return Transition(patch, "Starting", note)
@@ -426,6 +548,15 @@ def _workload_failure(state: SessionState, workload: Workload | None) -> str | N
     return None
 
 
+def _not_started(workload: Workload | None) -> str:
+    """What kept the workload from being ready, as far as the operator saw it."""
+    pod = workload.pod if workload is not None else None
+    if pod is None:
+        return "the workload Pod was not created"
+    detail = f": {pod.message}" if pod.message else ""
+    return f"the workload Pod {pod.name} is {pod.phase}, not Ready{detail}"
+
+
 def _pod_ready(workload: Workload) -> bool:
     return workload.pod is not None and workload.pod.ready
 
@@ -446,14 +577,31 @@ def _stop_began(session: Session) -> datetime:
     return session.status.lease_expires_at or session.created_at
 
 
-def _stop_message(session: Session, reason: StopReason, detail: str) -> str:
-    if reason is StopReason.LEASE_EXPIRED:
-        return f"no heartbeat renewed the lease by {session.raw_status['leaseExpiresAt']}"
-    if reason is StopReason.USER_STOPPED:
-        return "spec.stop was set"
-    if reason is StopReason.CLEANUP:
-        return "the Session is being deleted"
-    return detail or "the workload failed"
+def _stop_message(session: Session, cause: StopCause, detail: str) -> str:
+    raw = session.raw_status
+    match cause:
+        case StopCause.LEASE_EXPIRED:
+            return f"no heartbeat renewed the lease by {raw['leaseExpiresAt']}"
+        case StopCause.MAX_LIFETIME_REACHED:
+            limit = _limit_reached(session, "maximum lifetime", "lifetimeEndsAt")
+            return f"the session reached its {limit}; no heartbeat extends a lease past it"
+        case StopCause.START_TIMEOUT:
+            limit = _limit_reached(session, "start timeout", "startDeadline")
+            return f"the workload was not ready by the end of its {limit}: {detail}"
+        case StopCause.USER_STOPPED:
+            return "spec.stop was set"
+        case StopCause.CLEANUP:
+            return "the Session is being deleted"
+        case StopCause.FAILED:
+            return detail or "the workload failed"
+        case _:
+            assert_never(cause)
+
+
+def _limit_reached(session: Session, what: str, end_field: str) -> str:
+    """A limit of *session* that ended at ``status.<end_field>``: its length and its end."""
+    end = session.raw_status[end_field]
+    return f"{what} ({format_duration(parse_timestamp(end) - session.created_at)}) at {end}"
 
 
 def _transition_patch(
@@ -480,7 +628,3 @@ def _transition_patch(
     patch.append({"op": "add", "path": "/status/conditions", "value": merged})
     patch.append({"op": "add", "path": "/status/observedGeneration", "value": session.generation})
     return patch
-
-
-def _camel(reason: StopReason) -> str:
-    return "".join(part.capitalize() for part in reason.value.split("_"))

@@ -28,6 +28,13 @@ LEASE_EXPIRED = Counter(
     ["previous_state"],
     registry=REGISTRY,
 )
+STOPS = Counter(
+    "xg2g_sessions_stopped_total",
+    "Live sessions stopped, by stopReason and by the reason their conditions give"
+    " (LeaseExpired, MaxLifetimeReached, StartTimeout, UserStopped, Failed, Cleanup).",
+    ["stop_reason", "reason"],
+    registry=REGISTRY,
+)
 EXPIRY_LAG = Histogram(
     "xg2g_session_expiry_lag_seconds",
     "Time from leaseExpiresAt to the write that stopped the session.",

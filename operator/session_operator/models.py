@@ -46,10 +46,12 @@ _DECODED = ConfigDict(populate_by_name=True, extra="ignore")
 
 @pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
 class LeaseSpec:
-    """``spec.lease``: the lease a session asks for."""
+    """``spec.lease``: the lease a session asks for. TTL and interval come together or not
+    at all (the CRD's rule); each field left out is the operator's to choose."""
 
-    ttl_seconds: int = Field(alias="ttlSeconds")
-    heartbeat_interval_seconds: int = Field(alias="heartbeatIntervalSeconds")
+    ttl_seconds: int | None = Field(default=None, alias="ttlSeconds")
+    heartbeat_interval_seconds: int | None = Field(default=None, alias="heartbeatIntervalSeconds")
+    max_lifetime_seconds: int | None = Field(default=None, alias="maxLifetimeSeconds")
 
 
 @pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
@@ -64,6 +66,7 @@ class SessionSpec:
     lease: LeaseSpec | None = None
     stop: bool = False
     has_template: bool = False
+    start_timeout_seconds: int | None = Field(default=None, alias="startTimeoutSeconds")
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +89,8 @@ class SessionStatus:
     last_heartbeat: datetime | None = Field(default=None, alias="lastHeartbeat")
     stop_reason: StopReason | None = Field(default=None, alias="stopReason")
     stopped_at: datetime | None = Field(default=None, alias="stoppedAt")
+    lifetime_ends_at: datetime | None = Field(default=None, alias="lifetimeEndsAt")
+    start_deadline: datetime | None = Field(default=None, alias="startDeadline")
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
 
 
@@ -188,6 +193,8 @@ class Session:
             ttl=timedelta(seconds=status.lease_ttl_seconds),
             heartbeat_interval=timedelta(seconds=status.heartbeat_interval),
             stop_reason=status.stop_reason,
+            lifetime_ends_at=status.lifetime_ends_at,
+            start_deadline=status.start_deadline,
         )
 
 

@@ -6,7 +6,8 @@ or within ``GRACE_INTERVALS`` heartbeat intervals after it ended, is not expired
 client was alive when the window opened (its last accepted heartbeat, or the session's
 creation, at most ``GRACE_INTERVALS`` intervals before the start). Such a session is given
 a grace: its lease runs until the window's end plus ``GRACE_INTERVALS`` intervals, time for
-the client to beat again. A client that had gone before the outage gets nothing.
+the client to beat again, but never past the session's maximum lifetime. A client that had
+gone before the outage gets nothing.
 
 Time is passed in; the outage record itself comes from the I/O layer.
 """
@@ -65,7 +66,9 @@ def outage_grace(
       is an ordinary lapse, and a lease never moves back;
     * the window ends no later than :data:`FUTURE_TOLERANCE` from *now*.
 
-    A session that is not live, or whose lease has not expired, is owed nothing.
+    A grace never runs past the end of the session's maximum lifetime: a lease that ran
+    until that end is owed nothing, as no heartbeat could have extended it. A session that
+    is not live, or whose lease has not expired, is owed nothing either.
     """
     if lease.state not in LIVE_STATES or not lease_expired(now, lease.expires_at):
         return None
@@ -76,6 +79,8 @@ def outage_grace(
         if window.end > now + FUTURE_TOLERANCE:
             continue
         grace_end = window.end + grace
+        if lease.lifetime_ends_at is not None:
+            grace_end = min(grace_end, lease.lifetime_ends_at)
         lapsed_in_window = window.start <= lease.expires_at < grace_end
         alive_at_start = window.start - last_seen <= grace
         later = owed is None or grace_end > owed.expires_at

@@ -147,12 +147,7 @@ def build_controller(
         OwnedObjects(rest, settings.released_kinds),
         EventRecorder(rest),
     )
-    lifecycle = LifecycleSettings(
-        lease_ttl=settings.lease_ttl,
-        heartbeat_interval=settings.heartbeat_interval,
-        stop_timeout=settings.stop_timeout,
-        retention=settings.retention,
-    )
+    lifecycle = LifecycleSettings.of(settings)
     pods = PodStore()
     reconciler = Reconciler(kube, pods, lifecycle, utc_now, outages.windows)
     return SessionController(

@@ -119,6 +119,22 @@ def running_operator(
     process.stop()
 
 
+@contextmanager
+def operator_instead(
+    cluster: Cluster, operator: OperatorProcess, log_path: Path, env: dict[str, str]
+) -> Iterator[OperatorProcess]:
+    """An operator configured by *env*, run in place of the shared *operator*, which is
+    started again afterwards."""
+    operator.stop()
+    special = OperatorProcess(cluster.kubeconfig, log_path, env)
+    try:
+        special.start()
+        yield special
+    finally:
+        special.stop()
+        operator.start()
+
+
 HEARTBEAT_AUDIENCE = "session-heartbeat"
 """The token audience the ``heartbeat_api`` fixture is configured for."""
 

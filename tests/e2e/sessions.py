@@ -65,3 +65,27 @@ def forbid_pods(cluster: Cluster, namespace: str) -> None:
         timeout=10,
     )
     assert in_force, "the quota controller never took up the ResourceQuota"
+
+
+def pods_of(cluster: Cluster, namespace: str, session: str) -> list[str]:
+    """Names of the Pods labelled for *session*."""
+    output = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"xg2g.io/session={session}", "-o", "name"
+    ).stdout
+    return output.split()
+
+
+def session_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events about Session *name*, oldest first."""
+    events: list[dict[str, Any]] = json.loads(
+        cluster.kubectl(
+            "get", "events.events.k8s.io", "-n", namespace, "-o", "json",
+            "--field-selector", f"regarding.name={name}",
+        ).stdout
+    )["items"]  # fmt: skip
+    return sorted(events, key=lambda event: event["metadata"]["name"])
+
+
+def event_reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    """The Event reasons about Session *name*, oldest first."""
+    return [event["reason"] for event in session_events(cluster, namespace, name)]

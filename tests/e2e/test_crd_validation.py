@@ -497,3 +497,195 @@ def test_every_schema_field_has_a_description() -> None:
         if "items" in node:
             pending.append((f"{path}[]", node["items"]))
     assert undescribed == []
+
+
+# -- maximum lifetime and start timeout ---------------------------------------------------
+
+
+def test_max_lifetime_alone_leaves_the_lease_to_the_operator(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    result = apply_session(
+        cluster, namespace, "capped", {"lease": {"maxLifetimeSeconds": 3600}}, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert get_session(cluster, namespace, "capped")["spec"]["lease"] == {
+        "maxLifetimeSeconds": 3600
+    }
+
+
+def test_max_lifetime_of_exactly_one_ttl_is_accepted(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5, "maxLifetimeSeconds": 60}
+
+    result = apply_session(cluster, namespace, "one-lease", {"lease": lease}, check=False)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_max_lifetime_shorter_than_the_ttl_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    lease = {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5, "maxLifetimeSeconds": 59}
+
+    result = apply_session(cluster, namespace, "short-life", {"lease": lease}, check=False)
+
+    assert_refused(result, "spec.lease.maxLifetimeSeconds must be at least ttlSeconds")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"lease": {"maxLifetimeSeconds": 0}},
+            "spec.lease.maxLifetimeSeconds: Invalid value: 0: spec.lease.maxLifetimeSeconds in"
+            " body should be greater than or equal to 1",
+        ),
+        (
+            {"lease": {"maxLifetimeSeconds": 31536001}},
+            "should be less than or equal to 31536000",
+        ),
+        (
+            {"template": POD_TEMPLATE, "startTimeoutSeconds": 0},
+            "should be greater than or equal to 1",
+        ),
+        (
+            {"template": POD_TEMPLATE, "startTimeoutSeconds": 86401},
+            "should be less than or equal to 86400",
+        ),
+    ],
+    ids=["lifetime-zero", "lifetime-above-a-year", "start-zero", "start-above-a-day"],
+)
+def test_limits_out_of_bounds_are_refused(
+    cluster: ClusterWithKubectl, namespace: str, spec: dict[str, Any], expected: str
+) -> None:
+    result = apply_session(cluster, namespace, "out-of-bounds", spec, check=False)
+
+    assert_refused(result, expected)
+
+
+def test_start_timeout_needs_a_template(cluster: ClusterWithKubectl, namespace: str) -> None:
+    result = apply_session(cluster, namespace, "idle", {"startTimeoutSeconds": 60}, check=False)
+
+    assert_refused(result, "spec.startTimeoutSeconds needs spec.template")
+
+
+def test_start_timeout_with_a_template_is_accepted(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    spec = {"template": POD_TEMPLATE, "startTimeoutSeconds": 120}
+
+    result = apply_session(cluster, namespace, "player", spec, check=False)
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"startTimeoutSeconds": 300}, "spec.startTimeoutSeconds is immutable"),
+        ({"startTimeoutSeconds": None}, "spec.startTimeoutSeconds cannot be added or removed"),
+    ],
+    ids=["changed", "removed"],
+)
+def test_start_timeout_is_fixed_at_creation(
+    cluster: ClusterWithKubectl, namespace: str, patch: dict[str, Any], expected: str
+) -> None:
+    apply_session(
+        cluster, namespace, "player", {"template": POD_TEMPLATE, "startTimeoutSeconds": 60}
+    )
+
+    result = patch_spec(cluster, namespace, "player", {"spec": patch})
+
+    assert_refused(result, expected)
+
+
+def test_start_timeout_cannot_be_added_after_creation(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "player", {"template": POD_TEMPLATE})
+
+    result = patch_spec(cluster, namespace, "player", {"spec": {"startTimeoutSeconds": 60}})
+
+    assert_refused(result, "spec.startTimeoutSeconds cannot be added or removed")
+
+
+def test_max_lifetime_is_fixed_with_the_lease(cluster: ClusterWithKubectl, namespace: str) -> None:
+    apply_session(cluster, namespace, "capped", {"lease": {"maxLifetimeSeconds": 3600}})
+
+    result = patch_spec(
+        cluster, namespace, "capped", {"spec": {"lease": {"maxLifetimeSeconds": 7200}}}
+    )
+
+    assert_refused(result, "spec.lease is immutable")
+
+
+def limited_status(lease_expires: datetime, lifetime_ends: datetime) -> dict[str, str]:
+    return {
+        "state": "ready",
+        "leaseExpiresAt": rfc3339(lease_expires),
+        "lifetimeEndsAt": rfc3339(lifetime_ends),
+        "startDeadline": rfc3339(lifetime_ends - timedelta(minutes=50)),
+    }
+
+
+END = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+
+
+def test_lease_that_runs_until_the_end_of_the_lifetime_is_accepted(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", limited_status(END - timedelta(minutes=1), END))
+
+    result = patch_status(cluster, namespace, "s", {"leaseExpiresAt": rfc3339(END)}, check=False)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_lease_past_the_end_of_the_lifetime_is_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", limited_status(END - timedelta(minutes=1), END))
+
+    past = rfc3339(END + timedelta(milliseconds=1))
+    result = patch_status(cluster, namespace, "s", {"leaseExpiresAt": past}, check=False)
+
+    assert_refused(result, "status.leaseExpiresAt cannot pass status.lifetimeEndsAt")
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("lifetimeEndsAt", rfc3339(END + timedelta(hours=1))),
+        ("lifetimeEndsAt", None),
+        ("startDeadline", rfc3339(END)),
+        ("startDeadline", None),
+    ],
+    ids=["lifetime-moved", "lifetime-removed", "start-moved", "start-removed"],
+)
+def test_limits_in_status_are_set_once(
+    cluster: ClusterWithKubectl, namespace: str, field: str, change: str | None
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", limited_status(END - timedelta(minutes=1), END))
+
+    result = patch_status(cluster, namespace, "s", {field: change}, check=False)
+
+    assert_refused(result, f"status.{field} is set once")
+
+
+def test_wide_listing_shows_when_the_lifetime_ends(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", limited_status(END - timedelta(minutes=1), END))
+
+    output = cluster.kubectl("get", "sess", "s", "-n", namespace, "-o", "wide").stdout
+    header, row = (re.split(r"\s{2,}", line.strip()) for line in output.splitlines())
+
+    assert header[-1] == "LIFETIME ENDS"
+    assert row[-1] == rfc3339(END)

@@ -71,6 +71,10 @@ async def test_stop_racing_a_lease_extension_never_stops_the_extended_session(
             heartbeat_interval=timedelta(seconds=5),
             stop_timeout=timedelta(seconds=60),
             retention=timedelta(hours=24),
+            max_lifetime=None,
+            max_lifetime_bound=None,
+            start_timeout=timedelta(minutes=10),
+            start_timeout_bound=None,
         )
         reconciler = Reconciler(kube, PodStore(), settings, clock)
         outcome = await reconciler.reconcile(stale)

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Cluster, OperatorProcess, wait_for
+from tests.e2e.conftest import Cluster, OperatorProcess, operator_instead, wait_for
 from tests.e2e.sessions import (
     create_session,
+    event_reasons,
     forbid_pods,
+    pods_of,
     read_session,
     status_time,
     wait_for_state,
@@ -22,14 +24,6 @@ from tests.e2e.sessions import (
 UNSCHEDULED_POD = {"spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}
 LONG_LEASE = {"lease": {"ttlSeconds": 600, "heartbeatIntervalSeconds": 5}}
 SHORT_LEASE = {"lease": {"ttlSeconds": 3, "heartbeatIntervalSeconds": 1}}
-
-
-def pods_of(cluster: Cluster, namespace: str, session: str) -> list[str]:
-    """Names of the Pods labelled for *session*."""
-    output = cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l", f"xg2g.io/session={session}", "-o", "name"
-    ).stdout
-    return output.split()
 
 
 def set_pod_status(cluster: Cluster, namespace: str, pod: str, status: dict[str, object]) -> None:
@@ -54,17 +48,6 @@ def start_ready_session(
     wait_for_state(cluster, namespace, name, {"starting"}, timeout=5)
     set_pod_status(cluster, namespace, name, READY_POD_STATUS)
     wait_for_state(cluster, namespace, name, {"ready"}, timeout=5)
-
-
-def event_reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
-    """The Event reasons about Session *name*, oldest first."""
-    events = json.loads(
-        cluster.kubectl(
-            "get", "events.events.k8s.io", "-n", namespace, "-o", "json",
-            "--field-selector", f"regarding.name={name}",
-        ).stdout
-    )["items"]  # fmt: skip
-    return [event["reason"] for event in sorted(events, key=lambda e: e["metadata"]["name"])]
 
 
 def test_template_session_is_starting_until_its_pod_is_ready(
@@ -246,22 +229,13 @@ def short_timers_operator(
     cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """An operator for one namespace with a 3 s stop timeout and 3 s retention."""
-    operator.stop()
-    special = OperatorProcess(
-        cluster.kubeconfig,
-        tmp_path / "operator.log",
-        {
-            "XG2G_SESSION_NAMESPACE": namespace,
-            "XG2G_SESSION_STOP_TIMEOUT": "3s",
-            "XG2G_SESSION_RETENTION": "3s",
-        },
-    )
-    try:
-        special.start()
+    env = {
+        "XG2G_SESSION_NAMESPACE": namespace,
+        "XG2G_SESSION_STOP_TIMEOUT": "3s",
+        "XG2G_SESSION_RETENTION": "3s",
+    }
+    with operator_instead(cluster, operator, tmp_path / "operator.log", env) as special:
         yield special
-    finally:
-        special.stop()
-        operator.start()
 
 
 def test_stop_blocked_by_a_finalizer_is_forced_after_the_stop_timeout(

@@ -38,11 +38,16 @@ EXPIRES_AT = datetime(2026, 11, 23, 10, 1, 0, 123000, tzinfo=UTC)
 LAST_HEARTBEAT = "2026-11-23T10:00:00.123Z"
 STOP_TIMEOUT = timedelta(seconds=60)
 RETENTION = timedelta(hours=24)
+START_TIMEOUT = timedelta(minutes=10)
 SETTINGS = LifecycleSettings(
     lease_ttl=timedelta(seconds=60),
     heartbeat_interval=timedelta(seconds=5),
     stop_timeout=STOP_TIMEOUT,
     retention=RETENTION,
+    max_lifetime=None,
+    max_lifetime_bound=None,
+    start_timeout=START_TIMEOUT,
+    start_timeout_bound=None,
 )
 TEMPLATE: dict[str, Any] = {"spec": {"containers": [{"name": "player", "image": "busybox"}]}}
 GENERATION = 3

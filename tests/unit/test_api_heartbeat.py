@@ -37,6 +37,7 @@ def make_session(
     version: int = 1,
     stop_reason: str | None = None,
     uid: str = "uid-1",
+    lifetime_ends_at: datetime | None = None,
 ) -> Session:
     status: dict[str, Any] = {}
     if state is not None and expires is not None:
@@ -51,6 +52,8 @@ def make_session(
         status["lastHeartbeat"] = format_timestamp(last)
     if stop_reason is not None:
         status["stopReason"] = stop_reason
+    if lifetime_ends_at is not None:
+        status["lifetimeEndsAt"] = format_timestamp(lifetime_ends_at)
     return Session.from_body(
         {
             "metadata": {
@@ -227,6 +230,34 @@ async def test_heartbeat_after_the_interval_writes_once_and_remembers_the_result
     assert (ack.extended, ack.lease_expires_at) == (True, NOW + timedelta(seconds=60))
     assert len(sessions.patches) == 1
     assert lookup.remembered == [written]
+
+
+async def test_heartbeat_near_the_end_of_the_lifetime_writes_the_end_as_the_expiry() -> None:
+    ends_at = NOW + timedelta(seconds=40)
+    beaten = make_session(last=NOW - timedelta(seconds=5), lifetime_ends_at=ends_at)
+    written = make_session(expires=ends_at, last=NOW, version=2, lifetime_ends_at=ends_at)
+    beats, sessions, _ = service(beaten, outcomes=[written])
+    ack = await beats.beat(CALLER, REF)
+    assert (ack.extended, ack.lease_expires_at) == (True, ends_at)
+    (patch,) = sessions.patches
+    assert {
+        "op": "replace",
+        "path": "/status/leaseExpiresAt",
+        "value": format_timestamp(ends_at),
+    } in patch
+
+
+async def test_heartbeat_at_the_end_of_the_lifetime_is_gone_even_in_an_outage() -> None:
+    at_end = make_session(expires=NOW, last=NOW - timedelta(seconds=5), lifetime_ends_at=NOW)
+    outage = OutageWindow(NOW - timedelta(seconds=20), NOW - timedelta(seconds=1))
+    beats, sessions, _ = service(at_end, fresh=[at_end], outages=[outage])
+    with pytest.raises(SessionGone) as gone:
+        await beats.beat(CALLER, REF)
+    assert (gone.value.state, gone.value.stop_reason) == (
+        SessionState.STOPPING,
+        StopReason.LEASE_EXPIRED,
+    )
+    assert sessions.patches == []
 
 
 async def test_lost_write_never_revives_a_session_stopped_meanwhile() -> None:

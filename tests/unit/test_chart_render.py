@@ -226,6 +226,10 @@ def test_every_value_reaches_the_operator_as_its_setting(
         "expiryCheckInterval": "2s",
         "stopTimeout": "1m",
         "retention": "1h30m",
+        "maxLifetime": "8h",
+        "maxLifetimeBound": "24h",
+        "startTimeout": "5m",
+        "startTimeoutBound": "1h",
         "namespace": "media",
         "apiHost": "127.0.0.1",
         "apiPort": "9090",
@@ -259,6 +263,10 @@ def test_every_value_reaches_the_operator_as_its_setting(
     assert settings.expiry_check_interval == datetime.timedelta(seconds=2)
     assert settings.stop_timeout == datetime.timedelta(minutes=1)
     assert settings.retention == datetime.timedelta(hours=1, minutes=30)
+    assert settings.max_lifetime == datetime.timedelta(hours=8)
+    assert settings.max_lifetime_bound == datetime.timedelta(hours=24)
+    assert settings.start_timeout == datetime.timedelta(minutes=5)
+    assert settings.start_timeout_bound == datetime.timedelta(hours=1)
     assert settings.namespace == "media"
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 9090)
     assert settings.api_max_connections == 8192
@@ -293,6 +301,8 @@ def test_pod_identity_and_lease_namespace_come_from_the_downward_api(helm: Path)
         ("config.leaseTTL=-5", "at '/config/leaseTTL': minimum: got -5, want 1"),
         ("config.heartbeatInterval=0s", "at '/config/heartbeatInterval': '0s' does not match"),
         ("config.retention=1d", "at '/config/retention': '1d' does not match pattern"),
+        ("config.maxLifetime=0s", "at '/config/maxLifetime': '0s' does not match"),
+        ("config.startTimeoutBound=1w", "at '/config/startTimeoutBound': '1w' does not match"),
         ("config.leaseTtl=60s", "additional properties 'leaseTtl' not allowed"),
         ("config.logLevel=LOUD", "at '/config/logLevel'"),
         ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),

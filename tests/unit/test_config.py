@@ -35,6 +35,13 @@ DURATION_SETTINGS = [
     ("stop_timeout", "XG2G_SESSION_STOP_TIMEOUT", "stopTimeout"),
     ("retention", "XG2G_SESSION_RETENTION", "retention"),
     ("auth_cache_ttl", "XG2G_SESSION_AUTH_CACHE_TTL", "authCacheTTL"),
+    ("start_timeout", "XG2G_SESSION_START_TIMEOUT", "startTimeout"),
+]
+# Durations that may be unset (empty): no maximum lifetime, no bound.
+OPTIONAL_DURATION_SETTINGS = [
+    ("max_lifetime", "XG2G_SESSION_MAX_LIFETIME", "maxLifetime"),
+    ("max_lifetime_bound", "XG2G_SESSION_MAX_LIFETIME_BOUND", "maxLifetimeBound"),
+    ("start_timeout_bound", "XG2G_SESSION_START_TIMEOUT_BOUND", "startTimeoutBound"),
 ]
 DURATION_HINT = "must be a positive duration like 60s, 2m, 1h30m"
 
@@ -263,6 +270,113 @@ def test_ttl_rule_holds_for_direct_construction() -> None:
         Settings(lease_ttl=timedelta(seconds=10), heartbeat_interval=timedelta(seconds=5))
 
 
+# --- maximum lifetime and start timeout, with their bounds ----------------------------------
+
+
+def test_sessions_have_no_maximum_lifetime_and_ten_minutes_to_start_by_default() -> None:
+    settings = load_settings()
+    assert settings.max_lifetime is None
+    assert settings.max_lifetime_bound is None
+    assert settings.start_timeout == timedelta(minutes=10)
+    assert settings.start_timeout_bound is None
+
+
+@pytest.mark.parametrize(("field", "env", "_key"), OPTIONAL_DURATION_SETTINGS)
+def test_optional_duration_reads_units_from_environment(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str
+) -> None:
+    monkeypatch.setenv(env, "1h30m")
+    assert getattr(load_settings(), field) == timedelta(hours=1, minutes=30)
+
+
+@pytest.mark.parametrize(("field", "env", "_key"), OPTIONAL_DURATION_SETTINGS)
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_empty_optional_duration_is_unset(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str, empty: str
+) -> None:
+    monkeypatch.setenv(env, empty)
+    assert getattr(load_settings(), field) is None
+
+
+@pytest.mark.parametrize(("field", "env", "_key"), OPTIONAL_DURATION_SETTINGS)
+@pytest.mark.parametrize("bad", ["0", "0s", "-1s", "forever"])
+def test_invalid_optional_duration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str, bad: str
+) -> None:
+    monkeypatch.setenv(env, bad)
+    assert config_error().problems == (f"{env}: {DURATION_HINT} (got {bad!r})",)
+
+
+@pytest.mark.parametrize(("field", "_env", "key"), OPTIONAL_DURATION_SETTINGS)
+def test_invalid_optional_duration_in_file_names_the_key(
+    tmp_path: Path, field: str, _env: str, key: str
+) -> None:
+    error = config_error(write_config(tmp_path, f"{key}: 0\n"))
+    assert error.problems == (f"{key}: {DURATION_HINT} (got 0)",)
+
+
+def test_max_lifetime_below_the_lease_ttl_names_both_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_MAX_LIFETIME", "59s")
+    assert config_error().problems == (
+        "XG2G_SESSION_LEASE_TTL (1m) must be at most XG2G_SESSION_MAX_LIFETIME (59s): a lifetime"
+        " shorter than one lease leaves heartbeats nothing to extend",
+    )
+
+
+def test_max_lifetime_of_exactly_one_lease_ttl_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_MAX_LIFETIME", "60s")
+    assert load_settings().max_lifetime == timedelta(seconds=60)
+
+
+def test_lifetime_bound_below_the_lease_ttl_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_MAX_LIFETIME_BOUND", "30s")
+    (problem,) = config_error().problems
+    assert problem.startswith(
+        "XG2G_SESSION_LEASE_TTL (1m) must be at most XG2G_SESSION_MAX_LIFETIME_BOUND (30s)"
+    )
+
+
+def test_max_lifetime_above_its_bound_names_both_keys(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "maxLifetime: 2h\nmaxLifetimeBound: 1h\n")
+    assert config_error(path).problems == (
+        "maxLifetime (2h) must be at most maxLifetimeBound (1h): the default lifetime must be"
+        " within the bound",
+    )
+
+
+def test_max_lifetime_equal_to_its_bound_is_valid(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "maxLifetime: 1h\nmaxLifetimeBound: 60m\n")
+    settings = load_settings(path)
+    assert settings.max_lifetime == settings.max_lifetime_bound == timedelta(hours=1)
+
+
+def test_default_start_timeout_above_its_bound_names_both_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_START_TIMEOUT_BOUND", "5m")
+    assert config_error().problems == (
+        "XG2G_SESSION_START_TIMEOUT (10m) must be at most XG2G_SESSION_START_TIMEOUT_BOUND (5m):"
+        " the default start timeout must be within the bound",
+    )
+
+
+def test_start_timeout_within_its_bound_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XG2G_SESSION_START_TIMEOUT", "2m")
+    monkeypatch.setenv("XG2G_SESSION_START_TIMEOUT_BOUND", "5m")
+    settings = load_settings()
+    assert (settings.start_timeout, settings.start_timeout_bound) == (
+        timedelta(minutes=2),
+        timedelta(minutes=5),
+    )
+
+
+def test_bound_rules_hold_for_direct_construction() -> None:
+    with pytest.raises(pydantic.ValidationError, match="must be at most"):
+        Settings(max_lifetime=timedelta(hours=2), max_lifetime_bound=timedelta(hours=1))
+
+
 # --- TLS files -----------------------------------------------------------------------------
 
 
@@ -441,6 +555,10 @@ heartbeatInterval: 10s
 expiryCheckInterval: 30
 stopTimeout: 1m30s
 retention: 48h
+maxLifetime: 8h
+maxLifetimeBound: 24h
+startTimeout: 5m
+startTimeoutBound: 1h
 namespace: media
 apiHost: 127.0.0.1
 apiPort: 8443
@@ -459,6 +577,10 @@ logFormat: text
         expiry_check_interval=timedelta(seconds=30),
         stop_timeout=timedelta(seconds=90),
         retention=timedelta(hours=48),
+        max_lifetime=timedelta(hours=8),
+        max_lifetime_bound=timedelta(hours=24),
+        start_timeout=timedelta(minutes=5),
+        start_timeout_bound=timedelta(hours=1),
         namespace="media",
         api_host="127.0.0.1",
         api_port=8443,
@@ -705,6 +827,7 @@ def test_help_lists_every_setting() -> None:
         ("heartbeat_interval", "5s"),
         ("retention", "24h"),
         ("auth_cache_ttl", "3m"),
+        ("start_timeout", "10m"),
     ],
 )
 def test_help_shows_durations_in_units(field: str, shown: str) -> None:
@@ -727,6 +850,9 @@ def test_help_shows_booleans_as_on_or_off_which_the_environment_accepts(
         ("probe_port", "the API port"),
         ("webhook_port", "no webhook"),
         ("tls_cert_file", "plain HTTP"),
+        ("max_lifetime", "none"),
+        ("max_lifetime_bound", "no bound"),
+        ("start_timeout_bound", "no bound"),
     ],
 )
 def test_help_says_what_an_unset_setting_means(field: str, shown: str) -> None:

@@ -115,7 +115,8 @@ def test_the_limit_is_absent_unless_a_hold_or_cap_is_set() -> None:
 
 def test_a_hold_in_force_is_shown_before_the_cap() -> None:
     spec = {"lease": {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5, "maxLifetimeSeconds": 3600}}
-    held = session(spec=spec, state="ready", leaseExpiresAt=stamp(60), holdUntil=stamp(190))
+    held = session(spec=spec, state="ready", leaseExpiresAt=stamp(60), holdUntil=stamp(190),
+                   lifetimeEndsAt=stamp(3300))  # fmt: skip
     assert columns.limit(held, NOW) == "hold 3m10s"
     in_spec = session(spec={**spec, "hold": {"until": stamp(42)}}, state="ready")
     assert columns.limit(in_spec, NOW) == "hold 42s"
@@ -123,9 +124,13 @@ def test_a_hold_in_force_is_shown_before_the_cap() -> None:
 
 def test_the_cap_counts_from_the_creation() -> None:
     spec = {"lease": {"ttlSeconds": 60, "heartbeatIntervalSeconds": 5, "maxLifetimeSeconds": 3600}}
-    body = session(spec=spec, state="ready", leaseExpiresAt=stamp(60), holdUntil=stamp(-1))
-    assert columns.limit(body, NOW) == "cap 55m"  # created 5m ago
-    assert columns.limit(session(spec=spec, state="stopped"), NOW) == "-"
+    body = session(spec=spec, state="ready", leaseExpiresAt=stamp(60), holdUntil=stamp(-1),
+                   lifetimeEndsAt=stamp(3300))  # fmt: skip
+    assert columns.limit(body, NOW) == "cap 55m"
+    stopped = session(spec=spec, state="stopped", lifetimeEndsAt=stamp(3300))
+    assert columns.limit(stopped, NOW) == "-"
+    # The spec's request alone is not the cap in force: the operator may have cut it.
+    assert columns.limit(session(spec=spec, state="ready"), NOW) is None
 
 
 def test_columns_take_their_widest_cell_and_two_spaces_between() -> None:

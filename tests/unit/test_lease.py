@@ -16,14 +16,18 @@ from session_operator.lease import (
     HeartbeatNoop,
     Lease,
     SessionState,
+    StopCause,
     StopReason,
     can_transition,
     decide_heartbeat,
+    expiry_cause,
     extended_lease_expiry,
     initial_lease_expiry,
     lease_expired,
+    next_deadline,
     observed_state,
     should_expire,
+    start_timed_out,
     terminal_state_for,
     within_heartbeat_interval,
 )
@@ -62,6 +66,8 @@ def make_lease(
     expires_at: datetime = T0 + TTL,
     last_heartbeat: datetime | None = T0,
     stop_reason: StopReason | None = None,
+    lifetime_ends_at: datetime | None = None,
+    start_deadline: datetime | None = None,
 ) -> Lease:
     return Lease(
         state=state,
@@ -70,6 +76,8 @@ def make_lease(
         ttl=TTL,
         heartbeat_interval=INTERVAL,
         stop_reason=stop_reason,
+        lifetime_ends_at=lifetime_ends_at,
+        start_deadline=start_deadline,
     )
 
 
@@ -346,3 +354,166 @@ def test_lease_record_is_immutable() -> None:
     lease = make_lease()
     with pytest.raises(dataclasses.FrozenInstanceError):
         lease.state = STOPPED  # type: ignore[misc]
+
+
+# --- maximum lifetime ----------------------------------------------------------------------
+
+# A session created at T0 with a maximum lifetime of 10 minutes.
+LIFETIME_END = T0 + timedelta(minutes=10)
+
+
+def test_initial_expiry_is_creation_plus_ttl_when_the_lifetime_ends_later() -> None:
+    assert initial_lease_expiry(T0, TTL, LIFETIME_END) == T0 + TTL
+
+
+def test_initial_expiry_is_the_lifetime_end_when_it_comes_before_one_ttl() -> None:
+    assert initial_lease_expiry(T0, TTL, T0 + TTL - MS) == T0 + TTL - MS
+
+
+def test_extension_stops_at_the_end_of_the_lifetime() -> None:
+    now = LIFETIME_END - timedelta(seconds=30)
+    assert extended_lease_expiry(now, now, TTL, LIFETIME_END) == LIFETIME_END
+
+
+def test_extension_one_ttl_before_the_end_reaches_it_exactly() -> None:
+    now = LIFETIME_END - TTL
+    assert extended_lease_expiry(now, now, TTL, LIFETIME_END) == LIFETIME_END
+
+
+def test_extension_well_before_the_end_is_now_plus_ttl() -> None:
+    now = T0 + timedelta(minutes=1)
+    assert extended_lease_expiry(now, now, TTL, LIFETIME_END) == now + TTL
+
+
+def test_heartbeat_just_before_the_end_extends_the_lease_to_the_end() -> None:
+    now = LIFETIME_END - 2 * MS
+    lease = make_lease(
+        expires_at=LIFETIME_END - MS, last_heartbeat=now - INTERVAL, lifetime_ends_at=LIFETIME_END
+    )
+    assert decide_heartbeat(now, lease) == HeartbeatExtend(
+        last_heartbeat=now, expires_at=LIFETIME_END
+    )
+
+
+def test_heartbeat_at_the_end_of_the_lifetime_is_gone() -> None:
+    lease = make_lease(
+        expires_at=LIFETIME_END,
+        last_heartbeat=LIFETIME_END - INTERVAL,
+        lifetime_ends_at=LIFETIME_END,
+    )
+    assert decide_heartbeat(LIFETIME_END, lease) == HeartbeatGone(
+        state=STOPPING, stop_reason=StopReason.LEASE_EXPIRED
+    )
+
+
+def test_heartbeat_to_a_lease_already_at_the_end_records_the_beat_and_keeps_the_end() -> None:
+    now = LIFETIME_END - MS
+    lease = make_lease(
+        expires_at=LIFETIME_END, last_heartbeat=now - INTERVAL, lifetime_ends_at=LIFETIME_END
+    )
+    assert decide_heartbeat(now, lease) == HeartbeatExtend(
+        last_heartbeat=now, expires_at=LIFETIME_END
+    )
+
+
+def test_no_heartbeat_moves_the_lease_past_the_end_of_the_lifetime() -> None:
+    lease = make_lease(expires_at=T0 + TTL, last_heartbeat=None, lifetime_ends_at=LIFETIME_END)
+    now = T0
+    while not isinstance(decision := decide_heartbeat(now, lease), HeartbeatGone):
+        if isinstance(decision, HeartbeatExtend):
+            assert decision.expires_at <= LIFETIME_END
+            lease = dataclasses.replace(
+                lease, expires_at=decision.expires_at, last_heartbeat=decision.last_heartbeat
+            )
+        now += INTERVAL
+    assert lease.expires_at == LIFETIME_END
+    assert now >= LIFETIME_END
+    assert should_expire(now, lease)
+
+
+def test_lease_that_ran_until_the_end_of_the_lifetime_expires_as_max_lifetime_reached() -> None:
+    lease = make_lease(expires_at=LIFETIME_END, lifetime_ends_at=LIFETIME_END)
+    assert should_expire(LIFETIME_END, lease)
+    assert not should_expire(LIFETIME_END - MS, lease)
+    assert expiry_cause(lease) is StopCause.MAX_LIFETIME_REACHED
+    assert observed_state(LIFETIME_END, lease) == (STOPPING, StopReason.LEASE_EXPIRED)
+
+
+def test_lease_that_lapsed_before_the_end_of_the_lifetime_expires_as_lease_expired() -> None:
+    lease = make_lease(expires_at=LIFETIME_END - MS, lifetime_ends_at=LIFETIME_END)
+    assert expiry_cause(lease) is StopCause.LEASE_EXPIRED
+
+
+def test_lease_without_a_maximum_lifetime_expires_as_lease_expired() -> None:
+    assert expiry_cause(make_lease()) is StopCause.LEASE_EXPIRED
+
+
+@pytest.mark.parametrize("cause", list(StopCause))
+def test_every_stop_cause_records_one_of_the_four_stop_reasons(cause: StopCause) -> None:
+    assert cause.stop_reason in set(StopReason)
+
+
+@pytest.mark.parametrize(
+    ("cause", "reason"),
+    [
+        (StopCause.MAX_LIFETIME_REACHED, StopReason.LEASE_EXPIRED),
+        (StopCause.START_TIMEOUT, StopReason.FAILED),
+    ],
+)
+def test_the_new_causes_stop_with_the_seed_reasons(cause: StopCause, reason: StopReason) -> None:
+    assert cause.stop_reason is reason
+
+
+@pytest.mark.parametrize("reason", list(StopReason))
+def test_the_plain_cause_of_a_reason_is_its_camel_case_name(reason: StopReason) -> None:
+    cause = StopCause.plain(reason)
+    assert cause.stop_reason is reason
+    assert cause.value == "".join(part.capitalize() for part in reason.value.split("_"))
+
+
+# --- start deadline ------------------------------------------------------------------------
+
+START_DEADLINE = T0 + timedelta(minutes=10)
+
+
+@pytest.mark.parametrize("state", [NEW, STARTING])
+def test_start_times_out_at_the_exact_deadline(state: SessionState) -> None:
+    lease = make_lease(state=state, start_deadline=START_DEADLINE)
+    assert start_timed_out(START_DEADLINE, lease) is True
+    assert start_timed_out(START_DEADLINE + MS, lease) is True
+
+
+@pytest.mark.parametrize("state", [NEW, STARTING])
+def test_start_has_not_timed_out_one_millisecond_before(state: SessionState) -> None:
+    lease = make_lease(state=state, start_deadline=START_DEADLINE)
+    assert start_timed_out(START_DEADLINE - MS, lease) is False
+
+
+@pytest.mark.parametrize("state", [READY, STOPPING, STOPPED, FAILED])
+def test_start_deadline_no_longer_applies_once_ready_or_stopping(state: SessionState) -> None:
+    lease = make_lease(state=state, start_deadline=START_DEADLINE)
+    assert start_timed_out(START_DEADLINE + timedelta(hours=1), lease) is False
+
+
+def test_session_without_a_start_deadline_never_times_out() -> None:
+    lease = make_lease(state=STARTING)
+    assert start_timed_out(T0 + timedelta(days=1), lease) is False
+
+
+def test_next_deadline_of_a_starting_session_is_its_start_deadline_when_earlier() -> None:
+    lease = make_lease(state=STARTING, expires_at=T0 + TTL, start_deadline=T0 + TTL - MS)
+    assert next_deadline(lease) == T0 + TTL - MS
+
+
+def test_next_deadline_of_a_starting_session_is_its_expiry_when_earlier() -> None:
+    lease = make_lease(state=NEW, expires_at=T0 + TTL, start_deadline=START_DEADLINE)
+    assert next_deadline(lease) == T0 + TTL
+
+
+def test_next_deadline_of_a_ready_session_is_its_expiry_whatever_its_start_deadline() -> None:
+    lease = make_lease(state=READY, expires_at=T0 + TTL, start_deadline=T0)
+    assert next_deadline(lease) == T0 + TTL
+
+
+def test_next_deadline_without_a_start_deadline_is_the_expiry() -> None:
+    assert next_deadline(make_lease(state=STARTING)) == T0 + TTL

@@ -4,13 +4,14 @@ object and its observed workload Pod."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from session_operator.lease import SessionState, StopReason
+from session_operator.lease import SessionState, StopCause, StopReason
 from session_operator.lifecycle import (
     DeleteSession,
     GrantGrace,
@@ -127,7 +128,7 @@ def stopping_body(
 ) -> dict[str, Any]:
     """A ready session stopped at ``STOP_BEGAN`` for *reason*, as stored afterwards."""
     body = with_template(SessionState.READY) if template else stored(SessionState.READY)
-    stop = stop_session(session_of(body), STOP_BEGAN, reason)
+    stop = stop_session(session_of(body), STOP_BEGAN, StopCause.plain(reason))
     result = applied(body, stop.transition)
     assert result["status"]["state"] == "stopping"
     return result
@@ -199,11 +200,10 @@ def test_initial_lease_without_spec_lease_uses_the_configured_defaults() -> None
 
 
 def test_default_lease_is_rounded_up_to_whole_seconds() -> None:
-    settings = LifecycleSettings(
+    settings = dataclasses.replace(
+        SETTINGS,
         lease_ttl=timedelta(seconds=59, milliseconds=200),
         heartbeat_interval=timedelta(seconds=4, milliseconds=1),
-        stop_timeout=STOP_TIMEOUT,
-        retention=RETENTION,
     )
     step = decide(make_body(), CREATED_AT, settings=settings)
 
@@ -444,7 +444,7 @@ def test_stop_of_a_session_with_a_template_goes_to_stopping_without_stopped_at(
     state: SessionState, reason: StopReason
 ) -> None:
     body = with_template(state)
-    step = stop_session(session_of(body), MIDWAY, reason)
+    step = stop_session(session_of(body), MIDWAY, StopCause.plain(reason))
 
     assert step.reason is reason
     assert step.previous_state is state
@@ -470,7 +470,7 @@ def test_stop_of_a_session_without_a_template_is_terminal_in_one_write(
 ) -> None:
     now = datetime(2026, 11, 23, 10, 0, 30, 456789, tzinfo=UTC)
     body = stored(state)
-    step = stop_session(session_of(body), now, reason)
+    step = stop_session(session_of(body), now, StopCause.plain(reason))
 
     status = apply_patch(body, step.transition.patch)["status"]
     assert status["state"] == terminal
@@ -481,7 +481,7 @@ def test_stop_of_a_session_without_a_template_is_terminal_in_one_write(
 @pytest.mark.parametrize("template", [False, True])
 def test_stop_turns_lease_valid_false_at_the_moment_it_begins(template: bool) -> None:
     body = with_template(SessionState.READY) if template else stored(SessionState.READY)
-    step = stop_session(session_of(body), STOP_BEGAN, StopReason.USER_STOPPED)
+    step = stop_session(session_of(body), STOP_BEGAN, StopCause.USER_STOPPED)
 
     status = apply_patch(body, step.transition.patch)["status"]
     lease_valid = condition(status, "LeaseValid")
@@ -495,7 +495,7 @@ def test_stop_turns_lease_valid_false_at_the_moment_it_begins(template: bool) ->
 
 def test_stop_keeps_the_lease_fields_it_does_not_own() -> None:
     body = with_template(SessionState.READY)
-    step = stop_session(session_of(body), MIDWAY, StopReason.CLEANUP)
+    step = stop_session(session_of(body), MIDWAY, StopCause.CLEANUP)
 
     status = apply_patch(body, step.transition.patch)["status"]
     assert status["lastHeartbeat"] == LAST_HEARTBEAT
@@ -504,7 +504,9 @@ def test_stop_keeps_the_lease_fields_it_does_not_own() -> None:
 
 @pytest.mark.parametrize("reason", [StopReason.USER_STOPPED, StopReason.CLEANUP, StopReason.FAILED])
 def test_stop_for_another_reason_than_expiry_tests_only_the_state(reason: StopReason) -> None:
-    step = stop_session(session_of(with_template(SessionState.READY)), MIDWAY, reason)
+    step = stop_session(
+        session_of(with_template(SessionState.READY)), MIDWAY, StopCause.plain(reason)
+    )
 
     assert cas_tests(step.transition.patch) == [
         {"op": "test", "path": "/status/state", "value": "ready"}
@@ -513,7 +515,7 @@ def test_stop_for_another_reason_than_expiry_tests_only_the_state(reason: StopRe
 
 
 def test_cleanup_stop_names_its_reason_in_the_event() -> None:
-    step = stop_session(session_of(with_template(SessionState.READY)), MIDWAY, StopReason.CLEANUP)
+    step = stop_session(session_of(with_template(SessionState.READY)), MIDWAY, StopCause.CLEANUP)
 
     assert "CLEANUP" in step.transition.event_note
 
@@ -844,12 +846,7 @@ def test_stop_deadline_is_lease_valid_false_transition_plus_stop_timeout(now: da
 
 
 def test_stop_deadline_follows_the_configured_stop_timeout() -> None:
-    settings = LifecycleSettings(
-        lease_ttl=timedelta(seconds=60),
-        heartbeat_interval=timedelta(seconds=5),
-        stop_timeout=timedelta(seconds=7),
-        retention=RETENTION,
-    )
+    settings = dataclasses.replace(SETTINGS, stop_timeout=timedelta(seconds=7))
     step = decide(stopping_body(), STOP_BEGAN, settings=settings)
 
     assert isinstance(step, ReleaseObjects)
@@ -910,12 +907,7 @@ def test_terminal_session_is_deleted_at_or_after_retention(
 
 
 def test_retention_follows_the_configured_value() -> None:
-    settings = LifecycleSettings(
-        lease_ttl=timedelta(seconds=60),
-        heartbeat_interval=timedelta(seconds=5),
-        stop_timeout=STOP_TIMEOUT,
-        retention=timedelta(seconds=3),
-    )
+    settings = dataclasses.replace(SETTINGS, retention=timedelta(seconds=3))
     body = terminal_body(SessionState.STOPPED)
 
     assert decide(body, STOPPED_AT_TIME, settings=settings) == WaitUntil(
@@ -965,7 +957,7 @@ def test_a_step_that_would_write_a_forbidden_transition_is_refused() -> None:
 def test_stop_before_the_lease_runs_out_moves_the_expiry_to_the_stop(
     body: dict[str, Any], reason: StopReason
 ) -> None:
-    step = stop_session(session_of(body), MIDWAY, reason)
+    step = stop_session(session_of(body), MIDWAY, StopCause.plain(reason))
 
     assert apply_patch(body, step.transition.patch)["status"]["leaseExpiresAt"] == (
         format_timestamp(MIDWAY)
@@ -1114,7 +1106,7 @@ def _mark_ready() -> Transition:
 
 
 def _stop(body: dict[str, Any], reason: StopReason) -> Callable[[], Transition]:
-    return lambda: stop_session(session_of(body), MIDWAY, reason).transition
+    return lambda: stop_session(session_of(body), MIDWAY, StopCause.plain(reason)).transition
 
 
 def _expire(body: dict[str, Any], workload: Workload | None) -> Callable[[], Transition]:
@@ -1355,3 +1347,317 @@ def test_lease_lapsed_in_an_outage_still_going_on_waits_for_its_end() -> None:
     ongoing = OutageWindow(OUTAGE.start, now, ongoing=True)
     step = next_step(session_of(stored()), now, SETTINGS, None, [ongoing])
     assert step == WaitUntil(now + timedelta(seconds=1))
+
+
+# --- the maximum lifetime: fixed at creation, the end no heartbeat passes -------------------
+
+# The end of a maximum lifetime of 60 s from CREATED: the lease ran until it.
+LIFETIME_END = EXPIRES
+LIFETIME_END_AT = EXPIRES_AT
+
+
+def capped(state: SessionState = SessionState.READY, **extra: Any) -> dict[str, Any]:
+    """A session whose lease ran until the end of its maximum lifetime."""
+    return stored(state, lifetimeEndsAt=LIFETIME_END, **extra)
+
+
+def lease_spec(**fields: int) -> dict[str, Any]:
+    return {"lease": {"ttlSeconds": 30, "heartbeatIntervalSeconds": 2, **fields}}
+
+
+def test_session_has_no_maximum_lifetime_by_default() -> None:
+    step = decide(make_body(), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert "lifetimeEndsAt" not in step.status
+
+
+def test_spec_max_lifetime_ends_the_lifetime_at_creation_plus_it() -> None:
+    step = decide(make_body(spec=lease_spec(maxLifetimeSeconds=3600)), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["lifetimeEndsAt"] == "2026-11-23T11:00:00.123Z"
+    assert step.status["leaseExpiresAt"] == "2026-11-23T10:00:30.123Z"
+    lease_valid = condition(step.status, "LeaseValid")
+    assert "2026-11-23T11:00:00.123Z" in lease_valid["message"]
+    assert "maximum lifetime 1h" in lease_valid["message"]
+
+
+def test_lifetime_shorter_than_one_ttl_is_the_first_lease_expiry() -> None:
+    settings = dataclasses.replace(SETTINGS, max_lifetime=timedelta(seconds=20))
+    step = decide(make_body(spec=lease_spec()), CREATED_AT, settings=settings)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["leaseExpiresAt"] == step.status["lifetimeEndsAt"]
+    assert step.status["leaseExpiresAt"] == "2026-11-23T10:00:20.123Z"
+
+
+def test_configured_max_lifetime_applies_to_a_session_that_sets_none() -> None:
+    settings = dataclasses.replace(SETTINGS, max_lifetime=timedelta(hours=2))
+    step = decide(make_body(), CREATED_AT, settings=settings)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["lifetimeEndsAt"] == "2026-11-23T12:00:00.123Z"
+
+
+def test_spec_max_lifetime_wins_over_the_configured_one() -> None:
+    settings = dataclasses.replace(SETTINGS, max_lifetime=timedelta(hours=2))
+    step = decide(make_body(spec=lease_spec(maxLifetimeSeconds=60)), CREATED_AT, settings=settings)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["lifetimeEndsAt"] == "2026-11-23T10:01:00.123Z"
+
+
+def test_max_lifetime_alone_keeps_the_configured_ttl_and_interval() -> None:
+    body = make_body(spec={"lease": {"maxLifetimeSeconds": 600}})
+    step = decide(body, CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert (step.status["leaseTTLSeconds"], step.status["heartbeatInterval"]) == (60, 5)
+    assert step.status["lifetimeEndsAt"] == "2026-11-23T10:10:00.123Z"
+
+
+@pytest.mark.parametrize(
+    ("asked", "ends"),
+    [
+        (3599, "2026-11-23T10:59:59.123Z"),
+        (3600, "2026-11-23T11:00:00.123Z"),  # exactly the bound: kept
+    ],
+)
+def test_spec_max_lifetime_within_the_bound_is_kept(asked: int, ends: str) -> None:
+    settings = dataclasses.replace(SETTINGS, max_lifetime_bound=timedelta(hours=1))
+    step = decide(
+        make_body(spec=lease_spec(maxLifetimeSeconds=asked)), CREATED_AT, settings=settings
+    )
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["lifetimeEndsAt"] == ends
+    assert "asked for" not in condition(step.status, "LeaseValid")["message"]
+
+
+def test_spec_max_lifetime_above_the_bound_is_cut_to_it_and_says_so() -> None:
+    settings = dataclasses.replace(SETTINGS, max_lifetime_bound=timedelta(hours=1))
+    step = decide(
+        make_body(spec=lease_spec(maxLifetimeSeconds=3601)), CREATED_AT, settings=settings
+    )
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["lifetimeEndsAt"] == "2026-11-23T11:00:00.123Z"
+    message = condition(step.status, "LeaseValid")["message"]
+    assert "spec.lease.maxLifetimeSeconds asked for 1h1s" in message
+    assert "maxLifetimeBound" in message
+    assert "spec.lease.maxLifetimeSeconds asked for 1h1s" in step.event_note
+
+
+def test_the_bound_is_the_lifetime_of_a_session_without_one() -> None:
+    settings = dataclasses.replace(SETTINGS, max_lifetime_bound=timedelta(hours=1))
+    step = decide(make_body(), CREATED_AT, settings=settings)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["lifetimeEndsAt"] == "2026-11-23T11:00:00.123Z"
+    assert "asked for" not in step.event_note
+
+
+def test_lease_that_ran_until_the_end_of_the_lifetime_stops_as_max_lifetime_reached() -> None:
+    body = capped()
+    step = decide(body, LIFETIME_END_AT)
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.MAX_LIFETIME_REACHED
+    assert step.reason is StopReason.LEASE_EXPIRED
+    assert step.lease_expires_at == LIFETIME_END_AT
+    assert step.transition.event_reason == "MaxLifetimeReached"
+    assert step.transition.warning is False
+    assert "maximum lifetime (1m)" in step.transition.event_note
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert (status["state"], status["stopReason"]) == ("stopped", "LEASE_EXPIRED")
+    for kind in ("Ready", "LeaseValid"):
+        entry = condition(status, kind)
+        assert (entry["status"], entry["reason"]) == ("False", "MaxLifetimeReached")
+        assert LIFETIME_END in entry["message"]
+
+
+def test_session_one_millisecond_before_the_end_of_its_lifetime_waits_for_it() -> None:
+    assert decide(capped(), LIFETIME_END_AT - MS) == WaitUntil(LIFETIME_END_AT)
+
+
+def test_stop_at_the_end_of_the_lifetime_loses_against_a_changed_lease() -> None:
+    # The compare-and-set of an expiry holds at the end of a lifetime too.
+    body = capped()
+    step = decide(body, LIFETIME_END_AT)
+    assert isinstance(step, StopSession)
+    assert {(t["path"], t["value"]) for t in cas_tests(step.transition.patch)} == {
+        ("/status/state", "ready"),
+        ("/status/leaseExpiresAt", LIFETIME_END),
+    }
+    moved = copy.deepcopy(body)
+    moved["status"]["leaseExpiresAt"] = "2026-11-23T10:00:59.000Z"
+    with pytest.raises(PatchTestFailed):
+        apply_patch(moved, step.transition.patch)
+
+
+def test_lease_that_lapsed_before_the_end_of_the_lifetime_stops_as_lease_expired() -> None:
+    body = stored(SessionState.READY, lifetimeEndsAt="2026-11-23T11:00:00.123Z")
+    step = decide(body, EXPIRES_AT)
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.LEASE_EXPIRED
+    assert step.transition.event_reason == "LeaseExpired"
+
+
+def test_end_of_the_lifetime_of_a_session_with_a_workload_goes_to_stopping() -> None:
+    body = capped(spec={"template": TEMPLATE})
+    step = decide(body, LIFETIME_END_AT, pod(ready=True))
+
+    assert isinstance(step, StopSession)
+    assert step.transition.event_reason == "MaxLifetimeReached"
+    assert apply_patch(body, step.transition.patch)["status"]["state"] == "stopping"
+
+
+def test_an_outage_grants_no_grace_past_the_end_of_the_lifetime() -> None:
+    step = next_step(session_of(capped()), AFTER_OUTAGE, SETTINGS, None, [OUTAGE])
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.MAX_LIFETIME_REACHED
+
+
+def test_an_outage_grace_stops_at_the_end_of_the_lifetime() -> None:
+    body = stored(lifetimeEndsAt="2026-11-23T10:01:25.000Z")
+    step = next_step(session_of(body), AFTER_OUTAGE, SETTINGS, None, [OUTAGE])
+
+    assert isinstance(step, GrantGrace)
+    after = apply_patch(body, step.transition.patch)
+    assert after["status"]["leaseExpiresAt"] == "2026-11-23T10:01:25.000Z"
+
+
+# --- the start timeout: a workload not ready by the start deadline fails the session ---------
+
+START_DEADLINE = "2026-11-23T10:00:30.123Z"
+START_DEADLINE_AT = datetime(2026, 11, 23, 10, 0, 30, 123000, tzinfo=UTC)
+
+
+def starting_body(state: SessionState = SessionState.STARTING, **extra: Any) -> dict[str, Any]:
+    return with_template(state, startDeadline=START_DEADLINE, **extra)
+
+
+def test_session_with_a_template_gets_the_configured_start_deadline() -> None:
+    step = decide(make_body(spec={"template": TEMPLATE}), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["startDeadline"] == "2026-11-23T10:10:00.123Z"
+    ready = condition(step.status, "Ready")
+    assert "ready by 2026-11-23T10:10:00.123Z (start timeout 10m)" in ready["message"]
+    assert "2026-11-23T10:10:00.123Z" in step.event_note
+
+
+def test_spec_start_timeout_sets_the_start_deadline() -> None:
+    body = make_body(spec={"template": TEMPLATE, "startTimeoutSeconds": 90})
+    step = decide(body, CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["startDeadline"] == "2026-11-23T10:01:30.123Z"
+
+
+def test_spec_start_timeout_above_the_bound_is_cut_to_it_and_says_so() -> None:
+    settings = dataclasses.replace(SETTINGS, start_timeout_bound=timedelta(minutes=30))
+    body = make_body(spec={"template": TEMPLATE, "startTimeoutSeconds": 3600})
+    step = decide(body, CREATED_AT, settings=settings)
+
+    assert isinstance(step, InitialiseStatus)
+    assert step.status["startDeadline"] == "2026-11-23T10:30:00.123Z"
+    message = condition(step.status, "Ready")["message"]
+    assert "spec.startTimeoutSeconds asked for 1h" in message
+    assert "startTimeoutBound" in message
+
+
+@pytest.mark.parametrize(
+    "spec", [{}, {"stop": True, "template": TEMPLATE}], ids=["no-template", "created-stopped"]
+)
+def test_session_that_starts_no_workload_has_no_start_deadline(spec: dict[str, Any]) -> None:
+    step = decide(make_body(spec=spec), CREATED_AT)
+
+    assert isinstance(step, InitialiseStatus)
+    assert "startDeadline" not in step.status
+
+
+def test_starting_session_at_its_start_deadline_fails_with_start_timeout() -> None:
+    body = starting_body()
+    step = decide(body, START_DEADLINE_AT, pod(phase="Pending"))
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.START_TIMEOUT
+    assert step.reason is StopReason.FAILED
+    assert step.lease_expires_at is None
+    assert step.transition.event_reason == "StartTimeout"
+    assert step.transition.warning is True
+    assert "living-room is Pending" in step.transition.event_note
+    assert cas_tests(step.transition.patch) == [
+        {"op": "test", "path": "/status/state", "value": "starting"}
+    ]
+    status = apply_patch(body, step.transition.patch)["status"]
+    assert (status["state"], status["stopReason"]) == ("stopping", "FAILED")
+    for kind in ("Ready", "LeaseValid"):
+        entry = condition(status, kind)
+        assert (entry["status"], entry["reason"]) == ("False", "StartTimeout")
+        assert "start timeout (30s)" in entry["message"]
+
+
+def test_new_session_whose_pod_was_never_created_fails_at_its_start_deadline() -> None:
+    step = decide(starting_body(SessionState.NEW), START_DEADLINE_AT, NO_POD)
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.START_TIMEOUT
+    assert "the workload Pod was not created" in step.transition.event_note
+
+
+def test_starting_session_one_millisecond_before_its_start_deadline_waits_for_it() -> None:
+    step = decide(starting_body(), START_DEADLINE_AT - MS, pod(phase="Pending"))
+
+    assert step == WaitUntil(START_DEADLINE_AT)
+
+
+def test_starting_session_waits_for_its_lease_expiry_when_that_comes_first() -> None:
+    body = with_template(SessionState.STARTING, startDeadline="2026-11-23T10:05:00.000Z")
+    step = decide(body, MIDWAY, pod(phase="Pending"))
+
+    assert step == WaitUntil(EXPIRES_AT)
+
+
+def test_ready_session_past_its_start_deadline_is_not_stopped() -> None:
+    step = decide(starting_body(SessionState.READY), START_DEADLINE_AT, pod(ready=True))
+
+    assert step == WaitUntil(EXPIRES_AT)
+
+
+def test_session_initialised_without_a_start_deadline_never_times_out() -> None:
+    step = decide(with_template(SessionState.STARTING), EXPIRES_AT - MS, pod(phase="Pending"))
+
+    assert step == WaitUntil(EXPIRES_AT)
+
+
+def test_lease_expiry_at_the_start_deadline_stops_as_lease_expired() -> None:
+    body = with_template(SessionState.STARTING, startDeadline=EXPIRES)
+    step = decide(body, EXPIRES_AT, pod(phase="Pending"))
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.LEASE_EXPIRED
+
+
+def test_failed_pod_at_the_start_deadline_fails_as_failed() -> None:
+    step = decide(starting_body(), START_DEADLINE_AT, pod(phase="Failed", message="OOMKilled"))
+
+    assert isinstance(step, StopSession)
+    assert step.cause is StopCause.FAILED
+
+
+def test_start_timeout_ends_failed_once_released() -> None:
+    body = starting_body()
+    stop = decide(body, START_DEADLINE_AT, pod(phase="Pending"))
+    assert isinstance(stop, StopSession)
+    stopping = applied(body, stop.transition)
+    release = release_step(session_of(stopping), START_DEADLINE_AT, SETTINGS)
+
+    status = apply_patch(stopping, release.finish.patch)["status"]
+    assert (status["state"], status["stopReason"]) == ("failed", "FAILED")
+    assert condition(status, "Ready")["reason"] == "StartTimeout"
+    assert release.finish.event_reason == "Failed"

@@ -85,6 +85,26 @@ def test_spec_is_decoded_from_its_camel_case_names() -> None:
     assert spec.has_template is True
 
 
+def test_limits_are_decoded_from_spec_and_status() -> None:
+    body = make_body(full_status() | {"lifetimeEndsAt": "2026-11-23T11:00:00.000Z"})
+    body["spec"] = {
+        "lease": {"maxLifetimeSeconds": 3600},
+        "template": {},
+        "startTimeoutSeconds": 90,
+    }
+    body["status"]["startDeadline"] = "2026-11-23T10:01:30.000Z"
+    session = Session.from_body(body)
+
+    assert session.spec.lease is not None
+    assert session.spec.lease.max_lifetime_seconds == 3600
+    assert session.spec.lease.ttl_seconds is None  # the operator's TTL applies
+    assert session.spec.start_timeout_seconds == 90
+    lease = session.lease()
+    assert lease is not None
+    assert lease.lifetime_ends_at == datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+    assert lease.start_deadline == datetime(2026, 11, 23, 10, 1, 30, tzinfo=UTC)
+
+
 def test_the_template_itself_is_not_kept_in_memory() -> None:
     session = Session.from_body(make_body())
     assert "busybox" not in repr(session)

@@ -3,6 +3,7 @@ edge by edge."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -213,3 +214,28 @@ def test_a_recorded_window_that_ends_beyond_the_clock_tolerance_grants_nothing()
     assert grace(lease, now, [forged]) is None
     skewed = OutageWindow(T0, now + FUTURE_TOLERANCE)  # a replica whose clock runs ahead
     assert grace(lease, now, [skewed]) == LeaseGrace(skewed, skewed.end + GRACE)
+
+
+# --- the maximum lifetime ------------------------------------------------------------------
+
+
+def with_lifetime_end(lease: Lease, ends_at: datetime) -> Lease:
+    return dataclasses.replace(lease, lifetime_ends_at=ends_at)
+
+
+def test_grace_never_runs_past_the_end_of_the_lifetime() -> None:
+    ends_at = GRACE_END - MS
+    lease = with_lifetime_end(lease_of(T0 - 1 * S), ends_at)
+    assert grace(lease, OUTAGE.end) == LeaseGrace(OUTAGE, ends_at)
+
+
+def test_grace_that_ends_before_the_end_of_the_lifetime_is_whole() -> None:
+    lease = with_lifetime_end(lease_of(T0 - 1 * S), GRACE_END)
+    assert grace(lease, OUTAGE.end) == LeaseGrace(OUTAGE, GRACE_END)
+
+
+def test_lease_that_ran_until_the_end_of_the_lifetime_is_owed_no_grace() -> None:
+    # It lapsed inside the outage, its client alive: yet no heartbeat could have extended it.
+    ends_at = T0 + 20 * S
+    lease = with_lifetime_end(lease_of(T0 - 1 * S, expires_at=ends_at), ends_at)
+    assert grace(lease, OUTAGE.end) is None

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from session_operator import metrics
 from session_operator.controller.reconciler import MAX_STEPS, Kubernetes, Reconciler
 from session_operator.informer.pod_store import PodStore
 from session_operator.k8s.errors import PreconditionFailed
@@ -21,8 +22,10 @@ from session_operator.k8s.pods import PodApi
 from session_operator.k8s.sessions import JsonPatch, SessionApi
 from session_operator.lease import SessionState
 from session_operator.models import FINALIZER, Session, SessionRef
+from session_operator.timestamps import parse_timestamp
 from session_operator.workload import PodSummary
 from tests.unit.builders import (
+    EXPIRES,
     EXPIRES_AT,
     MIDWAY,
     SETTINGS,
@@ -246,3 +249,55 @@ async def test_a_pod_named_after_a_session_but_not_its_own_tells_nothing_of_it()
 
     assert sessions.body["status"]["state"] != "ready"
     assert "Ready" not in events.reasons
+
+
+def stops_counted(stop_reason: str, reason: str) -> float:
+    labels = {"stop_reason": stop_reason, "reason": reason}
+    return metrics.REGISTRY.get_sample_value("xg2g_sessions_stopped_total", labels) or 0.0
+
+
+async def test_a_session_at_the_end_of_its_lifetime_is_told_once_as_max_lifetime_reached() -> None:
+    sessions = StoredSession(stored(lifetimeEndsAt=EXPIRES))
+    reconciler, events = reconciler_over(sessions, Owned([]), EXPIRES_AT)
+    before = stops_counted("LEASE_EXPIRED", "MaxLifetimeReached")
+
+    await reconciler.reconcile(Session.from_body(sessions.body))
+
+    assert events.reasons == ["MaxLifetimeReached"]
+    status = sessions.body["status"]
+    assert (status["state"], status["stopReason"]) == ("stopped", "LEASE_EXPIRED")
+    assert stops_counted("LEASE_EXPIRED", "MaxLifetimeReached") == before + 1
+
+
+async def test_a_start_timeout_whose_pod_is_gone_at_once_is_told_once_as_start_timeout() -> None:
+    start_deadline = "2026-11-23T10:00:30.123Z"
+    sessions = StoredSession(with_template(SessionState.STARTING, startDeadline=start_deadline))
+    pods = PodStore()
+    pods.update(
+        PodSummary(
+            session=SessionRef("media", "living-room"),
+            name="living-room",
+            controller_uid=sessions.body["metadata"]["uid"],
+            phase="Pending",
+            ready=False,
+            message="",
+        )
+    )
+    events = Events()
+    kube = Kubernetes(sessions, NoPods(), Owned([0]), events)
+    now = parse_timestamp(start_deadline)
+    reconciler = Reconciler(kube, pods, SETTINGS, lambda: now)
+    before = stops_counted("FAILED", "StartTimeout")
+
+    outcome = await reconciler.reconcile(Session.from_body(sessions.body))
+
+    # One pass: stopping, then failed once the unscheduled Pod's DELETE ended it; one Event.
+    assert events.reasons == ["StartTimeout"]
+    status = sessions.body["status"]
+    assert (status["state"], status["stopReason"]) == ("failed", "FAILED")
+    assert {c["type"]: c["reason"] for c in status["conditions"]} == {
+        "Ready": "StartTimeout",
+        "LeaseValid": "StartTimeout",
+    }
+    assert stops_counted("FAILED", "StartTimeout") == before + 1
+    assert outcome.deadline == now + SETTINGS.retention

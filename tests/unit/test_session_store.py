@@ -124,7 +124,9 @@ def test_count_by_state_follows_updates() -> None:
     assert store.count_by_state() == Counter({"stopped": 1})
 
 
-def expiring(name: str, version: str, expires_at: str, state: str = "ready") -> Session:
+def expiring(
+    name: str, version: str, expires_at: str, state: str = "ready", start_deadline: str = ""
+) -> Session:
     body: dict[str, Any] = {
         "metadata": {
             "name": name,
@@ -142,6 +144,8 @@ def expiring(name: str, version: str, expires_at: str, state: str = "ready") -> 
     }
     if state in ("stopping", "stopped", "failed"):
         body["status"]["stopReason"] = "LEASE_EXPIRED"
+    if start_deadline:
+        body["status"]["startDeadline"] = start_deadline
     return Session.from_body(body)
 
 
@@ -180,6 +184,15 @@ def test_an_older_version_does_not_move_the_expiry_back() -> None:
     store.update(expiring("s", "5", "2026-11-23T10:09:00Z"))
     store.update(expiring("s", "4", "2026-11-23T10:01:00Z"))
     assert store.lapsed(at("2026-11-23T10:05:00+00:00")) == []
+
+
+def test_a_starting_session_is_due_at_its_start_deadline_when_that_comes_first() -> None:
+    store = SessionStore()
+    for name in ("starting", "ready"):
+        store.update(expiring(name, "1", "2026-11-23T10:10:00Z", name, "2026-11-23T10:01:00Z"))
+    assert store.lapsed(at("2026-11-23T10:00:59+00:00")) == []
+    # The ready one started in time: only the lease's expiry counts for it.
+    assert [ref.name for ref in store.lapsed(at("2026-11-23T10:01:00+00:00"))] == ["starting"]
 
 
 def test_lapsed_costs_only_what_lapsed(monkeypatch: pytest.MonkeyPatch) -> None:

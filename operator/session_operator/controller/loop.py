@@ -1,13 +1,14 @@
-"""The control loop: watch events in, reconciles out, one lease deadline per Session.
+"""The control loop: watch events in, reconciles out, one deadline per Session.
 
 The informer's Session watch (``informer.session_cache.SessionCache``) delivers every
-change (``update``, ``remove``, ``replace_all``), which queues the Session; kopf delivers
-the workload Pods' (``observe_pod``). Workers reconcile a Session and hand its lease
-deadline to the scheduler, which queues it again on the dot. One backstop for the whole
-operator runs every ``expiryCheckInterval`` and queues the live Sessions whose lease has
-run out (the store knows them without looking at the others), in case a deadline was
-missed. A key queued because its deadline came goes ahead of those queued by events, so
-a lapse is acted on while thousands of routine reconciles wait (as after a takeover).
+change (``update``, ``remove``, ``replace_all``), which queues the Session; kopf
+delivers the workload Pods' (``observe_pod``). Workers reconcile a Session and hand its
+next deadline (its lease's expiry, or its start deadline while it starts) to the
+scheduler, which queues it again on the dot. One backstop for the whole operator runs
+every ``expiryCheckInterval`` and queues the live Sessions whose deadline has passed
+(the store knows them without looking at the others), in case a deadline was missed. A
+key queued because its deadline came goes ahead of those queued by events, so a lapse is
+acted on while thousands of routine reconciles wait (as after a takeover).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from session_operator.controller.workqueue import WorkQueue
 from session_operator.informer.pod_store import PodStore
 from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable, KubernetesError
-from session_operator.lease import LIVE_STATES
+from session_operator.lease import LIVE_STATES, next_deadline
 from session_operator.models import Session, SessionRef
 from session_operator.workload import summarize_pod
 
@@ -117,17 +118,18 @@ class SessionController:
         """Queue every known Session (this replica just became the leader).
 
         Each is reconciled once, since the previous leader may have left a step half
-        done (a stop, a label). The live ones whose lease has run out go first, earliest
-        first; the other live ones get their expiry as a deadline at once, so one that
-        lapses while the rest wait is queued ahead of them on the dot.
+        done (a stop, a label). The live ones whose deadline (lease expiry or start
+        deadline) has passed go first, earliest first; the other live ones get their
+        deadline at once, so one that passes while the rest wait is queued ahead of them
+        on the dot.
         """
         now = self._clock()
         for ref in self.store.lapsed(now):
             self._queue.add_due(ref)
         for session in self.store:
-            expires_at = session.status.lease_expires_at
-            if session.status.state in LIVE_STATES and expires_at is not None:
-                self._deadlines.schedule(session.ref, expires_at)
+            lease = session.lease()
+            if lease is not None and lease.state in LIVE_STATES:
+                self._deadlines.schedule(session.ref, next_deadline(lease))
             self._queue.add(session.ref)
 
     async def run(self) -> None:
@@ -188,10 +190,11 @@ class SessionController:
     def _retry_later(self, session: Session, error: KubernetesError | None) -> None:
         metrics.RECONCILE_ERRORS.inc()
         ref = session.ref
-        # A step that keeps failing (a refused Pod, say) must not hold the lease open.
+        # A step that keeps failing (a refused Pod, say) must not hold the lease open, nor
+        # keep a session starting past its start deadline.
         lease = session.lease()
         if lease is not None and lease.state in LIVE_STATES:
-            self._deadlines.schedule(ref, lease.expires_at)
+            self._deadlines.schedule(ref, next_deadline(lease))
         failures = self._failures.get(ref, 0) + 1
         self._failures[ref] = failures
         cap = (

@@ -22,8 +22,8 @@ from session_operator.k8s.pods import PodApi
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lease import LIVE_STATES, SessionState
 from session_operator.lifecycle import (
-    LEASE_EXPIRED_EVENT,
     RELEASE_POLL,
+    STOPPING_EVENT,
     DeleteSession,
     GrantGrace,
     InitialiseStatus,
@@ -128,6 +128,7 @@ class Reconciler:
                 return await self._transition(session, step.transition)
             case StopSession():
                 updated = await self._kube.sessions.patch_status(ref, step.transition.patch)
+                metrics.STOPS.labels(stop_reason=step.reason.value, reason=step.cause.value).inc()
                 if step.lease_expires_at is not None:
                     lag = self._clock() - step.lease_expires_at
                     metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
@@ -170,12 +171,13 @@ class Reconciler:
         release = release_step(session, now, self._settings)
         if await self._kube.owned.release(session) == 0:
             finish = release.finish
-            # A lapse keeps its own reason (one LeaseExpired Event per expiry); a stop asked
-            # for or failed is told by its end ("Stopped", "Failed").
-            lapsed = stop.event_reason == LEASE_EXPIRED_EVENT
+            # A stop at a deadline keeps its own reason (one LeaseExpired, MaxLifetimeReached
+            # or StartTimeout Event per stop); a stop asked for or failed is told by its end
+            # ("Stopped", "Failed").
+            own = stop.event_reason != STOPPING_EVENT
             together = Transition(
                 finish.patch,
-                stop.event_reason if lapsed else finish.event_reason,
+                stop.event_reason if own else finish.event_reason,
                 f"{stop.event_note}; {finish.event_note}",
                 warning=stop.warning or finish.warning,
             )

@@ -1,7 +1,8 @@
 """The one in-memory store of Sessions in a process, fed by a watch.
 
 The controller, its expiry backstop and the heartbeat API all read it: by namespace/name,
-by ``status.sessionID``, and, for the live Sessions, ordered by their lease's expiry. An
+by ``status.sessionID``, and, for the live Sessions, ordered by their next deadline (the
+lease's expiry, or the start deadline of one still starting if that comes first). An
 older version of an object never replaces a newer one, so a write's response taken here
 stays put when the watch later delivers the same or an older version. Every replica holds
 every Session, so the stored form (``models.Session``) keeps only what the operator acts
@@ -16,13 +17,14 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from session_operator.informer.keyed_heap import KeyedHeap
-from session_operator.lease import LIVE_STATES
+from session_operator.lease import LIVE_STATES, next_deadline
 from session_operator.models import Session, SessionRef
 
 
 class SessionStore:
     """Newest known version of each Session, by ref and by sessionID, with the live ones
-    ordered by expiry so the backstop finds the lapsed ones in O(lapsed + log n)."""
+    ordered by their next deadline so the backstop finds the lapsed ones in
+    O(lapsed + log n)."""
 
     def __init__(self) -> None:
         self._sessions: dict[SessionRef, Session] = {}
@@ -82,7 +84,8 @@ class SessionStore:
         return None if ref is None else self._sessions.get(ref)
 
     def lapsed(self, now: datetime) -> list[SessionRef]:
-        """The live Sessions whose lease expired at or before *now*, earliest first."""
+        """The live Sessions whose lease expired, or whose start deadline passed, at or
+        before *now*, earliest first."""
         return list(self._expiries.due(now))
 
     def count_by_state(self) -> Counter[str]:
@@ -103,9 +106,9 @@ class SessionStore:
         self._sessions[session.ref] = session
         if session.status.session_id:
             self._by_id[session.status.session_id] = session.ref
-        expires_at = session.status.lease_expires_at
-        if session.status.state in LIVE_STATES and expires_at is not None:
-            self._expiries.set(session.ref, expires_at)
+        lease = session.lease()
+        if lease is not None and lease.state in LIVE_STATES:
+            self._expiries.set(session.ref, next_deadline(lease))
         else:
             self._expiries.discard(session.ref)
 

@@ -8,7 +8,7 @@ must not fail because of one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from session_operator.kubectl_session.durations import human_duration
@@ -59,24 +59,16 @@ def limit(session: Mapping[str, Any], now: datetime) -> str | None:
     while a hold is in force, else ``cap 1h55m``; ``-`` for a session that is no longer
     live; ``None`` when the Session sets neither (the table then has no such column).
 
-    Neither field exists yet. They are read where they are expected: the hold's end at
-    ``status.holdUntil`` or ``spec.hold.until`` (RFC 3339), the cap at
-    ``spec.lease.maxLifetimeSeconds`` counted from the creation. This function is the one
-    place to change when their design settles.
+    The cap is ``status.lifetimeEndsAt``, the end the operator put in force (the spec's
+    ``maxLifetimeSeconds``, else the configured default, cut to the configured bound).
+    The hold does not exist yet; its end is read where it is expected, at
+    ``status.holdUntil`` or ``spec.hold.until`` (RFC 3339).
     """
     spec = _mapping(session.get("spec"))
     hold_until = timestamp(
         _status(session).get("holdUntil") or _mapping(spec.get("hold")).get("until")
     )
-    cap_seconds = _mapping(spec.get("lease")).get("maxLifetimeSeconds")
-    created = timestamp((session.get("metadata") or {}).get("creationTimestamp"))
-    cap_end = (
-        created + timedelta(seconds=cap_seconds)
-        if created is not None
-        and isinstance(cap_seconds, int)
-        and not isinstance(cap_seconds, bool)
-        else None
-    )
+    cap_end = timestamp(_status(session).get("lifetimeEndsAt"))
     if hold_until is None and cap_end is None:
         return None
     if _status(session).get("state") not in LIVE_STATES:
