@@ -1,6 +1,6 @@
 """The results of one run, as one table (markdown) and as JSON.
 
-Each row is one measurement; its goal is the issue's target for it and the result says,
+Each row is one measurement; its goal is the target set for it and the result says,
 with the measured figures, whether the goal was met. Goals are goals, not a pass/fail test.
 """
 
@@ -412,7 +412,7 @@ def _cost_rows(results: Results) -> list[tuple[str, ...]]:
 
 def _rss_slope_kib(results: Results) -> float:
     """The leader's idle RSS growth per added session, KiB, from the smallest N measured
-    to 10,000 (or the largest below it): the issue's slope between 1k and 10k."""
+    to 10,000 (or the largest below it): the slope between 1k and 10k that the goal names."""
     idle = sorted((run.live, run.cost["operator"].rss_max) for run in results.idle)
     upper = [item for item in idle if item[0] <= SLOPE_UPPER_N] or idle
     if len(idle) < 2 or upper[-1][0] == idle[0][0]:

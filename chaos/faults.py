@@ -22,7 +22,7 @@ from chaos.phase import Phase, intents
 from chaos.world import World
 
 TTL, INTERVAL = 30, 5
-"""The lease of every session under fault: the issue's 30 s TTL and 5 s interval."""
+"""The lease of every session under fault: a 30 s TTL and a 5 s interval."""
 STALL_SECONDS = 40.0
 BURST_CLIENTS, BURST_SECONDS, BURST_SESSIONS = 25, 12.0, 4
 
