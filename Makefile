@@ -79,6 +79,10 @@ helm: install ## build helm into the binary cache (once)
 kind: install ## build kind into the binary cache (once)
 	$(HARNESS) build kind
 
+.PHONY: prometheus
+prometheus: install ## build prometheus and promtool into the binary cache (once)
+	$(HARNESS) build prometheus
+
 .PHONY: manifests
 manifests: helm ## render the chart into manifests/, copy crds/ into the chart
 	$(BIN)/python -m harness.manifests --helm $(HELM)

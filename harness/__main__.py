@@ -1,15 +1,16 @@
 """``python -m harness``: build the binaries, or run a local cluster.
 
 - ``build``: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kubectl;
-  ``build helm kind`` builds those tools instead (``controlplane`` names the binaries above);
+  ``build helm kind prometheus`` builds those tools instead (``controlplane`` names the
+  binaries above; prometheus brings promtool);
   ``build node`` adds kube-scheduler and kubelet (the optional node, docs/node.md);
   ``build engine`` installs the Docker engine and debootstrap (Debian packages) if missing.
 - ``image``: build the operator image on the harness's Docker engine (``make image``).
 - ``base-lock``: make the image's Debian base anew and record its package versions.
 - ``prepare [unit] [e2e]``: install and build everything those test tiers need, then check
   it is there (``make test`` runs it before its first test; :mod:`harness.prepare`).
-- ``which NAME``: print where the cache keeps NAME (``helm``, ``kind``, ``kubectl``); builds
-  nothing.
+- ``which NAME``: print where the cache keeps NAME (``helm``, ``kind``, ``prometheus``,
+  ``kubectl``); builds nothing.
 - ``up``: start the local control plane, install the CRDs, print how to use it, wait for Ctrl-C.
 - ``up --node`` and ``run --node`` also start a node (docs/node.md), so Pods really run.
 - ``run``: like ``up``, plus the operator itself in the foreground, its API on 127.0.0.1

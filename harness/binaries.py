@@ -3,8 +3,8 @@
 The binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) are built
 from the Go wrapper modules under ``hack/controlplane/`` through the Go module
 proxy, once, into a cache outside the repository keyed by version. Later runs
-find them there and start in seconds. The tools (helm, kind) are built the same
-way from the wrapper modules under ``hack/tools/``.
+find them there and start in seconds. The tools (helm, kind, prometheus with promtool)
+are built the same way from the wrapper modules under ``hack/tools/``.
 """
 
 from __future__ import annotations
@@ -88,15 +88,22 @@ class GoTool:
     name: str
     version: str
     directory: Path
+    companions: tuple[str, ...] = ()
+    """More executables built from the same module into the same directory (promtool)."""
 
     @property
     def binary(self) -> Path:
         """The tool's executable in the cache."""
         return self.directory / self.name
 
+    @property
+    def executables(self) -> tuple[Path, ...]:
+        """The tool's executable and its companions'."""
+        return (self.binary, *(self.directory / name for name in self.companions))
+
     def missing(self) -> bool:
-        """Whether the tool is not yet in the cache."""
-        return not os.access(self.binary, os.X_OK)
+        """Whether the tool (or a companion) is not yet in the cache."""
+        return not all(os.access(path, os.X_OK) for path in self.executables)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,9 @@ class _ToolSource:
     module: str
     package: str
     ldflags: Callable[[str, Path], str]
+    companions: tuple[tuple[str, str], ...] = ()
+    """(name, package) of more executables of the module."""
+    tags: str = ""
 
 
 def _helm_ldflags(version: str, go_mod: Path) -> str:
@@ -122,9 +132,28 @@ def _helm_ldflags(version: str, go_mod: Path) -> str:
     return " ".join(flags)
 
 
+def _prometheus_ldflags(version: str, _go_mod: Path) -> str:
+    # The Go module v0.3MM.P is Prometheus 3.MM.P; `--version` says the latter.
+    match = re.fullmatch(r"v0\.3(\d\d)\.(\d+)", version)
+    if not match:
+        raise BuildError(f"unexpected github.com/prometheus/prometheus version {version}")
+    release = f"3.{int(match.group(1))}.{match.group(2)}"
+    return f"-s -w -X github.com/prometheus/common/version.Version={release}"
+
+
 _TOOL_SOURCES = {
     "helm": _ToolSource("helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm", _helm_ldflags),
     "kind": _ToolSource("sigs.k8s.io/kind", "sigs.k8s.io/kind", lambda _v, _m: "-s -w"),
+    # Without the tag builtinassets the web UI (built by npm, not in the module) is left
+    # out; the API the tests use is all there. remove_all_sd leaves out every service
+    # discovery but static, file and HTTP configurations, and with them the cloud SDKs.
+    "prometheus": _ToolSource(
+        "github.com/prometheus/prometheus",
+        "github.com/prometheus/prometheus/cmd/prometheus",
+        _prometheus_ldflags,
+        companions=(("promtool", "github.com/prometheus/prometheus/cmd/promtool"),),
+        tags="remove_all_sd",
+    ),
 }
 TOOLS = tuple(_TOOL_SOURCES)
 """The tools :func:`go_tool` knows."""
@@ -207,7 +236,8 @@ def go_tool(name: str, repo_root: Path | None = None) -> GoTool:
         raise BuildError(f"unknown tool {name!r}; known: {', '.join(TOOLS)}")
     go_mod = _tool_module(name, repo_root) / "go.mod"
     version = pinned_version(go_mod, source.module)
-    return GoTool(name, version, cache_root() / f"{name}-{version}")
+    companions = tuple(companion for companion, _ in source.companions)
+    return GoTool(name, version, cache_root() / f"{name}-{version}", companions)
 
 
 def ensure_tool(tool: GoTool, repo_root: Path | None = None) -> GoTool:
@@ -219,7 +249,13 @@ def ensure_tool(tool: GoTool, repo_root: Path | None = None) -> GoTool:
     module = _tool_module(tool.name, repo_root)
     source = _TOOL_SOURCES[tool.name]
     ldflags = source.ldflags(tool.version, module / "go.mod")
-    _build_module(module, {tool.name: source.package}, tool.directory, ldflags=ldflags)
+    targets = {tool.name: source.package, **dict(source.companions)}
+    missing = {
+        name: package
+        for name, package in targets.items()
+        if not os.access(tool.directory / name, os.X_OK)
+    }
+    _build_module(module, missing, tool.directory, ldflags=ldflags, tags=source.tags)
     return tool
 
 
@@ -273,15 +309,18 @@ def _run_go(argv: list[str], cwd: Path) -> None:
         raise BuildError(f"{' '.join(argv)} failed in {cwd}:\n{result.stderr[-4000:]}")
 
 
-def _build_module(module: Path, targets: dict[str, str], out_dir: Path, ldflags: str) -> None:
+def _build_module(
+    module: Path, targets: dict[str, str], out_dir: Path, ldflags: str, tags: str = ""
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, package in targets.items():
         started = time.monotonic()
         print(f"building {name} into {out_dir} (first time only; takes minutes)", flush=True)
         _run_go(["go", "mod", "download"], module)
-        total = _count_deps(module, package)
+        total = _count_deps(module, package, tags)
         partial = out_dir / f".{name}.partial"
-        argv = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package]
+        flags = ["-v", "-trimpath", *(["-tags", tags] if tags else []), "-ldflags", ldflags]
+        argv = ["go", "build", *flags, "-o", str(partial), package]
         process = subprocess.Popen(
             argv, cwd=module, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -299,10 +338,9 @@ def _build_module(module: Path, targets: dict[str, str], out_dir: Path, ldflags:
         print(flush=True)
 
 
-def _count_deps(module: Path, package: str) -> int:
-    result = subprocess.run(
-        ["go", "list", "-deps", package], cwd=module, capture_output=True, text=True, check=False
-    )
+def _count_deps(module: Path, package: str, tags: str = "") -> int:
+    argv = ["go", "list", "-deps", *(["-tags", tags] if tags else []), package]
+    result = subprocess.run(argv, cwd=module, capture_output=True, text=True, check=False)
     return max(1, len(result.stdout.splitlines()))
 
 

@@ -28,9 +28,10 @@ DEBIAN_PROGRAMS: tuple[Program, ...] = tuple(dict.fromkeys((*IMAGE_PROGRAMS, *NO
 """Every machine program the harness runs: the image's and the node's. Only the e2e tier
 is given them; a unit test never looks one up."""
 
-TOOLS = ("helm", "kind")
+TOOLS = ("helm", "kind", "prometheus")
 """The cached tools both tiers run: helm renders and installs the chart, kind's version and
-``make``'s kind targets are checked."""
+``make``'s kind targets are checked, promtool checks and tests the chart's alerts and
+prometheus scrapes the operator (with promtool, one module: ``hack/tools/prometheus``)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,11 @@ def provisions(repo_root: Path | None = None) -> list[Provision]:
     return [
         *(_program(program) for program in DEBIAN_PROGRAMS),
         *(_binary(path, (E2E,), "binaries") for path in (*kube, *node)),
-        *(_binary(tool.binary, TIERS, "tools") for tool in cached_tools(repo_root)),
+        *(
+            _binary(path, TIERS, "tools")
+            for tool in cached_tools(repo_root)
+            for path in tool.executables
+        ),
         Provision(f"the image's Debian base ({archive})", (E2E,), "images", archive.is_file),
     ]
 
