@@ -151,6 +151,16 @@ def standby(reconciler: Reconciler, clock: Callable[[], datetime]) -> SessionCon
     )  # fmt: skip
 
 
+def queue_behind(controller: SessionController, count: int, soon: datetime) -> list[str]:
+    """Tell *controller* of *count* Sessions leased for an hour, then of ``soon``, whose
+    lease ends at *soon*; the names of the former."""
+    names = [f"live-{index}" for index in range(count)]
+    for name in names:
+        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
+    controller.update(Session.from_body(leased_body("soon", soon)))
+    return names
+
+
 async def test_a_new_leader_reconciles_the_lapsed_sessions_first_then_every_other_once() -> None:
     reconciler = Records(lambda: NOW)
     controller = standby(reconciler, lambda: NOW)
@@ -180,11 +190,8 @@ async def test_a_lease_that_lapses_while_a_new_leader_resyncs_is_reconciled_on_t
 
     reconciler = Records(clock, pause=0.002)
     controller = standby(reconciler, clock)
-    names = [f"live-{index}" for index in range(300)]
-    for name in names:
-        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
     soon = NOW + timedelta(seconds=0.1)
-    controller.update(Session.from_body(leased_body("soon", soon)))
+    names = queue_behind(controller, 300, soon)
 
     controller.leading.set()
     controller.resync()
@@ -223,11 +230,8 @@ async def test_a_backlog_of_reconciles_that_await_nothing_leaves_the_loop_to_the
     # 4,000 reconciles of 0.25 ms: a second of work that never suspends by itself.
     reconciler = Busy(clock, cpu=0.00025)
     controller = standby(reconciler, clock)
-    names = [f"live-{index}" for index in range(4000)]
-    for name in names:
-        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
     soon = NOW + timedelta(seconds=0.3)
-    controller.update(Session.from_body(leased_body("soon", soon)))
+    names = queue_behind(controller, 4000, soon)
 
     started[0] = loop_time()
     controller.leading.set()
