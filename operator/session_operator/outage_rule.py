@@ -1,7 +1,11 @@
 """Lease rule 8 (docs/outages.md): the system's own outage is not charged to clients (pure).
 
 An outage is a window in which heartbeats could not be accepted: the apiserver could not
-be reached, or no replica held the leader Lease. A lease that lapsed inside such a window,
+be reached, or no replica held the leader Lease. An overloaded apiserver fails some calls
+and answers others, so its outage comes as many short windows a few seconds apart (a
+*brownout*): windows closer than :data:`BROWNOUT_GAP` are recorded as one, and, for a
+lease, windows closer than ``GRACE_INTERVALS`` of its intervals count as one. A lease that
+lapsed inside such a window,
 or within ``GRACE_INTERVALS`` heartbeat intervals after it ended, is not expired if its
 client was alive when the window opened (its last accepted heartbeat, or the session's
 creation, at most ``GRACE_INTERVALS`` intervals before the start). Such a session is given
@@ -27,6 +31,11 @@ FUTURE_TOLERANCE = timedelta(minutes=1)
 """How far in the future a recorded window may end and still count: replicas' clocks
 may disagree by that much. A window that ends later was observed by nobody (a forged
 record): it grants nothing, so no grace runs further than this beyond now."""
+
+
+BROWNOUT_GAP = timedelta(seconds=10)
+"""Recorded windows closer than this are one outage (two of the default 5 s intervals: a
+client whose every beat fails meets a failure at least that often)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -55,8 +64,10 @@ def outage_grace(
 ) -> LeaseGrace | None:
     """The grace a live session whose lease has expired at *now* is owed, or ``None``.
 
-    For each window ``[start, end]`` (the latest grace wins when several apply), a grace
-    until ``end + 2 x interval`` is owed when all of these hold:
+    Windows less than ``2 x interval`` apart are first joined into one: a client beating
+    every interval into a brownout could not have had a beat accepted in between, or its
+    lease would not have lapsed. For a window ``[start, end]``, a grace until
+    ``end + 2 x interval`` is owed when all of these hold:
 
     * the lease lapsed in ``[start, end + 2 x interval)``, during the outage or so soon
       after it that the client had no fair chance to beat again;
@@ -74,36 +85,44 @@ def outage_grace(
         return None
     grace = lease.heartbeat_interval * GRACE_INTERVALS
     last_seen = lease.last_heartbeat or created_at
-    owed: LeaseGrace | None = None
-    for window in outages:
-        if window.end > now + FUTURE_TOLERANCE:
-            continue
+    observed = [window for window in outages if window.end <= now + FUTURE_TOLERANCE]
+    # Joined windows lie more than a grace apart, so a lapse falls in at most one.
+    for window in joined(observed, grace):
         grace_end = window.end + grace
         if lease.lifetime_ends_at is not None:
             grace_end = min(grace_end, lease.lifetime_ends_at)
         lapsed_in_window = window.start <= lease.expires_at < grace_end
         alive_at_start = window.start - last_seen <= grace
-        later = owed is None or grace_end > owed.expires_at
-        if lapsed_in_window and alive_at_start and now < grace_end and later:
-            owed = LeaseGrace(window, grace_end)
-    return owed
+        if lapsed_in_window and alive_at_start and now < grace_end:
+            return LeaseGrace(window, grace_end)
+    return None
 
 
-KEPT_OUTAGES = 8
+KEPT_OUTAGES = 32
 """How many windows the shared record keeps: the latest, enough for any lease still live."""
+
+
+def joined(windows: Iterable[OutageWindow], gap: timedelta) -> list[OutageWindow]:
+    """*windows* sorted, those that overlap or lie at most *gap* apart joined into one
+    (ongoing if any part of it is)."""
+    spans: list[OutageWindow] = []
+    for window in sorted(windows):
+        if spans and window.start - spans[-1].end <= gap:
+            last = spans[-1]
+            spans[-1] = OutageWindow(
+                last.start, max(last.end, window.end), ongoing=last.ongoing or window.ongoing
+            )
+        else:
+            spans.append(window)
+    return spans
 
 
 def recorded_outages(
     known: Iterable[OutageWindow], new: OutageWindow, keep: int = KEPT_OUTAGES
 ) -> list[OutageWindow]:
-    """The record after *new* is added to *known*: sorted, overlapping or touching
-    windows merged into one, only the latest *keep* kept (replicas that saw the same
-    outage report overlapping windows; the record stays bounded)."""
-    merged: list[OutageWindow] = []
-    for window in sorted([*known, new]):
-        if merged and window.start <= merged[-1].end:
-            last = merged[-1]
-            merged[-1] = OutageWindow(last.start, max(last.end, window.end))
-        else:
-            merged.append(window)
-    return merged[-keep:]
+    """The record after *new* is added to *known*: sorted, windows that overlap or lie
+    less than :data:`BROWNOUT_GAP` apart joined into one, only the latest *keep* kept
+    (replicas that saw the same outage report overlapping windows, a brownout reports
+    many; the record stays bounded)."""
+    spans = joined([*known, new], BROWNOUT_GAP)
+    return [OutageWindow(span.start, span.end) for span in spans[-keep:]]

@@ -48,9 +48,12 @@ SESSION_LIST_TIMEOUT_SECONDS = 60.0
 """How long one page of the informer's Session LIST may take (its WATCH has limits of its
 own, ``k8s/watch.py``)."""
 HEARTBEAT_CALL_TIMEOUT_SECONDS = 2.0
-"""Every apiserver call on the heartbeat API's request path gives up after this long, so
-that a stalled apiserver is answered with 503 in a few seconds rather than a hung
-request."""
+"""The heartbeat API answers 503 when an apiserver call on its request path has not been
+answered after this long, so that a stalled apiserver is answered in a few seconds rather
+than with a hung request."""
+HEARTBEAT_LATE_CALL_LIMIT_SECONDS = 10.0
+"""Such a call runs on, to keep its connection and let its write count, until this long;
+then it is cancelled."""
 OUTAGE_RECORD_TIMEOUT_SECONDS = HEARTBEAT_CALL_TIMEOUT_SECONDS
 """The outage record's calls give up as soon as the heartbeat API's do."""
 CONTROLLER_CALL_TIMEOUT_SECONDS = 30.0
@@ -124,7 +127,12 @@ def api_calls(api_client: ApiClient, outages: OutageMonitor) -> ApiCalls:
     health = outages.health
     return ApiCalls(
         informer=Rest(api_client, timeout=SESSION_LIST_TIMEOUT_SECONDS),
-        heartbeat_api=Rest(api_client, timeout=HEARTBEAT_CALL_TIMEOUT_SECONDS, observer=health),
+        heartbeat_api=Rest(
+            api_client,
+            timeout=HEARTBEAT_LATE_CALL_LIMIT_SECONDS,
+            answer_within=HEARTBEAT_CALL_TIMEOUT_SECONDS,
+            observer=health,
+        ),
         outage_record=Rest(api_client, timeout=OUTAGE_RECORD_TIMEOUT_SECONDS, observer=health),
         controller=Rest(api_client, timeout=CONTROLLER_CALL_TIMEOUT_SECONDS, observer=health),
     )

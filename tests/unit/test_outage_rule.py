@@ -149,25 +149,72 @@ def test_an_earlier_unrelated_outage_does_not_excuse_a_later_lapse() -> None:
     assert grace(lease, OUTAGE.end, outages=[earlier, OUTAGE]) == LeaseGrace(OUTAGE, GRACE_END)
 
 
-def test_of_two_windows_that_apply_the_later_grace_wins() -> None:
-    # Two replicas saw the same outage end at different moments.
+def test_windows_of_one_outage_seen_by_two_replicas_are_one() -> None:
     seen_later = OutageWindow(T0 + 2 * S, OUTAGE.end + 3 * S)
     owed = grace(lease_of(T0 - 1 * S), OUTAGE.end + 3 * S, outages=[seen_later, OUTAGE])
-    assert owed == LeaseGrace(seen_later, seen_later.end + GRACE)
+    assert owed == LeaseGrace(OutageWindow(T0, seen_later.end), seen_later.end + GRACE)
 
 
 def test_a_client_silent_since_an_earlier_outage_is_not_excused_by_the_next() -> None:
-    # Its grace after the first outage lapsed in a second one, but it never beat between.
-    second = OutageWindow(OUTAGE.end + 3 * S, OUTAGE.end + 20 * S)
+    # Its grace after the first outage ran out before a second one began.
+    second = OutageWindow(GRACE_END + 1 * S, GRACE_END + 20 * S)
     lease = lease_of(T0 - 1 * S, expires_at=GRACE_END)
     assert grace(lease, second.end, outages=[OUTAGE, second]) is None
 
 
 def test_a_client_that_beat_between_two_outages_is_excused_by_the_second() -> None:
     beat = OUTAGE.end + 2 * S
-    second = OutageWindow(beat + 3 * S, beat + 40 * S)
+    second = OutageWindow(OUTAGE.end + GRACE + 1 * S, beat + 40 * S)
     owed = grace(lease_of(beat), second.end, outages=[OUTAGE, second])
     assert owed == LeaseGrace(second, second.end + GRACE)
+
+
+def test_outages_less_than_two_intervals_apart_are_one_for_the_lease() -> None:
+    # The client could not have had a beat accepted in the 3 s between them.
+    second = OutageWindow(OUTAGE.end + 3 * S, OUTAGE.end + 20 * S)
+    lease = lease_of(T0 - 1 * S, expires_at=GRACE_END)
+    owed = grace(lease, second.end, outages=[OUTAGE, second])
+    assert owed == LeaseGrace(OutageWindow(T0, second.end), second.end + GRACE)
+
+
+def brownout(
+    first: datetime, every: timedelta, failing: timedelta, count: int
+) -> list[OutageWindow]:
+    """An overloaded apiserver: a call fails every *every*, answered ones close each."""
+    return [OutageWindow(first + n * every, first + n * every + failing) for n in range(count)]
+
+
+def test_a_client_beating_into_a_brownout_is_not_charged() -> None:
+    # Every beat after the last accepted one failed, and other calls were answered between.
+    last_accepted = T0 - 1 * S
+    windows = brownout(T0, INTERVAL, 2 * S, 10)  # failures until T0 + 47 s
+    record: list[OutageWindow] = []
+    for window in windows:
+        record = recorded_outages(record, window)
+    assert record == [OutageWindow(T0, windows[-1].end)]
+    owed = grace(lease_of(last_accepted), windows[-1].end, outages=record)
+    assert owed == LeaseGrace(record[0], windows[-1].end + GRACE)
+
+
+def test_a_brownout_seen_by_a_long_interval_lease_is_one_outage() -> None:
+    # Failures 30 s apart are separate in the record, one outage for a 30 s interval.
+    interval = 30 * S
+    windows = brownout(T0, interval, 2 * S, 12)
+    record: list[OutageWindow] = []
+    for window in windows:
+        record = recorded_outages(record, window)
+    assert record == windows
+    lease = dataclasses.replace(
+        lease_of(T0 - 1 * S, expires_at=T0 + 300 * S), ttl=300 * S, heartbeat_interval=interval
+    )
+    owed = grace(lease, windows[-1].end, outages=record)
+    assert owed == LeaseGrace(OutageWindow(T0, windows[-1].end), windows[-1].end + 2 * interval)
+
+
+def test_a_client_gone_before_a_brownout_is_not_excused() -> None:
+    windows = brownout(T0, INTERVAL, 2 * S, 10)
+    lease = lease_of(T0 - GRACE - 1 * S)
+    assert grace(lease, windows[-1].end, outages=windows) is None
 
 
 def test_an_outage_still_going_on_is_a_window_ending_now() -> None:
@@ -200,7 +247,7 @@ def test_record_contained_window_changes_nothing() -> None:
 
 
 def test_record_is_bounded_to_the_latest_windows() -> None:
-    windows = [OutageWindow(T0 + i * 10 * S, T0 + (i * 10 + 1) * S) for i in range(20)]
+    windows = brownout(T0, 20 * S, 1 * S, KEPT_OUTAGES + 10)
     record: list[OutageWindow] = []
     for window in windows:
         record = recorded_outages(record, window)

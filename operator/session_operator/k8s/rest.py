@@ -7,7 +7,8 @@ bodies and Session models of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import aiohttp
@@ -19,6 +20,10 @@ from session_operator.k8s.errors import (
     error_for_status,
     translated,
 )
+
+LATE_CALLS = 32
+"""How many calls past their answer deadline a :class:`Rest` lets run on at once (half the
+connection pool); a call beyond that is cancelled at its deadline."""
 
 JSON = "application/json"
 JSON_PATCH = "application/json-patch+json"
@@ -41,10 +46,17 @@ class CallObserver(Protocol):
 class Rest:
     """Raw REST calls through an authenticated ApiClient.
 
-    *timeout* bounds each call, in seconds (``None``: no limit). The heartbeat API uses a
-    short one, so that a stalled apiserver is answered with ``ApiUnavailable`` in time.
+    *timeout* bounds each call, in seconds (``None``: no limit). *answer_within*, if given,
+    is a shorter deadline for the caller: past it the caller gets ``ApiUnavailable`` (the
+    heartbeat API answers 503 in time), while the call itself runs on, up to *timeout*.
+    A call cancelled mid-answer closes its connection, and an apiserver that is slow
+    because it is loaded would then pay a TLS handshake for every call that came back
+    late; a call left to finish keeps its connection, and its write, if it lands, counts.
+    At most :data:`LATE_CALLS` run on at once; past that a late call is cancelled.
+
     *observer*, if given, is told of every request (not of streams), to notice when the
-    apiserver is out of reach.
+    apiserver is out of reach: a call past its answer deadline counts as failed then, and
+    answered when its answer comes.
     """
 
     def __init__(
@@ -52,11 +64,14 @@ class Rest:
         api_client: client.ApiClient,
         *,
         timeout: float | None = None,
+        answer_within: float | None = None,
         observer: CallObserver | None = None,
     ) -> None:
         self._client = api_client
         self._timeout = timeout
+        self._answer_within = answer_within
         self._observer = observer
+        self._late: set[asyncio.Future[Any]] = set()
 
     async def request(
         self,
@@ -79,22 +94,57 @@ class Rest:
             _return_http_data_only=True,
             _request_timeout=self._timeout,
         )
-        if self._observer is None:
-            return cast(dict[str, Any], await translated(call))
-        token = self._observer.call_started()
+        token = self._observer.call_started() if self._observer is not None else None
+        answer = self._observed(call, token)
+        if self._answer_within is None:
+            return cast(dict[str, Any], await answer)
+        return cast(dict[str, Any], await self._within_deadline(answer, token))
+
+    async def _observed(self, call: Awaitable[Any], token: int | None) -> Any:
         try:
             answer = await translated(call)
         except ApiUnavailable:
-            self._observer.call_ended(token, reachable=False)
+            self._ended(token, reachable=False)
             raise
         except KubernetesError:
-            self._observer.call_ended(token, reachable=True)  # a 404, a 422: it answered
+            self._ended(token, reachable=True)  # a 404, a 422: it answered
             raise
         except BaseException:
-            self._observer.call_abandoned(token)  # cancelled: it tells nothing
+            if self._observer is not None and token is not None:
+                self._observer.call_abandoned(token)  # cancelled: it tells nothing
             raise
-        self._observer.call_ended(token, reachable=True)
-        return cast(dict[str, Any], answer)
+        self._ended(token, reachable=True)
+        return answer
+
+    def _ended(self, token: int | None, *, reachable: bool) -> None:
+        if self._observer is not None and token is not None:
+            self._observer.call_ended(token, reachable=reachable)
+
+    async def _within_deadline(self, answer: Awaitable[Any], token: int | None) -> Any:
+        assert self._answer_within is not None
+        outcome = asyncio.ensure_future(answer)
+        try:
+            async with asyncio.timeout(self._answer_within):
+                return await asyncio.shield(outcome)
+        except TimeoutError:
+            self._ended(token, reachable=False)
+            self._run_late(outcome)
+            raise ApiUnavailable(
+                f"the apiserver gave no answer within {self._answer_within:g} s"
+            ) from None
+        except asyncio.CancelledError:
+            self._run_late(outcome)  # the caller went away; the call may still land
+            raise
+
+    def _run_late(self, outcome: asyncio.Future[Any]) -> None:
+        if outcome.done():
+            _retrieved(outcome)
+            return
+        if len(self._late) >= LATE_CALLS:
+            outcome.cancel()
+        self._late.add(outcome)
+        outcome.add_done_callback(self._late.discard)
+        outcome.add_done_callback(_retrieved)
 
     async def stream(
         self, path: str, query: Sequence[tuple[str, str]], limits: aiohttp.ClientTimeout
@@ -122,6 +172,13 @@ class Rest:
                     yield line
             except (TimeoutError, aiohttp.ClientError, OSError) as error:
                 raise ApiUnavailable(f"stream broke: {error!r}") from error
+
+
+def _retrieved(outcome: asyncio.Future[Any]) -> None:
+    """Take a finished late call's error, which nobody awaits any more (asyncio would
+    log it as never retrieved)."""
+    if not outcome.cancelled():
+        outcome.exception()
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
