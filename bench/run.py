@@ -558,9 +558,15 @@ def main(argv: list[str] | None = None) -> int:
         " the replicas' Python from their restart to ready (py-spy); kept beside the JSON and"
         " summarised in it",
     )
+    parser.add_argument(
+        "--shared-cpus",
+        action="store_true",
+        help="with --field: let the control plane share every CPU with the replicas and the"
+        " clients (by default it is pinned to CPUs of its own, as on a cluster's own nodes)",
+    )
     args = parser.parse_args(argv)
-    if args.profile and not args.field:
-        parser.error("--profile goes with --field")
+    if (args.profile or args.shared_cpus) and not args.field:
+        parser.error("--profile and --shared-cpus go with --field")
     if args.sessions is not None and args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
     if args.field:
@@ -568,7 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             FieldPlan.quick(args.sessions) if args.quick
             else FieldPlan.full(args.sessions or FIELD_SESSIONS)
         )  # fmt: skip
-        return _run_field(field_plan, args.results_dir, profile=args.profile)
+        return _run_field(
+            field_plan, args.results_dir, profile=args.profile, shared_cpus=args.shared_cpus
+        )
     plan = Plan.quick() if args.quick else Plan.full(args.sessions or FULL_SESSIONS)
     progress = Progress(plan.steps())
     started = time.monotonic()
@@ -615,7 +623,7 @@ def _control_plane(progress: Progress) -> Iterator[tuple[LocalControlPlane, Path
             yield plane, workdir
 
 
-def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool) -> int:
+def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, shared_cpus: bool) -> int:
     """The field tier: one table and its JSON (``<timestamp>-field.json``), and with
     *profile* the apiserver's profiles (``<timestamp>-apiserver-<N>.pprof``)."""
     progress = Progress(plan.progress_steps())
@@ -624,7 +632,9 @@ def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool) -> int:
     profile_to = results_dir / stamp if profile else None
     results_dir.mkdir(parents=True, exist_ok=True)
     with _control_plane(progress) as (plane, workdir):
-        measurement = measure_field(plan, plane, workdir, progress, profile_to)
+        measurement = measure_field(
+            plan, plane, workdir, progress, profile_to, shared_cpus=shared_cpus
+        )
         results = _until_interrupted(progress, measurement)
     if results is None:
         return 130

@@ -128,6 +128,23 @@ async def live_sessions(scene: Field) -> int:
     return int(sum(states.get(state, 0) for state in ("new", "starting", "ready")))
 
 
+async def drop_sessions(scene: Field, tenants: Sequence[Tenant]) -> None:
+    """Delete the Sessions of *tenants* whose clients stopped (their leases would lapse
+    during what follows), and wait until the leader no longer holds them live."""
+    before = await live_sessions(scene)
+
+    async def delete(tenant: Tenant) -> None:
+        path = f"{sessions_path(tenant.session.namespace)}/{tenant.session.name}"
+        await scene.api.expect("DELETE", path)
+
+    await bounded_gather(list(tenants), delete, SETUP_CONCURRENCY)
+    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS
+    while await live_sessions(scene) > before - len(tenants):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(tenants):,} deleted Sessions still held live")
+        await asyncio.sleep(0.5)
+
+
 async def _wait_live(scene: Field, live: int) -> None:
     deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + HOLD_SECONDS_PER_SESSION * live
     while (held := await live_sessions(scene)) < live:

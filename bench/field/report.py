@@ -54,6 +54,8 @@ class FieldResults:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     error: str = ""
+    cpus: str | None = None
+    """Where the processes ran (:mod:`bench.field.cpus`); ``None``: all on every CPU."""
 
     @property
     def ceiling_rate(self) -> float:
@@ -236,6 +238,7 @@ def render(results: FieldResults) -> str:
         f"machine: {results.machine.describe()}",
         f"clients: {results.accounts} ServiceAccounts in {results.namespaces} namespaces, "
         "one token and one source address per client",
+        f"CPUs: {results.cpus or 'shared by the control plane, the replicas and the clients'}",
         "",
     ]
     notes = ["", *(f"- {note}" for note in results.notes)] if results.notes else []
@@ -278,6 +281,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
         **run_head(results, table),
         "ceiling_per_s": round(results.ceiling_rate, 1) if results.ceiling else None,
         "goal_sessions": results.goal_sessions,
+        "cpus": results.cpus or "shared",
         "raw_at_rate": {
             str(n): {"rate": run.rate, "p50_ms": round(run.latency.p50_ms, 2),
                      "p99_ms": round(run.latency.p99_ms, 2),

@@ -24,11 +24,13 @@ from bench.access import create_namespaces
 from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
 from bench.field.churn import PodChurn
 from bench.field.clients import Endpoints, Fleet
+from bench.field.cpus import CONTROL_PLANE, pin_apart
 from bench.field.measure import Field, open_loop
 from bench.field.phases import (
     DUE_LEASE,
     add_tenants,
     create_sessions,
+    drop_sessions,
     failover,
     live_sessions,
     noop_beats,
@@ -69,10 +71,13 @@ async def measure_field(
     workdir: Path,
     progress: Progress,
     profile_to: Path | None = None,
+    *,
+    shared_cpus: bool = False,
 ) -> FieldResults:
     """Run every field phase against *plane*; the replicas start and stop here. With
     *profile_to* (a path prefix), each sustain step's apiserver profile is kept there, and
-    the replicas' Python stacks from their restart to ready."""
+    the replicas' Python stacks from their restart to ready. Unless *shared_cpus*, the
+    control plane runs on CPUs of its own (:mod:`bench.field.cpus`)."""
     cert_file, key_file = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert_file))
     async with (
@@ -91,6 +96,9 @@ async def measure_field(
             namespaces=plan.namespaces,
             churn_pods=plan.churn_pods,
         )
+        if not shared_cpus:
+            pids = [plane.component(name).pid for name in CONTROL_PLANE]
+            results.cpus = pin_apart(pids)
         replicas = ReplicaSet([
             FieldReplica(name, plane.kubeconfig, workdir, (cert_file, key_file), tls, {})
             for name in REPLICA_NAMES
@@ -180,7 +188,9 @@ async def _phases(
     # The failover and the restart run under the clients of the largest step sustained
     # (of the first step, if none was).
     best = results.sustained or (results.steps[0] if results.steps else None)
-    await scene.fleet.close(keep=best.sessions if best else 0)
+    kept = best.sessions if best else 0
+    await scene.fleet.close(keep=kept)
+    await drop_sessions(scene, tenants[kept:])
 
     progress.start("populate", f"{plan.failover_sessions:,} live sessions")
     live = await _fill_to(plan, scene)
@@ -278,7 +288,7 @@ def field_notes(plan: FieldPlan) -> list[str]:
         f"ServiceAccounts in {plan.namespaces} namespaces; each holds one keep-alive TLS "
         "connection from its own 127.x.y.z address, to the replica a Service-like chooser gave "
         "it (round robin over the replicas whose /readyz passes). All run in this one Python "
-        "process, on the same 2 cores as the control plane and both replicas.",
+        "process, beside both replicas.",
         "Beats are open loop: each client beats, then waits the interval the API names plus up "
         "to a tenth (the client library's jitter), so every beat of a sustain step must write.",
         "Sustain steps: Sessions at the defaults (60 s / 5 s), each with a Pod template (its Pod "
