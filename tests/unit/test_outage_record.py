@@ -176,3 +176,23 @@ async def test_the_record_is_read_again_every_poll_interval(
     task = asyncio.create_task(monitor.run(record))
     await eventually(lambda: record.reads >= 3)
     await stop(task)
+
+
+async def test_windows_closed_soon_after_a_write_wait_for_the_next_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A brownout closes windows every few seconds; each replica writes once per poll.
+    monkeypatch.setattr(outage_record, "POLL_INTERVAL", timedelta(milliseconds=100))
+    _, _, monitor = watched_calls()
+    record = Record([])
+    task = asyncio.create_task(monitor.run(record))
+    await eventually(lambda: record.reads == 1)
+    first, second, third = (OutageWindow(T0 + n * 20 * S, T0 + (n * 20 + 1) * S) for n in range(3))
+    monitor.add(first)
+    await eventually(lambda: record.added == [first])
+    monitor.add(second)
+    monitor.add(third)
+    await asyncio.sleep(0.02)
+    assert record.added == [first]
+    await eventually(lambda: record.added == [first, second, third])
+    await stop(task)

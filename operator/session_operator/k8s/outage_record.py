@@ -7,7 +7,8 @@ Each replica notices outages from its own apiserver calls (``call_health.CallHea
 compare-and-set write, so every replica, and the leader that expires sessions, knows of
 it. A new leader adds the span in which nobody held the leader Lease the same way.
 
-Readers never call the apiserver: :meth:`OutageMonitor.windows` answers from the record
+A replica writes the record at most once per ``POLL_INTERVAL``. Readers never call the
+apiserver: :meth:`OutageMonitor.windows` answers from the record
 as last polled (every ``POLL_INTERVAL``), the windows this replica saw itself, and the
 outage going on now, if any.
 """
@@ -117,6 +118,11 @@ class OutageMonitor:
                 for window in pending:
                     self._pending = recorded_outages(self._pending, window)
             self._sending = []
+            if pending:
+                # A brownout closes a window every few seconds: the windows closed
+                # meanwhile go in the next write, one per poll interval at most.
+                await asyncio.sleep(POLL_INTERVAL.total_seconds())
+                continue
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for starts a task, and
             # kopf waits for tasks started after its own before it stops.
             with contextlib.suppress(TimeoutError):
