@@ -2,8 +2,8 @@
 
 manifests/ is the plain install, `kubectl apply -f manifests/`: the chart rendered for
 release and namespace ``session-lease-operator`` with its default values (but TLS, see
-``ci/manifests-values.yaml``), one file per template, plus the Namespace and the CRD. The
-chart's ``crds/`` gets the repository's CRD, the single source, copied in.
+``ci/manifests-values.yaml``), one file per template, plus the Namespace and the CRDs. The
+chart's ``crds/`` gets the repository's CRDs, the single source, copied in.
 
     python -m harness.manifests            # write
     python -m harness.manifests --check    # exit 1 when anything drifted
@@ -22,7 +22,6 @@ from harness.binaries import ensure_tool, go_tool
 RELEASE = "session-lease-operator"
 NAMESPACE = "session-lease-operator"
 CHART = Path("helm/session-lease-operator")
-CRD = "sessions.xg2g.io.yaml"
 MANIFEST_VALUES = CHART / "ci" / "manifests-values.yaml"
 GENERATED = (Path("manifests"), CHART / "crds")
 HEADER = (
@@ -42,12 +41,9 @@ _SEPARATOR = re.compile(r"^---[ \t]*\n", re.M)
 
 def render(repo: Path, helm: Path) -> dict[Path, str]:
     """Every generated file, by path relative to *repo*, with its content."""
-    crd = (repo / "crds" / CRD).read_text()
-    files = {
-        CHART / "crds" / CRD: crd,
-        Path("manifests") / CRD: crd,
-        Path("manifests") / "00-namespace.yaml": NAMESPACE_MANIFEST,
-    }
+    files = {Path("manifests") / "00-namespace.yaml": NAMESPACE_MANIFEST}
+    for crd in sorted((repo / "crds").glob("*.yaml")):
+        files[CHART / "crds" / crd.name] = files[Path("manifests") / crd.name] = crd.read_text()
     argv = [str(helm), "template", RELEASE, str(repo / CHART), "--namespace", NAMESPACE]
     argv += ["--values", str(repo / MANIFEST_VALUES)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)

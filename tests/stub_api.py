@@ -35,6 +35,20 @@ def acknowledgement(interval: int = 1) -> Answer:
     }
 
 
+def expiring_soon(seconds_left: float, interval: int = 0) -> Answer:
+    """An acknowledgement that says the lease is in its expiry warning window, with
+    *seconds_left* (the next beat in *interval* seconds)."""
+    status, document = acknowledgement(interval)
+    return status, document | {"seconds_left": seconds_left, "expiring_soon": True}
+
+
+def in_turn(*answers: Answer, then: Answer) -> Callable[[str, str], Answer]:
+    """An ``answer`` for :func:`stub_api`: each POST gets the next of *answers*; once they
+    are used up, *then*."""
+    pending = list(answers)
+    return lambda path, authorization: pending.pop(0) if pending else then
+
+
 def problem(status: int, slug: str, detail: str, **extensions: Any) -> Answer:
     """A problem+json answer as the API writes it (docs/API_CONTRACT.md)."""
     return status, {

@@ -12,6 +12,10 @@ from session_operator.timestamps import format_time
 READY = "Ready"
 LEASE_VALID = "LeaseValid"
 
+LEASE_GRANTED = "LeaseGranted"
+"""The reason of ``LeaseValid`` while heartbeats keep the lease."""
+LEASE_GRANTED_MESSAGE = "heartbeats keep the lease; see status.leaseExpiresAt"
+
 
 @dataclass(frozen=True)
 class Condition:

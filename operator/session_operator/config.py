@@ -149,6 +149,18 @@ def _optional_positive_duration(value: Any) -> timedelta | None:
     return _positive_duration(value)
 
 
+def _duration_or_off(value: Any) -> timedelta:
+    try:
+        duration = parse_duration(value)
+    except ValueError:
+        duration = timedelta(-1)
+    if duration < timedelta(0):
+        raise PydanticCustomError(
+            "duration_or_off", "must be a duration like 30s, 2m or 1h30m, or 0 to turn it off"
+        )
+    return duration
+
+
 def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
@@ -315,6 +327,19 @@ class Settings(BaseSettings):
         default=timedelta(hours=24),
         description="How long terminal sessions are kept before they are deleted.",
     )
+    # Off by default: a warning is one more status write and one more Event for every
+    # lease that runs out (docs/benchmarks.md budgets the writes per expiry), worth it
+    # where someone acts on it, and the window that helps depends on the TTLs the sessions
+    # use (docs/lease-rules.md, Expiry warning). 30s suits the default 60s/5s lease.
+    expiry_warning: Annotated[timedelta, BeforeValidator(_duration_or_off)] = Field(
+        default=timedelta(0),
+        description=(
+            "How long before a live session's lease ends (leaseExpiresAt; the end of its"
+            " maximum lifetime too) its LeaseValid condition says ExpiringSoon, with one"
+            " LeaseExpiringSoon Event. 0, the default: off (each warning costs a status"
+            " write and an Event)."
+        ),
+    )
     max_lifetime: OptionalDuration = Field(
         default=None,
         description=(
@@ -344,6 +369,17 @@ class Settings(BaseSettings):
         description=(
             "The longest start timeout a session may ask for: a longer"
             " spec.startTimeoutSeconds is cut to it. Unset: no bound but the CRD's (24h)."
+        ),
+    )
+    # A working day: long enough to hold a session over a meeting, lunch or an afternoon
+    # away from the keyboard, short enough that a forgotten hold does not keep a session's
+    # resources overnight. Users who need more ask their admin; 0 turns holds off.
+    max_hold: Annotated[timedelta, BeforeValidator(_duration_or_off)] = Field(
+        default=timedelta(hours=8),
+        description=(
+            "How far ahead spec.hold.until may be: the admission webhook refuses a hold"
+            " further than now plus this, and the operator never holds a session longer"
+            " than this from when it takes a hold up. 0: every hold is refused."
         ),
     )
     namespace: Annotated[str | None, BeforeValidator(_namespace)] = Field(
@@ -492,10 +528,12 @@ FILE_KEYS: Mapping[str, str] = {
     "expiry_check_interval": "expiryCheckInterval",
     "stop_timeout": "stopTimeout",
     "retention": "retention",
+    "expiry_warning": "expiryWarning",
     "max_lifetime": "maxLifetime",
     "max_lifetime_bound": "maxLifetimeBound",
     "start_timeout": "startTimeout",
     "start_timeout_bound": "startTimeoutBound",
+    "max_hold": "maxHold",
     "namespace": "namespace",
     "api_host": "apiHost",
     "api_port": "apiPort",

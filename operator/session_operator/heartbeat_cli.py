@@ -1,10 +1,10 @@
 """``session-operator heartbeat``: keep a session alive from a terminal or a Pod.
 
-:data:`DESCRIPTION` is what ``--help`` says of it. It prints one line as it starts and one
-when the session ends (``-v``: one per beat too), and stops at once when the API refuses
-its token for good: 401 or 403 for a token given as it is (a token file may be rotated, so
-it is tried again). ``heartbeat NAME -- CMD ARGS…`` runs CMD and beats while it runs
-(:mod:`session_operator.wrapped_command`).
+:data:`DESCRIPTION` is what ``--help`` says of it. It prints one line as it starts, one
+when an answer says the lease is expiring soon, and one when the session ends (``-v``: one
+per beat too), and stops at once when the API refuses its token for good: 401 or 403 for a
+token given as it is (a token file may be rotated, so it is tried again). ``heartbeat NAME
+-- CMD ARGS…`` runs CMD and beats while it runs (:mod:`session_operator.wrapped_command`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +261,24 @@ async def _beat_once(client: HeartbeatClient) -> int:
     return 0
 
 
+def expiring_soon_line(session: str, seconds_left: float) -> str:
+    """The one line that says *session*'s lease is expiring soon, *seconds_left* before
+    its end."""
+    return (
+        f"session-operator heartbeat: {session} is expiring soon: its lease ends in"
+        f" {math.ceil(seconds_left)}s"
+    )
+
+
+def _warn(client: HeartbeatClient) -> Callable[[float], None]:
+    """Print :func:`expiring_soon_line` for *client*'s session to stderr."""
+
+    def warn(seconds_left: float) -> None:
+        print(expiring_soon_line(client.session, seconds_left), file=sys.stderr, flush=True)
+
+    return warn
+
+
 async def _keep_alive(client: HeartbeatClient, *, verbose: bool) -> int:
     def tell(ack: HeartbeatBody) -> None:
         print(
@@ -276,7 +296,8 @@ async def _keep_alive(client: HeartbeatClient, *, verbose: bool) -> int:
     )
     async with client:
         try:
-            await client.keep_alive(tell if verbose else None)  # it logs why the session ended
+            # It logs why the session ended.
+            await client.keep_alive(tell if verbose else None, _warn(client))
         except HeartbeatFailed as failure:
             print(f"session-operator heartbeat: {failure}", file=sys.stderr)
             return EXIT_FAILED
@@ -318,7 +339,11 @@ async def _run_wrapped(
     try:
         async with client:
             return await run_while_alive(
-                client, command, stopper=stopper, on_beat=tell if args.verbose else None
+                client,
+                command,
+                stopper=stopper,
+                on_beat=tell if args.verbose else None,
+                on_expiring_soon=_warn(client),
             )
     finally:
         if stopper is not None:

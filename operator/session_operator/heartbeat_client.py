@@ -16,6 +16,9 @@ token file before every beat (projected ServiceAccount tokens rotate), backs off
 ``Retry-After``), and stops and reports when the API answers 410 Gone or 404 for the
 session. A refusal that asking again cannot change (401 or 403 for a token that does not
 come from a file, a URL with no heartbeat API) stops it with :class:`HeartbeatFailed`.
+When an answer says the lease is expiring soon (in the operator's ``expiryWarning``
+window though the client beats: near the end of the session's maximum lifetime), it
+tells ``on_expiring_soon`` once, with the seconds left, until an answer says otherwise.
 """
 
 from __future__ import annotations
@@ -237,19 +240,27 @@ class HeartbeatClient:
         return self._base_url
 
     async def keep_alive(
-        self, on_beat: Callable[[HeartbeatBody], None] | None = None
+        self,
+        on_beat: Callable[[HeartbeatBody], None] | None = None,
+        on_expiring_soon: Callable[[float], None] | None = None,
     ) -> SessionEnded:
         """Beat at the session's interval until the API says the session has ended; tell
-        *on_beat* of each acknowledgement. Raise :class:`HeartbeatFailed` when asking again
+        *on_beat* of each acknowledgement, and *on_expiring_soon* of the seconds left when
+        an acknowledgement says the lease is expiring soon and the one before did not (once
+        per stay in the warning window). Raise :class:`HeartbeatFailed` when asking again
         cannot help: 401 or 403 for a *token* given as it is (a token file may be rotated,
         so that is asked again), or any other refusal but 409, 429 and 5xx."""
         backoff = Backoff()
         interval = DEFAULT_INTERVAL_SECONDS
+        expiring = False
         while True:
             try:
                 ack = await self.beat()
                 if on_beat is not None:
                     on_beat(ack)
+                if ack.expiring_soon and not expiring and on_expiring_soon is not None:
+                    on_expiring_soon(ack.seconds_left or 0.0)
+                expiring = ack.expiring_soon
             except HeartbeatFailed as failure:
                 if failure.session_ended:
                     ended = _ended(failure)
@@ -266,9 +277,14 @@ class HeartbeatClient:
             await asyncio.sleep(next_beat_delay(interval))
 
     @contextlib.asynccontextmanager
-    async def in_background(self) -> AsyncIterator[BackgroundHeartbeat]:
-        """Keep the session alive while the block runs; stop beating when it exits."""
-        task = asyncio.create_task(self.keep_alive(), name=f"heartbeat {self.session}")
+    async def in_background(
+        self, on_expiring_soon: Callable[[float], None] | None = None
+    ) -> AsyncIterator[BackgroundHeartbeat]:
+        """Keep the session alive while the block runs; stop beating when it exits.
+        *on_expiring_soon* is told as :meth:`keep_alive` tells it."""
+        task = asyncio.create_task(
+            self.keep_alive(on_expiring_soon=on_expiring_soon), name=f"heartbeat {self.session}"
+        )
         try:
             yield BackgroundHeartbeat(task)
         finally:

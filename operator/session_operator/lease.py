@@ -1,5 +1,5 @@
 """The lease rules of docs/lease-rules.md: states, transitions, expiry and heartbeat decisions,
-the maximum lifetime no heartbeat passes, and the start deadline.
+the maximum lifetime no heartbeat passes, the start deadline, and the end of a hold.
 
 Everything here is pure. Time is always an argument (``now``), never read inside, so the
 heartbeat path, the expiry path and the read path all reach the same verdict for the same
@@ -145,6 +145,20 @@ class Lease:
     start_deadline: datetime | None = None
     """When a session still ``new`` or ``starting`` fails for ``StartTimeout`` (``None``:
     no workload, or no start deadline)."""
+    hold_until: datetime | None = None
+    """The end of the hold in force (``status.holdUntil``): until then the session lives
+    without heartbeats (``None``: not held)."""
+
+
+def lease_end(lease: Lease) -> datetime:
+    """When *lease* runs out: its expiry, or the end of its hold if that is later.
+
+    ``expires_at`` is what heartbeats granted and stays so: a hold never moves it, so a
+    hold cleared or ended leaves the session with the lease its heartbeats earned.
+    """
+    if lease.hold_until is None:
+        return lease.expires_at
+    return max(lease.expires_at, lease.hold_until)
 
 
 def lease_expired(now: datetime, expires_at: datetime) -> bool:
@@ -185,8 +199,9 @@ def extended_lease_expiry(
 def expiry_cause(lease: Lease) -> StopCause:
     """Why a lease that has expired ran out: ``MaxLifetimeReached`` when it ran until the
     end of the session's maximum lifetime (no heartbeat could have extended it), else
-    ``LeaseExpired``. Both stop the session with ``LEASE_EXPIRED``."""
-    if lease.lifetime_ends_at is not None and lease.expires_at >= lease.lifetime_ends_at:
+    ``LeaseExpired``. Both stop the session with ``LEASE_EXPIRED``. A hold that ran until
+    that end counts as the lease."""
+    if lease.lifetime_ends_at is not None and lease_end(lease) >= lease.lifetime_ends_at:
         return StopCause.MAX_LIFETIME_REACHED
     return StopCause.LEASE_EXPIRED
 
@@ -206,11 +221,15 @@ def start_timed_out(now: datetime, lease: Lease) -> bool:
 
 
 def next_deadline(lease: Lease) -> datetime:
-    """The instant a live session must be looked at again: its lease's expiry, or its start
-    deadline while it is ``new`` or ``starting``, whichever comes first."""
+    """The instant a live session must be looked at again: its lease's end, the end of its
+    hold, or its start deadline while it is ``new`` or ``starting``, whichever comes
+    first."""
+    deadline = lease_end(lease)
+    if lease.hold_until is not None:
+        deadline = min(deadline, lease.hold_until)
     if lease.state in STARTING_STATES and lease.start_deadline is not None:
-        return min(lease.expires_at, lease.start_deadline)
-    return lease.expires_at
+        return min(deadline, lease.start_deadline)
+    return deadline
 
 
 def within_heartbeat_interval(
@@ -228,13 +247,13 @@ def within_heartbeat_interval(
 def observed_state(now: datetime, lease: Lease) -> tuple[SessionState, StopReason | None]:
     """Return the state and stop reason the API reports for a session at ``now``.
 
-    A live session whose lease has passed but which the operator has not stopped yet is
-    reported as ``stopping`` (lease rule 1), so no client sees a live state while its
-    heartbeat is refused. Its reason is ``LEASE_EXPIRED`` unless a reason was already
-    recorded, because the first reason written stays. Every other session is reported as
-    stored.
+    A live session whose lease has passed (its hold too, see :func:`lease_end`) but which
+    the operator has not stopped yet is reported as ``stopping`` (lease rule 1), so no
+    client sees a live state while its heartbeat is refused. Its reason is
+    ``LEASE_EXPIRED`` unless a reason was already recorded, because the first reason
+    written stays. Every other session is reported as stored.
     """
-    if lease.state in LIVE_STATES and lease_expired(now, lease.expires_at):
+    if lease.state in LIVE_STATES and lease_expired(now, lease_end(lease)):
         return SessionState.STOPPING, lease.stop_reason or StopReason.LEASE_EXPIRED
     return lease.state, lease.stop_reason
 
@@ -243,8 +262,9 @@ def should_expire(now: datetime, lease: Lease) -> bool:
     """Tell whether the operator must stop the session at ``now`` for ``LEASE_EXPIRED``.
 
     Only live states hold a lease; a session already stopping or terminal is left alone.
+    A held session expires at the end of its hold if that is later (:func:`lease_end`).
     """
-    return lease.state in LIVE_STATES and lease_expired(now, lease.expires_at)
+    return lease.state in LIVE_STATES and lease_expired(now, lease_end(lease))
 
 
 @dataclass(frozen=True)
@@ -260,7 +280,7 @@ class HeartbeatGone:
 
 @dataclass(frozen=True)
 class HeartbeatNoop:
-    """Acknowledge the heartbeat with the current expiry and write nothing."""
+    """Acknowledge the heartbeat with the lease's current end and write nothing."""
 
     expires_at: datetime
 
@@ -282,20 +302,21 @@ def decide_heartbeat(now: datetime, lease: Lease) -> HeartbeatDecision:
 
     Checked in this order:
 
-    1. the session is not live, or its lease has expired → :class:`HeartbeatGone` (a
-       heartbeat never revives a session);
+    1. the session is not live, or its lease has expired (its hold too) →
+       :class:`HeartbeatGone` (a heartbeat never revives a session);
     2. the last accepted heartbeat is less than one interval old → :class:`HeartbeatNoop`
-       with the current expiry;
+       with the lease's current end (:func:`lease_end`);
     3. otherwise → :class:`HeartbeatExtend` with ``last_heartbeat = now`` and the expiry
        moved to ``max(current, now + ttl)``, never past the end of the session's maximum
        lifetime. A lease that runs until that end has expired at it, so a heartbeat at or
-       after the end is :class:`HeartbeatGone`.
+       after the end is :class:`HeartbeatGone`. A hold does not change what a heartbeat
+       writes: the expiry stays what heartbeats granted.
     """
-    if lease.state not in LIVE_STATES or lease_expired(now, lease.expires_at):
+    if lease.state not in LIVE_STATES or lease_expired(now, lease_end(lease)):
         state, reason = observed_state(now, lease)
         return HeartbeatGone(state=state, stop_reason=reason)
     if within_heartbeat_interval(now, lease.last_heartbeat, lease.heartbeat_interval):
-        return HeartbeatNoop(expires_at=lease.expires_at)
+        return HeartbeatNoop(expires_at=lease_end(lease))
     return HeartbeatExtend(
         last_heartbeat=now,
         expires_at=extended_lease_expiry(lease.expires_at, now, lease.ttl, lease.lifetime_ends_at),

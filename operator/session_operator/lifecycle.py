@@ -4,6 +4,9 @@ The data path reads top to bottom here. A new Session gets its status and lease,
 end of its maximum lifetime and its start deadline where they apply (``InitialiseStatus``);
 a template starts a Pod (``StartWorkload``) and the session is ``ready`` when the Pod is
 (``MarkReady``); the ``xg2g.io/state`` label follows the state (``WriteMetadata``). A lease
+that enters its expiry warning window says so, once (``WarnExpiringSoon``). A hold
+asked for in ``spec.hold`` is taken up, ended when it runs out, or cleared when the spec
+drops it (``ChangeHold``); until its end the lease does not run out. A lease
 that lapsed because of the system's own outage is given a grace instead (``GrantGrace``,
 lease rule 8). Any other lapsed lease (at the end of the maximum lifetime too),
 ``spec.stop``, a failed Pod or a missed start deadline stops the session
@@ -24,19 +27,37 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, TypeAlias, assert_never
 
-from session_operator.conditions import LEASE_VALID, READY, Condition, merged_conditions
+from session_operator.conditions import (
+    LEASE_GRANTED,
+    LEASE_GRANTED_MESSAGE,
+    LEASE_VALID,
+    READY,
+    Condition,
+    merged_conditions,
+)
 from session_operator.config import Settings, format_duration
+from session_operator.expiry_warning import (
+    EXPIRING_SOON_EVENT,
+    expiring_soon,
+    warned,
+    warning_instant,
+)
+from session_operator.hold import hold_in_force
 from session_operator.lease import (
     LIVE_STATES,
     TERMINAL_STATES,
+    Lease,
     SessionState,
     StopCause,
     StopReason,
     can_transition,
     expiry_cause,
     initial_lease_expiry,
+    lease_end,
+    lease_expired,
     next_deadline,
     should_expire,
     start_timed_out,
@@ -72,6 +93,11 @@ class LifecycleSettings:
     max_lifetime_bound: timedelta | None
     start_timeout: timedelta
     start_timeout_bound: timedelta | None
+    max_hold: timedelta
+    expiry_warning: timedelta
+    policies: tuple[str, ...] = ()
+    """The SessionPolicies whose defaults and bounds these settings carry, by name
+    (``session_policy.within_policy``); none: the configuration's alone."""
 
     @classmethod
     def of(cls, settings: Settings) -> LifecycleSettings:
@@ -85,6 +111,8 @@ class LifecycleSettings:
             max_lifetime_bound=settings.max_lifetime_bound,
             start_timeout=settings.start_timeout,
             start_timeout_bound=settings.start_timeout_bound,
+            max_hold=settings.max_hold,
+            expiry_warning=settings.expiry_warning,
         )
 
 
@@ -156,6 +184,31 @@ class GrantGrace:
     transition: Transition
 
 
+class HoldChange(StrEnum):
+    """What a :class:`ChangeHold` does to a session's hold."""
+
+    SET = "set"
+    ENDED = "ended"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class ChangeHold:
+    """Take up the hold ``spec.hold`` asks for, end one that ran out, or clear one that
+    ``spec.hold`` no longer asks for."""
+
+    change: HoldChange
+    transition: Transition
+
+
+@dataclass(frozen=True)
+class WarnExpiringSoon:
+    """The live lease entered its expiry warning window: ``LeaseValid`` says so, with one
+    ``LeaseExpiringSoon`` Event (``ExpiringSoon`` then marks the warning as given)."""
+
+    transition: Transition
+
+
 @dataclass(frozen=True)
 class ReleaseObjects:
     """Delete what the stopping session controls; then ``finish`` (or wait, or force)."""
@@ -200,6 +253,8 @@ Step: TypeAlias = (
     | MarkReady
     | StopSession
     | GrantGrace
+    | ChangeHold
+    | WarnExpiringSoon
     | ReleaseObjects
     | WriteMetadata
     | DeleteSession
@@ -244,6 +299,8 @@ def next_step(
         return stop_session(session, now, StopCause.START_TIMEOUT, _not_started(workload))
     if session.state_label != state or session.finalizer_index is None:
         return WriteMetadata(state, _metadata_patch(session, state))
+    if state in LIVE_STATES and (hold := _hold_step(session, now, settings)) is not None:
+        return hold
     if state is SessionState.NEW and session.spec.has_template:
         return StartWorkload(_start(session, now))
     if state is SessionState.STARTING and workload is not None and _pod_ready(workload):
@@ -251,8 +308,38 @@ def next_step(
     if state is SessionState.STOPPING:
         return release_step(session, now, settings)
     if state in LIVE_STATES:
-        return WaitUntil(next_deadline(lease))
+        return _until_next_deadline(session, now, lease, settings.expiry_warning)
     return _retain(session, now, settings)
+
+
+def _until_next_deadline(
+    session: Session, now: datetime, lease: Lease, window: timedelta
+) -> WarnExpiringSoon | WaitUntil:
+    """A live session with nothing else to do: warn that its lease ends soon once it is in
+    the warning *window* (once: until a heartbeat moves it out), else wait for the next
+    deadline, the warning's among them."""
+    end = lease_end(lease)
+    warn_at = warning_instant(end, window)
+    if warn_at is None or warned(session.conditions):
+        return WaitUntil(next_deadline(lease))
+    if now >= warn_at:
+        return WarnExpiringSoon(_warning(session, now, end, lease.lifetime_ends_at))
+    return WaitUntil(min(next_deadline(lease), warn_at))
+
+
+def _warning(
+    session: Session, now: datetime, end: datetime, lifetime_ends_at: datetime | None
+) -> Transition:
+    raw = session.raw_status
+    lease_valid = expiring_soon(now, end, lifetime_ends_at)
+    merged = merged_conditions(raw.get("conditions", ()), [lease_valid], now, session.generation)
+    patch: JsonPatch = [
+        {"op": "test", "path": "/status/state", "value": raw["state"]},
+        # A heartbeat that moved the lease meanwhile wins; decide again then.
+        {"op": "test", "path": "/status/leaseExpiresAt", "value": raw["leaseExpiresAt"]},
+        {"op": "add", "path": "/status/conditions", "value": merged},
+    ]
+    return Transition(patch, EXPIRING_SOON_EVENT, lease_valid.message)
 
 
 def _clean_up(session: Session, now: datetime, settings: LifecycleSettings) -> Step:
@@ -317,6 +404,9 @@ def stop_session(
     if expires_at is not None and now < expires_at:
         # A stop ends the lease: EXPIRES shows when, not a time that will never come.
         extra["leaseExpiresAt"] = format_timestamp(now)
+    hold_until = session.status.hold_until
+    if hold_until is not None and now < hold_until:
+        extra["holdUntil"] = format_timestamp(now)  # and its hold, likewise
     conditions = [
         Condition(READY, False, cause.value, message),
         # LeaseValid turns False exactly when a stop begins: its lastTransitionTime is
@@ -340,8 +430,9 @@ def stop_session(
         event_reason = "Failed" if reason is StopReason.FAILED else "Stopped"
     note = f"{message}; {previous.value} -> {target.value} ({reason.value})"
     transition = Transition(patch, event_reason, note, warning=reason is StopReason.FAILED)
-    expires_at = session.status.lease_expires_at if reason is StopReason.LEASE_EXPIRED else None
-    return StopSession(cause, previous, transition, expires_at)
+    lease = session.lease()
+    ran_out = lease_end(lease) if lease is not None and reason is StopReason.LEASE_EXPIRED else None
+    return StopSession(cause, previous, transition, ran_out)
 
 
 @dataclass(frozen=True)
@@ -398,13 +489,15 @@ def _initialise(session: Session, now: datetime, settings: LifecycleSettings) ->
         "observedGeneration": session.generation,
     }
     expiry = f"lease expires at {status['leaseExpiresAt']}"
-    lease_message = "heartbeats keep the lease; see status.leaseExpiresAt"
+    lease_message = LEASE_GRANTED_MESSAGE
     if ends_at is not None:
         status["lifetimeEndsAt"] = format_timestamp(ends_at)
         limit = _limit_note(lifetime, "maximum lifetime", _LIFETIME_FIELD, "maxLifetimeBound")
         ceiling = f"never past {status['lifetimeEndsAt']} ({limit})"
         lease_message += f"; {ceiling}"
         expiry += f", {ceiling}"
+    if settings.policies:
+        expiry += f"; defaults and bounds from SessionPolicy {', '.join(settings.policies)}"
     lease_valid = Condition(LEASE_VALID, True, "LeaseGranted", lease_message)
     if spec.stop:
         status |= {
@@ -478,6 +571,120 @@ def _grace(session: Session, now: datetime, grace: LeaseGrace) -> Transition:
         {"op": "add", "path": "/status/conditions", "value": merged},
     ]
     return Transition(patch, "LeaseGraceGranted", message)
+
+
+HELD = "Held"
+"""The ``LeaseValid`` reason while a hold keeps the session."""
+
+
+def _hold_step(session: Session, now: datetime, settings: LifecycleSettings) -> ChangeHold | None:
+    """What a live *session*'s hold needs at *now*: taking up a ``spec.hold.until`` not
+    taken up yet (``status.holdRequestedUntil`` records the one that was), ending a hold
+    that ran out, clearing one that ``spec.hold`` no longer asks for; else nothing."""
+    raw = session.raw_status
+    requested = session.spec.hold.until if session.spec.hold is not None else None
+    if requested is None:
+        if "holdUntil" in raw or "holdRequestedUntil" in raw:
+            return ChangeHold(HoldChange.CLEARED, _clear_hold(session, now))
+        return None
+    # Compared as the status stores it (milliseconds), or a finer request never matches.
+    if format_timestamp(requested) != raw.get("holdRequestedUntil"):
+        return _set_hold(session, now, requested, settings.max_hold)
+    hold_until = session.status.hold_until
+    if hold_until is not None and now >= hold_until:
+        note = f"the hold ended at {raw['holdUntil']}"
+        return ChangeHold(HoldChange.ENDED, _release_hold(session, now, "HoldEnded", note))
+    return None
+
+
+def _set_hold(
+    session: Session, now: datetime, requested: datetime, max_hold: timedelta
+) -> ChangeHold:
+    """Take up a hold until *requested*, cut where the operator takes it up (hold.py)."""
+    asked = format_timestamp(requested)
+    record: JsonPatch = [{"op": "add", "path": "/status/holdRequestedUntil", "value": asked}]
+    hold = hold_in_force(requested, now, max_hold, session.status.lifetime_ends_at)
+    if hold.until <= now:
+        why = (
+            "the operator's maxHold is 0, so no session is held"
+            if hold.cut_by == "maxHold"
+            else "that time has passed"
+        )
+        note = f"spec.hold.until asks for {asked}, but {why}"
+        release = _release_hold(session, now, "HoldEnded", note, record, warning=True)
+        return ChangeHold(HoldChange.ENDED, release)
+    until = format_timestamp(hold.until)
+    message = f"held until {until}: the session lives without heartbeats until then"
+    if hold.cut_by == "maxHold":
+        message += (
+            f" (spec.hold.until asked for {asked}, more than the operator's maxHold,"
+            f" {format_duration(max_hold)} from {format_timestamp(now)}, allows)"
+        )
+    elif hold.cut_by == "lifetimeEndsAt":
+        message += f" (spec.hold.until asked for {asked}, past the end of its maximum lifetime)"
+    held = [*record, {"op": "add", "path": "/status/holdUntil", "value": until}]
+    patch = _hold_patch(session, now, held, Condition(LEASE_VALID, True, HELD, message))
+    return ChangeHold(HoldChange.SET, Transition(patch, "HoldSet", message))
+
+
+def _clear_hold(session: Session, now: datetime) -> Transition:
+    """``spec.hold`` is gone: forget the hold and the request it came from."""
+    raw = session.raw_status
+    forget: JsonPatch = (
+        [{"op": "remove", "path": "/status/holdRequestedUntil"}]
+        if "holdRequestedUntil" in raw
+        else []
+    )
+    if "holdUntil" in raw:
+        note = f"spec.hold was removed: the hold until {raw['holdUntil']} no longer keeps it"
+    else:
+        note = "spec.hold was removed; its hold had already ended"
+    return _release_hold(session, now, "HoldCleared", note, forget)
+
+
+def _release_hold(
+    session: Session,
+    now: datetime,
+    reason: str,
+    note: str,
+    more: Sequence[dict[str, Any]] = (),
+    *,
+    warning: bool = False,
+) -> Transition:
+    """The session's lease is again only what heartbeats grant: ``status.holdUntil`` goes,
+    ``LeaseValid`` says so, the Event *reason* tells *note* and where the lease ends."""
+    raw = session.raw_status
+    ended: JsonPatch = (
+        [
+            {"op": "test", "path": "/status/holdUntil", "value": raw["holdUntil"]},
+            {"op": "remove", "path": "/status/holdUntil"},
+        ]
+        if "holdUntil" in raw
+        else []
+    )
+    granted = Condition(LEASE_VALID, True, LEASE_GRANTED, f"{note}; {LEASE_GRANTED_MESSAGE}")
+    patch = _hold_patch(session, now, [*ended, *more], granted)
+    expires_at = session.status.lease_expires_at
+    if expires_at is not None and lease_expired(now, expires_at):
+        lease = f"the lease ran out at {raw['leaseExpiresAt']}: the session stops"
+    else:
+        lease = f"the lease runs until {raw['leaseExpiresAt']} unless a heartbeat extends it"
+    return Transition(patch, reason, f"{note}; {lease}", warning=warning)
+
+
+def _hold_patch(
+    session: Session, now: datetime, changes: JsonPatch, lease_valid: Condition
+) -> JsonPatch:
+    """*changes* to a live session's hold, with its ``LeaseValid`` condition, tested
+    against its state: a hold never changes a session that has stopped meanwhile."""
+    raw = session.raw_status
+    merged = merged_conditions(raw.get("conditions", ()), [lease_valid], now, session.generation)
+    return [
+        {"op": "test", "path": "/status/state", "value": raw["state"]},
+        *changes,
+        {"op": "add", "path": "/status/conditions", "value": merged},
+        {"op": "add", "path": "/status/observedGeneration", "value": session.generation},
+    ]
 
 
 def _start(session: Session, now: datetime) -> Transition:
@@ -581,6 +788,13 @@ def _stop_message(session: Session, cause: StopCause, detail: str) -> str:
     raw = session.raw_status
     match cause:
         case StopCause.LEASE_EXPIRED:
+            hold_until = session.status.hold_until
+            expires_at = session.status.lease_expires_at
+            if hold_until is not None and expires_at is not None and hold_until > expires_at:
+                return (
+                    f"the hold ended at {raw['holdUntil']}, and no heartbeat had renewed the"
+                    f" lease (it ran until {raw['leaseExpiresAt']})"
+                )
             return f"no heartbeat renewed the lease by {raw['leaseExpiresAt']}"
         case StopCause.MAX_LIFETIME_REACHED:
             limit = _limit_reached(session, "maximum lifetime", "lifetimeEndsAt")

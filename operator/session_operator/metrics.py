@@ -35,6 +35,13 @@ STOPS = Counter(
     ["stop_reason", "reason"],
     registry=REGISTRY,
 )
+HOLDS = Counter(
+    "xg2g_session_holds_total",
+    "Holds of live sessions by change: set (spec.hold.until taken up), ended (ran out, or"
+    " void when taken up), cleared (spec.hold removed).",
+    ["change"],
+    registry=REGISTRY,
+)
 EXPIRY_LAG = Histogram(
     "xg2g_session_expiry_lag_seconds",
     "Time from leaseExpiresAt to the write that stopped the session.",
@@ -73,6 +80,27 @@ class SessionsByState(Collector):
 def register_session_gauge(counts: Callable[[], StateCounts[str]]) -> None:
     """Serve ``xg2g_sessions{state}`` from *counts* (one operator per process)."""
     REGISTRY.register(SessionsByState(counts))
+
+
+class SessionsExpiringSoon(Collector):
+    """``xg2g_sessions_expiring_soon``: counted by the operator's store, read at scrape time."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample: the live sessions in their expiry warning window."""
+        yield GaugeMetricFamily(
+            "xg2g_sessions_expiring_soon",
+            "Live sessions whose lease is in its expiry warning window (LeaseValid reason"
+            " ExpiringSoon): expiryWarning or less before leaseExpiresAt.",
+            value=self._count(),
+        )
+
+
+def register_expiring_soon_gauge(count: Callable[[], int]) -> None:
+    """Serve ``xg2g_sessions_expiring_soon`` from *count* (one operator per process)."""
+    REGISTRY.register(SessionsExpiringSoon(count))
 
 
 LEADER = Gauge(

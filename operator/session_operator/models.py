@@ -11,13 +11,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from session_operator.lease import Lease, SessionState, StopReason
-from session_operator.timestamps import parse_timestamp
+from session_operator.timestamps import instant_or_none, parse_timestamp
 
 GROUP = "xg2g.io"
 VERSION = "v1alpha1"
@@ -55,6 +55,15 @@ class LeaseSpec:
 
 
 @pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
+class HoldSpec:
+    """``spec.hold``: keep the session alive without heartbeats until ``until``."""
+
+    # The apiserver checks the format already; a field the operator only reads never
+    # makes a Session undecodable.
+    until: Annotated[datetime | None, BeforeValidator(instant_or_none)] = None
+
+
+@pydantic_dataclass(frozen=True, slots=True, config=_DECODED)
 class SessionSpec:
     """``spec``: what the user wants.
 
@@ -67,6 +76,7 @@ class SessionSpec:
     stop: bool = False
     has_template: bool = False
     start_timeout_seconds: int | None = Field(default=None, alias="startTimeoutSeconds")
+    hold: HoldSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +101,7 @@ class SessionStatus:
     stopped_at: datetime | None = Field(default=None, alias="stoppedAt")
     lifetime_ends_at: datetime | None = Field(default=None, alias="lifetimeEndsAt")
     start_deadline: datetime | None = Field(default=None, alias="startDeadline")
+    hold_until: datetime | None = Field(default=None, alias="holdUntil")
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
 
 
@@ -195,6 +206,7 @@ class Session:
             stop_reason=status.stop_reason,
             lifetime_ends_at=status.lifetime_ends_at,
             start_deadline=status.start_deadline,
+            hold_until=status.hold_until,
         )
 
 

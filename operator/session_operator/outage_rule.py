@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from session_operator.lease import LIVE_STATES, Lease, lease_expired
+from session_operator.lease import LIVE_STATES, Lease, lease_end, lease_expired
 from session_operator.timestamps import format_timestamp
 
 GRACE_INTERVALS = 2
@@ -81,7 +81,8 @@ def outage_grace(
     until that end is owed nothing, as no heartbeat could have extended it. A session that
     is not live, or whose lease has not expired, is owed nothing either.
     """
-    if lease.state not in LIVE_STATES or not lease_expired(now, lease.expires_at):
+    ran_out = lease_end(lease)  # the end of a hold, if later than the expiry
+    if lease.state not in LIVE_STATES or not lease_expired(now, ran_out):
         return None
     grace = lease.heartbeat_interval * GRACE_INTERVALS
     last_seen = lease.last_heartbeat or created_at
@@ -91,7 +92,7 @@ def outage_grace(
         grace_end = window.end + grace
         if lease.lifetime_ends_at is not None:
             grace_end = min(grace_end, lease.lifetime_ends_at)
-        lapsed_in_window = window.start <= lease.expires_at < grace_end
+        lapsed_in_window = window.start <= ran_out < grace_end
         alive_at_start = window.start - last_seen <= grace
         if lapsed_in_window and alive_at_start and now < grace_end:
             return LeaseGrace(window, grace_end)

@@ -40,6 +40,7 @@ from session_operator.k8s.outage_record import OutageMonitor, OutageRecordApi
 from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
 from session_operator.k8s.rest import Rest
+from session_operator.k8s.session_policies import SessionPolicyApi
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lifecycle import LifecycleSettings
 from session_operator.models import SESSION_LABEL
@@ -154,12 +155,21 @@ def build_controller(
         PodApi(rest),
         OwnedObjects(rest, settings.released_kinds),
         EventRecorder(rest),
+        SessionPolicyApi(rest),
     )
     lifecycle = LifecycleSettings.of(settings)
     pods = PodStore()
     reconciler = Reconciler(kube, pods, lifecycle, utc_now, outages.windows)
     return SessionController(
         reconciler, SessionStore(), pods, utc_now, leading, settings.expiry_check_interval
+    )
+
+
+def admission_routes(settings: Settings, rest: Rest) -> AdmissionRoutes:
+    """The admission webhook's routes; the SessionPolicies a hold's bound needs are read
+    through *rest* (the heartbeat API's: the apiserver waits for the answer)."""
+    return AdmissionRoutes(
+        settings.max_session_bytes, settings.max_hold, utc_now, SessionPolicyApi(rest)
     )
 
 
@@ -172,6 +182,7 @@ async def run_operator(settings: Settings) -> None:
     leading = asyncio.Event()
     controller = build_controller(calls.controller, settings, leading, outages)
     metrics.register_session_gauge(controller.store.count_by_state)
+    metrics.register_expiring_soon_gauge(controller.store.count_expiring_soon)
     metrics.register_leader_gauge(leading.is_set, LEADER_LEASE_NAME)
     # Also kopf's: its default asks the user database for a name, and a container's
     # user (uid 65532, or an arbitrary one) may have no entry there.
@@ -192,7 +203,7 @@ async def run_operator(settings: Settings) -> None:
     # whose store the heartbeat API reads too.
     sessions = SessionCache.for_namespace(calls.informer, settings.namespace, controller)
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, controller.store)
-    admission = AdmissionRoutes(settings.max_session_bytes)
+    admission = admission_routes(settings, calls.heartbeat_api)
     runners = await start_server(
         lambda: ready.is_set() and controller.store.synced, settings, routes, admission
     )
@@ -237,7 +248,7 @@ async def serve_api(settings: Settings) -> None:
     store = SessionStore()
     sessions = SessionCache.for_namespace(calls.informer, settings.namespace, store)
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, store)
-    admission = AdmissionRoutes(settings.max_session_bytes)
+    admission = admission_routes(settings, calls.heartbeat_api)
     runners = await start_server(lambda: store.synced, settings, routes, admission)
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     cache_task = asyncio.create_task(sessions.run(), name="session-api-cache")

@@ -74,6 +74,18 @@ def parse_timestamp(text: str) -> datetime:
     return parsed
 
 
+def instant_or_none(value: object) -> datetime | None:
+    """The instant of an RFC 3339 text (:func:`parse_timestamp`); ``None`` when *value* is
+    absent or not a timestamp: for fields others write, where one bad value must not make
+    the whole object unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
 def format_time(dt: datetime) -> str:
     """Format an aware datetime as a Kubernetes ``metav1.Time`` (a Condition's
     ``lastTransitionTime``): RFC 3339, UTC, whole seconds."""

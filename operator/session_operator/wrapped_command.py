@@ -101,10 +101,12 @@ async def run_while_alive(
     *,
     stopper: SessionStopper | None = None,
     on_beat: Callable[[HeartbeatBody], None] | None = None,
+    on_expiring_soon: Callable[[float], None] | None = None,
     kill_after: float = KILL_AFTER_SECONDS,
 ) -> int:
     """Run *command* while *client* keeps its session alive; the exit status (see the
-    module's docstring). *on_beat* is told of every acknowledgement."""
+    module's docstring). *on_beat* is told of every acknowledgement, *on_expiring_soon*
+    as :meth:`HeartbeatClient.keep_alive` tells it."""
     loop = asyncio.get_running_loop()
     alive: asyncio.Future[None] = loop.create_future()
 
@@ -116,7 +118,9 @@ async def run_while_alive(
 
     with _client_end_warning_quiet():
         relay = SignalRelay(loop)
-        beating = asyncio.create_task(client.keep_alive(beaten), name=f"heartbeat {client.session}")
+        beating = asyncio.create_task(
+            client.keep_alive(beaten, on_expiring_soon), name=f"heartbeat {client.session}"
+        )
         try:
             first: set[asyncio.Future[Any]] = {alive, beating, relay.before_start}
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)

@@ -1,6 +1,7 @@
-"""The Session size webhook on a real apiserver: the apiserver calls the operator's
+"""The Session webhook on a real apiserver: the apiserver calls the operator's
 ``/admission/sessions`` over TLS, on the webhook's own port, and refuses a Session larger
-than ``maxSessionBytes``; the heartbeat API's port does not serve it.
+than ``maxSessionBytes`` and a hold further ahead than ``maxHold``; the heartbeat API's
+port does not serve it.
 
 It registers a cluster-wide webhook that refuses writes while it is down, so it gets an
 apiserver of its own (``private_cluster``).
@@ -14,6 +15,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from tests.e2e.conftest import REPO, Cluster, OperatorProcess, fresh_namespace, 
 from tests.e2e.webhooks import register_size_webhook
 
 MAX_BYTES = 16 * 1024
+MAX_HOLD = "1h"
 WEBHOOK = "session-size-e2e"
 WEBHOOK_PORT = free_port()
 
@@ -45,6 +48,7 @@ def webhook_api(
             "XG2G_SESSION_TLS_CERT_FILE": str(cert_file),
             "XG2G_SESSION_TLS_KEY_FILE": str(key_file),
             "XG2G_SESSION_MAX_SESSION_BYTES": str(MAX_BYTES),
+            "XG2G_SESSION_MAX_HOLD": MAX_HOLD,
             "XG2G_SESSION_WEBHOOK_PORT": str(WEBHOOK_PORT),
         },
         command="serve-api",
@@ -117,6 +121,54 @@ def test_a_session_over_the_size_limit_is_refused_and_one_under_it_admitted(
     )  # fmt: skip
     assert grown.returncode != 0
     assert f"at most {MAX_BYTES} are accepted" in grown.stderr
+
+
+def held_for(hours: float) -> dict[str, Any]:
+    """A merge patch holding a Session *hours* from now."""
+    until = (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"spec": {"hold": {"until": until}}}
+
+
+def patch(
+    cluster: Cluster, namespace: str, name: str, body: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl(
+        "patch", "session", name, "-n", namespace, "--type=merge", "-p", json.dumps(body),
+        check=False,
+    )  # fmt: skip
+
+
+def test_a_hold_beyond_max_hold_is_refused_with_one_sentence_naming_the_bound(
+    private_cluster: Cluster, webhook_api: OperatorProcess, namespace: str
+) -> None:
+    cluster = private_cluster
+    bound = "is more than 1h ahead, the longest hold the operator's maxHold allows: hold until"
+
+    def created_far_hold_refused() -> bool:
+        far = session(namespace, "far")
+        far["spec"]["hold"] = held_for(2)["spec"]["hold"]
+        probe = cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", input_text=json.dumps(far), check=False
+        )
+        return bound in probe.stderr
+
+    assert wait_for(created_far_hold_refused, timeout=15)
+
+    assert create(cluster, session(namespace, "desk")).returncode == 0
+    refused = patch(cluster, namespace, "desk", held_for(2))
+    assert refused.returncode != 0
+    assert "session-size.xg2g.io" in refused.stderr
+    assert bound in refused.stderr
+    stored = cluster.kubectl("get", "session", "desk", "-n", namespace, "-o", "json").stdout
+    assert "hold" not in json.loads(stored)["spec"]
+
+    admitted = patch(cluster, namespace, "desk", held_for(0.5))
+    assert admitted.returncode == 0, admitted.stderr
+    # An update that leaves the hold as it is, and a release, are not checked again.
+    labelled = cluster.kubectl("label", "session", "desk", "-n", namespace, "team=a", check=False)
+    assert labelled.returncode == 0, labelled.stderr
+    released = patch(cluster, namespace, "desk", {"spec": {"hold": None}})
+    assert released.returncode == 0, released.stderr
 
 
 def test_the_webhook_answers_what_is_not_a_review_with_a_problem(

@@ -465,9 +465,21 @@ def test_get_shows_state_expiry_heartbeat_and_reason_columns(
     output = cluster.kubectl("get", "sess", "living-room", "-n", namespace).stdout
 
     header, row = (re.split(r"\s{2,}", line.strip()) for line in output.splitlines())
-    assert header == ["NAME", "STATE", "EXPIRES", "LAST HEARTBEAT", "REASON", "AGE"]
+    assert header == ["NAME", "STATE", "EXPIRES", "HOLD", "LAST HEARTBEAT", "REASON", "AGE"]
     assert row[:3] == ["living-room", "ready", rfc3339(ready_and_starting)]
     assert "<invalid>" not in output
+
+
+def test_get_shows_the_end_of_a_hold(
+    cluster: ClusterWithKubectl, namespace: str, ready_and_starting: datetime
+) -> None:
+    hold_until = rfc3339(ready_and_starting + timedelta(hours=1))
+    patch_status(cluster, namespace, "living-room", {"holdUntil": hold_until})
+
+    output = cluster.kubectl("get", "sess", "living-room", "-n", namespace).stdout
+
+    row = re.split(r"\s{2,}", output.splitlines()[1].strip())
+    assert row[2:4] == [rfc3339(ready_and_starting), hold_until]
 
 
 def test_field_selector_on_state_filters_sessions(
@@ -676,6 +688,50 @@ def test_limits_in_status_are_set_once(
     result = patch_status(cluster, namespace, "s", {field: change}, check=False)
 
     assert_refused(result, f"status.{field} is set once")
+
+
+def test_hold_until_the_end_of_the_lifetime_is_accepted_and_past_it_refused(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+    patch_status(cluster, namespace, "s", limited_status(END - timedelta(minutes=1), END))
+
+    until_the_end = patch_status(cluster, namespace, "s", {"holdUntil": rfc3339(END)}, check=False)
+    past = rfc3339(END + timedelta(milliseconds=1))
+    past_the_end = patch_status(cluster, namespace, "s", {"holdUntil": past}, check=False)
+
+    assert until_the_end.returncode == 0, until_the_end.stderr
+    assert_refused(past_the_end, "status.holdUntil cannot pass status.lifetimeEndsAt")
+
+
+def test_a_hold_is_set_changed_and_cleared_in_the_spec(
+    cluster: ClusterWithKubectl, namespace: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+
+    for hold in ({"until": "2026-12-06T18:00:00Z"}, {"until": "2026-12-06T19:00:00+01:00"}, None):
+        result = patch_spec(cluster, namespace, "s", {"spec": {"hold": hold}})
+        assert result.returncode == 0, result.stderr
+    assert "hold" not in get_session(cluster, namespace, "s")["spec"]
+
+
+@pytest.mark.parametrize(
+    ("hold", "fragment"),
+    [
+        ({"until": "tomorrow"}, "spec.hold.until"),
+        ({"until": "2026-12-06 18:00"}, "spec.hold.until"),
+        ({}, "spec.hold.until: Required value"),
+    ],
+    ids=["not-a-time", "no-zone", "no-until"],
+)
+def test_a_hold_needs_an_rfc3339_until(
+    cluster: ClusterWithKubectl, namespace: str, hold: dict[str, str], fragment: str
+) -> None:
+    apply_session(cluster, namespace, "s")
+
+    result = patch_spec(cluster, namespace, "s", {"spec": {"hold": hold}})
+
+    assert_refused(result, fragment)
 
 
 def test_wide_listing_shows_when_the_lifetime_ends(

@@ -75,6 +75,8 @@ async def test_stop_racing_a_lease_extension_never_stops_the_extended_session(
             max_lifetime_bound=None,
             start_timeout=timedelta(minutes=10),
             start_timeout_bound=None,
+            max_hold=timedelta(hours=8),
+            expiry_warning=timedelta(0),
         )
         reconciler = Reconciler(kube, PodStore(), settings, clock)
         outcome = await reconciler.reconcile(stale)

@@ -383,6 +383,7 @@ def test_operator_is_granted_what_it_uses_and_no_more(
 ) -> None:
     granted = [
         ("watch", "sessions.xg2g.io", namespace, ""),
+        ("list", "sessionpolicies.xg2g.io", namespace, ""),
         ("patch", "sessions.xg2g.io", namespace, ""),
         ("delete", "sessions.xg2g.io", namespace, ""),
         ("patch", "sessions.xg2g.io", namespace, "status"),
@@ -405,6 +406,9 @@ def test_operator_is_granted_what_it_uses_and_no_more(
         ("update", "sessions.xg2g.io", namespace, "status"),
         ("delete", "sessions.xg2g.io", namespace, "status"),
         ("create", "sessions.xg2g.io", namespace, "heartbeat"),
+        ("create", "sessionpolicies.xg2g.io", namespace, ""),
+        ("update", "sessionpolicies.xg2g.io", namespace, ""),
+        ("delete", "sessionpolicies.xg2g.io", namespace, ""),
         ("get", "secrets", namespace, ""),
         ("list", "secrets", namespace, ""),
         ("delete", "secrets", namespace, ""),
@@ -594,7 +598,10 @@ def test_manifests_install_on_a_clean_apiserver_the_same_objects_as_helm(helm: P
         installed = Release(
             Helm(helm, helmed), "session-lease-operator", "session-lease-operator", ""
         ).objects()
-        crd = ("CustomResourceDefinition", "sessions.xg2g.io")
-        assert {(o["kind"], o["metadata"]["name"]) for o in installed} | {crd} == {
+        crds = {
+            ("CustomResourceDefinition", "sessions.xg2g.io"),
+            ("CustomResourceDefinition", "sessionpolicies.xg2g.io"),
+        }
+        assert {(o["kind"], o["metadata"]["name"]) for o in installed} | crds == {
             (o["kind"], o["metadata"]["name"]) for o in expected
         }

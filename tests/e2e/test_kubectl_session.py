@@ -9,13 +9,15 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from harness.operator_process import OperatorProcess
-from tests.e2e.conftest import Cluster, as_from_a_terminal
+from tests.e2e.conftest import Cluster, as_from_a_terminal, wait_for
 from tests.e2e.heartbeats import ready_session, service_account
 from tests.e2e.sessions import read_session, wait_for_state
 
@@ -167,3 +169,41 @@ def test_beat_watch_keeps_a_session_alive_until_it_is_stopped(
     assert re.fullmatch(r"session/kept: ended, (stopping|stopped) \(USER_STOPPED\)", lines[-1])
     assert err == ""
     wait_for_state(cluster, namespace, "kept", {"stopped"}, timeout=5)
+
+
+def test_hold_keeps_a_session_without_heartbeats_and_release_lets_it_go(
+    cluster: Cluster, operator: OperatorProcess, namespace: str, person: dict[str, str]
+) -> None:
+    ready_session(cluster, namespace, "desk", SHORT_LEASE)
+
+    held = kubectl_session(person, "hold", "desk", "--for", "1h")
+    assert held.returncode == 0, held.stderr
+    printed = re.fullmatch(
+        r"session/desk: hold requested until (\S+) \(60m from now\)\n", held.stdout
+    )
+    assert printed, held.stdout
+    assert read_session(cluster, namespace, "desk")["spec"]["hold"]["until"] == printed[1]
+    until = (datetime.now(UTC) + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moved = kubectl_session(person, "hold", "desk", "--until", until)
+    assert moved.returncode == 0, moved.stderr
+
+    def taken_up() -> bool:
+        status = read_session(cluster, namespace, "desk")["status"]
+        return status.get("holdUntil") == until.replace("Z", ".000Z")
+
+    assert wait_for(taken_up, timeout=5)
+    time.sleep(4)  # past the 3 s TTL, without a heartbeat
+    row = kubectl_session(person, "get", "desk").stdout.splitlines()[1]
+    assert re.fullmatch(r"desk +ready +(29|30)m +- +- +hold (29|30)m", row), row
+
+    released = kubectl_session(person, "release", "desk")
+    assert (released.returncode, released.stdout) == (0, "session/desk: hold released\n")
+    # Its lease ran out long ago: released, it stops.
+    wait_for_state(cluster, namespace, "desk", {"stopped"}, timeout=5)
+    again = kubectl_session(person, "release", "desk")
+    assert (again.returncode, again.stdout) == (0, "session/desk: not held\n")
+    over = kubectl_session(person, "hold", "desk", "--for", "1h")
+    assert over.returncode == 1
+    assert over.stderr.splitlines() == [
+        'error: session "desk" is stopped (LEASE_EXPIRED): a hold keeps only a live session'
+    ]

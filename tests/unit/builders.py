@@ -39,6 +39,7 @@ LAST_HEARTBEAT = "2026-11-23T10:00:00.123Z"
 STOP_TIMEOUT = timedelta(seconds=60)
 RETENTION = timedelta(hours=24)
 START_TIMEOUT = timedelta(minutes=10)
+MAX_HOLD = timedelta(hours=8)
 SETTINGS = LifecycleSettings(
     lease_ttl=timedelta(seconds=60),
     heartbeat_interval=timedelta(seconds=5),
@@ -48,6 +49,8 @@ SETTINGS = LifecycleSettings(
     max_lifetime_bound=None,
     start_timeout=START_TIMEOUT,
     start_timeout_bound=None,
+    max_hold=MAX_HOLD,
+    expiry_warning=timedelta(0),
 )
 TEMPLATE: dict[str, Any] = {"spec": {"containers": [{"name": "player", "image": "busybox"}]}}
 GENERATION = 3

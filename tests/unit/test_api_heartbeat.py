@@ -38,6 +38,7 @@ def make_session(
     stop_reason: str | None = None,
     uid: str = "uid-1",
     lifetime_ends_at: datetime | None = None,
+    lease_valid: str | None = None,
 ) -> Session:
     status: dict[str, Any] = {}
     if state is not None and expires is not None:
@@ -54,6 +55,13 @@ def make_session(
         status["stopReason"] = stop_reason
     if lifetime_ends_at is not None:
         status["lifetimeEndsAt"] = format_timestamp(lifetime_ends_at)
+    if lease_valid is not None:
+        status["conditions"] = [
+            {"type": "Ready", "status": "True", "reason": "NoWorkload", "message": "",
+             "lastTransitionTime": "2026-11-23T09:59:00Z"},
+            {"type": "LeaseValid", "status": "True", "reason": lease_valid, "message": "",
+             "lastTransitionTime": "2026-11-23T09:59:00Z"},
+        ]  # fmt: skip
     return Session.from_body(
         {
             "metadata": {
@@ -132,6 +140,7 @@ def service(
     outcomes: list[Exception | Session] | None = None,
     log: list[str] | None = None,
     outages: list[OutageWindow] | None = None,
+    expiry_warning: timedelta = timedelta(0),
 ) -> tuple[HeartbeatService, FakeSessions, FakeLookup]:
     log = [] if log is None else log
     lookup = FakeLookup(log, cached, fresh or [])
@@ -139,7 +148,12 @@ def service(
     known = outages or []
     return (
         HeartbeatService(
-            lookup, FakeAuthorizer(log, allowed), sessions, lambda: NOW, lambda: known
+            lookup,
+            FakeAuthorizer(log, allowed),
+            sessions,
+            lambda: NOW,
+            lambda: known,
+            expiry_warning=expiry_warning,
         ),
         sessions,
         lookup,
@@ -379,3 +393,126 @@ async def test_unknown_session_id_during_an_ongoing_outage_is_unavailable_not_no
     beats, _, _ = service(None, outages=[over])
     with pytest.raises(SessionNotFound):
         await beats.beat(CALLER, "uid-unknown")
+
+
+# The expiry warning (docs/lease-rules.md): a 20 s window.
+WINDOW = timedelta(seconds=20)
+
+
+async def test_an_extending_heartbeat_answers_the_seconds_left_out_of_the_window() -> None:
+    beaten = make_session(last=NOW - timedelta(seconds=5))
+    written = make_session(expires=NOW + timedelta(seconds=60), last=NOW, version=2)
+    beats, _, _ = service(beaten, outcomes=[written], expiry_warning=WINDOW)
+    ack = await beats.beat(CALLER, REF)
+    assert (ack.countdown.seconds_left, ack.countdown.expiring_soon) == (60.0, False)
+
+
+async def test_a_heartbeat_within_the_interval_in_the_window_says_expiring_soon() -> None:
+    beaten = make_session(expires=NOW + timedelta(seconds=12.5), last=NOW - timedelta(seconds=1))
+    beats, sessions, _ = service(beaten, expiry_warning=WINDOW)
+    ack = await beats.beat(CALLER, REF)
+    assert (ack.countdown.seconds_left, ack.countdown.expiring_soon) == (12.5, True)
+    assert sessions.patches == []
+
+
+async def test_with_the_warning_off_no_answer_says_expiring_soon() -> None:
+    beaten = make_session(expires=NOW + timedelta(seconds=1), last=NOW - timedelta(seconds=1))
+    beats, _, _ = service(beaten)
+    ack = await beats.beat(CALLER, REF)
+    assert (ack.countdown.seconds_left, ack.countdown.expiring_soon) == (1.0, False)
+
+
+async def test_a_heartbeat_takes_a_warned_lease_out_of_the_window_in_its_one_write() -> None:
+    warned = make_session(last=NOW - timedelta(seconds=5), lease_valid="ExpiringSoon")
+    written = make_session(expires=NOW + timedelta(seconds=60), last=NOW, version=2)
+    beats, sessions, _ = service(warned, outcomes=[written], expiry_warning=WINDOW)
+    await beats.beat(CALLER, REF)
+    (patch,) = sessions.patches
+    assert patch[:-2] == heartbeat_patch(
+        warned.raw_status,
+        HeartbeatExtend(last_heartbeat=NOW, expires_at=NOW + timedelta(seconds=60)),
+    )
+    test, replace = patch[-2:]
+    assert test == {"op": "test", "path": "/status/conditions/1/reason", "value": "ExpiringSoon"}
+    assert replace["op"] == "replace"
+    assert replace["path"] == "/status/conditions/1"
+    condition = replace["value"]
+    assert (condition["type"], condition["status"]) == ("LeaseValid", "True")
+    assert condition["reason"] == "LeaseGranted"
+    assert condition["lastTransitionTime"] == "2026-11-23T09:59:00Z"
+
+
+async def test_a_heartbeat_near_the_end_of_the_lifetime_keeps_the_lease_expiring_soon() -> None:
+    ends_at = NOW + timedelta(seconds=15)
+    warned = make_session(
+        expires=NOW + timedelta(seconds=10),
+        last=NOW - timedelta(seconds=5),
+        lifetime_ends_at=ends_at,
+        lease_valid="ExpiringSoon",
+    )
+    written = make_session(expires=ends_at, last=NOW, version=2, lifetime_ends_at=ends_at)
+    beats, sessions, _ = service(warned, outcomes=[written], expiry_warning=WINDOW)
+    ack = await beats.beat(CALLER, REF)
+    assert (ack.countdown.seconds_left, ack.countdown.expiring_soon) == (15.0, True)
+    condition = sessions.patches[0][-1]["value"]
+    assert condition["reason"] == "ExpiringSoon"
+    assert condition["message"] == (
+        f"the session reaches its maximum lifetime at {format_timestamp(ends_at)}, in 15s; no"
+        " heartbeat extends a lease past it"
+    )
+
+
+async def test_with_the_warning_on_a_heartbeat_tests_the_lease_valid_reason_it_read() -> None:
+    granted = make_session(last=NOW - timedelta(seconds=5), lease_valid="LeaseGranted")
+    written = make_session(expires=NOW + timedelta(seconds=60), last=NOW, version=2)
+    beats, sessions, _ = service(granted, outcomes=[written], expiry_warning=WINDOW)
+    await beats.beat(CALLER, REF)
+    assert sessions.patches[0][-1] == {
+        "op": "test",
+        "path": "/status/conditions/1/reason",
+        "value": "LeaseGranted",
+    }
+
+
+async def test_with_the_warning_off_a_heartbeat_writes_what_it_always_wrote() -> None:
+    granted = make_session(last=NOW - timedelta(seconds=5), lease_valid="LeaseGranted")
+    written = make_session(expires=NOW + timedelta(seconds=60), last=NOW, version=2)
+    beats, sessions, _ = service(granted, outcomes=[written])
+    await beats.beat(CALLER, REF)
+    decision = HeartbeatExtend(last_heartbeat=NOW, expires_at=NOW + timedelta(seconds=60))
+    assert sessions.patches == [heartbeat_patch(granted.raw_status, decision)]
+
+
+async def test_a_warning_written_meanwhile_is_taken_back_by_the_heartbeat_decided_again() -> None:
+    granted = make_session(last=NOW - timedelta(seconds=5), lease_valid="LeaseGranted")
+    warned = make_session(last=NOW - timedelta(seconds=5), lease_valid="ExpiringSoon", version=2)
+    written = make_session(expires=NOW + timedelta(seconds=60), last=NOW, version=3)
+    beats, sessions, _ = service(
+        granted,
+        fresh=[warned],
+        outcomes=[PreconditionFailed(), written],
+        expiry_warning=WINDOW,
+    )
+    ack = await beats.beat(CALLER, REF)
+    assert ack.extended is True
+    first, second = sessions.patches
+    assert first[-1]["value"] == "LeaseGranted"
+    assert second[-1]["value"]["reason"] == "LeaseGranted"
+    assert second[-2] == {
+        "op": "test",
+        "path": "/status/conditions/1/reason",
+        "value": "ExpiringSoon",
+    }
+
+
+async def test_a_read_tells_the_seconds_left_of_a_live_lease() -> None:
+    beats, _, _ = service(make_session(expires=NOW + timedelta(seconds=8)), expiry_warning=WINDOW)
+    view = await beats.read(CALLER, REF)
+    assert (view.countdown.seconds_left, view.countdown.expiring_soon) == (8.0, True)
+
+
+async def test_a_read_of_a_session_without_a_live_lease_has_nothing_left() -> None:
+    stopped = make_session(state="stopped", stop_reason="USER_STOPPED")
+    beats, _, _ = service(stopped, expiry_warning=WINDOW)
+    view = await beats.read(CALLER, REF)
+    assert (view.countdown.seconds_left, view.countdown.expiring_soon) == (0.0, False)

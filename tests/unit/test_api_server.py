@@ -22,6 +22,7 @@ from session_operator.api import admission
 from session_operator.api.admission import AdmissionRoutes, max_review_bytes
 from session_operator.api.server import start_server
 from session_operator.config import load_settings
+from session_operator.runtime import utc_now
 
 
 def status_of(url: str) -> int:
@@ -74,7 +75,8 @@ async def layout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterat
     }.items():
         monkeypatch.setenv(f"XG2G_SESSION_{variable}", value)
     settings = load_settings()
-    runners = await start_server(lambda: True, settings, None, AdmissionRoutes(4096))
+    routes = AdmissionRoutes(4096, settings.max_hold, utc_now)
+    runners = await start_server(lambda: True, settings, None, routes)
     context = ssl.create_default_context(cafile=str(cert_file))
     monkeypatch.setattr(urllib.request, "urlopen", partial(urllib.request.urlopen, context=context))
     try:

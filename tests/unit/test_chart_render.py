@@ -100,9 +100,9 @@ def test_helm_is_the_pinned_version_stamped_with_its_kubernetes_minor(helm: Path
     assert render(helm)  # with the stamped default (1.37) it renders
 
 
-def test_chart_crd_is_the_repository_crd() -> None:
-    chart_crd = CHART / "crds" / "sessions.xg2g.io.yaml"
-    assert chart_crd.read_bytes() == (REPO / "crds" / "sessions.xg2g.io.yaml").read_bytes(), (
+@pytest.mark.parametrize("crd", ["sessions.xg2g.io.yaml", "sessionpolicies.xg2g.io.yaml"])
+def test_chart_crd_is_the_repository_crd(crd: str) -> None:
+    assert (CHART / "crds" / crd).read_bytes() == (REPO / "crds" / crd).read_bytes(), (
         "the chart's CRD differs from crds/: run `make manifests`"
     )
 
@@ -133,8 +133,10 @@ def test_default_render_has_every_object_of_an_install(helm: Path) -> None:
             ("Service", f"{FULLNAME}-api"),
             ("Service", f"{FULLNAME}-metrics"),
             ("ServiceAccount", FULLNAME),
+            ("ValidatingAdmissionPolicy", f"{FULLNAME}-session-policy"),
             ("ValidatingAdmissionPolicy", f"{FULLNAME}-state-label"),
             ("ValidatingAdmissionPolicy", f"{FULLNAME}-template-needs-pods"),
+            ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-session-policy"),
             ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-state-label"),
             ("ValidatingAdmissionPolicyBinding", f"{FULLNAME}-template-needs-pods"),
             ("ValidatingWebhookConfiguration", f"{FULLNAME}-session-size"),
@@ -226,10 +228,12 @@ def test_every_value_reaches_the_operator_as_its_setting(
         "expiryCheckInterval": "2s",
         "stopTimeout": "1m",
         "retention": "1h30m",
+        "expiryWarning": "30s",
         "maxLifetime": "8h",
         "maxLifetimeBound": "24h",
         "startTimeout": "5m",
         "startTimeoutBound": "1h",
+        "maxHold": "2h",
         "namespace": "media",
         "apiHost": "127.0.0.1",
         "apiPort": "9090",
@@ -263,10 +267,12 @@ def test_every_value_reaches_the_operator_as_its_setting(
     assert settings.expiry_check_interval == datetime.timedelta(seconds=2)
     assert settings.stop_timeout == datetime.timedelta(minutes=1)
     assert settings.retention == datetime.timedelta(hours=1, minutes=30)
+    assert settings.expiry_warning == datetime.timedelta(seconds=30)
     assert settings.max_lifetime == datetime.timedelta(hours=8)
     assert settings.max_lifetime_bound == datetime.timedelta(hours=24)
     assert settings.start_timeout == datetime.timedelta(minutes=5)
     assert settings.start_timeout_bound == datetime.timedelta(hours=1)
+    assert settings.max_hold == datetime.timedelta(hours=2)
     assert settings.namespace == "media"
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 9090)
     assert settings.api_max_connections == 8192
@@ -303,6 +309,8 @@ def test_pod_identity_and_lease_namespace_come_from_the_downward_api(helm: Path)
         ("config.retention=1d", "at '/config/retention': '1d' does not match pattern"),
         ("config.maxLifetime=0s", "at '/config/maxLifetime': '0s' does not match"),
         ("config.startTimeoutBound=1w", "at '/config/startTimeoutBound': '1w' does not match"),
+        ("config.maxHold=-1h", "at '/config/maxHold': '-1h' does not match"),
+        ("config.expiryWarning=-30s", "at '/config/expiryWarning': '-30s' does not match"),
         ("config.leaseTtl=60s", "additional properties 'leaseTtl' not allowed"),
         ("config.logLevel=LOUD", "at '/config/logLevel'"),
         ("replicaCount=0", "at '/replicaCount': minimum: got 0, want 1"),
@@ -325,6 +333,14 @@ def test_negative_ttl_refusal_says_what_is_expected(helm: Path) -> None:
 def test_values_schema_accepts_durations_the_operator_accepts(helm: Path, ttl: str) -> None:
     env = plain_env(operator_container(render(helm, f"config.leaseTTL={ttl}")))
     assert env["XG2G_SESSION_LEASE_TTL"] == ttl
+
+
+@pytest.mark.parametrize("window", ["0", "0s", "30s", "1m30s"])
+def test_an_expiry_warning_of_zero_or_a_duration_reaches_the_operator(
+    helm: Path, window: str
+) -> None:
+    env = plain_env(operator_container(render(helm, f"config.expiryWarning={window}")))
+    assert env["XG2G_SESSION_EXPIRY_WARNING"] == window
 
 
 def test_replicas_without_leader_election_are_refused(helm: Path) -> None:
@@ -386,6 +402,7 @@ def grants(group: str, resources: list[str], verbs: list[str], name: str = "*") 
 
 SESSION_RULES = (
     grants("xg2g.io", ["sessions"], ["get", "list", "watch", "patch", "delete"])
+    | grants("xg2g.io", ["sessionpolicies"], ["list"])
     | grants("xg2g.io", ["sessions/status"], ["patch"])
     | grants("xg2g.io", ["sessions/finalizers"], ["update"])
     | grants("", ["pods"], ["get", "list", "watch", "create", "delete"])
@@ -439,7 +456,7 @@ def test_watching_one_namespace_grants_session_rules_by_a_role_in_it(helm: Path)
 def test_watching_one_namespace_scopes_the_policies(helm: Path) -> None:
     objects = render(helm, "config.namespace=media")
     unscoped = render(helm)
-    for policy in ("state-label", "template-needs-pods"):
+    for policy in ("state-label", "template-needs-pods", "session-policy"):
         binding = only(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-{policy}")
         assert binding["spec"]["matchResources"]["namespaceSelector"] == {
             "matchLabels": {"kubernetes.io/metadata.name": "media"}
@@ -455,9 +472,12 @@ def test_client_and_aggregated_roles(helm: Path) -> None:
     )
     view = only(objects, "ClusterRole", f"{FULLNAME}-view")
     assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
-    assert rules(view) == grants("xg2g.io", ["sessions"], ["get", "list", "watch"])
+    assert rules(view) == grants(
+        "xg2g.io", ["sessions", "sessionpolicies"], ["get", "list", "watch"]
+    )
     edit = only(objects, "ClusterRole", f"{FULLNAME}-edit")
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    # Sessions only: a namespace's own editors and admins never write its SessionPolicies.
     assert rules(edit) == grants("xg2g.io", ["sessions"], ["create", "update", "patch", "delete"])
 
 
@@ -480,6 +500,49 @@ def test_template_policy_asks_the_authorizer_whether_the_creator_may_create_pods
     [validation] = policy["spec"]["validations"]
     assert "resource('pods')" in validation["expression"]
     assert "check('create')" in validation["expression"]
+
+
+def test_session_policy_admission_bounds_every_range_of_the_session_policy_crd(
+    helm: Path,
+) -> None:
+    objects = render(helm)
+    policy = only(objects, "ValidatingAdmissionPolicy", f"{FULLNAME}-session-policy")
+    assert policy["spec"]["paramKind"] == {
+        "apiVersion": "xg2g.io/v1alpha1",
+        "kind": "SessionPolicy",
+    }
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    binding = only(objects, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-session-policy")
+    # Every SessionPolicy of the Session's namespace; none admits the Session unchanged.
+    assert binding["spec"]["paramRef"] == {"selector": {}, "parameterNotFoundAction": "Allow"}
+    messages = [v["messageExpression"] for v in policy["spec"]["validations"]]
+    # One refusal per minimum and maximum that the SessionPolicy CRD declares, each naming
+    # the Session field it bounds (the path of the range in the policy is the field's).
+    crd = yaml.safe_load((REPO / "crds" / "sessionpolicies.xg2g.io.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+    def ranges(schema: dict[str, Any], path: str) -> list[str]:
+        found: list[str] = []
+        for name, child in (schema.get("properties") or {}).items():
+            if set(child.get("properties") or {}) == {"default", "min", "max"}:
+                found.append(f"{path}.{name}")
+            else:
+                found += ranges(child, f"{path}.{name}")
+        return found
+
+    bounded = ranges(spec, "spec")
+    assert bounded == [
+        "spec.lease.ttlSeconds",
+        "spec.lease.heartbeatIntervalSeconds",
+        "spec.lease.maxLifetimeSeconds",
+        "spec.startTimeoutSeconds",
+    ]
+    for field in bounded:
+        for bound in ("below the minimum", "above the maximum"):
+            [message] = [m for m in messages if m.startswith(f"'{field} ") and bound in m]
+            assert "' set by ' + variables.policy" in message
+    assert "'spec.template is not allowed by ' + variables.policy" in messages[-1]
 
 
 def test_generated_certificate_is_for_the_api_service_and_signed_by_the_published_ca(

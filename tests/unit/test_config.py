@@ -281,6 +281,32 @@ def test_sessions_have_no_maximum_lifetime_and_ten_minutes_to_start_by_default()
     assert settings.start_timeout_bound is None
 
 
+def test_a_hold_reaches_eight_hours_ahead_by_default() -> None:
+    assert load_settings().max_hold == timedelta(hours=8)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("0", timedelta(0)), ("30m", timedelta(minutes=30))]
+)
+def test_max_hold_reads_durations_and_zero_turns_holds_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, expected: timedelta
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_MAX_HOLD", value)
+    assert load_settings().max_hold == expected
+    monkeypatch.delenv("XG2G_SESSION_MAX_HOLD")
+    assert load_settings(write_config(tmp_path, f"maxHold: {value}\n")).max_hold == expected
+
+
+@pytest.mark.parametrize("value", ["-1h", "soon"])
+def test_a_max_hold_that_is_no_duration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_MAX_HOLD", value)
+    (line,) = config_error().problems
+    assert line.startswith("XG2G_SESSION_MAX_HOLD: must be a duration like")
+    assert line.endswith(f"(got {value!r})")
+
+
 @pytest.mark.parametrize(("field", "env", "_key"), OPTIONAL_DURATION_SETTINGS)
 def test_optional_duration_reads_units_from_environment(
     monkeypatch: pytest.MonkeyPatch, field: str, env: str, _key: str
@@ -375,6 +401,42 @@ def test_start_timeout_within_its_bound_is_valid(monkeypatch: pytest.MonkeyPatch
 def test_bound_rules_hold_for_direct_construction() -> None:
     with pytest.raises(pydantic.ValidationError, match="must be at most"):
         Settings(max_lifetime=timedelta(hours=2), max_lifetime_bound=timedelta(hours=1))
+
+
+# --- expiry warning ------------------------------------------------------------------------
+
+EXPIRY_WARNING_HINT = "must be a duration like 30s, 2m or 1h30m, or 0 to turn it off"
+
+
+def test_the_expiry_warning_is_off_by_default() -> None:
+    assert load_settings().expiry_warning == timedelta(0)
+    assert shown_default("expiry_warning") == "0s"
+
+
+@pytest.mark.parametrize(
+    ("raw", "window"),
+    [("30s", timedelta(seconds=30)), ("1m30s", timedelta(seconds=90)), ("0", timedelta(0))],
+)
+def test_the_expiry_warning_reads_a_duration_or_zero(
+    monkeypatch: pytest.MonkeyPatch, raw: str, window: timedelta
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_EXPIRY_WARNING", raw)
+    assert load_settings().expiry_warning == window
+
+
+@pytest.mark.parametrize("bad", ["-1s", "soon", ""])
+def test_an_invalid_expiry_warning_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("XG2G_SESSION_EXPIRY_WARNING", bad)
+    assert config_error().problems == (
+        f"XG2G_SESSION_EXPIRY_WARNING: {EXPIRY_WARNING_HINT} (got {bad!r})",
+    )
+
+
+def test_an_invalid_expiry_warning_in_the_file_names_the_key(tmp_path: Path) -> None:
+    error = config_error(write_config(tmp_path, "expiryWarning: -5\n"))
+    assert error.problems == (f"expiryWarning: {EXPIRY_WARNING_HINT} (got -5)",)
 
 
 # --- TLS files -----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from session_operator.heartbeat_cli import Usage, add_heartbeat_command, session_address
-from tests.stub_api import Answer, acknowledgement, problem, stub_api
+from tests.stub_api import Answer, acknowledgement, expiring_soon, in_turn, problem, stub_api
 from tests.unit.builders import session_operator
 
 
@@ -277,3 +277,46 @@ def test_a_session_the_api_does_not_know_has_ended() -> None:
         )
     assert result.returncode == 3
     assert "session default/s not found" in result.stderr
+
+
+GONE = problem(410, "session-gone", "session default/s is stopped: stop sending")
+
+
+def test_it_says_in_one_line_when_the_lease_is_expiring_soon() -> None:
+    script = in_turn(
+        acknowledgement(interval=0),
+        expiring_soon(7.2),
+        expiring_soon(6.2),
+        expiring_soon(5.2),
+        then=GONE,
+    )
+    with stub_api(script) as api:
+        result = heartbeat(
+            "default/s", "--allow-http", SESSION_API_URL=api.url, SESSION_API_TOKEN="t"
+        )
+    assert result.returncode == 3
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    warned = [line for line in lines if "expiring soon" in line]
+    assert warned == [
+        "session-operator heartbeat: default/s is expiring soon: its lease ends in 8s"
+    ]
+    assert lines.index(warned[0]) == 1  # after the line that it starts, before the end
+
+
+def test_around_a_command_it_says_so_too() -> None:
+    with stub_api(in_turn(expiring_soon(4.5, interval=5), then=GONE)) as api:
+        result = heartbeat(
+            "default/s",
+            "--allow-http",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(0.5)",
+            SESSION_API_URL=api.url,
+            SESSION_API_TOKEN="t",
+        )
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "session-operator heartbeat: default/s is expiring soon: its lease ends in 5s"
+    ]

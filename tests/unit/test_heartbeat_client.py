@@ -19,7 +19,14 @@ from session_operator.heartbeat_client import (
     heartbeat_path,
     next_beat_delay,
 )
-from tests.stub_api import Answer, problem, stub_api
+from tests.stub_api import (
+    Answer,
+    acknowledgement,
+    expiring_soon,
+    in_turn,
+    problem,
+    stub_api,
+)
 
 
 def test_namespace_and_name_use_the_kubernetes_native_path() -> None:
@@ -136,3 +143,47 @@ async def test_a_token_file_refused_is_read_again_and_its_rotated_token_used(
     assert ended.status == 410
     assert ended.stop_reason == "USER_STOPPED"
     assert [token for _, token in api.requests] == ["Bearer expired", "Bearer rotated"]
+
+
+GONE = problem(410, "session-gone", "stopped", state="stopped", stop_reason="LEASE_EXPIRED")
+OUT_OF_THE_WINDOW = (
+    200,
+    acknowledgement(interval=0)[1] | {"seconds_left": 60.0, "expiring_soon": False},
+)
+
+
+async def test_expiring_soon_is_told_once_per_stay_in_the_warning_window() -> None:
+    told: list[float] = []
+    script = in_turn(
+        OUT_OF_THE_WINDOW,
+        expiring_soon(9.5),
+        expiring_soon(8.5),
+        OUT_OF_THE_WINDOW,
+        expiring_soon(3.25),
+        then=GONE,
+    )
+    with stub_api(script) as api:
+        async with HeartbeatClient(api.url, "media/s", token="t", allow_http=True) as client:
+            ended = await asyncio.wait_for(client.keep_alive(on_expiring_soon=told.append), 5)
+    assert ended.status == 410
+    assert told == [9.5, 3.25]
+
+
+async def test_a_background_heartbeat_tells_expiring_soon_too() -> None:
+    told: list[float] = []
+    with stub_api(in_turn(expiring_soon(12.0), then=GONE)) as api:
+        async with (
+            HeartbeatClient(api.url, "media/s", token="t", allow_http=True) as client,
+            client.in_background(on_expiring_soon=told.append) as heartbeat,
+        ):
+            ended = await asyncio.wait_for(heartbeat.wait(), 5)
+    assert ended.status == 410
+    assert told == [12.0]
+
+
+async def test_an_operator_that_says_nothing_of_the_window_never_tells_expiring_soon() -> None:
+    told: list[float] = []
+    with stub_api(in_turn(acknowledgement(interval=0), then=GONE)) as api:
+        async with HeartbeatClient(api.url, "media/s", token="t", allow_http=True) as client:
+            await asyncio.wait_for(client.keep_alive(on_expiring_soon=told.append), 5)
+    assert told == []

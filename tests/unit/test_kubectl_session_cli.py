@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from session_operator.heartbeat_client import HeartbeatClient, HeartbeatFailed
-from session_operator.kubectl_session import beat, kubeconfig
+from session_operator.kubectl_session import beat, holds, kubeconfig
 from session_operator.kubectl_session.__main__ import main
 from session_operator.kubectl_session.arguments import build_parser
 from session_operator.kubectl_session.errors import CommandError
@@ -22,7 +22,7 @@ from session_operator.kubectl_session.waiting import Target, verdict
 from tests.kubeconfigs import unreachable_kubeconfig
 from tests.stub_api import Answer, acknowledgement, problem, stub_api
 
-VERBS = ("list", "get", "describe", "beat", "stop", "wait", "logs")
+VERBS = ("list", "get", "describe", "beat", "hold", "release", "stop", "wait", "logs")
 
 
 KubectlSession = Callable[..., tuple[int, str, str]]
@@ -118,6 +118,54 @@ def test_wait_needs_a_known_target_and_reads_durations() -> None:
         assert exit_.value.code == 2
 
 
+def test_hold_takes_a_duration_or_a_time_and_not_both() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["hold", "s", "--for", "1h30m"]).duration == timedelta(minutes=90)
+    until = parser.parse_args(["hold", "s", "--until", "2026-12-06T19:00:00+01:00"]).until
+    assert until == datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
+    for wrong in (
+        ["hold", "s"],
+        ["hold", "s", "--for", "1h", "--until", "2026-12-06T18:00:00Z"],
+        ["hold", "s", "--for", "0"],
+        ["hold", "s", "--until", "2026-12-06 18:00"],  # RFC 3339 needs T and a zone
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(wrong)
+        assert exit_.value.code == 2
+
+
+HOLD_NOW = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+
+
+def test_a_hold_asks_for_the_time_given_or_the_duration_from_now() -> None:
+    three_hours = HOLD_NOW + timedelta(hours=3)
+    assert holds.requested_end(HOLD_NOW, timedelta(hours=3), None) == three_hours
+    assert holds.requested_end(HOLD_NOW, None, three_hours) == three_hours
+    assert holds.held("desk", three_hours, HOLD_NOW) == (
+        "session/desk: hold requested until 2026-12-06T13:00:00.000Z (3h from now)"
+    )
+
+
+def test_a_hold_until_a_time_that_has_passed_is_one_line() -> None:
+    with pytest.raises(CommandError, match=r"^--until 2026-12-06T10:00:00.000Z has passed"):
+        holds.requested_end(HOLD_NOW, None, HOLD_NOW)
+
+
+@pytest.mark.parametrize(("state", "reason"), [("stopping", "LEASE_EXPIRED"), ("stopped", None)])
+def test_a_session_that_is_not_live_cannot_be_held(state: str, reason: str | None) -> None:
+    with pytest.raises(CommandError) as refused:
+        holds.check_holdable("desk", session_in(state, reason))
+    assert str(refused.value).startswith(f'session "desk" is {state}')
+    assert str(refused.value).endswith(": a hold keeps only a live session")
+    holds.check_holdable("desk", session_in("ready"))
+    holds.check_holdable("desk", session_in(None))  # not initialised yet: about to be live
+
+
+def test_release_of_a_session_without_a_hold_has_nothing_to_do() -> None:
+    assert holds.not_held("desk", {"spec": {"stop": False}}) == "session/desk: not held"
+    assert holds.not_held("desk", {"spec": {"hold": {"until": "2026-12-06T18:00:00Z"}}}) is None
+
+
 def test_beat_takes_one_kind_of_token() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["beat", "s", "--service-account", "a", "--token-file", "f"])
@@ -157,7 +205,7 @@ def test_no_kubeconfig_at_all_is_one_line(kubectl_session: KubectlSession) -> No
 @pytest.mark.parametrize(
     "argv",
     [("list",), ("get", "s"), ("describe", "s"), ("stop", "s"), ("wait", "s", "--for=ready"),
-     ("logs", "s")],
+     ("logs", "s"), ("hold", "s", "--for=1h"), ("release", "s")],
 )  # fmt: skip
 def test_an_unreachable_apiserver_is_one_line(
     kubectl_session: KubectlSession, tmp_path: Path, argv: tuple[str, ...]

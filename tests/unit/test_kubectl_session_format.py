@@ -83,6 +83,13 @@ def test_a_live_session_at_its_expiry_instant_shows_expired() -> None:
     assert columns.time_left(session(state="new", leaseExpiresAt=stamp(-1)), NOW) == "expired"
 
 
+def test_a_held_session_has_time_left_until_the_end_of_its_hold() -> None:
+    held = session(state="ready", leaseExpiresAt=stamp(-30), holdUntil=stamp(190))
+    assert columns.time_left(held, NOW) == "3m10s"
+    beating = session(state="ready", leaseExpiresAt=stamp(42.5), holdUntil=stamp(10))
+    assert columns.time_left(beating, NOW) == "42s"
+
+
 @pytest.mark.parametrize("state", ["stopping", "stopped", "failed"])
 def test_a_session_that_is_not_live_has_no_time_left(state: str) -> None:
     body = session(state=state, leaseExpiresAt=stamp(30), stopReason="USER_STOPPED")
@@ -118,8 +125,9 @@ def test_a_hold_in_force_is_shown_before_the_cap() -> None:
     held = session(spec=spec, state="ready", leaseExpiresAt=stamp(60), holdUntil=stamp(190),
                    lifetimeEndsAt=stamp(3300))  # fmt: skip
     assert columns.limit(held, NOW) == "hold 3m10s"
-    in_spec = session(spec={**spec, "hold": {"until": stamp(42)}}, state="ready")
-    assert columns.limit(in_spec, NOW) == "hold 42s"
+    # The spec's request alone is not the hold in force: the operator may have cut it.
+    in_spec = session(spec={"hold": {"until": stamp(42)}}, state="ready")
+    assert columns.limit(in_spec, NOW) is None
 
 
 def test_the_cap_counts_from_the_creation() -> None:
@@ -149,12 +157,13 @@ def test_a_shrinkable_column_is_cut_with_an_ellipsis_only_when_needed() -> None:
 
 def widest_sessions() -> list[dict[str, Any]]:
     """Sessions that make every column as wide as it gets."""
-    spec = {"hold": {"until": stamp(2 * 365 * 86400 + 100 * 86400)}}
+    hold_until = stamp(2 * 365 * 86400 + 100 * 86400)
     return [
-        session(LONGEST_NAME, LONGEST_NAMESPACE, spec=spec, state="starting",
+        session(LONGEST_NAME, LONGEST_NAMESPACE, state="starting",
                 leaseExpiresAt=stamp(-1), lastHeartbeat=stamp(-7 * 86400)),
         session("short", "media", state="stopped", stopReason="LEASE_EXPIRED",
                 leaseExpiresAt=stamp(-60), lastHeartbeat=stamp(-120)),
+        session("held", "media", state="ready", leaseExpiresAt=stamp(-1), holdUntil=hold_until),
     ]  # fmt: skip
 
 
@@ -167,7 +176,7 @@ def test_the_table_of_the_longest_names_and_widest_cells_fits_80_columns(
     )
     assert all(len(line) <= 80 for line in lines), "\n".join(lines)
     assert "HOLD/CAP" in lines[0]
-    assert "hold 2y100d" in lines[1]
+    assert "hold 2y100d" in lines[3]
     assert "expired" in lines[1]
     assert "LEASE_EXPIRED" in lines[2]
     assert lines[1].startswith(("aaaaaa", "nnnnnn"))
@@ -248,6 +257,20 @@ def test_a_live_lease_ends_the_timeline_with_its_expiry_ahead() -> None:
     lines = describe(body, entries, NOW, 80)
     assert lines[-2].split()[:3] == ["18s", "lease", "heartbeat"]
     assert lines[-1].split()[:4] == ["in", "42s", "lease", "expiry"]
+
+
+def test_a_held_session_shows_its_hold_and_its_expiry_at_the_hold_s_end() -> None:
+    body = session(state="ready", leaseExpiresAt=stamp(-30), holdUntil=stamp(600),
+                   lastHeartbeat=stamp(-90))  # fmt: skip
+    entries = timeline(body, [])
+    assert [(entry.what, entry.at) for entry in entries[-2:]] == [
+        ("hold end", NOW + timedelta(seconds=600)),
+        ("expiry", NOW + timedelta(seconds=600)),
+    ]
+    lines = describe(body, entries, NOW, 80)
+    assert f"Held until:     {stamp(600)}" in lines
+    assert "Time left:      10m" in lines
+    assert "Hold/cap:       hold 10m" in lines
 
 
 def test_a_stopped_lease_has_no_expiry_ahead() -> None:

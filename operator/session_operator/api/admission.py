@@ -1,4 +1,5 @@
-"""The Session size check, as a validating admission webhook (``POST /admission/sessions``).
+"""The Session checks the apiserver cannot make itself, as a validating admission webhook
+(``POST /admission/sessions``): the size of a Session, and how far ahead its hold ends.
 
 Every replica holds every Session, and a ``spec.template`` can be as large as the
 apiserver's request limit (about 1.5 MB). The apiserver's own tools (OpenAPI bounds, CEL)
@@ -15,6 +16,13 @@ a lowered ``maxSessionBytes`` now finds too large but that grows nothing, pass: 
 once admitted can always be stopped, released and deleted. (Status is written through
 the status subresource, which the webhook is not registered for.)
 
+A hold (``spec.hold.until``) further ahead than now plus ``maxHold`` is refused with one
+sentence naming the bound (``hold.hold_beyond_bound``): the apiserver's CEL has no clock.
+A SessionPolicy's ``maxHoldSeconds`` narrows that bound in its namespace: the policies are
+listed for each request that sets or changes a hold, and for no other.
+Only a hold the request sets or changes is checked, so an existing hold never blocks
+another update, and a hold's end that has come nearer with time never becomes wrong.
+
 The webhook is served on a listener of its own (``webhookPort``, over TLS with the API's
 certificate, which the apiserver verifies against its ValidatingWebhookConfiguration's
 CA), never on the heartbeat API's port. The apiserver sends no credentials, so the
@@ -29,13 +37,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from session_operator.api.errors import BadRequest
+from session_operator.hold import MAX_HOLD_SETTING, hold_beyond_bound
+from session_operator.k8s.session_policies import SessionPolicyApi
 from session_operator.models import FINALIZER, STATE_LABEL
+from session_operator.session_policy import max_hold_in_force
+from session_operator.timestamps import parse_timestamp
 
 ADMISSION_PATH = "/admission/sessions"
 ADMISSION_REVIEW = "admission.k8s.io/v1"
@@ -79,9 +92,36 @@ def user_content_size(obj: Mapping[str, Any]) -> int:
     return encoded_size(owned)
 
 
-def review_answer(review: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
-    """The AdmissionReview answering *review*: allowed unless it makes its object exceed
-    *max_bytes* by growing what users own (see the module's docstring).
+def hold_set(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> datetime | None:
+    """The end of the hold that writing *obj* over *old* (``None``: a creation) sets or
+    changes: its ``spec.hold.until``, unless *old* has the same; ``None`` when it sets no
+    new hold (or the text is no timestamp, which the CRD's format refuses anyway)."""
+    until = _hold_until(obj)
+    if until is None or (old is not None and _hold_until(old) == until):
+        return None
+    return until
+
+
+def _hold_until(obj: Mapping[str, Any]) -> datetime | None:
+    spec = obj.get("spec")
+    hold = spec.get("hold") if isinstance(spec, Mapping) else None
+    until = hold.get("until") if isinstance(hold, Mapping) else None
+    try:
+        return parse_timestamp(until) if isinstance(until, str) else None
+    except ValueError:
+        return None
+
+
+def review_answer(
+    review: Mapping[str, Any],
+    max_bytes: int,
+    max_hold: timedelta,
+    now: datetime,
+    hold_bound: str = MAX_HOLD_SETTING,
+) -> dict[str, Any]:
+    """The AdmissionReview answering *review* at *now*: allowed unless it makes its object
+    exceed *max_bytes* by growing what users own, or sets a hold that ends more than
+    *max_hold* after *now*, which *hold_bound* names (see the module's docstring).
 
     Raises :class:`BadRequest` (400) when *review* is not an AdmissionReview request.
     """
@@ -98,32 +138,51 @@ def review_answer(review: Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
     grows = not isinstance(old, Mapping) or user_content_size(obj) > user_content_size(old)
     if size > max_bytes and grows:
         return refusal(uid, str(size), max_bytes)
+    until = hold_set(obj, old if isinstance(old, Mapping) else None)
+    if (
+        until is not None
+        and (beyond := hold_beyond_bound(until, now, max_hold, hold_bound)) is not None
+    ):
+        return refused(uid, beyond)
     return {"apiVersion": ADMISSION_REVIEW, "kind": "AdmissionReview", "response": response}
 
 
 def refusal(uid: str, size: str, max_bytes: int) -> dict[str, Any]:
     """The AdmissionReview refusing request *uid*, whose Session is *size* bytes."""
+    return refused(
+        uid,
+        f"the Session is {size} bytes of JSON and at most {max_bytes} are accepted"
+        " (operator setting maxSessionBytes): keep large data out of"
+        " spec.template, in a ConfigMap or Secret that the Pod mounts",
+    )
+
+
+def refused(uid: str, message: str) -> dict[str, Any]:
+    """The AdmissionReview refusing request *uid* as invalid, saying *message*."""
     response = {
         "uid": uid,
         "allowed": False,
-        "status": {
-            "code": 422,
-            "reason": "Invalid",
-            "message": (
-                f"the Session is {size} bytes of JSON and at most {max_bytes} are accepted"
-                " (operator setting maxSessionBytes): keep large data out of"
-                " spec.template, in a ConfigMap or Secret that the Pod mounts"
-            ),
-        },
+        "status": {"code": 422, "reason": "Invalid", "message": message},
     }
     return {"apiVersion": ADMISSION_REVIEW, "kind": "AdmissionReview", "response": response}
 
 
 class AdmissionRoutes:
-    """The webhook's one route, refusing Sessions over *max_bytes*."""
+    """The webhook's one route, refusing Sessions over *max_bytes* and holds further than
+    *max_hold* from the *clock*'s now, or than the namespace's SessionPolicies allow where
+    *policies* reads them (``None``: *max_hold* alone)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        max_hold: timedelta,
+        clock: Callable[[], datetime],
+        policies: SessionPolicyApi | None = None,
+    ) -> None:
         self._max_bytes = max_bytes
+        self._max_hold = max_hold
+        self._clock = clock
+        self._policies = policies
         self.max_body_bytes = max_review_bytes(max_bytes)
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -151,7 +210,27 @@ class AdmissionRoutes:
             raise BadRequest("the body is not JSON") from error
         if not isinstance(review, Mapping):
             raise BadRequest("the body is not an AdmissionReview")
-        return web.json_response(review_answer(review, self._max_bytes))
+        max_hold, bound = await self._hold_bound(review)
+        answer = review_answer(review, self._max_bytes, max_hold, self._clock(), bound)
+        return web.json_response(answer)
+
+    async def _hold_bound(self, review: Mapping[str, Any]) -> tuple[timedelta, str]:
+        """The longest hold the reviewed Session may be given, and what sets it: the
+        operator's maxHold, narrowed by its namespace's SessionPolicies, which are listed
+        only when the request sets or changes a hold. A list that fails is the webhook's
+        failure (503): the apiserver applies the webhook's failurePolicy."""
+        request = review.get("request")
+        if self._policies is None or not isinstance(request, Mapping):
+            return self._max_hold, MAX_HOLD_SETTING
+        obj, old, namespace = (request.get(key) for key in ("object", "oldObject", "namespace"))
+        if (
+            not isinstance(obj, Mapping)
+            or not isinstance(namespace, str)
+            or hold_set(obj, old if isinstance(old, Mapping) else None) is None
+        ):
+            return self._max_hold, MAX_HOLD_SETTING
+        policies = await self._policies.list(namespace)
+        return max_hold_in_force(policies, self._max_hold, namespace)
 
     async def _refuse_unread(self, request: web.Request) -> dict[str, Any]:
         """The refusal of a review too large to read: its Session is surely over the limit.

@@ -37,6 +37,12 @@ class HeartbeatBody(_Body):
     acknowledged: Literal[True] = True
     lease_expires_at: Timestamp
     heartbeat_interval: int
+    # Both have a default only for answers of an operator that predates them.
+    seconds_left: float | None = None
+    """Seconds from the answer until ``lease_expires_at``, to the millisecond."""
+    expiring_soon: bool = False
+    """The lease is in the operator's expiry warning window (``expiryWarning`` or less
+    before its end)."""
 
 
 class SessionBody(_Body):
@@ -50,3 +56,7 @@ class SessionBody(_Body):
     heartbeat_interval: int
     last_heartbeat: Timestamp | None
     stop_reason: StopReason | None
+    seconds_left: float
+    """Seconds from the answer until ``lease_expires_at`` (0 without a live lease)."""
+    expiring_soon: bool
+    """The lease is in the operator's expiry warning window."""

@@ -7,13 +7,16 @@ unexpired (410; a lease that lapsed in an outage of the system is given its grac
 lease rule 8) → within the interval, acknowledged without a write (200) → else one
 compare-and-set status write (200). A write that loses re-reads the Session and decides
 again from the fresh object, so a heartbeat never revives a session stopped meanwhile.
+Every answer tells the seconds the lease has left and whether it is in its expiry warning
+window; a heartbeat that moves a warned lease says in the same write what ``LeaseValid``
+says now (docs/lease-rules.md, Expiry warning).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 from session_operator.api.auth import Caller, HeartbeatAuthorizer
@@ -24,6 +27,14 @@ from session_operator.api.errors import (
     WriteContention,
 )
 from session_operator.api.lookup import SessionLookup
+from session_operator.conditions import LEASE_VALID, merged_conditions
+from session_operator.expiry_warning import (
+    ENDED,
+    EXPIRING_SOON,
+    Countdown,
+    countdown,
+    lease_valid_after_heartbeat,
+)
 from session_operator.k8s.errors import ApiUnavailable, NotFound, PreconditionFailed
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lease import (
@@ -35,6 +46,7 @@ from session_operator.lease import (
     SessionState,
     StopReason,
     decide_heartbeat,
+    lease_end,
     observed_state,
 )
 from session_operator.models import Session, SessionRef
@@ -50,18 +62,21 @@ SessionAddress: TypeAlias = SessionRef | str
 
 @dataclass(frozen=True)
 class HeartbeatAck:
-    """An accepted heartbeat: the lease now runs until *lease_expires_at*."""
+    """An accepted heartbeat: the lease now runs until *lease_expires_at* (the end of a
+    hold in force, if later)."""
 
     session_id: str
     lease_expires_at: datetime
     heartbeat_interval: int
     extended: bool
     """False when acknowledged inside the interval, without a write."""
+    countdown: Countdown
 
 
 @dataclass(frozen=True)
 class SessionView:
-    """A session as the API reports it: the stored lease, and the state at read time."""
+    """A session as the API reports it: when its lease ends (a hold's end, if later), and
+    the state at read time."""
 
     session_id: str
     ref: SessionRef
@@ -70,6 +85,7 @@ class SessionView:
     lease_expires_at: datetime
     last_heartbeat: datetime | None
     heartbeat_interval: int
+    countdown: Countdown
 
 
 def heartbeat_patch(raw: Mapping[str, Any], decision: HeartbeatExtend) -> list[dict[str, Any]]:
@@ -96,6 +112,38 @@ def heartbeat_patch(raw: Mapping[str, Any], decision: HeartbeatExtend) -> list[d
     ]
 
 
+def lease_valid_patch(
+    session: Session, now: datetime, end: datetime, window: timedelta
+) -> list[dict[str, Any]]:
+    """What a heartbeat at *now* that moves the lease's end to *end* writes to ``LeaseValid``,
+    in its one patch (nothing when the session has no such condition).
+
+    A lease warned as expiring soon is told again: out of the warning *window*, or with its
+    new end. With the warning on, the patch also tests the condition's reason as read, so
+    that a warning written meanwhile fails the write: it is decided again from the fresh
+    object, which has the warning to take back.
+    """
+    found = next(
+        (
+            (index, condition)
+            for index, condition in enumerate(session.conditions)
+            if condition.get("type") == LEASE_VALID
+        ),
+        None,
+    )
+    if found is None:
+        return []
+    index, condition = found
+    path = f"/status/conditions/{index}"
+    reason = condition.get("reason")
+    test = {"op": "test", "path": f"{path}/reason", "value": reason}
+    if reason == EXPIRING_SOON:
+        update = lease_valid_after_heartbeat(now, end, session.status.lifetime_ends_at, window)
+        (told,) = merged_conditions([condition], [update], now, session.generation)
+        return [test, {"op": "replace", "path": path, "value": told}]
+    return [test] if window > timedelta(0) else []
+
+
 class HeartbeatService:
     """Heartbeats and reads for authenticated callers."""
 
@@ -106,12 +154,17 @@ class HeartbeatService:
         sessions: SessionApi,
         clock: Callable[[], datetime],
         outages: Callable[[], Sequence[OutageWindow]] = tuple,
+        *,
+        expiry_warning: timedelta,
     ) -> None:
+        """*expiry_warning* is the window before a lease's end in which answers say it is
+        expiring soon (zero: never)."""
         self._lookup = lookup
         self._authorizer = authorizer
         self._sessions = sessions
         self._clock = clock
         self._outages = outages
+        self._expiry_warning = expiry_warning
 
     async def beat(self, caller: Caller, address: SessionAddress) -> HeartbeatAck:
         """Accept a heartbeat from *caller* for the session at *address*, or raise why not."""
@@ -130,18 +183,21 @@ class HeartbeatService:
                     _session_id(session), decision.state, decision.stop_reason, str(address)
                 )
             if isinstance(decision, HeartbeatNoop):
-                return _ack(session, decision.expires_at, extended=False)
+                return self._ack(session, now, decision.expires_at, extended=False)
+            end = lease_end(replace(lease, expires_at=decision.expires_at))
+            patch = [
+                *heartbeat_patch(session.raw_status, decision),
+                *lease_valid_patch(session, now, end, self._expiry_warning),
+            ]
             try:
-                written = await self._sessions.patch_status(
-                    session.ref, heartbeat_patch(session.raw_status, decision)
-                )
+                written = await self._sessions.patch_status(session.ref, patch)
             except PreconditionFailed:
                 session, fresh = await self._reread(session), True
                 continue
             except NotFound as error:
                 raise SessionNotFound(f"no session {session.ref}") from error
             self._lookup.remember(written)
-            return _ack(written, decision.expires_at, extended=True)
+            return self._ack(written, now, end, extended=True)
         raise WriteContention(f"the status of {session.ref} kept changing; retry")
 
     async def read(self, caller: Caller, address: SessionAddress) -> SessionView:
@@ -150,14 +206,28 @@ class HeartbeatService:
         now = self._clock()
         lease = self._with_outage_grace(now, session)
         state, stop_reason = observed_state(now, lease)
+        end = lease_end(lease)
         return SessionView(
             session_id=_session_id(session),
             ref=session.ref,
             state=state,
             stop_reason=stop_reason,
-            lease_expires_at=lease.expires_at,
+            lease_expires_at=end,
             last_heartbeat=lease.last_heartbeat,
             heartbeat_interval=_interval_seconds(session),
+            countdown=countdown(now, end, self._expiry_warning) if state in LIVE_STATES else ENDED,
+        )
+
+    def _ack(
+        self, session: Session, now: datetime, end: datetime, *, extended: bool
+    ) -> HeartbeatAck:
+        """The answer to a heartbeat acknowledged at *now*: the lease runs until *end*."""
+        return HeartbeatAck(
+            session_id=_session_id(session),
+            lease_expires_at=end,
+            heartbeat_interval=_interval_seconds(session),
+            extended=extended,
+            countdown=countdown(now, end, self._expiry_warning),
         )
 
     def _with_outage_grace(self, now: datetime, session: Session) -> Lease:
@@ -207,12 +277,3 @@ def _interval_seconds(session: Session) -> int:
     interval = session.status.heartbeat_interval
     assert interval is not None, "an initialised session has its interval"
     return interval
-
-
-def _ack(session: Session, expires_at: datetime, *, extended: bool) -> HeartbeatAck:
-    return HeartbeatAck(
-        session_id=_session_id(session),
-        lease_expires_at=expires_at,
-        heartbeat_interval=_interval_seconds(session),
-        extended=extended,
-    )

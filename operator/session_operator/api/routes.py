@@ -76,6 +76,8 @@ def heartbeat_body(ack: HeartbeatAck) -> HeartbeatBody:
         session_id=ack.session_id,
         lease_expires_at=ack.lease_expires_at,
         heartbeat_interval=ack.heartbeat_interval,
+        seconds_left=ack.countdown.seconds_left,
+        expiring_soon=ack.countdown.expiring_soon,
     )
 
 
@@ -90,6 +92,8 @@ def session_body(view: SessionView) -> SessionBody:
         heartbeat_interval=view.heartbeat_interval,
         last_heartbeat=view.last_heartbeat,
         stop_reason=view.stop_reason,
+        seconds_left=view.countdown.seconds_left,
+        expiring_soon=view.countdown.expiring_soon,
     )
 
 

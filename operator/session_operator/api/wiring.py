@@ -35,6 +35,8 @@ def build_heartbeat_api(
     lookup = SessionLookup(store, sessions, settings.namespace)
     limiter = ReviewLimiter()
     authorizer = HeartbeatAuthorizer(rest, settings.auth_cache_ttl, limiter)
-    service = HeartbeatService(lookup, authorizer, sessions, clock, outages.windows)
+    service = HeartbeatService(
+        lookup, authorizer, sessions, clock, outages.windows, expiry_warning=settings.expiry_warning
+    )
     authenticator = Authenticator(rest, settings.token_audiences, settings.auth_cache_ttl, limiter)
     return HeartbeatRoutes(authenticator, service)

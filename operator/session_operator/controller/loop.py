@@ -3,8 +3,9 @@
 The informer's Session watch (``informer.session_cache.SessionCache``) delivers every
 change (``update``, ``remove``, ``replace_all``), which queues the Session; kopf
 delivers the workload Pods' (``observe_pod``). Workers reconcile a Session and hand its
-next deadline (its lease's expiry, or its start deadline while it starts) to the
-scheduler, which queues it again on the dot. One backstop for the whole operator runs
+next deadline (its lease's expiry, its start deadline while it starts, or the instant its
+lease enters the expiry warning window until it is warned) to the scheduler, which queues
+it again on the dot. One backstop for the whole operator runs
 every ``expiryCheckInterval`` and queues the live Sessions whose deadline has passed
 (the store knows them without looking at the others), in case a deadline was missed. A
 key queued because its deadline came goes ahead of those queued by events, so a lapse is

@@ -19,11 +19,13 @@ from session_operator.k8s.errors import NotFound, PreconditionFailed, Rejected
 from session_operator.k8s.events import EventRecorder
 from session_operator.k8s.owned import OwnedObjects
 from session_operator.k8s.pods import PodApi
+from session_operator.k8s.session_policies import SessionPolicyApi
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lease import LIVE_STATES, SessionState
 from session_operator.lifecycle import (
     RELEASE_POLL,
     STOPPING_EVENT,
+    ChangeHold,
     DeleteSession,
     GrantGrace,
     InitialiseStatus,
@@ -36,12 +38,14 @@ from session_operator.lifecycle import (
     StopSession,
     Transition,
     WaitUntil,
+    WarnExpiringSoon,
     WriteMetadata,
     next_step,
     release_step,
 )
 from session_operator.models import Session
 from session_operator.outage_rule import OutageWindow
+from session_operator.session_policy import merged, within_policy
 from session_operator.workload import Workload
 
 MAX_STEPS = 8
@@ -65,6 +69,9 @@ class Kubernetes:
     pods: PodApi
     owned: OwnedObjects
     events: EventRecorder
+    policies: SessionPolicyApi | None = None
+    """Where the SessionPolicies of a namespace are read (``None``: none is read, the
+    configuration alone applies)."""
 
 
 class Reconciler:
@@ -94,7 +101,8 @@ class Reconciler:
             if current is None:
                 return Outcome(None, None)
             workload = await self._workload(current)
-            step = next_step(current, self._clock(), self._settings, workload, self._outages())
+            settings = await self._settings_for(current)
+            step = next_step(current, self._clock(), settings, workload, self._outages())
             try:
                 result = await self._apply(current, step)
             except PreconditionFailed:
@@ -124,8 +132,12 @@ class Reconciler:
                     logger.warning("%s: the workload Pod was refused: %s", ref, error)
                     raise
                 return await self._transition(session, step.transition)
-            case MarkReady() | GrantGrace():
+            case MarkReady() | GrantGrace() | WarnExpiringSoon():
                 return await self._transition(session, step.transition)
+            case ChangeHold():
+                updated = await self._transition(session, step.transition)
+                metrics.HOLDS.labels(change=step.change.value).inc()
+                return updated
             case StopSession():
                 updated = await self._kube.sessions.patch_status(ref, step.transition.patch)
                 metrics.STOPS.labels(stop_reason=step.reason.value, reason=step.cause.value).inc()
@@ -213,6 +225,16 @@ class Reconciler:
             extra={"session": str(session.ref), "reason": reason, "state": state},
         )
         await self._kube.events.record(session, reason, note, self._clock(), warning=warning)
+
+    async def _settings_for(self, session: Session) -> LifecycleSettings:
+        """The settings *session* is decided with: until it is initialised, within the
+        SessionPolicies of its namespace, read now. A Session is initialised once, so a
+        LIST per new Session (served from the apiserver's watch cache) costs less than a
+        watch of every policy held by every replica, and it is never stale."""
+        if self._kube.policies is None or session.deleting or session.lease() is not None:
+            return self._settings
+        policies = await self._kube.policies.list(session.ref.namespace)
+        return within_policy(self._settings, merged(policies))
 
     async def _workload(self, session: Session) -> Workload | None:
         """The session's Pod as observed, or ``None`` when the lifecycle does not need it."""

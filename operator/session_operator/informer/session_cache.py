@@ -17,9 +17,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 
@@ -32,7 +32,12 @@ from session_operator.k8s.errors import (
     ResourceVersionExpired,
 )
 from session_operator.k8s.rest import Rest
-from session_operator.k8s.watch import ListWatch, WatchEvent, ends_initial_events
+from session_operator.k8s.watch import (
+    ListWatch,
+    WatchEvent,
+    ends_initial_events,
+    skipping_undecodable,
+)
 from session_operator.models import Session, SessionRef, sessions_path
 
 RESOURCE = "sessions"
@@ -218,16 +223,4 @@ def _os_reason(error: aiohttp.ClientConnectorError) -> str:
     return str(os_error) or type(os_error).__name__
 
 
-def _decode(body: Mapping[str, Any]) -> Session | None:
-    # The CRD's schema makes a bad object unlikely; one must not stop the watch for all.
-    try:
-        return Session.from_body(body)
-    except (KeyError, TypeError, ValueError) as error:  # ValidationError is a ValueError
-        metadata = body.get("metadata") or {}
-        logger.warning(
-            "session cache: skipping %s/%s: %s",
-            metadata.get("namespace"),
-            metadata.get("name"),
-            error,
-        )
-        return None
+_decode = skipping_undecodable(Session.from_body, "session cache")

@@ -2,7 +2,8 @@
 
 The controller, its expiry backstop and the heartbeat API all read it: by namespace/name,
 by ``status.sessionID``, and, for the live Sessions, ordered by their next deadline (the
-lease's expiry, or the start deadline of one still starting if that comes first). An
+lease's expiry, or the start deadline of one still starting if that comes first); it
+also counts the live ones whose ``LeaseValid`` says their lease is expiring soon. An
 older version of an object never replaces a newer one, so a write's response taken here
 stays put when the watch later delivers the same or an older version. Every replica holds
 every Session, so the stored form (``models.Session``) keeps only what the operator acts
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+from session_operator.expiry_warning import warned
 from session_operator.informer.keyed_heap import KeyedHeap
 from session_operator.lease import LIVE_STATES, next_deadline
 from session_operator.models import Session, SessionRef
@@ -30,6 +32,7 @@ class SessionStore:
         self._sessions: dict[SessionRef, Session] = {}
         self._by_id: dict[str, SessionRef] = {}
         self._expiries: KeyedHeap[SessionRef] = KeyedHeap()
+        self._expiring_soon: set[SessionRef] = set()
         self._synced = False
 
     @property
@@ -64,6 +67,7 @@ class SessionStore:
         self._sessions.clear()
         self._by_id.clear()
         self._expiries = KeyedHeap()
+        self._expiring_soon.clear()
         for session in sessions:
             self.update(session)
 
@@ -73,6 +77,7 @@ class SessionStore:
         if known is not None and known.status.session_id:
             self._by_id.pop(known.status.session_id, None)
         self._expiries.discard(ref)
+        self._expiring_soon.discard(ref)
 
     def get(self, ref: SessionRef) -> Session | None:
         """The newest known version, if any."""
@@ -94,6 +99,11 @@ class SessionStore:
             str(s.status.state) if s.status.state else "unknown" for s in self._sessions.values()
         )
 
+    def count_expiring_soon(self) -> int:
+        """How many live sessions were told their lease is expiring soon (``LeaseValid``
+        reason ``ExpiringSoon``) and have not left the warning window since."""
+        return len(self._expiring_soon)
+
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
 
@@ -111,6 +121,10 @@ class SessionStore:
             self._expiries.set(session.ref, next_deadline(lease))
         else:
             self._expiries.discard(session.ref)
+        if lease is not None and lease.state in LIVE_STATES and warned(session.conditions):
+            self._expiring_soon.add(session.ref)
+        else:
+            self._expiring_soon.discard(session.ref)
 
 
 def is_newer(first: str, second: str) -> bool:

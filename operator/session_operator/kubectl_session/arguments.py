@@ -7,10 +7,11 @@ Kubernetes client.
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE, parse_duration
 from session_operator.heartbeat_cli import TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV
+from session_operator.timestamps import parse_timestamp
 
 PROG = "kubectl session"
 DEFAULT_TIMEOUT = "60s"
@@ -36,6 +37,14 @@ ${TOKEN_ENV}.
 
 Exit codes: 0 acknowledged (--watch: the session ended), 1 refused,
 unreachable, or the session ended (without --watch), 130 Ctrl-C."""
+
+HOLD_DESCRIPTION = """\
+Keep a live session alive without heartbeats until a time: set spec.hold.until
+(--for DURATION from now, or --until TIME). Heartbeats still work meanwhile;
+after the hold the lease runs out as usual. The operator keeps a hold within
+its maxHold (its admission webhook refuses a hold further ahead) and within the
+session's maximum lifetime: status.holdUntil tells the end in force. `release`
+ends the hold."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"read the token from FILE before every beat (env {TOKEN_FILE_ENV})",
     )
+
+    hold = _verb(verbs, "hold", "keep a session alive without heartbeats until a time")
+    hold.description = HOLD_DESCRIPTION
+    hold.add_argument("name", metavar="NAME", help="the session")
+    end = hold.add_mutually_exclusive_group(required=True)
+    end.add_argument(
+        "--for",
+        dest="duration",
+        type=positive_duration,
+        metavar="DURATION",
+        help="hold for this long from now (like 30m, 2h)",
+    )
+    end.add_argument(
+        "--until",
+        type=instant,
+        metavar="TIME",
+        help="hold until this RFC 3339 time (like 2026-12-06T18:00:00Z)",
+    )
+
+    release = _verb(verbs, "release", "end a session's hold: remove spec.hold")
+    release.add_argument("name", metavar="NAME", help="the session")
 
     stop = _verb(verbs, "stop", "stop a session: set spec.stop, so that it ends USER_STOPPED")
     stop.add_argument("name", metavar="NAME", help="the session")
@@ -161,6 +191,14 @@ def _add_timeout_option(parser: argparse.ArgumentParser, summary: str) -> None:
         default=positive_duration(DEFAULT_TIMEOUT),
         help=f"{summary} (like 30s, 2m; default {DEFAULT_TIMEOUT})",
     )
+
+
+def instant(text: str) -> datetime:
+    """An RFC 3339 time like ``2026-12-06T18:00:00Z`` (an offset, or ``Z``, is needed)."""
+    try:
+        return parse_timestamp(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def positive_duration(text: str) -> timedelta:

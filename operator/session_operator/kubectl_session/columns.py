@@ -13,7 +13,7 @@ from typing import Any
 
 from session_operator.kubectl_session.durations import human_duration
 from session_operator.lease import LIVE_STATES, lease_expired
-from session_operator.timestamps import parse_timestamp
+from session_operator.timestamps import instant_or_none as timestamp
 
 NONE = "-"
 EXPIRED = "expired"
@@ -27,16 +27,28 @@ def state(session: Mapping[str, Any]) -> str:
 
 
 def time_left(session: Mapping[str, Any], now: datetime) -> str:
-    """How long the lease still runs (``42s``); ``expired`` once it has passed while the
-    session is still live; ``-`` when the session holds no lease (not live, or no lease
-    yet)."""
+    """How long the lease still runs (``42s``), until the end of a hold if that is later;
+    ``expired`` once it has passed while the session is still live; ``-`` when the
+    session holds no lease (not live, or no lease yet)."""
     status = _status(session)
-    expires_at = timestamp(status.get("leaseExpiresAt"))
+    expires_at = lease_end(session)
     if status.get("state") not in LIVE_STATES or expires_at is None:
         return NONE
     if lease_expired(now, expires_at):
         return EXPIRED
     return human_duration(expires_at - now)
+
+
+def lease_end(session: Mapping[str, Any]) -> datetime | None:
+    """When the session's lease runs out: ``status.leaseExpiresAt``, or the end of its hold
+    (``status.holdUntil``) if that is later (docs/lease-rules.md, Hold); ``None`` before
+    the operator wrote a lease."""
+    status = _status(session)
+    expires_at = timestamp(status.get("leaseExpiresAt"))
+    hold_until = timestamp(status.get("holdUntil"))
+    if expires_at is None or hold_until is None:
+        return expires_at
+    return max(expires_at, hold_until)
 
 
 def last_heartbeat_age(session: Mapping[str, Any], now: datetime) -> str:
@@ -61,13 +73,10 @@ def limit(session: Mapping[str, Any], now: datetime) -> str | None:
 
     The cap is ``status.lifetimeEndsAt``, the end the operator put in force (the spec's
     ``maxLifetimeSeconds``, else the configured default, cut to the configured bound).
-    The hold does not exist yet; its end is read where it is expected, at
-    ``status.holdUntil`` or ``spec.hold.until`` (RFC 3339).
+    The hold is ``status.holdUntil``, the end in force: ``spec.hold.until`` as the
+    operator took it up, cut to its maxHold and to the lifetime's end.
     """
-    spec = _mapping(session.get("spec"))
-    hold_until = timestamp(
-        _status(session).get("holdUntil") or _mapping(spec.get("hold")).get("until")
-    )
+    hold_until = timestamp(_status(session).get("holdUntil"))
     cap_end = timestamp(_status(session).get("lifetimeEndsAt"))
     if hold_until is None and cap_end is None:
         return None
@@ -78,16 +87,6 @@ def limit(session: Mapping[str, Any], now: datetime) -> str | None:
     if cap_end is not None:
         return f"cap {human_duration(cap_end - now)}"
     return NONE
-
-
-def timestamp(value: object) -> datetime | None:
-    """An RFC 3339 field's instant; ``None`` when it is absent or not a timestamp."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        return None
 
 
 def _age(then: datetime | None, now: datetime) -> str:

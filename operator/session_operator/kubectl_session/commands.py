@@ -18,7 +18,7 @@ from session_operator.heartbeat_cli import TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV
 from session_operator.heartbeat_client import HeartbeatClient, HeartbeatFailed
 from session_operator.k8s.errors import KubernetesError, Rejected
 from session_operator.k8s.rest import Rest
-from session_operator.kubectl_session import beat, kubeconfig
+from session_operator.kubectl_session import beat, holds, kubeconfig
 from session_operator.kubectl_session.describe import describe
 from session_operator.kubectl_session.errors import CommandError, apiserver_failure
 from session_operator.kubectl_session.listing import session_table
@@ -28,6 +28,7 @@ from session_operator.kubectl_session.timeline import timeline
 from session_operator.kubectl_session.tokens import request_token
 from session_operator.kubectl_session.waiting import Target, wait_for
 from session_operator.lease import TERMINAL_STATES
+from session_operator.timestamps import format_timestamp
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -47,6 +48,10 @@ async def run(args: argparse.Namespace) -> int:
                     return await _describe(sessions, args.name)
                 case "beat":
                     return await _beat(rest, target.namespace, args)
+                case "hold":
+                    return await _hold(sessions, args)
+                case "release":
+                    return await _release(sessions, args.name)
                 case "stop":
                     return await _stop(sessions, args)
                 case "wait":
@@ -165,6 +170,25 @@ async def _beat(rest: Rest, namespace: str, args: argparse.Namespace) -> int:
     if not acknowledgements:  # over before it began: a name mistyped, a session long gone
         raise CommandError(f"heartbeat refused ({ended.status}): {ended.detail}")
     print(beat.ended(args.name, ended))
+    return 0
+
+
+async def _hold(sessions: Sessions, args: argparse.Namespace) -> int:
+    now = _now()
+    end = holds.requested_end(now, args.duration, args.until)
+    holds.check_holdable(args.name, await sessions.get(args.name))
+    await sessions.set_hold(args.name, format_timestamp(end))
+    print(holds.held(args.name, end, now))
+    return 0
+
+
+async def _release(sessions: Sessions, name: str) -> int:
+    nothing_to_do = holds.not_held(name, await sessions.get(name))
+    if nothing_to_do is not None:
+        print(nothing_to_do)
+        return 0
+    await sessions.set_hold(name, None)
+    print(f"session/{name}: hold released")
     return 0
 
 

@@ -43,6 +43,7 @@ def _facts(session: Mapping[str, Any], now: datetime) -> list[tuple[str, str]]:
         ("Stop reason", columns.reason(session)),
         ("Time left", columns.time_left(session, now)),
         ("Lease until", str(status.get("leaseExpiresAt") or columns.NONE)),
+        *([("Held until", str(status["holdUntil"]))] if status.get("holdUntil") else []),
         (
             "Last heartbeat",
             _ago(columns.last_heartbeat_age(session, now), status.get("lastHeartbeat")),

@@ -64,11 +64,21 @@ class Sessions:
     async def request_stop(self, name: str) -> dict[str, Any]:
         """Set ``spec.stop: true`` (the operator then stops it, ``USER_STOPPED``); the
         Session as written."""
+        return await self._patch_spec(name, {"stop": True})
+
+    async def set_hold(self, name: str, until: str | None) -> dict[str, Any]:
+        """Set ``spec.hold.until`` to *until* (RFC 3339), or remove ``spec.hold``
+        (``None``), as the documented ``kubectl patch`` lines do; the Session as written.
+        A hold the admission webhook refuses is a ``Rejected`` saying why."""
+        return await self._patch_spec(name, {"hold": None if until is None else {"until": until}})
+
+    async def _patch_spec(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge *spec* into the Session's spec; the Session as written."""
         try:
             return await self._rest.request(
                 "PATCH",
                 sessions_path(self.namespace, name),
-                body={"spec": {"stop": True}},
+                body={"spec": spec},
                 content_type=MERGE_PATCH,
             )
         except NotFound:

@@ -1,6 +1,6 @@
 """A Session's lease as a timeline, oldest first: its creation, its conditions'
-transitions, its Events, the last accepted heartbeat and, while it is live, the instant
-its lease runs out.
+transitions, its Events, the last accepted heartbeat and, while it is live, the end of its
+hold and the instant its lease runs out.
 
 Pure: the Session and its Events are the JSON objects the apiserver returns (core/v1
 Events, whose ``involvedObject`` is the Session). Entries at the same instant keep the
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from session_operator.kubectl_session.columns import NONE, timestamp
+from session_operator.kubectl_session.columns import NONE, lease_end
 from session_operator.lease import LIVE_STATES
+from session_operator.timestamps import instant_or_none as timestamp
 
 
 @dataclass(frozen=True)
@@ -41,18 +42,24 @@ def timeline(session: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) ->
     status = session.get("status") or {}
     entries.extend(_condition_entries(status.get("conditions") or ()))
     entries.extend(entry for event in events if (entry := _event_entry(event)) is not None)
-    entries.extend(_lease_entries(status))
+    entries.extend(_lease_entries(session))
     return sorted(entries, key=lambda entry: entry.at)
 
 
-def _lease_entries(status: Mapping[str, Any]) -> Iterable[Entry]:
+def _lease_entries(session: Mapping[str, Any]) -> Iterable[Entry]:
     """The last heartbeat (no Event tells of it: heartbeats are not transitions) and, for
-    a live session, the expiry ahead."""
+    a live session, the end of its hold and the expiry ahead (the hold's end if later)."""
+    status = session.get("status") or {}
     last = timestamp(status.get("lastHeartbeat"))
     if last is not None:
         yield Entry(last, "lease", "heartbeat", NONE, "last accepted heartbeat")
-    expires_at = timestamp(status.get("leaseExpiresAt"))
-    if expires_at is not None and status.get("state") in LIVE_STATES:
+    if status.get("state") not in LIVE_STATES:
+        return
+    hold_until = timestamp(status.get("holdUntil"))
+    if hold_until is not None:
+        yield Entry(hold_until, "lease", "hold end", NONE, "the hold keeps the session until then")
+    expires_at = lease_end(session)
+    if expires_at is not None:
         yield Entry(expires_at, "lease", "expiry", NONE, "unless a heartbeat comes first")
 
 

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from session_operator.config import DEFAULT_TOKEN_AUDIENCE
 from session_operator.k8s.errors import NotFound, Rejected
 from session_operator.k8s.rest import Rest
-from session_operator.kubectl_session.columns import timestamp
 from session_operator.kubectl_session.errors import CommandError, apiserver_failure
+from session_operator.timestamps import instant_or_none as timestamp
 
 TOKEN_SECONDS = 3600
 """How long a token is asked for; the apiserver may grant less (never under 10 minutes)."""
