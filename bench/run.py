@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +62,7 @@ from harness.kube import ApiServer
 from harness.machine import describe_machine
 from harness.operator_process import OperatorProcess
 from harness.progress import Progress
+from session_operator.config import FILE_KEYS, env_name
 
 R = TypeVar("R")
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +144,12 @@ class Plan:
     expiry_grace: float
     setup_timeout: float
     cleanup_wait: float
+    settings: tuple[tuple[str, str], ...] = ()
+    """Operator settings given with ``--setting`` (YAML key, value), beside the defaults."""
+
+    def operator_env(self) -> dict[str, str]:
+        """The operator's environment: the watched namespace and the settings given."""
+        return OPERATOR_ENV | {env_name(_field_of(key)): value for key, value in self.settings}
 
     @classmethod
     def full(cls, sessions: int = FULL_SESSIONS) -> Plan:
@@ -292,7 +299,7 @@ async def measure(
         operator = OperatorProcess(
             plane.kubeconfig,
             workdir / "operator.log",
-            OPERATOR_ENV,
+            plan.operator_env(),
             log_level="WARNING",
         )
         pids = {
@@ -504,7 +511,7 @@ async def _idle_with_standby(bench: Bench, live: int, lapsing: list[str], second
     standby = OperatorProcess(
         bench.operator.kubeconfig,
         bench.operator.log_path.with_name("standby.log"),
-        OPERATOR_ENV,
+        bench.operator.env,
         log_level="WARNING",
     )
     standby.spawn()
@@ -564,7 +571,16 @@ def main(argv: list[str] | None = None) -> int:
         help="with --field: let the control plane share every CPU with the replicas and the"
         " clients (by default it is pinned to CPUs of its own, as on a cluster's own nodes)",
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an operator setting for the default tier, by its configuration file key (e.g."
+        " expiryWarning=30s); repeatable; recorded in the JSON's plan",
+    )
     args = parser.parse_args(argv)
+    settings = tuple(_setting(parser, given) for given in args.setting)
     if (args.profile or args.shared_cpus) and not args.field:
         parser.error("--profile and --shared-cpus go with --field")
     if args.sessions is not None and args.sessions < FULL_SESSIONS:
@@ -578,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             field_plan, args.results_dir, profile=args.profile, shared_cpus=args.shared_cpus
         )
     plan = Plan.quick() if args.quick else Plan.full(args.sessions or FULL_SESSIONS)
+    plan = replace(plan, settings=settings)
     progress = Progress(plan.steps())
     started = time.monotonic()
     with _control_plane(progress) as (plane, workdir):
@@ -590,6 +607,19 @@ def main(argv: list[str] | None = None) -> int:
     table = render(results)
     document = as_json(results, table) | {"plan": asdict(plan)}
     return _report(table, _write_json(args.results_dir, document), failed=bool(results.error))
+
+
+def _setting(parser: argparse.ArgumentParser, given: str) -> tuple[str, str]:
+    """A ``--setting KEY=VALUE`` as (key, value); a usage error for an unknown key."""
+    key, _, value = given.partition("=")
+    if key not in FILE_KEYS.values() or not value:
+        parser.error(f"--setting {given!r}: expected KEY=VALUE with a configuration file key")
+    return key, value
+
+
+def _field_of(key: str) -> str:
+    """The settings field of configuration file key *key*."""
+    return next(field for field, file_key in FILE_KEYS.items() if file_key == key)
 
 
 def _until_interrupted(progress: Progress, measurement: Coroutine[Any, Any, R]) -> R | None:
@@ -669,6 +699,9 @@ def _notes(plan: Plan) -> list[str]:
         "Cost: the peak resident set of each window (VmHWM, reset as it opens) and "
         "utime+stime from /proc over the window; "
         "CPU % is of one core. 'bench' is this load generator itself.",
+        "Operator settings: "
+        + (", ".join(f"{key}={value}" for key, value in plan.settings) or "the defaults")
+        + ".",
     ]
 
 

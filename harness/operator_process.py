@@ -52,6 +52,11 @@ class OperatorProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def env(self) -> dict[str, str]:
+        """The environment given to the process beside the inherited one."""
+        return dict(self._env)
+
+    @property
     def url(self) -> str:
         """Base URL of the HTTP server (HTTPS when started with a *tls* context)."""
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
