@@ -566,10 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         " summarised in it",
     )
     parser.add_argument(
-        "--shared-cpus",
+        "--pin-control-plane",
         action="store_true",
-        help="with --field: let the control plane share every CPU with the replicas and the"
-        " clients (by default it is pinned to CPUs of its own, as on a cluster's own nodes)",
+        help="with --field: pin the control plane to half the CPUs and the replicas and the"
+        " clients to the other half, as on a cluster's separate nodes (by default all share"
+        " every CPU)",
     )
     parser.add_argument(
         "--setting",
@@ -581,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = tuple(_setting(parser, given) for given in args.setting)
-    if (args.profile or args.shared_cpus) and not args.field:
-        parser.error("--profile and --shared-cpus go with --field")
+    if (args.profile or args.pin_control_plane) and not args.field:
+        parser.error("--profile and --pin-control-plane go with --field")
     if args.sessions is not None and args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
     if args.field:
@@ -591,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             else FieldPlan.full(args.sessions or FIELD_SESSIONS)
         )  # fmt: skip
         return _run_field(
-            field_plan, args.results_dir, profile=args.profile, shared_cpus=args.shared_cpus
+            field_plan, args.results_dir, profile=args.profile, pinned=args.pin_control_plane
         )
     plan = Plan.quick() if args.quick else Plan.full(args.sessions or FULL_SESSIONS)
     plan = replace(plan, settings=settings)
@@ -653,7 +654,7 @@ def _control_plane(progress: Progress) -> Iterator[tuple[LocalControlPlane, Path
             yield plane, workdir
 
 
-def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, shared_cpus: bool) -> int:
+def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, pinned: bool) -> int:
     """The field tier: one table and its JSON (``<timestamp>-field.json``), and with
     *profile* the apiserver's profiles (``<timestamp>-apiserver-<N>.pprof``)."""
     progress = Progress(plan.progress_steps())
@@ -662,9 +663,7 @@ def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, shared_cpus
     profile_to = results_dir / stamp if profile else None
     results_dir.mkdir(parents=True, exist_ok=True)
     with _control_plane(progress) as (plane, workdir):
-        measurement = measure_field(
-            plan, plane, workdir, progress, profile_to, shared_cpus=shared_cpus
-        )
+        measurement = measure_field(plan, plane, workdir, progress, profile_to, pinned=pinned)
         results = _until_interrupted(progress, measurement)
     if results is None:
         return 130

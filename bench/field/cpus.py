@@ -2,10 +2,11 @@
 
 In a cluster the apiserver and etcd run on control-plane nodes, the operator's replicas and
 its clients elsewhere. On one machine they share its cores, and every bit of CPU a replica
-or a client uses is taken from the apiserver: the raw ceiling (measured with no replica
-running) and the sustain steps would then measure different apiservers. So the control
+or a client uses is taken from the apiserver. With ``--pin-control-plane`` the control
 plane (kube-apiserver, etcd, kube-controller-manager) is pinned to the first half of the
-CPUs, and the bench process, its clients and the replicas it starts to the other half.
+CPUs, and the bench process, its clients and the replicas it starts to the other half: the
+raw ceiling (measured before any replica runs) and the sustain steps then measure the same
+apiserver. On a small machine each half is small: on 2 cores, one core each.
 """
 
 from __future__ import annotations

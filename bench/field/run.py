@@ -72,12 +72,12 @@ async def measure_field(
     progress: Progress,
     profile_to: Path | None = None,
     *,
-    shared_cpus: bool = False,
+    pinned: bool = False,
 ) -> FieldResults:
     """Run every field phase against *plane*; the replicas start and stop here. With
     *profile_to* (a path prefix), each sustain step's apiserver profile is kept there, and
-    the replicas' Python stacks from their restart to ready. Unless *shared_cpus*, the
-    control plane runs on CPUs of its own (:mod:`bench.field.cpus`)."""
+    the replicas' Python stacks from their restart to ready. If *pinned*, the control plane
+    runs on CPUs of its own (:mod:`bench.field.cpus`)."""
     cert_file, key_file = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert_file))
     async with (
@@ -96,7 +96,7 @@ async def measure_field(
             namespaces=plan.namespaces,
             churn_pods=plan.churn_pods,
         )
-        if not shared_cpus:
+        if pinned:
             pids = [plane.component(name).pid for name in CONTROL_PLANE]
             results.cpus = pin_apart(pids)
         replicas = ReplicaSet([
