@@ -11,7 +11,7 @@ from bench.field.measure import Window
 from bench.field.phases import PodEventCost, SustainStep
 from bench.field.plan import FieldPlan
 from bench.field.profile import busiest
-from harness.kube import ApiCalls
+from harness.kube import ApiCalls, prometheus_samples
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
 
@@ -96,3 +96,20 @@ def test_a_quick_field_plan_can_fail_over_at_scale_and_stays_tiny_otherwise() ->
     assert at_scale.step_sizes == quick.step_sizes
     assert (at_scale.due_sessions, at_scale.due_spread) == (300, 30.0)
     assert "50,000" in at_scale.mode
+
+
+def test_only_the_metric_asked_for_is_read_from_an_exposition() -> None:
+    text = (
+        "# HELP apiserver_request_total Counter of apiserver requests.\n"
+        "# TYPE apiserver_request_total counter\n"
+        'apiserver_request_total{verb="PATCH",code="200"} 7\n'
+        'apiserver_request_total_other{verb="GET"} 9\n'
+        "# TYPE apiserver_request_duration_seconds histogram\n"
+        'apiserver_request_duration_seconds_bucket{le="0.1"} 3\n'
+    )
+    assert prometheus_samples(text, "apiserver_request_total") == [
+        ({"verb": "PATCH", "code": "200"}, 7.0)
+    ]
+    assert prometheus_samples(text, "apiserver_request_duration_seconds_bucket") == [
+        ({"le": "0.1"}, 3.0)
+    ]
