@@ -133,10 +133,14 @@ def test_bound_service_account_gets_200_with_the_body(
         "acknowledged",
         "lease_expires_at",
         "heartbeat_interval",
+        "seconds_left",
+        "expiring_soon",
     }
     assert reply.body["session_id"] == session_id
     assert reply.body["acknowledged"] is True
     assert reply.body["heartbeat_interval"] == 2
+    assert 119 < reply.body["seconds_left"] <= 120
+    assert reply.body["expiring_soon"] is False
     expires = parse_timestamp(reply.body["lease_expires_at"])
     assert sent + timedelta(seconds=119) < expires < sent + timedelta(seconds=122)
     stored = read_session(cluster, namespace, "s")["status"]
@@ -146,7 +150,8 @@ def test_bound_service_account_gets_200_with_the_body(
 
     read = call("GET", f"{operator.url}/api/v3/sessions/{session_id}", token)
     assert read.status == 200, read
-    assert read.body == {
+    assert 0 < read.body["seconds_left"] <= reply.body["seconds_left"]
+    assert _without_countdown(read.body) == {
         "session_id": session_id,
         "namespace": namespace,
         "name": "s",
@@ -155,9 +160,15 @@ def test_bound_service_account_gets_200_with_the_body(
         "heartbeat_interval": 2,
         "last_heartbeat": stored["lastHeartbeat"],
         "stop_reason": None,
+        "expiring_soon": False,
     }
     by_name = call("GET", f"{operator.url}/api/v3/namespaces/{namespace}/sessions/s", token)
-    assert by_name.body == read.body
+    assert _without_countdown(by_name.body) == _without_countdown(read.body)
+
+
+def _without_countdown(body: dict[str, Any]) -> dict[str, Any]:
+    """An answer without ``seconds_left``, which counts down between two answers."""
+    return {key: value for key, value in body.items() if key != "seconds_left"}
 
 
 def test_heartbeats_inside_the_interval_write_nothing_and_leases_only_move_forward(
@@ -175,7 +186,8 @@ def test_heartbeats_inside_the_interval_write_nothing_and_leases_only_move_forwa
     second = call("POST", url, token)
 
     assert (first.status, second.status) == (200, 200)
-    assert second.body == first.body
+    assert _without_countdown(second.body) == _without_countdown(first.body)
+    assert second.body["seconds_left"] <= first.body["seconds_left"]
     assert read_session(cluster, namespace, "s")["metadata"]["resourceVersion"] == version
     assert _heartbeat_count(operator, "noop") == noops + 1
 

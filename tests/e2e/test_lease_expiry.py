@@ -49,7 +49,9 @@ def test_session_without_template_is_ready_within_two_seconds(
     )
 
     table = cluster.kubectl("get", "sess", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "STATE", "EXPIRES", "LAST", "HEARTBEAT", "REASON", "AGE"]
+    assert table[0].split() == [
+        "NAME", "STATE", "EXPIRES", "HOLD", "LAST", "HEARTBEAT", "REASON", "AGE"
+    ]  # fmt: skip
     assert table[1].split()[:3] == ["living-room", "ready", status["leaseExpiresAt"]]
     by_field = cluster.kubectl(
         "get", "sess", "-n", namespace, "--field-selector", "status.state=ready", "-o", "name"
