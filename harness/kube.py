@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -40,6 +41,27 @@ def prometheus_samples(text: str, metric: str) -> list[tuple[dict[str, str], flo
         for sample in family.samples
         if sample.name == metric
     ]
+
+
+def histogram_quantile(quantile: float, buckets: Mapping[float, float]) -> float:
+    """The *quantile* of a Prometheus histogram given as cumulative counts by upper bound,
+    interpolated within its bucket as PromQL's ``histogram_quantile`` does; ``nan`` when
+    empty. A quantile in the ``+Inf`` bucket is the largest finite bound."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if total <= 0:
+        return math.nan
+    rank = quantile * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, count
+    return lower
 
 
 RequestKey = tuple[str, str, str, str]
@@ -100,13 +122,16 @@ class ApiCalls:
 
 @dataclass(frozen=True)
 class RequestCounts:
-    """A snapshot of ``apiserver_request_total``, summed over the labels we do not use."""
+    """A snapshot of ``apiserver_request_total``, summed over the labels we do not use, and
+    of the apiserver's own duration histogram of Session status patches."""
 
     counts: Mapping[RequestKey, float]
+    status_patch_buckets: Mapping[float, float] = field(default_factory=dict)
+    """``apiserver_request_duration_seconds`` of PATCH sessions/status: count by bound."""
 
     @classmethod
     def parse(cls, text: str) -> RequestCounts:
-        """Read the counter out of the apiserver's ``/metrics`` text."""
+        """Read the counter and the histogram out of the apiserver's ``/metrics`` text."""
         counts: dict[RequestKey, float] = {}
         for labels, value in prometheus_samples(text, "apiserver_request_total"):
             key = (
@@ -116,7 +141,25 @@ class RequestCounts:
                 labels.get("code", ""),
             )
             counts[key] = counts.get(key, 0.0) + value
-        return cls(counts)
+        buckets: dict[float, float] = {}
+        for labels, value in prometheus_samples(text, "apiserver_request_duration_seconds_bucket"):
+            if (labels.get("verb"), labels.get("resource"), labels.get("subresource")) == (
+                "PATCH",
+                PLURAL,
+                "status",
+            ):
+                bound = float(labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + value
+        return cls(counts, buckets)
+
+    def status_patch_p99_ms(self, before: RequestCounts) -> float:
+        """The p99, in ms, of the Session status patches the apiserver served since *before*,
+        as the apiserver timed them (from its histogram; ``nan`` if it served none)."""
+        served = {
+            bound: count - before.status_patch_buckets.get(bound, 0.0)
+            for bound, count in self.status_patch_buckets.items()
+        }
+        return 1000 * histogram_quantile(0.99, served)
 
     def since(self, before: RequestCounts) -> ApiCalls:
         """What the apiserver served between *before* and this snapshot."""

@@ -47,7 +47,7 @@ class FieldPlan:
             raw_sessions=3000,
             ceiling_seconds=10.0,
             raw_rate_seconds=10.0,
-            step_shares=(0.5, 0.75, 1.0, 1.25),
+            step_shares=(0.25, 0.5, 0.75, 1.0, 1.25),
             step_sizes=(),
             warm_up=10.0,
             # Every token's verdict is renewed once in it: at nine tenths of a jittered

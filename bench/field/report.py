@@ -109,7 +109,8 @@ def _raw_rows(results: FieldResults) -> list[list[str]]:
             f"{sessions:,}",
             f"{run.rate:,.0f}/s", _ms(run.latency.p50_ms), _ms(run.latency.p99_ms),
             "1.00 writes/op", "the step's p99 bound (2x)",
-            f"{sum(run.statuses.values()):,} patches, {run.statuses.get(200, 0):,} ok",
+            f"{sum(run.statuses.values()):,} patches, {run.statuses.get(200, 0):,} ok; "
+            f"p99 as the apiserver timed them {_ms(run.apiserver_p99_ms)}",
         ])  # fmt: skip
     return rows
 
@@ -122,6 +123,8 @@ def _step_row(results: FieldResults, step: SustainStep) -> list[str]:
     )
     write_rate = _write_rate(step)
     goal_rate = WRITE_SHARE * results.ceiling_rate
+    raw = results.raw_at_rate.get(step.sessions)
+    raw_served_p99 = raw.apiserver_p99_ms if raw is not None else math.nan
     return [
         "sustain",
         f"{step.sessions:,} clients, own tokens, TLS, 2 replicas, Pods; "
@@ -132,7 +135,9 @@ def _step_row(results: FieldResults, step: SustainStep) -> list[str]:
         _ms(beats.latency.p99_ms),
         f"{step.calls_per_beat:.3f} calls/beat (writes {calls.writes}, reads {calls.reads}, "
         f"TokenReviews {window.per_second(calls.token_reviews):.1f}/s, "
-        f"SARs {window.per_second(calls.access_reviews):.2f}/s); {cpu}",
+        f"SARs {window.per_second(calls.access_reviews):.2f}/s); {cpu}; status-PATCH p99 "
+        f"as the apiserver timed it {_ms(window.apiserver_patch_p99_ms)} "
+        f"(raw at this rate: {_ms(raw_served_p99)})",
         f"0 wrongful, p99 ≤ {2 * step.raw_p99_ms:.0f} ms (2x raw); "
         f"≤ {CALLS_PER_WRITE_BEAT} calls/write beat; writes ≥ {goal_rate:,.0f}/s",
         f"{'sustained' if step.sustained else 'not sustained'}: {step.wrongful} wrongful, "
@@ -282,6 +287,7 @@ def _window(window: Window) -> dict[str, Any]:
         "by_replica": dict(beats.by_replica),
         "ended": sorted(beats.ended),
         "apiserver": window.calls.as_dict(),
+        "apiserver_patch_p99_ms": round(window.apiserver_patch_p99_ms, 2),
         "served": window.served,
         "cost": {name: cost.as_dict() for name, cost in window.cost.items()},
     }  # fmt: skip
@@ -297,6 +303,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
         "raw_at_rate": {
             str(n): {"rate": run.rate, "p50_ms": round(run.latency.p50_ms, 2),
                      "p99_ms": round(run.latency.p99_ms, 2),
+                     "apiserver_p99_ms": round(run.apiserver_p99_ms, 2),
                      "statuses": {str(s): c for s, c in run.statuses.items()}}
             for n, run in results.raw_at_rate.items()
         },

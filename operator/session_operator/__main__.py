@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -72,6 +73,7 @@ def _serve(settings: Settings, command: str) -> int:
         run_operator if command == "run" else serve_api
     )
     configure_logging(settings)
+    freeze_loaded_objects()
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
@@ -95,6 +97,20 @@ def _serve(settings: Settings, command: str) -> int:
         )
         return EXIT_FAILED
     return 0
+
+
+def freeze_loaded_objects() -> None:
+    """Keep what is loaded so far (modules, classes, the configuration) out of every later
+    garbage collection.
+
+    The operator's imports (kopf, the Kubernetes client, aiohttp) leave about 90,000
+    tracked objects that live as long as the process. Each full collection scanned them
+    all, about 30 ms on one core, more when the CPU is shared; a heartbeat that arrives
+    during a collection waits for it. Frozen, they are no longer scanned. Objects made
+    later (the Session store, connections) are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _no_cluster_fix() -> str:

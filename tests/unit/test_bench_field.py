@@ -4,14 +4,18 @@ replicas by, its steps, and the verdicts it computes."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import math
+import random
+import statistics
 
 from bench.cost import ProcessCost
 from bench.field.clients import BeatStats, Endpoints, Replica, source_address
-from bench.field.measure import Window
+from bench.field.measure import Window, arrivals
 from bench.field.phases import PodEventCost, SustainStep
 from bench.field.plan import FieldPlan
 from bench.field.profile import busiest
-from harness.kube import ApiCalls, prometheus_samples
+from harness.kube import ApiCalls, RequestCounts, histogram_quantile, prometheus_samples
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
 
@@ -36,7 +40,7 @@ def test_new_connections_go_round_the_ready_replicas_only() -> None:
 
 
 def test_steps_are_shares_of_the_goal_unless_sizes_are_given() -> None:
-    assert FieldPlan.full().steps(1_000) == [500, 750, 1_000, 1_250]
+    assert FieldPlan.full().steps(1_000) == [250, 500, 750, 1_000, 1_250]
     assert FieldPlan.quick().steps(1_000) == [40, 80]
 
 
@@ -113,3 +117,45 @@ def test_only_the_metric_asked_for_is_read_from_an_exposition() -> None:
     assert prometheus_samples(text, "apiserver_request_duration_seconds_bucket") == [
         ({"le": "0.1"}, 3.0)
     ]
+
+
+def test_a_histogram_quantile_is_interpolated_within_its_bucket() -> None:
+    buckets = {0.005: 10.0, 0.025: 90.0, 0.1: 100.0, math.inf: 100.0}
+    assert math.isclose(histogram_quantile(0.99, buckets), 0.025 + 0.075 * 0.9)
+    assert math.isclose(histogram_quantile(0.05, buckets), 0.0025)
+    assert histogram_quantile(0.99, {0.1: 50.0, math.inf: 100.0}) == 0.1
+    assert math.isnan(histogram_quantile(0.99, {0.1: 0.0, math.inf: 0.0}))
+    assert math.isnan(histogram_quantile(0.99, {}))
+
+
+def _durations(fast: int, slow: int) -> str:
+    """An exposition with *fast* status patches under 25 ms and *slow* ones under 1 s, and
+    Pod patches that must not count."""
+    lines = []
+    for bound, count in (("0.025", fast), ("1", fast + slow), ("+Inf", fast + slow)):
+        labels = 'verb="PATCH",resource="sessions",subresource="status",component="apiserver"'
+        lines.append(f'apiserver_request_duration_seconds_bucket{{{labels},le="{bound}"}} {count}')
+        pods = 'verb="PATCH",resource="pods",subresource="status",component="apiserver"'
+        lines.append(f'apiserver_request_duration_seconds_bucket{{{pods},le="{bound}"}} 1000')
+    return "\n".join(lines) + "\n"
+
+
+def test_the_apiserver_times_only_the_session_status_patches_served_in_between() -> None:
+    before = RequestCounts.parse(_durations(fast=500, slow=0))
+    after = RequestCounts.parse(_durations(fast=599, slow=1))
+    assert before.status_patch_buckets == {0.025: 500.0, 1.0: 500.0, math.inf: 500.0}
+    # 100 served since: 99 under 25 ms, one under 1 s; the p99 is the 99th, at 25 ms.
+    assert math.isclose(after.status_patch_p99_ms(before), 25.0)
+    assert math.isnan(after.status_patch_p99_ms(after))
+
+
+def test_raw_requests_arrive_as_the_beats_of_many_timers_do() -> None:
+    times = arrivals(rate=145.0, seconds=160.0, chance=random.Random(7))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert times == sorted(times)
+    assert times[0] > 0
+    assert times[-1] < 160.0
+    assert abs(len(times) - 145 * 160) < 4 * math.sqrt(145 * 160)
+    # Exponential gaps: their spread is their mean (evenly spaced ones have none).
+    assert math.isclose(statistics.mean(gaps), 1 / 145, rel_tol=0.03)
+    assert math.isclose(statistics.stdev(gaps), statistics.mean(gaps), rel_tol=0.05)
