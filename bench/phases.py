@@ -32,7 +32,7 @@ from bench.context import IDLER_LEASE, SETUP_CONCURRENCY, Bench, SessionName
 from bench.cost import ProcessCost
 from bench.load import Latency, LoadResult, Rotation, bounded_gather, closed_loop, percentile
 from bench.population import wait_quiet
-from harness.kube import ApiCalls, WatchExpired
+from harness.kube import ApiCalls, ApiServer, WatchExpired
 from session_operator.api.heartbeat import heartbeat_patch
 from session_operator.k8s.rest import JSON_PATCH, MERGE_PATCH
 from session_operator.lease import HeartbeatExtend
@@ -124,8 +124,8 @@ class StatusWriter:
     differ in the patch type alone. Every target is a ready Session.
     """
 
-    def __init__(self, bench: Bench) -> None:
-        self._bench = bench
+    def __init__(self, api: ApiServer) -> None:
+        self._api = api
         self._ttl = timedelta(seconds=IDLER_LEASE["ttlSeconds"])
         self._written: dict[SessionName, dict[str, str]] = {}
 
@@ -140,7 +140,7 @@ class StatusWriter:
     async def _send(self, ref: SessionName, status: dict[str, str], body: object, kind: str) -> int:
         path = sessions_path(ref.namespace, ref.name, "status")
         try:
-            answer = await self._bench.api.send("PATCH", path, body, kind)
+            answer = await self._api.send("PATCH", path, body, kind)
         except (aiohttp.ClientError, TimeoutError):
             return 0
         if answer == 200:

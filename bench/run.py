@@ -32,6 +32,8 @@ import aiohttp
 from bench.access import create_heartbeat_role, create_namespaces, grant_account, mint_token
 from bench.context import IDLER_LEASE, WRITER_LEASE, Bench, SessionName
 from bench.cost import CostMeter
+from bench.field.apiserver_alone import AlonePlan, measure_alone, render_alone
+from bench.field.apiserver_alone import as_json as alone_json
 from bench.field.plan import FIELD_SESSIONS, FieldPlan
 from bench.field.report import as_json as field_json
 from bench.field.report import render as render_field
@@ -343,7 +345,7 @@ async def _run_phases(plan: Plan, bench: Bench, results: Results) -> None:
     progress.start("raw sessions", "ready sessions in an unwatched namespace")
     unwatched = [SessionName(UNWATCHED, f"raw-{i:05d}") for i in range(plan.raw_sessions)]
     await seed_unwatched(bench.api, unwatched)
-    writer = StatusWriter(bench)
+    writer = StatusWriter(bench.api)
     for c in plan.concurrencies:
         progress.start(f"raw - {c}", f"operator not started: raw status PATCH, c={c}")
         results.raw.append(
@@ -573,6 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         " every CPU)",
     )
     parser.add_argument(
+        "--apiserver-alone",
+        action="store_true",
+        help="instead: the apiserver alone under the field tier's first step's write load, no"
+        " operator (evenly spaced and Poisson merge patches, then the heartbeat's patches with"
+        " two watches and the replicas' CPU burned beside), to place a step's beat tail",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -586,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--profile and --pin-control-plane go with --field")
     if args.sessions is not None and args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
+    if args.apiserver_alone and (args.field or args.sessions is not None or settings):
+        parser.error("--apiserver-alone goes alone (with --quick and --results-dir at most)")
+    if args.apiserver_alone:
+        return _run_apiserver_alone(
+            AlonePlan.quick() if args.quick else AlonePlan.full(), args.results_dir
+        )
     if args.field:
         field_plan = (
             FieldPlan.quick(args.sessions) if args.quick
@@ -673,6 +688,21 @@ def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, pinned: boo
     table = render_field(results)
     path = _write_json(results_dir, field_json(results, table) | {"plan": asdict(plan)}, "-field")
     return _report(table, path, failed=bool(results.error))
+
+
+def _run_apiserver_alone(plan: AlonePlan, results_dir: Path) -> int:
+    """The apiserver alone under a step's load: one table and its JSON
+    (``<timestamp>-apiserver-alone.json``)."""
+    progress = Progress(plan.progress_steps())
+    with _control_plane(progress) as (plane, _):
+        measured = _until_interrupted(progress, measure_alone(plan, plane, progress))
+    if measured is None:
+        return 130
+    progress.finish()
+    machine, runs = measured
+    table = render_alone(plan, machine, runs)
+    path = _write_json(results_dir, alone_json(plan, machine, table, runs), "-apiserver-alone")
+    return _report(table, path, failed=False)
 
 
 def _notes(plan: Plan) -> list[str]:

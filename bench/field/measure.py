@@ -140,6 +140,16 @@ class OpenLoop:
     statuses: Counter[int]
     apiserver_p99_ms: float = math.nan
     """The p99 of the same requests as the apiserver itself timed them, where known."""
+    samples: tuple[tuple[float, float], ...] = ()
+    """Each request: (when it went out, in seconds from the start; its duration)."""
+
+    def p99_ms_by_part(self, parts: int) -> list[float]:
+        """The p99, in ms, of the requests sent in each of *parts* equal parts of the run."""
+        span = self.seconds / parts
+        return [
+            Latency.of([taken for at, taken in self.samples if part <= at / span < part + 1]).p99_ms
+            for part in range(parts)
+        ]
 
 
 def arrivals(rate: float, seconds: float, chance: random.Random) -> list[float]:
@@ -155,30 +165,40 @@ def arrivals(rate: float, seconds: float, chance: random.Random) -> list[float]:
     return times
 
 
+def even_arrivals(rate: float, seconds: float) -> list[float]:
+    """Evenly spaced instants at *rate* per second over *seconds* (one client's timer)."""
+    return [tick / rate for tick in range(int(rate * seconds))]
+
+
 async def open_loop(
     targets: Sequence[SessionName],
     send: Callable[[SessionName], Awaitable[int]],
     rate: float,
     seconds: float,
-    chance: random.Random | None = None,
+    times: Sequence[float] | None = None,
 ) -> OpenLoop:
     """Send to *targets* in turn at *rate* per second for *seconds*, at the instants of
-    :func:`arrivals`: each request at its time, not after the previous answer."""
-    durations: list[float] = []
+    :func:`arrivals` (or at *times*): each request at its time, not after the previous
+    answer."""
+    samples: list[tuple[float, float]] = []
     statuses: Counter[int] = Counter()
+    started = time.monotonic()
 
     async def one(ref: SessionName) -> None:
-        started = time.monotonic()
+        sent = time.monotonic()
         status = await send(ref)
-        durations.append(time.monotonic() - started)
+        samples.append((sent - started, time.monotonic() - sent))
         statuses[status] += 1
 
     tasks: list[asyncio.Task[None]] = []
-    started = time.monotonic()
-    for index, at in enumerate(arrivals(rate, seconds, chance or random.Random())):
+    schedule = arrivals(rate, seconds, random.Random()) if times is None else times
+    for index, at in enumerate(schedule):
         delay = started + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(targets[index % len(targets)])))
     await asyncio.gather(*tasks)
-    return OpenLoop(rate, time.monotonic() - started, Latency.of(durations), statuses)
+    latency = Latency.of([taken for _, taken in samples])
+    return OpenLoop(
+        rate, time.monotonic() - started, latency, statuses, samples=tuple(sorted(samples))
+    )

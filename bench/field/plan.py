@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from session_operator.heartbeat_client import INTERVAL_JITTER
+
 FIELD_SESSIONS = 10_000
 """Live Sessions at the failover and the restart, by default."""
+INTERVAL_SECONDS = 5.0
+"""The default heartbeat interval, at which every sustain step's clients beat."""
+
+
+def beat_rate(sessions: int) -> float:
+    """Beats per second of *sessions* clients at the default interval, with the client
+    library's jitter (up to a tenth of the interval, a twentieth on average)."""
+    return sessions / (INTERVAL_SECONDS * (1 + INTERVAL_JITTER / 2))
 
 
 @dataclass(frozen=True)

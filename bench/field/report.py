@@ -9,6 +9,7 @@ from typing import Any
 from bench.cost import MIB, ProcessCost
 from bench.field.measure import OpenLoop, Window
 from bench.field.phases import Failover, PodEventCost, Restart, SustainStep
+from bench.field.plan import INTERVAL_SECONDS
 from bench.load import Latency, LoadResult
 from bench.phases import Expiry, lag_summary
 from bench.report import run_head
@@ -28,7 +29,6 @@ READY_SECONDS = 30.0
 READY_GOAL_SESSIONS = 50_000
 POD_EVENT_CORE_PERCENT = 1.0
 """The replicas' CPU on unrelated Pod events, % of a core per 100 events per second."""
-INTERVAL_SECONDS = 5.0
 HEADERS = ("phase", "measurement", "N", "rate", "p50", "p99", "apiserver", "goal", "result")
 
 

@@ -40,7 +40,7 @@ from bench.field.phases import (
     seed_sessions,
     sustain,
 )
-from bench.field.plan import FieldPlan
+from bench.field.plan import FieldPlan, beat_rate
 from bench.field.replicas import REPLICA_NAMES, FieldReplica, ReplicaSet
 from bench.field.report import FieldResults
 from bench.field.tenants import Tenant, grant_heartbeats, tenant_namespaces, workload_session
@@ -51,9 +51,7 @@ from harness import LocalControlPlane
 from harness.certificates import self_signed_certificate
 from harness.kube import ApiServer
 from harness.machine import describe_machine
-from harness.operator_process import OperatorProcess
 from harness.progress import Progress
-from session_operator.heartbeat_client import INTERVAL_JITTER
 from session_operator.models import sessions_path
 
 RAW_NAMESPACE = "field-raw"
@@ -63,7 +61,6 @@ DUE_NAMESPACE = "field-due"
 IDLE_NAMESPACE = "field-idle"
 NOOP_LEASE = {"ttlSeconds": 10800, "heartbeatIntervalSeconds": 3600}
 CEILING_CONCURRENCY = 32
-INTERVAL_SECONDS = 5.0
 
 
 async def measure_field(
@@ -211,8 +208,7 @@ async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     api = scene.api
     raw = [SessionName(RAW_NAMESPACE, f"raw-{index:05d}") for index in range(plan.raw_sessions)]
     await seed_like_tenants(api, raw)
-    bench = Bench(api, scene.http, _idle_operator(scene), scene.plane_pids, "", scene.progress)
-    writer = StatusWriter(bench)
+    writer = StatusWriter(api)
     results.ceiling = await closed_loop(
         Rotation(raw), writer.merge, CEILING_CONCURRENCY, plan.ceiling_seconds
     )
@@ -220,7 +216,7 @@ async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     churning = asyncio.create_task(scene.churn.run(plan.churn_rate, stop))
     try:
         for size in plan.steps(results.goal_sessions):
-            rate = size / (INTERVAL_SECONDS * (1 + INTERVAL_JITTER / 2))
+            rate = beat_rate(size)
             before = await api.request_counts()
             run = await open_loop(raw, writer.merge, rate, plan.raw_rate_seconds)
             served = (await api.request_counts()).status_patch_p99_ms(before)
@@ -246,11 +242,6 @@ async def seed_like_tenants(api: ApiServer, refs: list[SessionName]) -> None:
 def due_names(plan: FieldPlan) -> list[str]:
     """The Sessions whose leases fall due around the failover."""
     return [f"due-{index:04d}" for index in range(plan.due_sessions)]
-
-
-def _idle_operator(scene: Field) -> OperatorProcess:
-    """A replica's process, for a :class:`Bench` that needs one before any runs."""
-    return scene.replicas.replicas[0].process
 
 
 async def _bench(scene: Field) -> Bench:

@@ -95,6 +95,9 @@ def test_quick_field_tier_runs_every_phase_with_distinct_tokens(tmp_path: Path) 
     # Both replicas served beats; nobody's session was stopped under its beating client.
     assert set(first_step["by_replica"]) == {"replica-a", "replica-b"}, first_step["by_replica"]
     assert all(step["wrongful"] == 0 for step in report["steps"]), report["steps"]
+    # The apiserver timed the steps' status patches and the raw ones: the tail is placed.
+    assert first_step["apiserver_patch_p99_ms"] > 0, first_step
+    assert all(raw["apiserver_p99_ms"] > 0 for raw in report["raw_at_rate"].values())
     # Every lease set to end ended, with its Pod deleted; the killed leader was replaced.
     expiry = report["expiry_with_pods"]
     assert expiry["observed"] == expiry["sessions"]
@@ -104,3 +107,27 @@ def test_quick_field_tier_runs_every_phase_with_distinct_tokens(tmp_path: Path) 
     assert failover["wrongful"] == 0
     assert set(report["restart"]["ready_seconds"]) == {"replica-a", "replica-b"}
     assert report["restart"]["wrongful"] == 0
+
+
+def test_the_apiserver_alone_runs_its_three_loads(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--apiserver-alone", "--quick",
+         "--results-dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=FIELD_RUN_BUDGET,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+
+    (written,) = tmp_path.glob("*-apiserver-alone.json")
+    report = json.loads(written.read_text())
+    assert report["table"] in run.stdout
+    assert len(report["runs"]) == 3
+    for load in report["runs"]:
+        # Every patch landed: the heartbeat's guarded ones too, their tests held.
+        assert set(load["statuses"]) == {"200"}, load
+        assert load["requests"] > 0
+        assert load["apiserver_p99_ms"] > 0, load
+        assert len(load["p99_ms_by_fifth"]) == 5

@@ -8,13 +8,16 @@ import itertools
 import math
 import random
 import statistics
+from collections import Counter
 
 from bench.cost import ProcessCost
+from bench.field.apiserver_alone import AlonePlan
 from bench.field.clients import BeatStats, Endpoints, Replica, source_address
-from bench.field.measure import Window, arrivals
+from bench.field.measure import OpenLoop, Window, arrivals, even_arrivals
 from bench.field.phases import PodEventCost, SustainStep
-from bench.field.plan import FieldPlan
+from bench.field.plan import FieldPlan, beat_rate
 from bench.field.profile import busiest
+from bench.load import Latency
 from harness.kube import ApiCalls, RequestCounts, histogram_quantile, prometheus_samples
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
@@ -159,3 +162,19 @@ def test_raw_requests_arrive_as_the_beats_of_many_timers_do() -> None:
     # Exponential gaps: their spread is their mean (evenly spaced ones have none).
     assert math.isclose(statistics.mean(gaps), 1 / 145, rel_tol=0.03)
     assert math.isclose(statistics.stdev(gaps), statistics.mean(gaps), rel_tol=0.05)
+
+
+def test_one_timer_sends_evenly_and_a_run_is_cut_into_equal_parts() -> None:
+    assert even_arrivals(rate=4.0, seconds=1.0) == [0.0, 0.25, 0.5, 0.75]
+    samples = tuple((at / 10, 0.001 * (1 + at // 50)) for at in range(100))  # 10 s, 2 halves
+    loop = OpenLoop(
+        10.0, 10.0, Latency.of([taken for _, taken in samples]), Counter(), math.nan, samples
+    )
+    assert loop.p99_ms_by_part(2) == [1.0, 2.0]
+
+
+def test_the_apiserver_alone_runs_at_the_field_tiers_first_step() -> None:
+    plan = AlonePlan.full()
+    assert plan.rate == beat_rate(758)
+    assert round(plan.rate) == 144
+    assert plan.window == FieldPlan.full().window
