@@ -575,6 +575,14 @@ def main(argv: list[str] | None = None) -> int:
         " every CPU)",
     )
     parser.add_argument(
+        "--steps",
+        type=parse_step_sizes,
+        metavar="N[,N...]",
+        help="with --field: sustain steps of these many clients (e.g. 1830, one step past"
+        " the apiserver's capacity) instead of the shares of the goal; as with those, the"
+        " steps stop at the first not sustained",
+    )
+    parser.add_argument(
         "--apiserver-alone",
         action="store_true",
         help="instead: the apiserver alone under the field tier's first step's write load, no"
@@ -591,8 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = tuple(_setting(parser, given) for given in args.setting)
-    if (args.profile or args.pin_control_plane) and not args.field:
-        parser.error("--profile and --pin-control-plane go with --field")
+    if (args.profile or args.pin_control_plane or args.steps) and not args.field:
+        parser.error("--profile, --pin-control-plane and --steps go with --field")
     if args.sessions is not None and args.sessions < FULL_SESSIONS:
         parser.error(f"--sessions must be at least {FULL_SESSIONS:,}")
     if args.apiserver_alone and (args.field or args.sessions is not None or settings):
@@ -606,6 +614,11 @@ def main(argv: list[str] | None = None) -> int:
             FieldPlan.quick(args.sessions) if args.quick
             else FieldPlan.full(args.sessions or FIELD_SESSIONS)
         )  # fmt: skip
+        if args.steps:
+            steps = ", ".join(f"{size:,}" for size in args.steps)
+            field_plan = replace(
+                field_plan, step_sizes=args.steps, mode=f"{field_plan.mode}, steps {steps}"
+            )
         return _run_field(
             field_plan, args.results_dir, profile=args.profile, pinned=args.pin_control_plane
         )
@@ -623,6 +636,17 @@ def main(argv: list[str] | None = None) -> int:
     table = render(results)
     document = as_json(results, table) | {"plan": asdict(plan)}
     return _report(table, _write_json(args.results_dir, document), failed=bool(results.error))
+
+
+def parse_step_sizes(given: str) -> tuple[int, ...]:
+    """``--steps 366,1830`` as (366, 1830): positive client counts."""
+    try:
+        sizes = tuple(int(size) for size in given.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{given!r}: expected client counts such as 366,1830")
+    return sizes
 
 
 def _setting(parser: argparse.ArgumentParser, given: str) -> tuple[str, str]:

@@ -113,7 +113,7 @@ class FieldPlan:
 
     def progress_steps(self) -> dict[str, float]:
         """The run's steps with their expected seconds (the progress bar's weights)."""
-        sustain = len(self.step_shares or self.step_sizes) * (self.window + self.warm_up + 20)
+        sustain = len(self.step_sizes or self.step_shares) * (self.window + self.warm_up + 20)
         return {
             "control plane": 8.0,
             "tenants": 5.0,

@@ -3,12 +3,15 @@ replicas by, its steps, and the verdicts it computes."""
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import itertools
 import math
 import random
 import statistics
 from collections import Counter
+
+import pytest
 
 from bench.cost import ProcessCost
 from bench.field.apiserver_alone import AlonePlan
@@ -18,6 +21,7 @@ from bench.field.phases import PodEventCost, SustainStep
 from bench.field.plan import FieldPlan, beat_rate
 from bench.field.profile import busiest
 from bench.load import Latency
+from bench.run import main, parse_step_sizes
 from harness.kube import ApiCalls, RequestCounts, histogram_quantile, prometheus_samples
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
@@ -178,3 +182,16 @@ def test_the_apiserver_alone_runs_at_the_field_tiers_first_step() -> None:
     assert plan.rate == beat_rate(758)
     assert round(plan.rate) == 144
     assert plan.window == FieldPlan.full().window
+
+
+def test_steps_are_given_as_client_counts_with_the_field_tier_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_step_sizes("366,1830") == (366, 1830)
+    for wrong in ("", "366,x", "0", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="client counts"):
+            parse_step_sizes(wrong)
+    with pytest.raises(SystemExit) as exited:
+        main(["--steps", "1830"])
+    assert exited.value.code == 2
+    assert "--steps go with --field" in capsys.readouterr().err
