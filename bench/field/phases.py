@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,9 +53,11 @@ async def create_sessions(
     *,
     with_pod: bool = True,
     lease: dict[str, int] | None = None,
+    created: Callable[[SessionName], None] | None = None,
 ) -> None:
-    """Create *refs* as users do (each with a Pod template unless *with_pod* is false);
-    wait until the leader has initialised them all."""
+    """Create *refs* as users do (each with a Pod template unless *with_pod* is false), and
+    call *created* with each as soon as it is; wait until the leader has initialised them
+    all."""
     before = await live_sessions(scene)
 
     async def create(ref: SessionName) -> None:
@@ -63,9 +65,11 @@ async def create_sessions(
         if not with_pod:
             del body["spec"]["template"]
         await scene.api.expect("POST", sessions_path(ref.namespace), body)
+        if created is not None:
+            created(ref)
 
     def done(count: int) -> None:
-        scene.progress.update(0.4 * count / len(refs), f"sessions {count:,}/{len(refs):,}")
+        scene.progress.update(0.2 + 0.6 * count / len(refs), f"sessions {count:,}/{len(refs):,}")
 
     await bounded_gather(refs, create, SETUP_CONCURRENCY, done)
     await _wait_live(scene, before + len(refs))
@@ -81,27 +85,39 @@ async def add_tenants(
     with_pod: bool = True,
     lease: dict[str, int] | None = None,
     prefix: str = "s",
+    ready: Callable[[Tenant], None] | None = None,
 ) -> list[Tenant]:
     """Sessions *first* … *first*+*count* (see :func:`create_sessions`), dealt round
-    *namespaces*, and for each one's client a token of its own."""
+    *namespaces*, and for each one's client a token of its own, minted first; in order of
+    index. With *ready*, each tenant is handed to it as soon as its Session is created (a
+    client started then, as users' clients start, is not outlived by its first lease
+    however long the others take), and they are returned in that order."""
     indexed = {
         SessionName(namespaces[index % len(namespaces)], f"{prefix}-{index:05d}"): index
         for index in range(first, first + count)
     }
-    await create_sessions(scene, list(indexed), with_pod=with_pod, lease=lease)
-    tenants: list[Tenant] = []
+    tenants: dict[SessionName, Tenant] = {}
 
     async def mint(ref: SessionName) -> None:
         account = account_of(indexed[ref], namespaces, accounts_per_namespace)
-        tenants.append(
-            Tenant(ref, account, await mint_tenant_token(scene.api, ref.namespace, account))
-        )
+        token = await mint_tenant_token(scene.api, ref.namespace, account)
+        tenants[ref] = Tenant(ref, account, token)
 
     def done(count_done: int) -> None:
-        scene.progress.update(0.8 + 0.2 * count_done / count, f"tokens {count_done:,}/{count:,}")
+        scene.progress.update(0.2 * count_done / count, f"tokens {count_done:,}/{count:,}")
 
     await bounded_gather(list(indexed), mint, SETUP_CONCURRENCY, done)
-    return sorted(tenants, key=lambda tenant: indexed[tenant.session])
+    if ready is None:
+        await create_sessions(scene, list(indexed), with_pod=with_pod, lease=lease)
+        return sorted(tenants.values(), key=lambda tenant: indexed[tenant.session])
+    handed: list[Tenant] = []
+
+    def created(ref: SessionName) -> None:
+        handed.append(tenants[ref])
+        ready(tenants[ref])
+
+    await create_sessions(scene, list(indexed), with_pod=with_pod, lease=lease, created=created)
+    return handed  # in the order handed to *ready*
 
 
 async def seed_sessions(scene: Field, sessions: Sequence[tuple[SessionName, Lease]]) -> None:

@@ -19,6 +19,10 @@ from harness.operator_process import OperatorProcess
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/default/leases/session-lease-operator"
 REPLICA_NAMES = ("replica-a", "replica-b")
+START_TIMEOUT = "24h"
+"""The replicas' ``startTimeout``: no node runs here, so every workload Pod stays Pending,
+and the default 10 min would fail the Sessions of a step whose setting-up and window take
+longer (as a step past the apiserver's capacity does)."""
 
 
 class FieldReplica:
@@ -46,6 +50,7 @@ class FieldReplica:
                 "XG2G_SESSION_TLS_CERT_FILE": str(cert_file),
                 "XG2G_SESSION_TLS_KEY_FILE": str(key_file),
                 "XG2G_SESSION_PROBE_PORT": str(self.probe_port),
+                "XG2G_SESSION_START_TIMEOUT": START_TIMEOUT,
             },
             tls=tls,
             log_level="WARNING",

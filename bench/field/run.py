@@ -41,7 +41,7 @@ from bench.field.phases import (
     sustain,
 )
 from bench.field.plan import FieldPlan, beat_rate
-from bench.field.replicas import REPLICA_NAMES, FieldReplica, ReplicaSet
+from bench.field.replicas import REPLICA_NAMES, START_TIMEOUT, FieldReplica, ReplicaSet
 from bench.field.report import FieldResults
 from bench.field.tenants import Tenant, grant_heartbeats, tenant_namespaces, workload_session
 from bench.load import Rotation, bounded_gather, closed_loop
@@ -168,9 +168,13 @@ async def _phases(
 
     progress.start("sustain", "clients with their own tokens, Sessions with Pods")
     tenants: list[Tenant] = []
+
+    def beat(tenant: Tenant) -> None:
+        scene.fleet.start([tenant], spread=5.0)
+
     for size in plan.steps(results.goal_sessions):
         grown = await add_tenants(scene, namespaces, plan.accounts_per_namespace, len(tenants),
-                                  size - len(tenants))  # fmt: skip
+                                  size - len(tenants), ready=beat)  # fmt: skip
         tenants += grown
         raw_p99 = results.raw_at_rate[size].latency.p99_ms
         profile = None if profile_to is None else Path(f"{profile_to}-apiserver-{size}.pprof")
@@ -285,7 +289,8 @@ def field_notes(plan: FieldPlan) -> list[str]:
         "Beats are open loop: each client beats, then waits the interval the API names plus up "
         "to a tenth (the client library's jitter), so every beat of a sustain step must write.",
         "Sustain steps: Sessions at the defaults (60 s / 5 s), each with a Pod template (its Pod "
-        "stays Pending: no node); metered over one window after a settling time, with "
+        f"stays Pending: no node; the replicas' startTimeout is {START_TIMEOUT} so that is no "
+        "failure); metered over one window after a settling time, with "
         f"{plan.churn_pods:,} unrelated Pods replaced at {plan.churn_rate:.0f} Pod events/s. "
         "Sustained = no wrongful expiry (a 404/410 to a client, or a tenant Session stopping) "
         "and beat p99 ≤ 2x the p99 of raw status patches sent open loop at the step's rate "
