@@ -14,6 +14,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeAlias
 
+GRACE_INTERVALS = 2
+"""Heartbeat intervals a client is given to have a beat accepted once the system accepts
+beats again: after an outage (rule 8), and after a late first lease."""
+
 
 class SessionState(StrEnum):
     """``status.state`` of a Session."""
@@ -175,11 +179,22 @@ def _capped(expiry: datetime, lifetime_ends_at: datetime | None) -> datetime:
 
 
 def initial_lease_expiry(
-    created_at: datetime, ttl: timedelta, lifetime_ends_at: datetime | None = None
+    created_at: datetime,
+    initialised_at: datetime,
+    ttl: timedelta,
+    interval: timedelta,
+    lifetime_ends_at: datetime | None = None,
 ) -> datetime:
     """Return the expiry of a new session's lease: its creation time plus the TTL, or the
-    end of its maximum lifetime if that comes first."""
-    return _capped(created_at + ttl, lifetime_ends_at)
+    end of its maximum lifetime if that comes first.
+
+    Until the operator initialises the lease, heartbeats are refused (409). A lease
+    initialised so late that fewer than ``GRACE_INTERVALS`` intervals of it are left runs
+    that long from *initialised_at* instead: the time the client needs to have a beat
+    accepted, as rule 8 grants after an outage of the system (docs/lease-rules.md).
+    """
+    first_beat_due = initialised_at + interval * GRACE_INTERVALS
+    return _capped(max(created_at + ttl, first_beat_due), lifetime_ends_at)
 
 
 def extended_lease_expiry(

@@ -480,7 +480,13 @@ def _initialise(session: Session, now: datetime, settings: LifecycleSettings) ->
         settings.max_lifetime_bound,
     )
     ends_at = None if lifetime.value is None else session.created_at + lifetime.value
-    expires_at = initial_lease_expiry(session.created_at, timedelta(seconds=ttl_seconds), ends_at)
+    expires_at = initial_lease_expiry(
+        session.created_at,
+        now,
+        timedelta(seconds=ttl_seconds),
+        timedelta(seconds=interval_seconds),
+        ends_at,
+    )
     status: dict[str, Any] = {
         "sessionID": session.uid,
         "leaseTTLSeconds": ttl_seconds,

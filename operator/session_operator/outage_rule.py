@@ -22,11 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from session_operator.lease import LIVE_STATES, Lease, lease_end, lease_expired
+from session_operator.lease import GRACE_INTERVALS, LIVE_STATES, Lease, lease_end, lease_expired
 from session_operator.timestamps import format_timestamp
 
-GRACE_INTERVALS = 2
-"""How many heartbeat intervals the aliveness test and the grace span."""
 FUTURE_TOLERANCE = timedelta(minutes=1)
 """How far in the future a recorded window may end and still count: replicas' clocks
 may disagree by that much. A window that ends later was observed by nobody (a forged

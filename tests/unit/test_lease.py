@@ -180,7 +180,18 @@ def test_lease_is_expired_after_the_expiry() -> None:
 
 
 def test_initial_expiry_is_creation_plus_ttl() -> None:
-    assert initial_lease_expiry(T0, TTL) == T0 + timedelta(seconds=60)
+    assert initial_lease_expiry(T0, T0 + MS, TTL, INTERVAL) == T0 + timedelta(seconds=60)
+
+
+def test_initial_expiry_is_creation_plus_ttl_until_two_intervals_before_its_end() -> None:
+    initialised = T0 + TTL - 2 * INTERVAL
+    assert initial_lease_expiry(T0, initialised, TTL, INTERVAL) == T0 + TTL
+
+
+def test_a_late_initialisation_leaves_two_intervals_for_the_first_heartbeat() -> None:
+    # Heartbeats were refused (409) until the lease was initialised, 57 s after creation.
+    initialised = T0 + timedelta(seconds=57)
+    assert initial_lease_expiry(T0, initialised, TTL, INTERVAL) == initialised + 2 * INTERVAL
 
 
 # --- extension -----------------------------------------------------------------------------
@@ -363,11 +374,16 @@ LIFETIME_END = T0 + timedelta(minutes=10)
 
 
 def test_initial_expiry_is_creation_plus_ttl_when_the_lifetime_ends_later() -> None:
-    assert initial_lease_expiry(T0, TTL, LIFETIME_END) == T0 + TTL
+    assert initial_lease_expiry(T0, T0, TTL, INTERVAL, LIFETIME_END) == T0 + TTL
 
 
 def test_initial_expiry_is_the_lifetime_end_when_it_comes_before_one_ttl() -> None:
-    assert initial_lease_expiry(T0, TTL, T0 + TTL - MS) == T0 + TTL - MS
+    assert initial_lease_expiry(T0, T0, TTL, INTERVAL, T0 + TTL - MS) == T0 + TTL - MS
+
+
+def test_a_late_initialisation_never_passes_the_end_of_the_lifetime() -> None:
+    late = LIFETIME_END - MS
+    assert initial_lease_expiry(T0, late, TTL, INTERVAL, LIFETIME_END) == LIFETIME_END
 
 
 def test_extension_stops_at_the_end_of_the_lifetime() -> None:
