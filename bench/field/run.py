@@ -222,7 +222,7 @@ async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
         for size in plan.steps(results.goal_sessions):
             rate = beat_rate(size)
             before = await api.request_counts()
-            run = await open_loop(raw, writer.merge, rate, plan.raw_rate_seconds)
+            run = await open_loop(raw, writer.merge, rate, plan.window)
             served = (await api.request_counts()).status_patch_p99_ms(before)
             results.raw_at_rate[size] = replace(run, apiserver_p99_ms=served)
     finally:
@@ -294,8 +294,9 @@ def field_notes(plan: FieldPlan) -> list[str]:
         f"{plan.churn_pods:,} unrelated Pods replaced at {plan.churn_rate:.0f} Pod events/s. "
         "Sustained = no wrongful expiry (a 404/410 to a client, or a tenant Session stopping) "
         "and beat p99 ≤ 2x the p99 of raw status patches sent open loop at the step's rate "
-        "(Poisson arrivals, as many clients' timers make), with the Pods churning as beside "
-        "the beats, before the replicas started. 'As the apiserver timed it' is the p99 of "
+        f"for as long as a window ({plan.window:.0f} s; Poisson arrivals, as many clients' "
+        "timers make), with the Pods churning as beside the beats, before the replicas "
+        "started. 'As the apiserver timed it' is the p99 of "
         "apiserver_request_duration_seconds for the same status patches.",
         f"Windows last {plan.window:.0f} s. With authCacheTTL at its 3 min, a verdict is "
         "renewed in the background after 154-162 s, so a window that long renews each token's "
