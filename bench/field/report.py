@@ -98,7 +98,7 @@ def _raw_rows(results: FieldResults) -> list[list[str]]:
     if results.ceiling is not None:
         load = results.ceiling
         rows.append([
-            "raw", "status merge-PATCH of Sessions with a template, c=32, no operator", "0",
+            "raw", "status merge-PATCH of Sessions with a template, c=32, Pods churning", "0",
             f"{load.throughput:,.0f}/s", _ms(load.latency.p50_ms), _ms(load.latency.p99_ms),
             "1.00 writes/op", "the ceiling",
             f"sessions goal: {results.goal_sessions:,} (80 % of ceiling x 5 s)",

@@ -207,18 +207,18 @@ async def _phases(
 
 async def _raw(plan: FieldPlan, scene: Field, results: FieldResults) -> None:
     """The closed-loop ceiling, then open-loop patches at each step's rate (none of the
-    steps' sizes is known before the ceiling), with the unrelated Pods churning as they
-    will beside the steps' heartbeats; all to Sessions shaped as the tenants'."""
+    steps' sizes is known before the ceiling), both with the unrelated Pods churning as
+    they will beside the steps' heartbeats; all to Sessions shaped as the tenants'."""
     api = scene.api
     raw = [SessionName(RAW_NAMESPACE, f"raw-{index:05d}") for index in range(plan.raw_sessions)]
     await seed_like_tenants(api, raw)
     writer = StatusWriter(api)
-    results.ceiling = await closed_loop(
-        Rotation(raw), writer.merge, CEILING_CONCURRENCY, plan.ceiling_seconds
-    )
     stop = asyncio.Event()
     churning = asyncio.create_task(scene.churn.run(plan.churn_rate, stop))
     try:
+        results.ceiling = await closed_loop(
+            Rotation(raw), writer.merge, CEILING_CONCURRENCY, plan.ceiling_seconds
+        )
         for size in plan.steps(results.goal_sessions):
             rate = beat_rate(size)
             before = await api.request_counts()
