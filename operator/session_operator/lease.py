@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import TypeAlias
 
 GRACE_INTERVALS = 2
-"""Heartbeat intervals a client is given to have a beat accepted once the system accepts
-beats again: after an outage (rule 8), and after a late first lease."""
+"""Heartbeat intervals: the span of rule 8's aliveness test and grace after an outage, and
+the most a slow initialisation takes from a session's first lease."""
 
 
 class SessionState(StrEnum):
@@ -188,13 +188,16 @@ def initial_lease_expiry(
     """Return the expiry of a new session's lease: its creation time plus the TTL, or the
     end of its maximum lifetime if that comes first.
 
-    Until the operator initialises the lease, heartbeats are refused (409). A lease
-    initialised so late that fewer than ``GRACE_INTERVALS`` intervals of it are left runs
-    that long from *initialised_at* instead: the time the client needs to have a beat
-    accepted, as rule 8 grants after an outage of the system (docs/lease-rules.md).
+    Until the operator initialises the lease, heartbeats are refused (409), so a slow
+    initialisation (an apiserver past its capacity, a leader that was down) takes at most
+    ``GRACE_INTERVALS`` intervals from the first lease: initialised later than that after
+    the creation, it runs until ``initialised_at + ttl - GRACE_INTERVALS x interval``. The
+    client then has most of a TTL to have its first beat accepted, however long the
+    initialising write and the replicas' watches take to land (docs/lease-rules.md).
     """
-    first_beat_due = initialised_at + interval * GRACE_INTERVALS
-    return _capped(max(created_at + ttl, first_beat_due), lifetime_ends_at)
+    on_time = created_at + ttl
+    late = initialised_at + ttl - interval * GRACE_INTERVALS
+    return _capped(max(on_time, late), lifetime_ends_at)
 
 
 def extended_lease_expiry(

@@ -183,15 +183,16 @@ def test_initial_expiry_is_creation_plus_ttl() -> None:
     assert initial_lease_expiry(T0, T0 + MS, TTL, INTERVAL) == T0 + timedelta(seconds=60)
 
 
-def test_initial_expiry_is_creation_plus_ttl_until_two_intervals_before_its_end() -> None:
-    initialised = T0 + TTL - 2 * INTERVAL
+def test_initial_expiry_is_creation_plus_ttl_when_initialised_within_two_intervals() -> None:
+    initialised = T0 + 2 * INTERVAL
     assert initial_lease_expiry(T0, initialised, TTL, INTERVAL) == T0 + TTL
 
 
-def test_a_late_initialisation_leaves_two_intervals_for_the_first_heartbeat() -> None:
+def test_a_late_initialisation_takes_at_most_two_intervals_from_the_first_lease() -> None:
     # Heartbeats were refused (409) until the lease was initialised, 57 s after creation.
     initialised = T0 + timedelta(seconds=57)
-    assert initial_lease_expiry(T0, initialised, TTL, INTERVAL) == initialised + 2 * INTERVAL
+    expected = initialised + TTL - 2 * INTERVAL
+    assert initial_lease_expiry(T0, initialised, TTL, INTERVAL) == expected
 
 
 # --- extension -----------------------------------------------------------------------------
