@@ -141,7 +141,8 @@ def _step_row(results: FieldResults, step: SustainStep) -> list[str]:
         f"0 wrongful, p99 ≤ {2 * step.raw_p99_ms:.0f} ms (2x raw); "
         f"≤ {CALLS_PER_WRITE_BEAT} calls/write beat; writes ≥ {goal_rate:,.0f}/s",
         f"{'sustained' if step.sustained else 'not sustained'}: {step.wrongful} wrongful, "
-        f"p99 {beats.latency.p99_ms / step.raw_p99_ms:.1f}x raw; "
+        + (f"{step.unheld:,} not held live at the window's start, " if step.unheld else "")
+        + f"p99 {beats.latency.p99_ms / step.raw_p99_ms:.1f}x raw; "
         + _verdict(step.calls_per_beat <= CALLS_PER_WRITE_BEAT, f"{step.calls_per_beat:.3f} calls")
         + f"; writes {write_rate / results.ceiling_rate:.0%} of raw; failures {beats.failures}",
     ]
@@ -309,6 +310,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
         },
         "steps": [
             {"sessions": step.sessions, "sustained": step.sustained, "wrongful": step.wrongful,
+             "unheld": step.unheld,
              "raw_p99_ms": round(step.raw_p99_ms, 2),
              "calls_per_beat": round(step.calls_per_beat, 4),
              "churn_events_per_s": round(step.churn_events_per_second, 1),

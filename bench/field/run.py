@@ -173,13 +173,14 @@ async def _phases(
         scene.fleet.start([tenant], spread=5.0)
 
     for size in plan.steps(results.goal_sessions):
+        live_target = await live_sessions(scene) + size - len(tenants)
         grown = await add_tenants(scene, namespaces, plan.accounts_per_namespace, len(tenants),
-                                  size - len(tenants), ready=beat)  # fmt: skip
+                                  size - len(tenants), ready=beat, must_hold=False)  # fmt: skip
         tenants += grown
         raw_p99 = results.raw_at_rate[size].latency.p99_ms
         profile = None if profile_to is None else Path(f"{profile_to}-apiserver-{size}.pprof")
         step = await sustain(scene, tenants, namespaces, plan.window, plan.warm_up, raw_p99,
-                             plan.churn_rate, profile)  # fmt: skip
+                             plan.churn_rate, live_target, profile)  # fmt: skip
         results.steps.append(step)
         progress.note(
             f"{size:,} sessions: {'sustained' if step.sustained else 'not sustained'}, "

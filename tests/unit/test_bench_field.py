@@ -64,19 +64,25 @@ def test_pod_event_cost_is_the_extra_cpu_per_hundred_events_per_second() -> None
     assert cost.core_percent_per_100("replica-b") != cost.core_percent_per_100("replica-b")
 
 
-def sustained_step(p99_seconds: float, wrongful: int, raw_p99_ms: float) -> SustainStep:
+def sustained_step(
+    p99_seconds: float, wrongful: int, raw_p99_ms: float, unheld: int = 0
+) -> SustainStep:
     beats = BeatStats()
     for _ in range(98):
         beats.take("replica-a", 0.010, 200)
     for _ in range(2):  # the nearest-rank p99 of 100 beats is the second slowest
         beats.take("replica-a", p99_seconds, 200)
-    return SustainStep(100, window(10, {}, beats), raw_p99_ms, wrongful, 50.0)
+    return SustainStep(100, window(10, {}, beats), raw_p99_ms, wrongful, 50.0, unheld=unheld)
 
 
 def test_a_step_is_sustained_only_without_wrongful_expiries_and_within_twice_raw() -> None:
     assert sustained_step(0.010, wrongful=0, raw_p99_ms=5.0).sustained
     assert not sustained_step(0.010, wrongful=1, raw_p99_ms=5.0).sustained
     assert not sustained_step(0.011, wrongful=0, raw_p99_ms=5.0).sustained
+
+
+def test_a_step_whose_sessions_the_leader_did_not_all_hold_live_is_not_sustained() -> None:
+    assert not sustained_step(0.010, wrongful=0, raw_p99_ms=5.0, unheld=1).sustained
 
 
 # --- the replicas' profile at a restart ------------------------------------------------------
