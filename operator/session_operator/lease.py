@@ -200,6 +200,19 @@ def initial_lease_expiry(
     return _capped(max(on_time, late), lifetime_ends_at)
 
 
+def beats_accepted_from(lease: Lease, created_at: datetime) -> datetime:
+    """When the session of *lease* could first have had a heartbeat accepted: its creation,
+    or, where its first lease was initialised late (:func:`initial_lease_expiry`), that
+    initialisation, read back from the lease (``expires_at - ttl + GRACE_INTERVALS x
+    interval``). A lease that runs from later than the creation was initialised late, or
+    extended by rule 8's grace, which puts the instant later still. Rule 8 takes a client
+    that never beat as alive from then."""
+    runs_from = lease.expires_at - lease.ttl
+    if runs_from <= created_at:
+        return created_at
+    return runs_from + lease.heartbeat_interval * GRACE_INTERVALS
+
+
 def extended_lease_expiry(
     current_expiry: datetime,
     now: datetime,

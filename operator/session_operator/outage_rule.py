@@ -5,13 +5,13 @@ be reached, or no replica held the leader Lease. An overloaded apiserver fails s
 and answers others, so its outage comes as many short windows a few seconds apart (a
 *brownout*): windows closer than :data:`BROWNOUT_GAP` are recorded as one, and, for a
 lease, windows closer than ``GRACE_INTERVALS`` of its intervals count as one. A lease that
-lapsed inside such a window,
-or within ``GRACE_INTERVALS`` heartbeat intervals after it ended, is not expired if its
-client was alive when the window opened (its last accepted heartbeat, or the session's
-creation, at most ``GRACE_INTERVALS`` intervals before the start). Such a session is given
-a grace: its lease runs until the window's end plus ``GRACE_INTERVALS`` intervals, time for
-the client to beat again, but never past the session's maximum lifetime. A client that had
-gone before the outage gets nothing.
+lapsed inside such a window, or within ``GRACE_INTERVALS`` heartbeat intervals after it
+ended, is not expired if its client was alive when the window opened (its last accepted
+heartbeat, or the session's creation or late first lease, at most ``GRACE_INTERVALS``
+intervals before the start). Such a session is given a grace: its lease runs until the
+window's end plus ``GRACE_INTERVALS`` intervals, time for the client to beat again, but
+never past the session's maximum lifetime. A client that had gone before the outage gets
+nothing.
 
 Time is passed in; the outage record itself comes from the I/O layer.
 """
@@ -22,7 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from session_operator.lease import GRACE_INTERVALS, LIVE_STATES, Lease, lease_end, lease_expired
+from session_operator.lease import (
+    GRACE_INTERVALS,
+    LIVE_STATES,
+    Lease,
+    beats_accepted_from,
+    lease_end,
+    lease_expired,
+)
 from session_operator.timestamps import format_timestamp
 
 FUTURE_TOLERANCE = timedelta(minutes=1)
@@ -70,7 +77,8 @@ def outage_grace(
     * the lease lapsed in ``[start, end + 2 x interval)``, during the outage or so soon
       after it that the client had no fair chance to beat again;
     * the client was alive when the outage began: ``start - last <= 2 x interval``, where
-      *last* is the last accepted heartbeat, else *created_at*;
+      *last* is the last accepted heartbeat, else *created_at* (or, for a first lease
+      initialised late, its initialisation: heartbeats were refused until then);
     * the grace still lies ahead (``now < end + 2 x interval``): a grace that has run out
       is an ordinary lapse, and a lease never moves back;
     * the window ends no later than :data:`FUTURE_TOLERANCE` from *now*.
@@ -83,7 +91,7 @@ def outage_grace(
     if lease.state not in LIVE_STATES or not lease_expired(now, ran_out):
         return None
     grace = lease.heartbeat_interval * GRACE_INTERVALS
-    last_seen = lease.last_heartbeat or created_at
+    last_seen = lease.last_heartbeat or beats_accepted_from(lease, created_at)
     observed = [window for window in outages if window.end <= now + FUTURE_TOLERANCE]
     # Joined windows lie more than a grace apart, so a lapse falls in at most one.
     for window in joined(observed, grace):

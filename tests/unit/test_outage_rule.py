@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from session_operator.lease import Lease, SessionState
+from session_operator.lease import Lease, SessionState, initial_lease_expiry
 from session_operator.outage_rule import (
     FUTURE_TOLERANCE,
     KEPT_OUTAGES,
@@ -121,9 +121,25 @@ def test_lease_not_yet_expired_needs_no_grace() -> None:
 
 
 def test_session_never_beaten_counts_from_its_creation() -> None:
-    never_beaten = lease_of(None, expires_at=T0 + 20 * S)
-    assert grace(never_beaten, OUTAGE.end, created_at=T0 - GRACE) is not None
-    assert grace(never_beaten, OUTAGE.end, created_at=T0 - GRACE - MS) is None
+    for created, owed in ((T0 - GRACE, True), (T0 - GRACE - MS, False)):
+        never_beaten = lease_of(
+            None, expires_at=initial_lease_expiry(created, created, TTL, INTERVAL)
+        )
+        assert (grace(never_beaten, OUTAGE.end, created_at=created) is not None) is owed
+
+
+def late_first_lease(initialised: datetime) -> Lease:
+    """A Session created three minutes before the outage, never beaten, whose first lease
+    was initialised at *initialised* (heartbeats were refused until then)."""
+    created = T0 - timedelta(minutes=3)
+    return lease_of(None, expires_at=initial_lease_expiry(created, initialised, TTL, INTERVAL))
+
+
+def test_session_never_beaten_with_a_late_first_lease_counts_from_its_initialisation() -> None:
+    created = T0 - timedelta(minutes=3)
+    assert grace(late_first_lease(T0 + 5 * S), OUTAGE.end, created_at=created) is not None
+    assert grace(late_first_lease(T0 - GRACE), OUTAGE.end, created_at=created) is not None
+    assert grace(late_first_lease(T0 - GRACE - MS), OUTAGE.end, created_at=created) is None
 
 
 @pytest.mark.parametrize(
