@@ -22,9 +22,12 @@ from bench.field.replicas import ReplicaSet
 from bench.load import Latency
 from harness.kube import ApiCalls, ApiServer
 from harness.progress import Progress
+from session_operator.k8s.outage_record import OUTAGES_CONFIGMAP, WINDOWS_KEY, decode_windows
 from session_operator.models import STATE_LABEL
 
 HEARTBEAT_RESULTS = "xg2g_sessions_heartbeat_total"
+OUTAGE_RECORD = f"/api/v1/namespaces/default/configmaps/{OUTAGES_CONFIGMAP}"
+"""The replicas' outage record (lease rule 8; their leader-election namespace)."""
 STOPPED_STATES = ("stopping", "stopped", "failed")
 
 
@@ -56,6 +59,18 @@ class Field:
                         self.http, HEARTBEAT_RESULTS, "result"
                     )
         return served
+
+    async def outage_seconds(self, since: float, until: float) -> float:
+        """How many seconds of ``[since, until]`` (Unix time) the replicas' outage record
+        covers: a lease that lapsed in them is kept while its client may be owed a grace."""
+        status, record = await self.api.call("GET", OUTAGE_RECORD)
+        if status == 404:
+            return 0.0
+        windows = decode_windows((record.get("data") or {}).get(WINDOWS_KEY, "[]"))
+        return sum(
+            max(0.0, min(until, window.end.timestamp()) - max(since, window.start.timestamp()))
+            for window in windows
+        )
 
     async def stopped_sessions(self, namespaces: Sequence[str]) -> int:
         """Sessions of *namespaces* stopping or stopped (none should be, unless meant)."""

@@ -336,6 +336,10 @@ class Failover:
     wrongful: int
     beats: BeatStats
     calls: ApiCalls = field(default_factory=lambda: ApiCalls(0, 0, 0, 0, 0, 0))
+    outage_seconds: float = 0.0
+    """Seconds of the phase the outage record covers: leases that lapse in an outage are
+    kept while their client may be owed a grace (lease rule 8), so an apiserver past its
+    capacity all along leaves none stopped."""
 
     @property
     def after_p99_ms(self) -> float:
@@ -402,6 +406,7 @@ async def failover(
         deadline = deadlines[name].timestamp()
         (during if deadline < took_over else later).append(when - deadline)
     wrongful = len(beats.ended - ended_before) + await scene.stopped_sessions(tenant_namespaces)
+    outage = await scene.outage_seconds(kill_at - 5.0, time.time())
     return Failover(
         sessions=sessions,
         killed=leader,
@@ -413,6 +418,7 @@ async def failover(
         wrongful=wrongful,
         beats=beats,
         calls=after.since(before),
+        outage_seconds=outage,
     )
 
 
@@ -432,6 +438,8 @@ class Restart:
     """Sessions stopped under their beating clients (must be 0)."""
     replica_profiles: dict[str, str] = field(default_factory=dict)
     """Each replica's busiest functions from its start to ready (with ``--profile``)."""
+    outage_seconds: float = 0.0
+    """Seconds from the stop to the window's end that the outage record covers."""
 
 
 async def restart(
@@ -445,6 +453,7 @@ async def restart(
     and to the first heartbeat answered; meter the window from the start on, the auth
     caches' cold cost included. With *profile_to*, py-spy samples each replica from its
     start until both are ready and the window has ended."""
+    stopped_at = time.time()
     scene.replicas.stop()
     profiles = ReplicaProfiles(profile_to) if profile_to is not None else None
     started = time.monotonic()
@@ -470,4 +479,5 @@ async def restart(
     first_beat = await observing
     profiled = await profiles.stop() if profiles is not None else {}
     wrongful = len(cold.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
-    return Restart(sessions, ready, first_beat, cold, wrongful, profiled)
+    outage = await scene.outage_seconds(stopped_at, time.time())
+    return Restart(sessions, ready, first_beat, cold, wrongful, profiled, outage)

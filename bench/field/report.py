@@ -223,7 +223,7 @@ def table_rows(results: FieldResults) -> list[list[str]]:
             _ms(Latency.of(moved.lag_after).p50_ms), _ms(moved.after_p99_ms),
             f"lag p99 due during takeover {_ms(moved.during_p99_ms)} ({len(moved.lag_during)}), "
             f"after {_ms(moved.after_p99_ms)} ({len(moved.lag_after)}); "
-            f"beats {moved.beats.failures}",
+            f"beats {moved.beats.failures}; outage recorded {moved.outage_seconds:.0f} s",
             f"new leader ≤ {TAKEOVER_SECONDS:.0f} s, lag p99 after ≤ 2 s, 0 wrongful",
             _verdict(met, f"{moved.observed}/{moved.due} stopped, {moved.wrongful} wrongful"),
         ])  # fmt: skip
@@ -238,7 +238,8 @@ def table_rows(results: FieldResults) -> list[list[str]]:
             _ms(cold.beats.latency.p99_ms),
             f"first beat answered {restarted.first_beat_seconds:.1f} s after the restart; cold "
             f"caches: TokenReviews {cold.per_second(cold.calls.token_reviews):.1f}/s, "
-            f"SARs {cold.per_second(cold.calls.access_reviews):.1f}/s over {cold.seconds:.0f} s",
+            f"SARs {cold.per_second(cold.calls.access_reviews):.1f}/s over {cold.seconds:.0f} s; "
+            f"outage recorded {restarted.outage_seconds:.0f} s",
             f"ready ≤ {READY_SECONDS:.0f} s at {READY_GOAL_SESSIONS:,}"
             + ("" if bound else " (not this N)"),
             _verdict(slowest <= READY_SECONDS and restarted.wrongful == 0, ", ".join(
@@ -346,6 +347,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "due": moved.due, "observed": moved.observed, "wrongful": moved.wrongful,
             "beat_statuses": {str(s): c for s, c in moved.beats.statuses.items()},
             "apiserver": moved.calls.as_dict(),
+            "outage_seconds": round(moved.outage_seconds, 1),
         }  # fmt: skip
     if results.restart is not None:
         restarted = results.restart
@@ -356,5 +358,6 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "wrongful": restarted.wrongful,
             "cold": _window(restarted.cold),
             "replica_profiles_top": restarted.replica_profiles or None,
+            "outage_seconds": round(restarted.outage_seconds, 1),
         }
     return document

@@ -2,9 +2,13 @@
 
 Every apiserver call reports here (through ``k8s.rest.Rest``): a call that fails as
 unavailable, or hangs longer than :data:`STALLED_AFTER`, opens an outage; the next call
-that is answered closes it. Time is read from the clock passed in, so every boundary is
-a unit test. ``k8s.outage_record.OutageMonitor`` shares the closed windows with the other
-replicas.
+that is answered closes it. The heartbeat API reports here too when it refuses a heartbeat
+for want of capacity (its queue of token and access reviews is full, as after a restart
+under thousands of clients): heartbeats cannot be accepted then either, though every
+apiserver call is answered. Such refusals make one outage from the first to the last,
+closed once none has come for :data:`REFUSALS_QUIET`. Time is read from the clock passed
+in, so every boundary is a unit test. ``k8s.outage_record.OutageMonitor`` shares the
+windows with the other replicas.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ that fails (unreachable, or the heartbeat API's 2 s timeout) counts at once; a s
 answer only past this, so an apiserver that is merely busy is not taken for down."""
 
 
+REFUSALS_QUIET = timedelta(seconds=1)
+"""Refusals for want of capacity less than this apart are one outage; it ends at the last
+refusal once this long has passed without another (clients are told to retry in a second)."""
+
+
 class CallHealth:
     """The outages one replica's calls have seen: closed windows, and the one going on."""
 
@@ -30,6 +39,7 @@ class CallHealth:
         self._in_flight: dict[int, datetime] = {}
         self._tokens = itertools.count()
         self._closed: list[OutageWindow] = []
+        self._refusing: OutageWindow | None = None
 
     def call_started(self) -> int:
         """An apiserver call is sent now; pass the token to :meth:`call_ended`."""
@@ -59,8 +69,23 @@ class CallHealth:
         """The call was cancelled before an answer; it tells nothing."""
         self._in_flight.pop(token, None)
 
+    def heartbeat_refused(self) -> None:
+        """A heartbeat was refused now for want of capacity, not for anything its caller
+        did: an outage from the first such refusal to the last."""
+        now = self._clock()
+        if self._refusing is None:
+            self._refusing = OutageWindow(now, now)
+        elif now - self._refusing.end < REFUSALS_QUIET:
+            self._refusing = OutageWindow(self._refusing.start, now)
+        else:
+            self._closed.append(self._refusing)
+            self._refusing = OutageWindow(now, now)
+
     def take_closed(self) -> list[OutageWindow]:
         """The outages that ended since the last call, oldest first."""
+        if self._refusing is not None and self._clock() - self._refusing.end >= REFUSALS_QUIET:
+            self._closed.append(self._refusing)
+            self._refusing = None
         closed, self._closed = self._closed, []
         return closed
 
@@ -69,4 +94,6 @@ class CallHealth:
         now = self._clock()
         stalled = [sent for sent in self._in_flight.values() if now - sent >= STALLED_AFTER]
         starts = [*stalled, *([self._failing_since] if self._failing_since else [])]
+        if self._refusing is not None and now - self._refusing.end < REFUSALS_QUIET:
+            starts.append(self._refusing.start)
         return OutageWindow(min(starts), now, ongoing=True) if starts else None

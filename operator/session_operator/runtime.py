@@ -173,6 +173,13 @@ def admission_routes(settings: Settings, rest: Rest) -> AdmissionRoutes:
     )
 
 
+async def lead_once_outages_known(elector: LeaderElector, outages: OutageMonitor) -> None:
+    """Run *elector* once the outage record has been read: a leader that knew none of the
+    outages the other replicas saw would stop sessions that lease rule 8 keeps."""
+    await outages.loaded.wait()
+    await elector.run()
+
+
 async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve the heartbeat
     API, probes and metrics."""
@@ -190,9 +197,8 @@ async def run_operator(settings: Settings) -> None:
     electors = []
     if settings.leader_election:
         leases = LeaseApi(calls.controller, settings.leader_election_namespace, LEADER_LEASE_NAME)
-        electors.append(
-            LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
-        )
+        elector = LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
+        electors.append(elector)
     else:
         leading.set()
 
@@ -205,11 +211,14 @@ async def run_operator(settings: Settings) -> None:
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, controller.store)
     admission = admission_routes(settings, calls.heartbeat_api)
     runners = await start_server(
-        lambda: ready.is_set() and controller.store.synced, settings, routes, admission
+        lambda: ready.is_set() and controller.store.synced and outages.loaded.is_set(),
+        settings,
+        routes,
+        admission,
     )
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     # The electors first: they are cancelled first, and each releases the Lease.
-    background = [elector.run() for elector in electors]
+    background = [lead_once_outages_known(elector, outages) for elector in electors]
     tasks = [
         asyncio.create_task(coroutine)
         for coroutine in (
@@ -249,7 +258,9 @@ async def serve_api(settings: Settings) -> None:
     sessions = SessionCache.for_namespace(calls.informer, settings.namespace, store)
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, store)
     admission = admission_routes(settings, calls.heartbeat_api)
-    runners = await start_server(lambda: store.synced, settings, routes, admission)
+    runners = await start_server(
+        lambda: store.synced and outages.loaded.is_set(), settings, routes, admission
+    )
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     cache_task = asyncio.create_task(sessions.run(), name="session-api-cache")
     outages_task = asyncio.create_task(

@@ -91,3 +91,52 @@ async def test_a_review_that_need_not_wait_runs_only_on_a_free_slot_and_never_qu
     assert not queued.done()
     release.set()
     assert [await busy, await queued] == ["done", "done"]
+
+
+async def test_only_a_full_queue_is_told_as_want_of_capacity() -> None:
+    # Lease rule 8 counts a full queue as an outage; a flooding source's own share, or a
+    # background refresh that found no free slot, is no outage of the API.
+    told: list[str] = []
+    limiter = ReviewLimiter(
+        concurrent=1, waiting=1, per_source=2, on_full=lambda: told.append("full")
+    )
+    release = asyncio.Event()
+
+    async def review() -> str:
+        await release.wait()
+        return "done"
+
+    running = [asyncio.create_task(limiter.run(review, "flood")) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(AuthenticationUnavailable):
+        await limiter.run(review, "flood")  # its own share is full
+    assert told == []
+    with pytest.raises(AuthenticationUnavailable):
+        await limiter.run(review_now, "client", wait=False)
+    assert told == []
+    with pytest.raises(AuthenticationUnavailable):
+        await limiter.run(review, "client")  # one running, one waiting: the queue is full
+    assert told == ["full"]
+    release.set()
+    assert await asyncio.gather(*running) == ["done", "done"]
+
+
+async def test_a_review_that_waited_its_longest_is_refused_as_want_of_capacity() -> None:
+    told: list[str] = []
+    limiter = ReviewLimiter(
+        concurrent=1, waiting=10, per_source=10, on_full=lambda: told.append("full"), max_wait=0.05
+    )
+    release = asyncio.Event()
+
+    async def review() -> str:
+        await release.wait()
+        return "done"
+
+    busy = asyncio.create_task(limiter.run(review, "a"))
+    await asyncio.sleep(0.01)
+    with pytest.raises(AuthenticationUnavailable):
+        await limiter.run(review, "b")
+    assert told == ["full"]
+    release.set()
+    assert await busy == "done"
+    assert await limiter.run(review, "b") == "done"  # its place in the queue was given back

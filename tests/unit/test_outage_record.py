@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from session_operator.call_health import STALLED_AFTER, CallHealth
+from session_operator.call_health import REFUSALS_QUIET, STALLED_AFTER, CallHealth
 from session_operator.k8s import outage_record
+from session_operator.k8s.errors import ApiUnavailable
 from session_operator.k8s.outage_record import (
     OutageMonitor,
     OutageRecordApi,
@@ -81,6 +82,27 @@ def test_a_cancelled_call_tells_nothing() -> None:
     clock.now += 10 * S
     health.call_abandoned(token)
     assert monitor.windows() == []
+
+
+def test_heartbeats_refused_for_want_of_capacity_are_one_outage_until_they_stop() -> None:
+    clock, health, monitor = watched_calls()
+    health.heartbeat_refused()
+    clock.now += REFUSALS_QUIET / 2
+    health.heartbeat_refused()
+    clock.now += REFUSALS_QUIET / 2
+    health.heartbeat_refused()
+    assert monitor.windows() == [OutageWindow(T0, T0 + REFUSALS_QUIET, ongoing=True)]
+    assert monitor.windows()[0].ongoing
+    clock.now += REFUSALS_QUIET
+    (closed,) = monitor.windows()
+    assert closed == OutageWindow(T0, T0 + REFUSALS_QUIET)
+    assert not closed.ongoing
+    clock.now += 30 * S
+    health.heartbeat_refused()  # a refusal after the quiet spell starts another
+    assert monitor.windows() == [
+        closed,
+        OutageWindow(T0 + 31 * S + REFUSALS_QUIET, T0 + 31 * S + REFUSALS_QUIET, ongoing=True),
+    ]
 
 
 def test_record_round_trips_and_an_unreadable_one_is_empty() -> None:
@@ -196,3 +218,46 @@ async def test_windows_closed_soon_after_a_write_wait_for_the_next_poll(
     assert record.added == [first]
     await eventually(lambda: record.added == [first, second, third])
     await stop(task)
+
+
+async def test_an_outage_going_on_is_recorded_as_far_as_it_has_gone_at_every_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A replica restarted in the middle of an outage must not take its part of it along.
+    monkeypatch.setattr(outage_record, "POLL_INTERVAL", timedelta(milliseconds=10))
+    clock, health, monitor = watched_calls()
+    token = health.call_started()
+    health.call_ended(token, reachable=False)
+    record = Record([])
+    clock.now += 3 * S
+    task = asyncio.create_task(monitor.run(record))
+    await eventually(lambda: OutageWindow(T0, T0 + 3 * S) in record.windows)
+    clock.now += 4 * S
+    await eventually(lambda: record.windows[-1] == OutageWindow(T0, T0 + 7 * S))
+    assert not any(window.ongoing for window in record.windows)
+    await stop(task)
+
+
+async def test_the_monitor_is_loaded_once_the_record_was_read() -> None:
+    _, _, monitor = watched_calls()
+    record = Unreadable()
+    task = asyncio.create_task(monitor.run(record))
+    await eventually(lambda: record.reads == 1)
+    assert not monitor.loaded.is_set()
+    record.broken = False
+    await asyncio.wait_for(monitor.loaded.wait(), timeout=5)
+    await stop(task)
+
+
+class Unreadable(Record):
+    """A record the apiserver does not serve until *broken* is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.broken = True
+
+    async def read(self) -> tuple[list[OutageWindow], str | None]:
+        if self.broken:
+            self.reads += 1
+            raise ApiUnavailable("the apiserver cannot be reached")
+        return await super().read()

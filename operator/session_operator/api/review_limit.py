@@ -4,7 +4,8 @@ Every unknown token costs one TokenReview. Without a bound, a caller sending gar
 tokens as fast as it can would make the API send as many reviews at once, loading the
 apiserver and the API's own event loop. Reviews beyond *concurrent* wait their turn; once
 *waiting* are queued, further ones are answered 503 at once, so real clients retry and the
-flood gains nothing.
+flood gains nothing; one that has waited :data:`MAX_REVIEW_WAIT_SECONDS` is answered 503
+too.
 
 A flood must not take every place in the queue either: each source (the caller's address
 for a TokenReview, the authenticated user for an access review) may have at most
@@ -16,6 +17,11 @@ A review that is not needed yet (a cached verdict refreshed ahead of its end, se
 :mod:`session_operator.api.decision_cache`) does not wait: it runs only if a slot is free
 at once, else it is refused at once and tried again later. It never takes a place in the
 queue that a client's first review needs, after a restart say.
+
+A review refused because the queue is full, or because it waited its longest, is the API's
+want of capacity, not its caller's doing: *on_full* is told, so lease rule 8 counts it as
+an outage (``call_health.CallHealth.heartbeat_refused``). A source refused its own share
+is not.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ T = TypeVar("T")
 MAX_CONCURRENT_REVIEWS = 16
 MAX_WAITING_REVIEWS = 256
 MAX_REVIEWS_PER_SOURCE = 16
+MAX_REVIEW_WAIT_SECONDS = 2.0
+"""How long a review waits for a slot before its heartbeat is answered 503: the API's
+answer-within for an apiserver call. Past it the client is better told to retry than left
+waiting past its own timeout (the client library's is 5 s)."""
 
 
 class ReviewLimiter:
@@ -43,8 +53,12 @@ class ReviewLimiter:
         concurrent: int = MAX_CONCURRENT_REVIEWS,
         waiting: int = MAX_WAITING_REVIEWS,
         per_source: int = MAX_REVIEWS_PER_SOURCE,
+        on_full: Callable[[], None] = lambda: None,
+        max_wait: float = MAX_REVIEW_WAIT_SECONDS,
     ) -> None:
         self._slots = asyncio.Semaphore(concurrent)
+        self._on_full = on_full
+        self._max_wait = max_wait
         self._max_waiting = waiting
         self._per_source = per_source
         self._waiting = 0
@@ -54,9 +68,11 @@ class ReviewLimiter:
         """The result of *review* for *source*, once a slot is free;
         :class:`AuthenticationUnavailable` when the queue, or *source*'s share, is full,
         or, unless *wait*, when no slot is free now."""
-        if self._by_source[source] >= self._per_source or (
-            self._slots.locked() and (not wait or self._waiting >= self._max_waiting)
-        ):
+        own_share_full = self._by_source[source] >= self._per_source
+        queue_full = self._slots.locked() and self._waiting >= self._max_waiting
+        if own_share_full or (self._slots.locked() and not wait) or queue_full:
+            if queue_full and wait and not own_share_full:
+                self._on_full()
             raise AuthenticationUnavailable(
                 "too many token and access reviews are under way; retry in a second"
             )
@@ -64,7 +80,13 @@ class ReviewLimiter:
         try:
             self._waiting += 1
             try:
-                await self._slots.acquire()
+                async with asyncio.timeout(self._max_wait):
+                    await self._slots.acquire()
+            except TimeoutError:
+                self._on_full()
+                raise AuthenticationUnavailable(
+                    "token and access reviews are queued too long; retry in a second"
+                ) from None
             finally:
                 self._waiting -= 1
             try:

@@ -33,7 +33,7 @@ def build_heartbeat_api(
     honour the windows of *outages*, which *rest*'s calls tell."""
     sessions = SessionApi(rest)
     lookup = SessionLookup(store, sessions, settings.namespace)
-    limiter = ReviewLimiter()
+    limiter = ReviewLimiter(on_full=outages.health.heartbeat_refused)
     authorizer = HeartbeatAuthorizer(rest, settings.auth_cache_ttl, limiter)
     service = HeartbeatService(
         lookup, authorizer, sessions, clock, outages.windows, expiry_warning=settings.expiry_warning

@@ -7,10 +7,14 @@ Each replica notices outages from its own apiserver calls (``call_health.CallHea
 compare-and-set write, so every replica, and the leader that expires sessions, knows of
 it. A new leader adds the span in which nobody held the leader Lease the same way.
 
-A replica writes the record at most once per ``POLL_INTERVAL``. Readers never call the
-apiserver: :meth:`OutageMonitor.windows` answers from the record
-as last polled (every ``POLL_INTERVAL``), the windows this replica saw itself, and the
-outage going on now, if any.
+A replica writes the record at most once per ``POLL_INTERVAL``. An outage still going on
+is written too, as far as it has gone, at every poll while it lasts: a replica that stops
+or dies in the middle of one (a restart under a brownout) leaves it recorded to within a
+poll, for the replicas that come after. Readers never call the apiserver:
+:meth:`OutageMonitor.windows` answers from the record as last polled (every
+``POLL_INTERVAL``), the windows this replica saw itself, and the outage going on now, if
+any. Until the record has been read once (:attr:`OutageMonitor.loaded`), a replica knows
+none of the outages the others saw: it is not ready, and does not lead.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class OutageMonitor:
         self._pending: list[OutageWindow] = []
         self._sending: list[OutageWindow] = []
         self._wake = asyncio.Event()
+        self.loaded = asyncio.Event()
+        """Set once the shared record has been read (or found absent)."""
 
     def add(self, window: OutageWindow) -> None:
         """Remember *window* and share it with the other replicas."""
@@ -108,19 +114,24 @@ class OutageMonitor:
             self._take_noticed()
             pending, self._pending = self._pending, []
             self._sending = pending
+            writing = pending
+            ongoing = self.health.ongoing()
+            if ongoing is not None:
+                writing = recorded_outages(pending, OutageWindow(ongoing.start, ongoing.end))
             try:
-                if pending:
-                    self._shared = await record.add(pending)
+                if writing:
+                    self._shared = await record.add(writing)
                 else:
                     self._shared, _ = await record.read()
+                self.loaded.set()
             except KubernetesError as error:
                 logger.warning("outage record not read or written: %s", error)
                 for window in pending:
                     self._pending = recorded_outages(self._pending, window)
             self._sending = []
-            if pending:
-                # A brownout closes a window every few seconds: the windows closed
-                # meanwhile go in the next write, one per poll interval at most.
+            if writing:
+                # A brownout closes a window every few seconds, and an outage going on
+                # is written again as it grows: one write per poll interval at most.
                 await asyncio.sleep(POLL_INTERVAL.total_seconds())
                 continue
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for starts a task, and
