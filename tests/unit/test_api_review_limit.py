@@ -121,10 +121,14 @@ async def test_only_a_full_queue_is_told_as_want_of_capacity() -> None:
     assert await asyncio.gather(*running) == ["done", "done"]
 
 
-async def test_a_review_that_waited_its_longest_is_refused_as_want_of_capacity() -> None:
+async def test_a_review_that_waited_until_its_caller_gave_up_is_told_as_want_of_capacity() -> None:
     told: list[str] = []
     limiter = ReviewLimiter(
-        concurrent=1, waiting=10, per_source=10, on_full=lambda: told.append("full"), max_wait=0.05
+        concurrent=1,
+        waiting=10,
+        per_source=10,
+        on_full=lambda: told.append("full"),
+        given_up_after=0.05,
     )
     release = asyncio.Event()
 
@@ -133,10 +137,13 @@ async def test_a_review_that_waited_its_longest_is_refused_as_want_of_capacity()
         return "done"
 
     busy = asyncio.create_task(limiter.run(review, "a"))
+    quick = asyncio.create_task(limiter.run(review_now, "b"))
     await asyncio.sleep(0.01)
-    with pytest.raises(AuthenticationUnavailable):
-        await limiter.run(review, "b")
-    assert told == ["full"]
+    late = asyncio.create_task(limiter.run(review_now, "c"))
+    await asyncio.sleep(0.1)
     release.set()
-    assert await busy == "done"
-    assert await limiter.run(review, "b") == "done"  # its place in the queue was given back
+    assert [await busy, await quick, await late] == ["done", "now", "now"]
+    # "b" and "c" both waited past the bound; it is told once for each, not refused.
+    assert told == ["full", "full"]
+    assert await limiter.run(review_now, "d") == "now"
+    assert told == ["full", "full"]

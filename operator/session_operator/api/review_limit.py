@@ -4,8 +4,7 @@ Every unknown token costs one TokenReview. Without a bound, a caller sending gar
 tokens as fast as it can would make the API send as many reviews at once, loading the
 apiserver and the API's own event loop. Reviews beyond *concurrent* wait their turn; once
 *waiting* are queued, further ones are answered 503 at once, so real clients retry and the
-flood gains nothing; one that has waited :data:`MAX_REVIEW_WAIT_SECONDS` is answered 503
-too.
+flood gains nothing.
 
 A flood must not take every place in the queue either: each source (the caller's address
 for a TokenReview, the authenticated user for an access review) may have at most
@@ -18,15 +17,16 @@ A review that is not needed yet (a cached verdict refreshed ahead of its end, se
 at once, else it is refused at once and tried again later. It never takes a place in the
 queue that a client's first review needs, after a restart say.
 
-A review refused because the queue is full, or because it waited its longest, is the API's
-want of capacity, not its caller's doing: *on_full* is told, so lease rule 8 counts it as
-an outage (``call_health.CallHealth.heartbeat_refused``). A source refused its own share
-is not.
+A review refused because the queue is full, or one that waited for a slot until its caller
+had given up (:data:`GIVEN_UP_AFTER_SECONDS`), is the API's want of capacity, not its
+caller's doing: *on_full* is told, so lease rule 8 counts it as an outage
+(``call_health.CallHealth.heartbeat_refused``). A source refused its own share is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -38,10 +38,9 @@ T = TypeVar("T")
 MAX_CONCURRENT_REVIEWS = 16
 MAX_WAITING_REVIEWS = 256
 MAX_REVIEWS_PER_SOURCE = 16
-MAX_REVIEW_WAIT_SECONDS = 2.0
-"""How long a review waits for a slot before its heartbeat is answered 503: the API's
-answer-within for an apiserver call. Past it the client is better told to retry than left
-waiting past its own timeout (the client library's is 5 s)."""
+GIVEN_UP_AFTER_SECONDS = 5.0
+"""A review that waited this long for a slot kept its caller past the client library's
+request timeout: that caller has given up, as if refused."""
 
 
 class ReviewLimiter:
@@ -54,11 +53,11 @@ class ReviewLimiter:
         waiting: int = MAX_WAITING_REVIEWS,
         per_source: int = MAX_REVIEWS_PER_SOURCE,
         on_full: Callable[[], None] = lambda: None,
-        max_wait: float = MAX_REVIEW_WAIT_SECONDS,
+        given_up_after: float = GIVEN_UP_AFTER_SECONDS,
     ) -> None:
         self._slots = asyncio.Semaphore(concurrent)
         self._on_full = on_full
-        self._max_wait = max_wait
+        self._given_up_after = given_up_after
         self._max_waiting = waiting
         self._per_source = per_source
         self._waiting = 0
@@ -79,16 +78,13 @@ class ReviewLimiter:
         self._by_source[source] += 1
         try:
             self._waiting += 1
+            queued = time.monotonic()
             try:
-                async with asyncio.timeout(self._max_wait):
-                    await self._slots.acquire()
-            except TimeoutError:
-                self._on_full()
-                raise AuthenticationUnavailable(
-                    "token and access reviews are queued too long; retry in a second"
-                ) from None
+                await self._slots.acquire()
             finally:
                 self._waiting -= 1
+            if time.monotonic() - queued >= self._given_up_after:
+                self._on_full()
             try:
                 return await review()
             finally:
