@@ -24,6 +24,7 @@ from harness.kube import ApiCalls, ApiServer
 from harness.progress import Progress
 from session_operator.k8s.outage_record import OUTAGES_CONFIGMAP, WINDOWS_KEY, decode_windows
 from session_operator.models import STATE_LABEL
+from session_operator.outage_rule import OutageWindow
 
 HEARTBEAT_RESULTS = "xg2g_sessions_heartbeat_total"
 OUTAGE_RECORD = f"/api/v1/namespaces/default/configmaps/{OUTAGES_CONFIGMAP}"
@@ -66,24 +67,66 @@ class Field:
         status, record = await self.api.call("GET", OUTAGE_RECORD)
         if status == 404:
             return 0.0
-        windows = decode_windows((record.get("data") or {}).get(WINDOWS_KEY, "[]"))
+        windows = _record_windows(record)
         return sum(
             max(0.0, min(until, window.end.timestamp()) - max(since, window.start.timestamp()))
             for window in windows
         )
 
-    async def stopped_sessions(self, namespaces: Sequence[str]) -> int:
-        """Sessions of *namespaces* stopping or stopped (none should be, unless meant)."""
+    async def stopped_sessions(self, namespaces: Sequence[str]) -> Evidence:
+        """Sessions of *namespaces* stopping or stopped (none should be, unless meant): how
+        many, a sample of their status, and the outage record as it stands."""
         selector = f"{STATE_LABEL} in ({','.join(STOPPED_STATES)})"
-        total = 0
+        stopped: list[dict[str, Any]] = []
         for namespace in namespaces:
             listing = await self.api.expect(
                 "GET",
                 f"/apis/xg2g.io/v1alpha1/namespaces/{namespace}/sessions",
                 params={"labelSelector": selector},
             )
-            total += len(listing.get("items") or ())
-        return total
+            stopped += listing.get("items") or ()
+        status, record = await self.api.call("GET", OUTAGE_RECORD)
+        windows = [] if status == 404 else _record_windows(record)
+        return Evidence(
+            len(stopped),
+            tuple(_stop_evidence(item) for item in stopped[:EVIDENCE_SAMPLE]),
+            tuple(str(window) for window in windows),
+        )
+
+
+EVIDENCE_SAMPLE = 10
+"""How many stopped Sessions a phase keeps the status of."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the cluster showed at a phase's end: the tenant Sessions stopped under their
+    clients (a sample of their status) and the outage record (lease rule 8)."""
+
+    stopped: int = 0
+    sample: tuple[dict[str, Any], ...] = ()
+    outages: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """As the JSON document keeps it."""
+        return {"stopped": self.stopped, "sample": list(self.sample), "outages": list(self.outages)}
+
+
+def _record_windows(record: dict[str, Any]) -> list[OutageWindow]:
+    return decode_windows((record.get("data") or {}).get(WINDOWS_KEY, "[]"))
+
+
+def _stop_evidence(session: dict[str, Any]) -> dict[str, Any]:
+    """The facts that tell why a Session stopped: its times and its LeaseValid condition."""
+    metadata, status = session.get("metadata") or {}, session.get("status") or {}
+    conditions = status.get("conditions") or ()
+    lease_valid: dict[str, Any] = next((c for c in conditions if c.get("type") == "LeaseValid"), {})
+    return {
+        "session": f"{metadata.get('namespace')}/{metadata.get('name')}",
+        "created": metadata.get("creationTimestamp"),
+        **{key: status.get(key) for key in ("lastHeartbeat", "leaseExpiresAt", "stoppedAt")},
+        "leaseValid": lease_valid.get("message"),
+    }
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.context import SETUP_CONCURRENCY, Bench, SessionName
 from bench.field.clients import BeatStats
-from bench.field.measure import Field, Window, metered_window
+from bench.field.measure import Evidence, Field, Window, metered_window
 from bench.field.profile import ReplicaProfiles, apiserver_profile, top_functions
 from bench.field.replicas import FieldReplica
 from bench.field.tenants import Tenant, account_of, mint_tenant_token, workload_session
@@ -240,6 +240,8 @@ class SustainStep:
     unheld: int = 0
     """Sessions the leader did not hold live as the window began: not yet initialised (past
     capacity), or stopped."""
+    evidence: Evidence = field(default_factory=Evidence)
+    """The tenant Sessions stopped and the outage record at the window's end."""
 
     @property
     def beats(self) -> BeatStats:
@@ -299,10 +301,13 @@ async def sustain(
 
     window = await metered_window(scene, seconds, f"{len(tenants):,} clients", beside)
     events = scene.churn.events - events_before
-    wrongful = len(window.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
+    evidence = await scene.stopped_sessions(tenant_namespaces)
+    wrongful = len(window.beats.ended) + evidence.stopped
     top = "".join([await top_functions(out) for out in profiled])
     per_second = window.per_second(events)
-    return SustainStep(len(tenants), window, raw_p99_ms, wrongful, per_second, top, unheld)
+    return SustainStep(
+        len(tenants), window, raw_p99_ms, wrongful, per_second, top, unheld, evidence
+    )
 
 
 # -- beats inside the interval --------------------------------------------------------------
@@ -342,11 +347,25 @@ class Failover:
     """Seconds of the phase the outage record covers: leases that lapse in an outage are
     kept while their client may be owed a grace (lease rule 8), so an apiserver past its
     capacity all along leaves none stopped."""
+    evidence: Evidence = field(default_factory=Evidence)
+    """The tenant Sessions stopped and the outage record at the phase's end."""
 
     @property
     def after_p99_ms(self) -> float:
         """p99 lag of leases due after the takeover."""
         return Latency.of(self.lag_after).p99_ms
+
+    def met(self, takeover_seconds: float, lag_after_ms: float) -> bool:
+        """A new leader within *takeover_seconds*, 0 wrongful, and every due lease seen
+        stopped with a lag p99 after the takeover within *lag_after_ms*. A due lease not
+        seen stopped (an outage kept it, lease rule 8) measured no lag: not met."""
+        lag_met = not self.lag_after or self.after_p99_ms <= lag_after_ms
+        return (
+            self.takeover_seconds <= takeover_seconds
+            and self.wrongful == 0
+            and self.observed == self.due
+            and lag_met
+        )
 
     @property
     def during_p99_ms(self) -> float:
@@ -407,7 +426,8 @@ async def failover(
     for name, (when, _) in seen.stopped.items():
         deadline = deadlines[name].timestamp()
         (during if deadline < took_over else later).append(when - deadline)
-    wrongful = len(beats.ended - ended_before) + await scene.stopped_sessions(tenant_namespaces)
+    evidence = await scene.stopped_sessions(tenant_namespaces)
+    wrongful = len(beats.ended - ended_before) + evidence.stopped
     outage = await scene.outage_seconds(kill_at - 5.0, time.time())
     return Failover(
         sessions=sessions,
@@ -421,6 +441,7 @@ async def failover(
         beats=beats,
         calls=after.since(before),
         outage_seconds=outage,
+        evidence=evidence,
     )
 
 
@@ -442,6 +463,8 @@ class Restart:
     """Each replica's busiest functions from its start to ready (with ``--profile``)."""
     outage_seconds: float = 0.0
     """Seconds from the stop to the window's end that the outage record covers."""
+    evidence: Evidence = field(default_factory=Evidence)
+    """The tenant Sessions stopped and the outage record at the window's end."""
 
 
 async def restart(
@@ -480,6 +503,7 @@ async def restart(
     cold = await metered_window(scene, cold_seconds, "restarted: cold caches")
     first_beat = await observing
     profiled = await profiles.stop() if profiles is not None else {}
-    wrongful = len(cold.beats.ended) + await scene.stopped_sessions(tenant_namespaces)
+    evidence = await scene.stopped_sessions(tenant_namespaces)
+    wrongful = len(cold.beats.ended) + evidence.stopped
     outage = await scene.outage_seconds(stopped_at, time.time())
-    return Restart(sessions, ready, first_beat, cold, wrongful, profiled, outage)
+    return Restart(sessions, ready, first_beat, cold, wrongful, profiled, outage, evidence)

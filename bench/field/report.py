@@ -215,8 +215,7 @@ def table_rows(results: FieldResults) -> list[list[str]]:
         ])  # fmt: skip
     if results.failover is not None:
         moved = results.failover
-        lag_met = not moved.lag_after or moved.after_p99_ms <= LAG_AFTER_TAKEOVER_MS
-        met = moved.takeover_seconds <= TAKEOVER_SECONDS and moved.wrongful == 0 and lag_met
+        met = moved.met(TAKEOVER_SECONDS, LAG_AFTER_TAKEOVER_MS)
         rows.append([
             "failover", f"leader ({moved.killed}) SIGKILLed; {moved.due} leases fall due around it",
             f"{moved.sessions:,}", f"takeover {moved.takeover_seconds:.1f} s",
@@ -316,6 +315,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
              "calls_per_beat": round(step.calls_per_beat, 4),
              "churn_events_per_s": round(step.churn_events_per_second, 1),
              "apiserver_profile_top": step.apiserver_profile or None,
+             "evidence": step.evidence.as_dict(),
              **_window(step.window)}
             for step in results.steps
         ],
@@ -348,6 +348,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "beat_statuses": {str(s): c for s, c in moved.beats.statuses.items()},
             "apiserver": moved.calls.as_dict(),
             "outage_seconds": round(moved.outage_seconds, 1),
+            "evidence": moved.evidence.as_dict(),
         }  # fmt: skip
     if results.restart is not None:
         restarted = results.restart
@@ -359,5 +360,6 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "cold": _window(restarted.cold),
             "replica_profiles_top": restarted.replica_profiles or None,
             "outage_seconds": round(restarted.outage_seconds, 1),
+            "evidence": restarted.evidence.as_dict(),
         }
     return document

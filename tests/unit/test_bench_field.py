@@ -17,7 +17,7 @@ from bench.cost import ProcessCost
 from bench.field.apiserver_alone import AlonePlan
 from bench.field.clients import BeatStats, Endpoints, Replica, source_address
 from bench.field.measure import OpenLoop, Window, arrivals, even_arrivals
-from bench.field.phases import PodEventCost, SustainStep
+from bench.field.phases import Failover, PodEventCost, SustainStep
 from bench.field.plan import FieldPlan, beat_rate
 from bench.field.profile import busiest
 from bench.load import Latency
@@ -201,3 +201,25 @@ def test_steps_are_given_as_client_counts_with_the_field_tier_only(
         main(["--steps", "1830"])
     assert exited.value.code == 2
     assert "--steps go with --field" in capsys.readouterr().err
+
+
+def failover_with(observed: int, lag_after: list[float]) -> Failover:
+    return Failover(
+        sessions=10_000,
+        killed="replica-a",
+        takeover_seconds=13.0,
+        lag_during=[5.0] * (observed - len(lag_after)),
+        lag_after=lag_after,
+        due=300,
+        observed=observed,
+        wrongful=0,
+        beats=BeatStats(),
+    )
+
+
+def test_a_failover_whose_due_leases_were_not_all_seen_stopped_is_not_met() -> None:
+    assert failover_with(300, [0.5] * 100).met(15.0, 2000.0)
+    assert not failover_with(300, [2.5] * 100).met(15.0, 2000.0)
+    # An outage that kept every due lease (lease rule 8) measured no lag at all.
+    assert not failover_with(0, []).met(15.0, 2000.0)
+    assert not failover_with(299, [0.5] * 100).met(15.0, 2000.0)
