@@ -130,6 +130,19 @@ def recorded_outages(
     """The record after *new* is added to *known*: sorted, windows that overlap or lie
     less than :data:`BROWNOUT_GAP` apart joined into one, only the latest *keep* kept
     (replicas that saw the same outage report overlapping windows, a brownout reports
-    many; the record stays bounded)."""
-    spans = joined([*known, new], BROWNOUT_GAP)
-    return [OutageWindow(span.start, span.end) for span in spans[-keep:]]
+    many; the record stays bounded).
+
+    A window is recorded as going on (*ongoing*) while the replica that sees it writes it
+    as far as it has gone; a joined one is going on only if the window that ends it is
+    (a replica that saw the outage end wrote an end at least as late)."""
+    spans: list[OutageWindow] = []
+    for window in sorted([*known, new]):
+        if spans and window.start - spans[-1].end <= BROWNOUT_GAP:
+            last = spans[-1]
+            if window.end > last.end:
+                spans[-1] = OutageWindow(last.start, window.end, ongoing=window.ongoing)
+            elif window.end == last.end and not window.ongoing:
+                spans[-1] = OutageWindow(last.start, last.end)
+        else:
+            spans.append(window)
+    return spans[-keep:]

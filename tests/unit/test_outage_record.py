@@ -106,8 +106,10 @@ def test_heartbeats_refused_for_want_of_capacity_are_one_outage_until_they_stop(
 
 
 def test_record_round_trips_and_an_unreadable_one_is_empty() -> None:
-    windows = [OutageWindow(T0, T0 + S), OutageWindow(T0 + 60 * S, T0 + 70 * S)]
-    assert decode_windows(encode_windows(windows)) == windows
+    windows = [OutageWindow(T0, T0 + S), OutageWindow(T0 + 60 * S, T0 + 70 * S, ongoing=True)]
+    decoded = decode_windows(encode_windows(windows))
+    assert decoded == windows
+    assert [window.ongoing for window in decoded] == [False, True]
     assert decode_windows("not json") == []
     assert decode_windows('[{"start": "2026-11-23T10:00:00Z"}]') == []
 
@@ -234,7 +236,40 @@ async def test_an_outage_going_on_is_recorded_as_far_as_it_has_gone_at_every_pol
     await eventually(lambda: OutageWindow(T0, T0 + 3 * S) in record.windows)
     clock.now += 4 * S
     await eventually(lambda: record.windows[-1] == OutageWindow(T0, T0 + 7 * S))
-    assert not any(window.ongoing for window in record.windows)
+    assert record.windows[-1].ongoing  # written as going on: its end is not known yet
+    health.call_ended(health.call_started(), reachable=True)
+    await eventually(lambda: record.windows[-1] == OutageWindow(T0, T0 + 7 * S))
+    await eventually(lambda: not record.windows[-1].ongoing)
+    await stop(task)
+
+
+async def test_a_replica_started_after_an_outage_recorded_as_going_on_continues_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both replicas stopped in an outage: nobody accepted heartbeats until one ran again.
+    monkeypatch.setattr(outage_record, "POLL_INTERVAL", timedelta(milliseconds=10))
+    clock, health, monitor = watched_calls()
+    unfinished = OutageWindow(T0 - 30 * S, T0 - 20 * S, ongoing=True)
+    record = Record([OutageWindow(T0 - 90 * S, T0 - 80 * S), unfinished])
+    task = asyncio.create_task(monitor.run(record))
+    await asyncio.wait_for(monitor.loaded.wait(), timeout=5)
+    # The rule reads the recorded one as ending where it was last written ...
+    assert all(not window.ongoing for window in monitor.windows()[:-1])
+    # ... and this replica's own view goes on from its start until a call is answered.
+    assert monitor.windows()[-1] == OutageWindow(T0 - 30 * S, T0, ongoing=True)
+    clock.now += 1 * S
+    health.call_ended(health.call_started(), reachable=True)
+    await eventually(lambda: OutageWindow(T0 - 30 * S, T0 + 1 * S) in record.added)
+    await stop(task)
+
+
+async def test_a_replica_started_after_an_outage_that_ended_continues_nothing() -> None:
+    _, _, monitor = watched_calls()
+    record = Record([OutageWindow(T0 - 30 * S, T0 - 20 * S)])
+    task = asyncio.create_task(monitor.run(record))
+    await asyncio.wait_for(monitor.loaded.wait(), timeout=5)
+    assert monitor.windows() == [OutageWindow(T0 - 30 * S, T0 - 20 * S)]
+    assert not monitor.windows()[0].ongoing
     await stop(task)
 
 

@@ -302,3 +302,19 @@ def test_lease_that_ran_until_the_end_of_the_lifetime_is_owed_no_grace() -> None
     ends_at = T0 + 20 * S
     lease = with_lifetime_end(lease_of(T0 - 1 * S, expires_at=ends_at), ends_at)
     assert grace(lease, OUTAGE.end) is None
+
+
+def test_a_recorded_outage_goes_on_until_a_window_ends_it_at_least_as_late() -> None:
+    going_on = OutageWindow(T0, T0 + 10 * S, ongoing=True)
+    (record,) = recorded_outages([OutageWindow(T0 - 5 * S, T0 + 2 * S)], going_on)
+    assert record == OutageWindow(T0 - 5 * S, T0 + 10 * S)
+    assert record.ongoing
+    # Written further as it goes on, then closed by the replica that saw it end.
+    (record,) = recorded_outages([record], OutageWindow(T0, T0 + 14 * S, ongoing=True))
+    assert record.ongoing
+    (record,) = recorded_outages([record], OutageWindow(T0, T0 + 14 * S))
+    assert record == OutageWindow(T0 - 5 * S, T0 + 14 * S)
+    assert not record.ongoing
+    # Another replica's shorter window closed meanwhile does not end it.
+    (record,) = recorded_outages([going_on], OutageWindow(T0 + 1 * S, T0 + 3 * S))
+    assert record.ongoing

@@ -103,7 +103,10 @@ class OutageMonitor:
     def windows(self) -> list[OutageWindow]:
         """Every outage known here, the one going on now ending now."""
         self._take_noticed()
-        known = [*self._shared, *self._sending, *self._pending]
+        # A window the record marks as going on ends, for the rule, where it was last
+        # written: its writer may be gone (a replica that sees it go on says so itself).
+        shared = [OutageWindow(window.start, window.end) for window in self._shared]
+        known = [*shared, *self._sending, *self._pending]
         ongoing = self.health.ongoing()
         return [*known, ongoing] if ongoing is not None else known
 
@@ -117,13 +120,16 @@ class OutageMonitor:
             writing = pending
             ongoing = self.health.ongoing()
             if ongoing is not None:
-                writing = recorded_outages(pending, OutageWindow(ongoing.start, ongoing.end))
+                writing = recorded_outages(pending, ongoing)
             try:
                 if writing:
                     self._shared = await record.add(writing)
                 else:
                     self._shared, _ = await record.read()
-                self.loaded.set()
+                if not self.loaded.is_set():
+                    if ongoing is None:
+                        self._continue_unfinished()
+                    self.loaded.set()
             except KubernetesError as error:
                 logger.warning("outage record not read or written: %s", error)
                 for window in pending:
@@ -140,16 +146,39 @@ class OutageMonitor:
                 async with asyncio.timeout(POLL_INTERVAL.total_seconds()):
                     await self._wake.wait()
 
+    def _continue_unfinished(self) -> None:
+        """At start: if the latest recorded outage is still marked as going on, the replica
+        that saw it stopped before it saw its end (both replicas restarted in an outage).
+        Nobody could accept heartbeats until a replica ran again, so this one takes the
+        outage as lasting until its own next answered call."""
+        latest = max(self._shared, key=lambda window: window.end, default=None)
+        if latest is not None and latest.ongoing:
+            logger.warning(
+                "the outage %s was recorded as going on and not seen to end: counted until"
+                " this replica's next answered call",
+                latest,
+            )
+            self.health.outage_since(latest.start)
+
     def _take_noticed(self) -> None:
         for window in self.health.take_closed():
             self.add(window)
 
 
 def encode_windows(windows: list[OutageWindow]) -> str:
-    """The record as the ConfigMap stores it: a JSON list of ``{start, end}``."""
-    return json.dumps(
-        [{"start": format_timestamp(w.start), "end": format_timestamp(w.end)} for w in windows]
-    )
+    """The record as the ConfigMap stores it: a JSON list of ``{start, end}``, with
+    ``"ongoing": true`` on a window written while it was going on."""
+    return json.dumps([_encoded(window) for window in windows])
+
+
+def _encoded(window: OutageWindow) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "start": format_timestamp(window.start),
+        "end": format_timestamp(window.end),
+    }
+    if window.ongoing:
+        entry["ongoing"] = True
+    return entry
 
 
 def decode_windows(text: str) -> list[OutageWindow]:
@@ -157,7 +186,11 @@ def decode_windows(text: str) -> list[OutageWindow]:
     try:
         entries = json.loads(text)
         return [
-            OutageWindow(parse_timestamp(entry["start"]), parse_timestamp(entry["end"]))
+            OutageWindow(
+                parse_timestamp(entry["start"]),
+                parse_timestamp(entry["end"]),
+                ongoing=entry.get("ongoing") is True,
+            )
             for entry in entries
         ]
     except (ValueError, KeyError, TypeError) as error:
