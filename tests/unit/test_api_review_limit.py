@@ -10,6 +10,17 @@ from session_operator.api.errors import AuthenticationUnavailable
 from session_operator.api.review_limit import ReviewLimiter
 
 
+class Gate:
+    """Reviews that run until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def review(self) -> str:
+        await self.release.wait()
+        return "done"
+
+
 async def test_reviews_beyond_the_bound_wait_and_beyond_the_queue_are_refused() -> None:
     limiter = ReviewLimiter(concurrent=2, waiting=3, per_source=100)
     release = asyncio.Event()
@@ -47,24 +58,20 @@ async def test_a_failing_review_frees_its_slot() -> None:
 
 async def test_a_flooding_source_gets_its_share_and_others_still_get_a_place() -> None:
     limiter = ReviewLimiter(concurrent=2, waiting=100, per_source=4)
-    release = asyncio.Event()
+    gate = Gate()
 
-    async def review() -> str:
-        await release.wait()
-        return "done"
-
-    flood = [asyncio.create_task(limiter.run(review, "10.0.0.66")) for _ in range(4)]
+    flood = [asyncio.create_task(limiter.run(gate.review, "10.0.0.66")) for _ in range(4)]
     await asyncio.sleep(0.01)
     for _ in range(3):
         with pytest.raises(AuthenticationUnavailable):
-            await limiter.run(review, "10.0.0.66")
-    client = asyncio.create_task(limiter.run(review, "10.0.0.7"))
+            await limiter.run(gate.review, "10.0.0.66")
+    client = asyncio.create_task(limiter.run(gate.review, "10.0.0.7"))
     await asyncio.sleep(0.01)
     assert not client.done()  # queued behind the flood's share, not refused
-    release.set()
+    gate.release.set()
     assert await client == "done"
     assert await asyncio.gather(*flood) == ["done"] * 4
-    assert await limiter.run(review, "10.0.0.66") == "done"  # its share is free again
+    assert await limiter.run(gate.review, "10.0.0.66") == "done"  # its share is free again
 
 
 async def review_now() -> str:
@@ -73,23 +80,19 @@ async def review_now() -> str:
 
 async def test_a_review_that_need_not_wait_runs_only_on_a_free_slot_and_never_queues() -> None:
     limiter = ReviewLimiter(concurrent=1, waiting=1, per_source=100)
-    release = asyncio.Event()
-
-    async def review() -> str:
-        await release.wait()
-        return "done"
+    gate = Gate()
 
     assert await limiter.run(review_now, "a", wait=False) == "now"  # a slot is free
-    busy = asyncio.create_task(limiter.run(review, "a"))
+    busy = asyncio.create_task(limiter.run(gate.review, "a"))
     await asyncio.sleep(0.01)
     with pytest.raises(AuthenticationUnavailable):
         # Refused at once, not queued until the timeout.
         await asyncio.wait_for(limiter.run(review_now, "b", wait=False), timeout=1)
     # The one waiting place is still free for a review that must wait.
-    queued = asyncio.create_task(limiter.run(review, "c"))
+    queued = asyncio.create_task(limiter.run(gate.review, "c"))
     await asyncio.sleep(0.01)
     assert not queued.done()
-    release.set()
+    gate.release.set()
     assert [await busy, await queued] == ["done", "done"]
 
 
@@ -100,24 +103,20 @@ async def test_only_a_full_queue_is_told_as_want_of_capacity() -> None:
     limiter = ReviewLimiter(
         concurrent=1, waiting=1, per_source=2, on_full=lambda: told.append("full")
     )
-    release = asyncio.Event()
+    gate = Gate()
 
-    async def review() -> str:
-        await release.wait()
-        return "done"
-
-    running = [asyncio.create_task(limiter.run(review, "flood")) for _ in range(2)]
+    running = [asyncio.create_task(limiter.run(gate.review, "flood")) for _ in range(2)]
     await asyncio.sleep(0.01)
     with pytest.raises(AuthenticationUnavailable):
-        await limiter.run(review, "flood")  # its own share is full
+        await limiter.run(gate.review, "flood")  # its own share is full
     assert told == []
     with pytest.raises(AuthenticationUnavailable):
         await limiter.run(review_now, "client", wait=False)
     assert told == []
     with pytest.raises(AuthenticationUnavailable):
-        await limiter.run(review, "client")  # one running, one waiting: the queue is full
+        await limiter.run(gate.review, "client")  # one running, one waiting: the queue is full
     assert told == ["full"]
-    release.set()
+    gate.release.set()
     assert await asyncio.gather(*running) == ["done", "done"]
 
 
@@ -130,18 +129,14 @@ async def test_a_review_that_waited_until_its_caller_gave_up_is_told_as_want_of_
         on_full=lambda: told.append("full"),
         given_up_after=0.05,
     )
-    release = asyncio.Event()
+    gate = Gate()
 
-    async def review() -> str:
-        await release.wait()
-        return "done"
-
-    busy = asyncio.create_task(limiter.run(review, "a"))
+    busy = asyncio.create_task(limiter.run(gate.review, "a"))
     quick = asyncio.create_task(limiter.run(review_now, "b"))
     await asyncio.sleep(0.01)
     late = asyncio.create_task(limiter.run(review_now, "c"))
     await asyncio.sleep(0.1)
-    release.set()
+    gate.release.set()
     assert [await busy, await quick, await late] == ["done", "now", "now"]
     # "b" and "c" both waited past the bound; it is told once for each, not refused.
     assert told == ["full", "full"]
