@@ -69,6 +69,10 @@ class CallHealth:
         """The call was cancelled before an answer; it tells nothing."""
         self._in_flight.pop(token, None)
 
+    def now(self) -> datetime:
+        """The time on the clock these calls are timed by."""
+        return self._clock()
+
     def outage_since(self, start: datetime) -> None:
         """Count an outage from *start* that this replica did not see begin: it ends at
         the next call answered."""

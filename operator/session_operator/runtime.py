@@ -197,8 +197,9 @@ async def run_operator(settings: Settings) -> None:
     electors = []
     if settings.leader_election:
         leases = LeaseApi(calls.controller, settings.leader_election_namespace, LEADER_LEASE_NAME)
-        elector = LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
-        electors.append(elector)
+        electors.append(
+            LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
+        )
     else:
         leading.set()
 

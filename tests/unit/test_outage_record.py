@@ -14,6 +14,7 @@ from session_operator.call_health import REFUSALS_QUIET, STALLED_AFTER, CallHeal
 from session_operator.k8s import outage_record
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.k8s.outage_record import (
+    UNFINISHED_WITHIN,
     OutageMonitor,
     OutageRecordApi,
     decode_windows,
@@ -264,12 +265,23 @@ async def test_a_replica_started_after_an_outage_recorded_as_going_on_continues_
     await stop(task)
 
 
-async def test_a_replica_started_after_an_outage_that_ended_continues_nothing() -> None:
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        OutageWindow(T0 - 30 * S, T0 - 20 * S),  # seen to end
+        # marked as going on, but last written long ago: its writer died in an outage
+        # the others did not see
+        OutageWindow(T0 - 30 * S, T0 - UNFINISHED_WITHIN - S, ongoing=True),
+    ],
+)
+async def test_a_replica_started_after_an_outage_that_ended_continues_nothing(
+    recorded: OutageWindow,
+) -> None:
     _, _, monitor = watched_calls()
-    record = Record([OutageWindow(T0 - 30 * S, T0 - 20 * S)])
+    record = Record([recorded])
     task = asyncio.create_task(monitor.run(record))
     await asyncio.wait_for(monitor.loaded.wait(), timeout=5)
-    assert monitor.windows() == [OutageWindow(T0 - 30 * S, T0 - 20 * S)]
+    assert monitor.windows() == [recorded]
     assert not monitor.windows()[0].ongoing
     await stop(task)
 

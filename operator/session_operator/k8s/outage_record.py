@@ -37,6 +37,12 @@ WINDOWS_KEY = "windows"
 
 POLL_INTERVAL = timedelta(seconds=2)
 
+UNFINISHED_WITHIN = timedelta(minutes=1)
+"""How recently an outage recorded as going on must have been written for a starting
+replica to count it on. A longer gap is one in which nobody held the leader Lease past its
+15 s, which the new leader records itself; an older mark is a replica that died in an
+outage the others did not see."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -147,12 +153,17 @@ class OutageMonitor:
                     await self._wake.wait()
 
     def _continue_unfinished(self) -> None:
-        """At start: if the latest recorded outage is still marked as going on, the replica
-        that saw it stopped before it saw its end (both replicas restarted in an outage).
-        Nobody could accept heartbeats until a replica ran again, so this one takes the
-        outage as lasting until its own next answered call."""
+        """At start: if the latest recorded outage is still marked as going on, written
+        within :data:`UNFINISHED_WITHIN`, the replica that saw it stopped before it saw its
+        end (both replicas restarted in an outage). Nobody could accept heartbeats until a
+        replica ran again, so this one takes the outage as lasting until its own next
+        answered call."""
         latest = max(self._shared, key=lambda window: window.end, default=None)
-        if latest is not None and latest.ongoing:
+        if (
+            latest is not None
+            and latest.ongoing
+            and self.health.now() - latest.end <= UNFINISHED_WITHIN
+        ):
             logger.warning(
                 "the outage %s was recorded as going on and not seen to end: counted until"
                 " this replica's next answered call",
