@@ -73,12 +73,6 @@ class CallHealth:
         """The time on the clock these calls are timed by."""
         return self._clock()
 
-    def outage_since(self, start: datetime) -> None:
-        """Count an outage from *start* that this replica did not see begin: it ends at
-        the next call answered."""
-        if self._failing_since is None or start < self._failing_since:
-            self._failing_since = start
-
     def heartbeat_refused(self) -> None:
         """A heartbeat was refused now for want of capacity, not for anything its caller
         did: an outage from the first such refusal to the last."""

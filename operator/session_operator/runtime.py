@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,10 +139,12 @@ def api_calls(api_client: ApiClient, outages: OutageMonitor) -> ApiCalls:
     )
 
 
-async def share_outages(rest: Rest, outages: OutageMonitor, settings: Settings) -> None:
+async def share_outages(
+    rest: Rest, outages: OutageMonitor, settings: Settings, serving: Callable[[], bool]
+) -> None:
     """Share *outages* through the record in the leader-election namespace, until
-    cancelled."""
-    await outages.run(OutageRecordApi(rest, settings.leader_election_namespace))
+    cancelled; *serving* tells whether this replica is ready."""
+    await outages.run(OutageRecordApi(rest, settings.leader_election_namespace), serving)
 
 
 def build_controller(
@@ -211,12 +213,11 @@ async def run_operator(settings: Settings) -> None:
     sessions = SessionCache.for_namespace(calls.informer, settings.namespace, controller)
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, controller.store)
     admission = admission_routes(settings, calls.heartbeat_api)
-    runners = await start_server(
-        lambda: ready.is_set() and controller.store.synced and outages.loaded.is_set(),
-        settings,
-        routes,
-        admission,
-    )
+
+    def serving() -> bool:
+        return ready.is_set() and controller.store.synced and outages.loaded.is_set()
+
+    runners = await start_server(serving, settings, routes, admission)
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     # The electors first: they are cancelled first, and each releases the Lease.
     background = [lead_once_outages_known(elector, outages) for elector in electors]
@@ -226,7 +227,7 @@ async def run_operator(settings: Settings) -> None:
             *background,
             controller.run(),
             sessions.run(),
-            share_outages(calls.outage_record, outages, settings),
+            share_outages(calls.outage_record, outages, settings, serving),
         )
     ]
     # Let the controller spawn its workers now: kopf treats tasks born after its start as
@@ -259,13 +260,15 @@ async def serve_api(settings: Settings) -> None:
     sessions = SessionCache.for_namespace(calls.informer, settings.namespace, store)
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, store)
     admission = admission_routes(settings, calls.heartbeat_api)
-    runners = await start_server(
-        lambda: store.synced and outages.loaded.is_set(), settings, routes, admission
-    )
+
+    def serving() -> bool:
+        return store.synced and outages.loaded.is_set()
+
+    runners = await start_server(serving, settings, routes, admission)
     logger.info("serving heartbeats, probes and metrics on %s", _listening(settings))
     cache_task = asyncio.create_task(sessions.run(), name="session-api-cache")
     outages_task = asyncio.create_task(
-        share_outages(calls.outage_record, outages, settings), name="session-api-outages"
+        share_outages(calls.outage_record, outages, settings, serving), name="session-api-outages"
     )
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, cache_task.cancel)

@@ -249,19 +249,28 @@ async def test_an_outage_going_on_is_recorded_as_far_as_it_has_gone_at_every_pol
 async def test_a_replica_started_after_an_outage_recorded_as_going_on_continues_it(
     fast_polls: None,
 ) -> None:
-    # Both replicas stopped in an outage: nobody accepted heartbeats until one ran again.
+    # Both replicas stopped in an outage: nobody accepted heartbeats until one served again.
     clock, health, monitor = watched_calls()
     unfinished = OutageWindow(T0 - 30 * S, T0 - 20 * S, ongoing=True)
     record = Record([OutageWindow(T0 - 90 * S, T0 - 80 * S), unfinished])
-    task = asyncio.create_task(monitor.run(record))
+    serving = False
+    task = asyncio.create_task(monitor.run(record, lambda: serving))
     await asyncio.wait_for(monitor.loaded.wait(), timeout=5)
     # The rule reads the recorded one as ending where it was last written ...
     assert all(not window.ongoing for window in monitor.windows()[:-1])
-    # ... and this replica's own view goes on from its start until a call is answered.
-    assert monitor.windows()[-1] == OutageWindow(T0 - 30 * S, T0, ongoing=True)
-    clock.now += 1 * S
+    # ... and this replica's own view goes on from its start, answered calls or not ...
     health.call_ended(health.call_started(), reachable=True)
-    await eventually(lambda: OutageWindow(T0 - 30 * S, T0 + 1 * S) in record.added)
+    clock.now += 5 * S
+    assert monitor.windows()[-1] == OutageWindow(T0 - 30 * S, T0 + 5 * S, ongoing=True)
+    await eventually(lambda: record.windows[-1] == OutageWindow(T0 - 30 * S, T0 + 5 * S))
+    assert record.windows[-1].ongoing
+    # ... until it serves heartbeats itself.
+    serving = True
+    await eventually(lambda: OutageWindow(T0 - 30 * S, T0 + 5 * S) in record.added)
+    await eventually(lambda: not record.windows[-1].ongoing)
+    clock.now += 5 * S
+    assert monitor.windows()[-1] == OutageWindow(T0 - 30 * S, T0 + 5 * S)
+    assert not monitor.windows()[-1].ongoing
     await stop(task)
 
 

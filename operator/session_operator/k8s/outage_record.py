@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from session_operator.call_health import CallHealth
@@ -99,6 +100,9 @@ class OutageMonitor:
         self._wake = asyncio.Event()
         self.loaded = asyncio.Event()
         """Set once the shared record has been read (or found absent)."""
+        self._unfinished: datetime | None = None
+        """The start of an outage recorded as going on when this replica started, which
+        lasts until this replica serves heartbeats."""
 
     def add(self, window: OutageWindow) -> None:
         """Remember *window* and share it with the other replicas."""
@@ -113,18 +117,31 @@ class OutageMonitor:
         # written: its writer may be gone (a replica that sees it go on says so itself).
         shared = [OutageWindow(window.start, window.end) for window in self._shared]
         known = [*shared, *self._sending, *self._pending]
-        ongoing = self.health.ongoing()
+        ongoing = self._ongoing()
         return [*known, ongoing] if ongoing is not None else known
 
-    async def run(self, record: OutageRecordApi) -> None:
-        """Share new windows through *record* and poll it, until cancelled."""
+    def _ongoing(self) -> OutageWindow | None:
+        seen = self.health.ongoing()
+        if self._unfinished is None:
+            return seen
+        start = self._unfinished if seen is None else min(seen.start, self._unfinished)
+        return OutageWindow(start, self.health.now(), ongoing=True)
+
+    async def run(
+        self, record: OutageRecordApi, serving: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Share new windows through *record* and poll it, until cancelled. *serving*
+        tells whether this replica serves heartbeats yet (is ready)."""
         while True:
             self._wake.clear()
             self._take_noticed()
+            if self._unfinished is not None and serving():
+                self.add(OutageWindow(self._unfinished, self.health.now()))
+                self._unfinished = None
             pending, self._pending = self._pending, []
             self._sending = pending
             writing = pending
-            ongoing = self.health.ongoing()
+            ongoing = self._ongoing()
             if ongoing is not None:
                 writing = recorded_outages(pending, ongoing)
             try:
@@ -156,8 +173,8 @@ class OutageMonitor:
         """At start: if the latest recorded outage is still marked as going on, written
         within :data:`UNFINISHED_WITHIN`, the replica that saw it stopped before it saw its
         end (both replicas restarted in an outage). Nobody could accept heartbeats until a
-        replica ran again, so this one takes the outage as lasting until its own next
-        answered call."""
+        replica served them again, so this one takes the outage as lasting until it serves
+        them itself (is ready)."""
         latest = max(self._shared, key=lambda window: window.end, default=None)
         if (
             latest is not None
@@ -166,10 +183,10 @@ class OutageMonitor:
         ):
             logger.warning(
                 "the outage %s was recorded as going on and not seen to end: counted until"
-                " this replica's next answered call",
+                " this replica serves heartbeats",
                 latest,
             )
-            self.health.outage_since(latest.start)
+            self._unfinished = latest.start
 
     def _take_noticed(self) -> None:
         for window in self.health.take_closed():
