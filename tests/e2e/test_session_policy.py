@@ -341,6 +341,8 @@ def hold_webhook(installed: Cluster, tmp_path: Path) -> Iterator[None]:
             "XG2G_SESSION_TLS_CERT_FILE": str(cert_file),
             "XG2G_SESSION_TLS_KEY_FILE": str(key_file),
             "XG2G_SESSION_WEBHOOK_PORT": str(port),
+            # Where its Role lets it read the outage record, as the chart sets it.
+            "XG2G_SESSION_LEADER_ELECTION_NAMESPACE": RELEASE_NAMESPACE,
         },
         command="serve-api",
         tls=ssl.create_default_context(cafile=str(cert_file)),
