@@ -89,9 +89,12 @@ def test_quick_field_tier_runs_every_phase_with_distinct_tokens(tmp_path: Path) 
     assert report["table"] in run.stdout
     for row in ("raw", "pod events", "noop", "expiry", "sustain", "failover", "restart"):
         assert f"| {row}" in report["table"], row
-    # Each client's token was its own: the replicas asked the apiserver about many tokens.
+    # Each client's token was its own: after the restart, with the auth caches cold, the
+    # replicas asked the apiserver about many tokens (a step's window, after its settling
+    # time, may see one or none).
+    cold = report["restart"]["cold"]["apiserver"]
+    assert cold["token_reviews"] > 1, cold
     first_step = report["steps"][0]
-    assert first_step["apiserver"]["token_reviews"] > 1, first_step["apiserver"]
     # Both replicas served beats; nobody's session was stopped under its beating client.
     assert set(first_step["by_replica"]) == {"replica-a", "replica-b"}, first_step["by_replica"]
     assert all(step["wrongful"] == 0 for step in report["steps"]), report["steps"]
