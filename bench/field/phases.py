@@ -31,7 +31,7 @@ from bench.phases import ExpiryWatch, follow_sessions, staggered
 from bench.population import Lease, adopted_body, create_initialised, default_lifecycle
 from harness.kube import ApiCalls
 from session_operator.k8s.rest import MERGE_PATCH
-from session_operator.models import sessions_path
+from session_operator.models import STATE_LABEL, sessions_path
 from session_operator.timestamps import format_timestamp
 
 P99_FACTOR = 2.0
@@ -166,6 +166,23 @@ async def drop_sessions(scene: Field, tenants: Sequence[Tenant]) -> None:
     while await live_sessions(scene) > before - len(tenants):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(tenants):,} deleted Sessions still held live")
+        await asyncio.sleep(0.5)
+
+
+async def wait_started(scene: Field, namespace: str, count: int) -> None:
+    """Wait until *count* Sessions of *namespace* are ``starting``: each Pod created and the
+    state label written, so no write of their start-up falls in a window opened after."""
+    selector = f"{STATE_LABEL}=starting"
+    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + HOLD_SECONDS_PER_SESSION * count
+    while True:
+        listing = await scene.api.expect(
+            "GET", sessions_path(namespace), params={"labelSelector": selector}
+        )
+        started = len(listing.get("items") or ())
+        if started >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{started:,} of {count:,} Sessions in {namespace} started")
         await asyncio.sleep(0.5)
 
 

@@ -39,6 +39,7 @@ from bench.field.phases import (
     restart,
     seed_sessions,
     sustain,
+    wait_started,
 )
 from bench.field.plan import FieldPlan, beat_rate
 from bench.field.replicas import REPLICA_NAMES, START_TIMEOUT, FieldReplica, ReplicaSet
@@ -262,6 +263,7 @@ async def _expiry_with_pods(plan: FieldPlan, scene: Field, bench: Bench) -> Expi
     """Sessions with a Pod, whose leases are set to end over the expiry window."""
     refs = [SessionName(EXPIRY_NAMESPACE, f"x-{i:04d}") for i in range(plan.expiry_sessions)]
     await create_sessions(scene, refs)
+    await wait_started(scene, EXPIRY_NAMESPACE, len(refs))
     start = datetime.fromtimestamp(time.time() + 3.0, UTC)
     deadlines = staggered([ref.name for ref in refs], start, plan.expiry_window)
     return await expiry(bench, "staggered", plan.expiry_sessions, EXPIRY_NAMESPACE, deadlines, 30.0)
