@@ -274,6 +274,22 @@ async def test_a_replica_started_after_an_outage_recorded_as_going_on_continues_
     await stop(task)
 
 
+async def test_a_replica_started_in_an_outage_of_its_own_continues_the_recorded_one_too(
+    fast_polls: None,
+) -> None:
+    # Its first calls fail before it has read the record: its own outage must not hide the
+    # recorded one, or the span between them would count as time clients could beat in.
+    clock, health, monitor = watched_calls()
+    health.call_ended(health.call_started(), reachable=False)
+    record = Record([OutageWindow(T0 - 30 * S, T0 - 20 * S, ongoing=True)])
+    task = asyncio.create_task(monitor.run(record, lambda: False))
+    await asyncio.wait_for(monitor.loaded.wait(), timeout=5)
+    clock.now += 2 * S
+    assert monitor.windows()[-1] == OutageWindow(T0 - 30 * S, T0 + 2 * S, ongoing=True)
+    await eventually(lambda: record.windows[-1].start == T0 - 30 * S)
+    await stop(task)
+
+
 @pytest.mark.parametrize(
     "recorded",
     [

@@ -132,33 +132,12 @@ class OutageMonitor:
     ) -> None:
         """Share new windows through *record* and poll it, until cancelled. *serving*
         tells whether this replica serves heartbeats yet (is ready)."""
+        await self._load(record)
+        just_read = True
         while True:
-            self._wake.clear()
-            self._take_noticed()
-            if self._unfinished is not None and serving():
-                self.add(OutageWindow(self._unfinished, self.health.now()))
-                self._unfinished = None
-            pending, self._pending = self._pending, []
-            self._sending = pending
-            writing = pending
-            ongoing = self._ongoing()
-            if ongoing is not None:
-                writing = recorded_outages(pending, ongoing)
-            try:
-                if writing:
-                    self._shared = await record.add(writing)
-                else:
-                    self._shared, _ = await record.read()
-                if not self.loaded.is_set():
-                    if ongoing is None:
-                        self._continue_unfinished()
-                    self.loaded.set()
-            except KubernetesError as error:
-                logger.warning("outage record not read or written: %s", error)
-                for window in pending:
-                    self._pending = recorded_outages(self._pending, window)
-            self._sending = []
-            if writing:
+            wrote = await self._poll(record, serving, read=not just_read)
+            just_read = False
+            if wrote:
                 # A brownout closes a window every few seconds, and an outage going on
                 # is written again as it grows: one write per poll interval at most.
                 await asyncio.sleep(POLL_INTERVAL.total_seconds())
@@ -168,6 +147,48 @@ class OutageMonitor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_INTERVAL.total_seconds()):
                     await self._wake.wait()
+
+    async def _poll(
+        self, record: OutageRecordApi, serving: Callable[[], bool], *, read: bool
+    ) -> bool:
+        """Write what is new (and the outage going on) to *record*, else read it if *read*;
+        whether anything was written."""
+        self._wake.clear()
+        self._take_noticed()
+        if self._unfinished is not None and serving():
+            self.add(OutageWindow(self._unfinished, self.health.now()))
+            self._unfinished = None
+        pending, self._pending = self._pending, []
+        self._sending = pending
+        writing = pending
+        ongoing = self._ongoing()
+        if ongoing is not None:
+            writing = recorded_outages(pending, ongoing)
+        try:
+            if writing:
+                self._shared = await record.add(writing)
+            elif read:
+                self._shared, _ = await record.read()
+        except KubernetesError as error:
+            logger.warning("outage record not read or written: %s", error)
+            for window in pending:
+                self._pending = recorded_outages(self._pending, window)
+        self._sending = []
+        return bool(writing)
+
+    async def _load(self, record: OutageRecordApi) -> None:
+        """Read the record as the replicas before this one left it, before this one writes
+        to it, until read; then :attr:`loaded`."""
+        while True:
+            try:
+                self._shared, _ = await record.read()
+            except KubernetesError as error:
+                logger.warning("outage record not read: %s", error)
+                await asyncio.sleep(POLL_INTERVAL.total_seconds())
+                continue
+            self._continue_unfinished()
+            self.loaded.set()
+            return
 
     def _continue_unfinished(self) -> None:
         """At start: if the latest recorded outage is still marked as going on, written
