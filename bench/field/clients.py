@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import aiohttp
 
@@ -31,6 +32,7 @@ from session_operator.heartbeat_client import (
     Backoff,
     heartbeat_path,
     next_beat_delay,
+    retry_after_seconds,
 )
 
 NO_ANSWER = 0
@@ -187,11 +189,12 @@ class Fleet:
                     replica = self._endpoints.pick()
                     continue
                 started = time.monotonic()
-                status, answered_interval = await _beat(http, replica.api_url + path, headers)
+                answer = await _beat(http, replica.api_url + path, headers)
+                status = answer.status
                 self.stats.take(replica.name, time.monotonic() - started, status)
                 if status == 200:
                     backoff.reset()
-                    interval = beat_every or answered_interval or interval
+                    interval = beat_every or answer.interval or interval
                     await asyncio.sleep(next_beat_delay(interval))
                     continue
                 if status in _ENDING:
@@ -200,19 +203,28 @@ class Fleet:
                 if status == NO_ANSWER:
                     # The connection broke: the Service sends the next one elsewhere.
                     replica = self._endpoints.pick()
-                await asyncio.sleep(backoff.delay(interval))
+                await asyncio.sleep(backoff.delay(interval, answer.retry_after))
 
 
-async def _beat(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str]
-) -> tuple[int, float | None]:
-    """POST one heartbeat: (status, the interval the answer names)."""
+class Answer(NamedTuple):
+    """What one heartbeat was answered."""
+
+    status: int
+    interval: float | None = None
+    """The interval a 200 names."""
+    retry_after: float | None = None
+    """The seconds a refusal's ``Retry-After`` asks to wait."""
+
+
+async def _beat(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Answer:
+    """POST one heartbeat."""
     try:
         async with http.post(url, headers=headers) as response:
             if response.status != 200:
                 await response.read()
-                return response.status, None
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                return Answer(response.status, retry_after=wait)
             body = await response.json()
-            return 200, float(body["heartbeat_interval"])
+            return Answer(200, float(body["heartbeat_interval"]))
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
-        return NO_ANSWER, None
+        return Answer(NO_ANSWER)

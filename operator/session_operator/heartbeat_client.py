@@ -391,8 +391,14 @@ def _refusal(status: int, text: str, retry_after: str | None) -> HeartbeatFailed
     if not isinstance(problem, dict):
         problem = {}
     detail = str(problem.get("detail") or text[:200])
-    seconds = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
-    return HeartbeatFailed(f"heartbeat refused ({status}): {detail}", status, problem, seconds)
+    return HeartbeatFailed(
+        f"heartbeat refused ({status}): {detail}", status, problem, retry_after_seconds(retry_after)
+    )
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (``None``: absent, or a date)."""
+    return float(header) if header and header.strip().isdigit() else None
 
 
 def _ended(failure: HeartbeatFailed) -> SessionEnded:

@@ -18,6 +18,7 @@ from session_operator.heartbeat_client import (
     UnusableUrl,
     heartbeat_path,
     next_beat_delay,
+    retry_after_seconds,
 )
 from tests.stub_api import (
     Answer,
@@ -59,6 +60,15 @@ def test_the_next_beat_waits_the_interval_plus_at_most_a_tenth_of_it() -> None:
 
 def test_backoff_never_waits_less_than_retry_after() -> None:
     assert Backoff(first=0.5).delay(cap=1.0, retry_after=2.0) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("1", 1.0), (" 30 ", 30.0), (None, None), ("", None), ("-1", None),
+     ("Wed, 21 Oct 2026 07:28:00 GMT", None)],
+)  # fmt: skip
+def test_retry_after_is_read_in_seconds_only(header: str | None, seconds: float | None) -> None:
+    assert retry_after_seconds(header) == seconds
 
 
 @pytest.mark.parametrize(
