@@ -20,7 +20,7 @@ from session_operator.kubectl_session.errors import CommandError
 from session_operator.kubectl_session.tokens import IssuedToken
 from session_operator.kubectl_session.waiting import Target, verdict
 from tests.kubeconfigs import unreachable_kubeconfig
-from tests.stub_api import Answer, acknowledgement, problem, stub_api
+from tests.stub_api import Answer, acknowledgement, expiring_soon, problem, stub_api
 
 VERBS = ("list", "get", "describe", "beat", "hold", "release", "stop", "wait", "logs")
 
@@ -245,6 +245,17 @@ def test_beat_once_with_a_token_from_the_environment(
     assert out.startswith("session/living-room: lease until 2030-01-01T00:00:00.000Z ("), out
     assert out.endswith(" left), next heartbeat in 5s\n")
     assert api.requests == [("/api/v3/namespaces/media/sessions/living-room/heartbeat", "Bearer t")]
+
+
+def test_beat_says_when_the_lease_is_expiring_soon(
+    kubectl_session: KubectlSession, kubeconfig_file: Path
+) -> None:
+    with stub_api(lambda path, token: expiring_soon(24.5, interval=5)) as api:
+        code, out, err = kubectl_session(
+            "beat", "living-room", "--url", api.url, "--allow-http", SESSION_API_TOKEN="t"
+        )
+    assert code == 0, err
+    assert out.endswith(" left, expiring soon), next heartbeat in 5s\n"), out
 
 
 def test_beat_once_at_an_ended_session_is_one_line_and_exit_1(

@@ -50,11 +50,14 @@ class Endpoint:
 
 
 def acknowledged(name: str, ack: HeartbeatBody, now: datetime) -> str:
-    """The line that tells of one acknowledged heartbeat."""
+    """The line that tells of one acknowledged heartbeat, and whether the lease is in the
+    operator's expiry warning window (a heartbeat cannot move it out: the session's
+    lifetime is nearly over)."""
     left = human_duration(ack.lease_expires_at - now)
+    soon = ", expiring soon" if ack.expiring_soon else ""
     return (
-        f"session/{name}: lease until {format_timestamp(ack.lease_expires_at)} ({left} left),"
-        f" next heartbeat in {ack.heartbeat_interval}s"
+        f"session/{name}: lease until {format_timestamp(ack.lease_expires_at)}"
+        f" ({left} left{soon}), next heartbeat in {ack.heartbeat_interval}s"
     )
 
 
