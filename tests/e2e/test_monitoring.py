@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from harness.binaries import ensure_tool, go_tool
 from harness.certificates import self_signed_certificate
 from harness.cluster import free_port
 from harness.operator_process import OperatorProcess
+from session_operator.timestamps import format_timestamp
 from tests.e2e.conftest import REPO, Cluster, wait_for
 from tests.e2e.heartbeats import call, heartbeat_path, service_account
 from tests.e2e.sessions import create_session, wait_for_state
@@ -272,6 +274,7 @@ def exercised(
     create_session(cluster, namespace, "beaten", BEATEN_LEASE)
     create_session(cluster, namespace, "abandoned", SHORT_LEASE)
     create_session(cluster, namespace, "never-starts", NEVER_STARTS)
+    create_session(cluster, namespace, "held", held_for_an_hour())
     wait_for_state(cluster, namespace, "beaten", {"ready"}, timeout=10)
     token = service_account(cluster, namespace, "player", bind_in=namespace)
     stranger = service_account(cluster, namespace, "stranger")
@@ -292,6 +295,7 @@ def exercised(
         f'xg2g_sessions_stopped_total{{job="{JOB}", reason="StartTimeout"}}',
         f'xg2g_session_expiry_lag_seconds_count{{job="{JOB}"}} > 0',
         f'xg2g_sessions_heartbeat_total{{job="{JOB}", result="gone"}}',
+        f'xg2g_session_holds_total{{job="{JOB}"}}',
         'apiserver_admission_webhook_rejection_count{error_type="no_error"} > 1',
     ):
         assert wait_for(scraped(prometheus, promql), timeout=30), promql
@@ -302,6 +306,12 @@ BEATEN_LEASE = {"lease": {"ttlSeconds": 30, "heartbeatIntervalSeconds": 1}}
 SHORT_LEASE = {"lease": {"ttlSeconds": 3, "heartbeatIntervalSeconds": 1}}
 NEVER_STARTS = {"template": UNSCHEDULED_POD, "startTimeoutSeconds": 2}
 """A Pod no node runs: the Session fails with StartTimeout after 2 s."""
+
+
+def held_for_an_hour() -> dict[str, Any]:
+    """A lease nobody beats, under a hold of an hour: the hold is taken up."""
+    until = datetime.now(UTC) + timedelta(hours=1)
+    return {**SHORT_LEASE, "hold": {"until": format_timestamp(until)}}
 
 
 def beat_every_way(operator: OperatorProcess, namespace: str, token: str, stranger: str) -> None:

@@ -50,6 +50,9 @@ PANEL_TITLES = {
     "Leader",
     "Work queue depth",
     "Auth reviews: heartbeats refused",
+    "Leases expired by state",
+    "Sessions expiring soon",
+    "Holds by change",
 }
 """The panels the dashboard must have, among others."""
 COMPARISON = re.compile(r"^\s*(<|>|<=|>=|==|!=)\s*\S+\s*$")
