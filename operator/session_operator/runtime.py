@@ -148,15 +148,20 @@ async def share_outages(
 
 
 def build_controller(
-    rest: Rest, settings: Settings, leading: asyncio.Event, outages: OutageMonitor
+    rest: Rest,
+    settings: Settings,
+    leading: asyncio.Event,
+    outages: OutageMonitor,
+    events: EventRecorder,
 ) -> SessionController:
     """The control loop with its stores, reconciler and apiserver calls; it takes steps
-    only while *leading* is set, and gives a grace for the *outages*."""
+    only while *leading* is set, gives a grace for the *outages*, and tells of its steps
+    in *events* (posted by their own task)."""
     kube = Kubernetes(
         SessionApi(rest),
         PodApi(rest),
         OwnedObjects(rest, settings.released_kinds),
-        EventRecorder(rest),
+        events,
         SessionPolicyApi(rest),
     )
     lifecycle = LifecycleSettings.of(settings)
@@ -189,7 +194,8 @@ async def run_operator(settings: Settings) -> None:
     outages = OutageMonitor(CallHealth(utc_now))
     calls = api_calls(api_client, outages)
     leading = asyncio.Event()
-    controller = build_controller(calls.controller, settings, leading, outages)
+    events = EventRecorder(calls.controller)
+    controller = build_controller(calls.controller, settings, leading, outages, events)
     metrics.register_session_gauge(controller.store.count_by_state)
     metrics.register_expiring_soon_gauge(controller.store.count_expiring_soon)
     metrics.register_leader_gauge(leading.is_set, LEADER_LEASE_NAME)
@@ -226,6 +232,7 @@ async def run_operator(settings: Settings) -> None:
         for coroutine in (
             *background,
             controller.run(),
+            events.run(),
             sessions.run(),
             share_outages(calls.outage_record, outages, settings, serving),
         )

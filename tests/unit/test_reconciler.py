@@ -73,7 +73,7 @@ class Events(EventRecorder):
     def __init__(self) -> None:
         self.reasons: list[str] = []
 
-    async def record(self, session: Session, reason: str, *_: Any, **__: Any) -> None:
+    def record(self, session: Session, reason: str, *_: Any, **__: Any) -> None:
         self.reasons.append(reason)
 
 

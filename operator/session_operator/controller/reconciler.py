@@ -121,7 +121,7 @@ class Reconciler:
                 updated = await self._kube.sessions.write_status_at_version(
                     ref, step.status, session.resource_version
                 )
-                await self._tell(updated, step.event_reason, step.event_note)
+                self._tell(updated, step.event_reason, step.event_note)
                 return updated
             case WriteMetadata() | RemoveFinalizer():
                 return await self._kube.sessions.patch(ref, step.patch)
@@ -147,7 +147,7 @@ class Reconciler:
                     metrics.EXPIRY_LAG.observe(lag.total_seconds())
                 if updated.status.state is SessionState.STOPPING:
                     return await self._release_at_once(updated, step.transition)
-                await self._tell_transition(updated, step.transition)
+                self._tell_transition(updated, step.transition)
                 return updated
             case ReleaseObjects():
                 return await self._release(session, step)
@@ -194,7 +194,7 @@ class Reconciler:
                 warning=stop.warning or finish.warning,
             )
             return await self._transition(session, together)
-        await self._tell_transition(session, stop)
+        self._tell_transition(session, stop)
         step = next_step(session, now, self._settings, None, self._outages())
         if isinstance(step, WriteMetadata):
             session = await self._kube.sessions.patch(session.ref, step.patch)
@@ -202,17 +202,15 @@ class Reconciler:
 
     async def _transition(self, session: Session, transition: Transition) -> Session:
         updated = await self._kube.sessions.patch_status(session.ref, transition.patch)
-        await self._tell_transition(updated, transition)
+        self._tell_transition(updated, transition)
         return updated
 
-    async def _tell_transition(self, session: Session, transition: Transition) -> None:
-        await self._tell(
+    def _tell_transition(self, session: Session, transition: Transition) -> None:
+        self._tell(
             session, transition.event_reason, transition.event_note, warning=transition.warning
         )
 
-    async def _tell(
-        self, session: Session, reason: str, note: str, *, warning: bool = False
-    ) -> None:
+    def _tell(self, session: Session, reason: str, note: str, *, warning: bool = False) -> None:
         """One lifecycle step, told twice: an Event on the Session, a line in the log."""
         state = session.status.state.value if session.status.state else ""
         logger.log(
@@ -224,7 +222,7 @@ class Reconciler:
             note,
             extra={"session": str(session.ref), "reason": reason, "state": state},
         )
-        await self._kube.events.record(session, reason, note, self._clock(), warning=warning)
+        self._kube.events.record(session, reason, note, self._clock(), warning=warning)
 
     async def _settings_for(self, session: Session) -> LifecycleSettings:
         """The settings *session* is decided with: until it is initialised, within the

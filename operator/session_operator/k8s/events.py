@@ -2,10 +2,19 @@
 
 kopf's own event posting is switched off (it would post one per handler run); these
 are the Events ``kubectl describe session`` shows.
+
+An Event is recorded at once and posted in the background, a few at a time, as client-go's
+recorders do: a lease decision never waits for the write of its Event, so after a takeover
+the stops of a backlog of lapsed leases take two writes each in a row (status, state label),
+not three. Each Event is named when it is recorded, so ``kubectl describe`` lists them in
+the order they happened whatever order they are posted in. An Event that finds
+:data:`EVENT_BACKLOG` others waiting is dropped, with a warning; those still waiting when
+the process stops are not posted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -15,22 +24,30 @@ from typing import Any
 
 from session_operator.k8s.errors import KubernetesError
 from session_operator.k8s.rest import Rest
-from session_operator.models import GROUP, KIND, VERSION, Session
+from session_operator.models import GROUP, KIND, VERSION, Session, SessionRef
 from session_operator.timestamps import format_micro_time
 
 CONTROLLER = "xg2g.io/session-lease-operator"
+EVENT_BACKLOG = 4096
+"""Events recorded and not yet posted, at most; another is dropped."""
+EVENT_POSTERS = 4
+"""Events posted at once."""
 
 logger = logging.getLogger(__name__)
 
 
 class EventRecorder:
-    """Posts Events about Sessions; a failure to post is logged, never raised."""
+    """Records Events about Sessions, posted by :meth:`run`; a failure to post is logged,
+    never raised."""
 
-    def __init__(self, rest: Rest) -> None:
+    def __init__(self, rest: Rest, *, backlog: int = EVENT_BACKLOG) -> None:
         self._rest = rest
         self._instance = os.environ.get("POD_NAME") or socket.gethostname()
+        self._waiting: asyncio.Queue[tuple[SessionRef, str, dict[str, Any]]] = asyncio.Queue(
+            backlog
+        )
 
-    async def record(
+    def record(
         self,
         session: Session,
         reason: str,
@@ -40,7 +57,7 @@ class EventRecorder:
         warning: bool = False,
         action: str = "Reconcile",
     ) -> None:
-        """Post one Event *reason* (CamelCase) with a human-readable *note*."""
+        """Record one Event *reason* (CamelCase) with a human-readable *note*, to be posted."""
         body: dict[str, Any] = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -66,7 +83,31 @@ class EventRecorder:
             },
         }
         try:
-            path = f"/apis/events.k8s.io/v1/namespaces/{session.ref.namespace}/events"
-            await self._rest.request("POST", path, body=body)
-        except KubernetesError as error:
-            logger.warning("could not post event %s for %s: %s", reason, session.ref, error)
+            self._waiting.put_nowait((session.ref, reason, body))
+        except asyncio.QueueFull:
+            logger.warning(
+                "event %s for %s dropped: %d events wait to be posted",
+                reason,
+                session.ref,
+                self._waiting.qsize(),
+            )
+
+    @property
+    def waiting(self) -> int:
+        """Events recorded and not yet posted."""
+        return self._waiting.qsize()
+
+    async def run(self, posters: int = EVENT_POSTERS) -> None:
+        """Post the recorded Events, *posters* at a time, until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(posters):
+                tasks.create_task(self._post_waiting())
+
+    async def _post_waiting(self) -> None:
+        while True:
+            ref, reason, body = await self._waiting.get()
+            try:
+                path = f"/apis/events.k8s.io/v1/namespaces/{ref.namespace}/events"
+                await self._rest.request("POST", path, body=body)
+            except KubernetesError as error:
+                logger.warning("could not post event %s for %s: %s", reason, ref, error)
