@@ -61,18 +61,6 @@ class Field:
                     )
         return served
 
-    async def outage_seconds(self, since: float, until: float) -> float:
-        """How many seconds of ``[since, until]`` (Unix time) the replicas' outage record
-        covers: a lease that lapsed in them is kept while its client may be owed a grace."""
-        status, record = await self.api.call("GET", OUTAGE_RECORD)
-        if status == 404:
-            return 0.0
-        windows = _record_windows(record)
-        return sum(
-            max(0.0, min(until, window.end.timestamp()) - max(since, window.start.timestamp()))
-            for window in windows
-        )
-
     async def stopped_sessions(self, namespaces: Sequence[str]) -> Evidence:
         """Sessions of *namespaces* stopping or stopped (none should be, unless meant): how
         many, a sample of their status, and the outage record as it stands."""
@@ -90,7 +78,7 @@ class Field:
         return Evidence(
             len(stopped),
             tuple(_stop_evidence(item) for item in stopped[:EVIDENCE_SAMPLE]),
-            tuple(str(window) for window in windows),
+            tuple(windows),
         )
 
 
@@ -105,11 +93,20 @@ class Evidence:
 
     stopped: int = 0
     sample: tuple[dict[str, Any], ...] = ()
-    outages: tuple[str, ...] = ()
+    outages: tuple[OutageWindow, ...] = ()
+
+    def outage_seconds(self, since: float, until: float) -> float:
+        """How many seconds of ``[since, until]`` (Unix time) the outage record covers: a
+        lease that lapsed in them is kept while its client may be owed a grace."""
+        return sum(
+            max(0.0, min(until, window.end.timestamp()) - max(since, window.start.timestamp()))
+            for window in self.outages
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """As the JSON document keeps it."""
-        return {"stopped": self.stopped, "sample": list(self.sample), "outages": list(self.outages)}
+        outages = [str(window) for window in self.outages]
+        return {"stopped": self.stopped, "sample": list(self.sample), "outages": outages}
 
 
 def _record_windows(record: dict[str, Any]) -> list[OutageWindow]:

@@ -445,7 +445,7 @@ async def failover(
         (during if deadline < took_over else later).append(when - deadline)
     evidence = await scene.stopped_sessions(tenant_namespaces)
     wrongful = len(beats.ended - ended_before) + evidence.stopped
-    outage = await scene.outage_seconds(kill_at - 5.0, time.time())
+    outage = evidence.outage_seconds(kill_at - 5.0, time.time())
     return Failover(
         sessions=sessions,
         killed=leader,
@@ -522,5 +522,5 @@ async def restart(
     profiled = await profiles.stop() if profiles is not None else {}
     evidence = await scene.stopped_sessions(tenant_namespaces)
     wrongful = len(cold.beats.ended) + evidence.stopped
-    outage = await scene.outage_seconds(stopped_at, time.time())
+    outage = evidence.outage_seconds(stopped_at, time.time())
     return Restart(sessions, ready, first_beat, cold, wrongful, profiled, outage, evidence)

@@ -10,19 +10,21 @@ import math
 import random
 import statistics
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bench.cost import ProcessCost
 from bench.field.apiserver_alone import AlonePlan
 from bench.field.clients import BeatStats, Endpoints, Replica, source_address
-from bench.field.measure import OpenLoop, Window, arrivals, even_arrivals
+from bench.field.measure import Evidence, OpenLoop, Window, arrivals, even_arrivals
 from bench.field.phases import Failover, PodEventCost, SustainStep
 from bench.field.plan import FieldPlan, beat_rate
 from bench.field.profile import busiest
 from bench.load import Latency
 from bench.run import main, parse_step_sizes
 from harness.kube import ApiCalls, RequestCounts, histogram_quantile, prometheus_samples
+from session_operator.outage_rule import OutageWindow
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
 
@@ -223,3 +225,15 @@ def test_a_failover_whose_due_leases_were_not_all_seen_stopped_is_not_met() -> N
     # An outage that kept every due lease (lease rule 8) measured no lag at all.
     assert not failover_with(0, []).met(15.0, 2000.0)
     assert not failover_with(299, [0.5] * 100).met(15.0, 2000.0)
+
+
+def test_the_outage_seconds_are_those_of_the_window_the_record_covers() -> None:
+    start = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    evidence = Evidence(outages=(
+        OutageWindow(start, start + timedelta(seconds=10)),
+        OutageWindow(start + timedelta(seconds=20), start + timedelta(seconds=30), ongoing=True),
+    ))  # fmt: skip
+    since = (start + timedelta(seconds=5)).timestamp()
+    assert evidence.outage_seconds(since, since + 20) == 5 + 5
+    assert evidence.outage_seconds(since + 30, since + 40) == 0
+    assert evidence.as_dict()["outages"] == [str(window) for window in evidence.outages]
