@@ -12,7 +12,7 @@ from kubernetes_asyncio import client
 
 from session_operator.call_health import CallHealth
 from session_operator.k8s import rest as rest_module
-from session_operator.k8s.errors import ApiUnavailable
+from session_operator.k8s.errors import ApiUnavailable, PreconditionFailed
 from session_operator.k8s.rest import Rest
 
 pytestmark = pytest.mark.unit
@@ -94,3 +94,28 @@ async def test_a_caller_that_goes_away_leaves_its_call_to_finish() -> None:
         await caller
     await asyncio.sleep(0.05)
     assert (api.answered, api.cancelled) == (1, 0)
+
+
+class RefusingApiClient(SlowApiClient):
+    """Refuses every call (a lost compare-and-set) after *delay* seconds."""
+
+    async def _answer(self) -> dict[str, Any]:
+        await asyncio.sleep(self.delay)
+        raise client.ApiException(status=409, reason="Conflict")
+
+
+async def test_a_refusal_within_the_deadline_is_raised_to_the_caller() -> None:
+    rest = Rest(cast(client.ApiClient, RefusingApiClient(0.0)), timeout=5, answer_within=0.05)
+    with pytest.raises(PreconditionFailed):
+        await rest.request("PATCH", "/x")
+
+
+async def test_a_late_call_refused_leaves_no_task_ending_in_an_error() -> None:
+    # kopf, as it stops, awaits the tasks started after it and raises their errors.
+    rest = Rest(cast(client.ApiClient, RefusingApiClient(0.1)), timeout=5, answer_within=0.02)
+    before = asyncio.all_tasks()
+    with pytest.raises(ApiUnavailable):
+        await rest.request("PATCH", "/x")
+    [late] = asyncio.all_tasks() - before
+    await asyncio.wait({late})
+    assert late.exception() is None

@@ -122,10 +122,10 @@ class Rest:
 
     async def _within_deadline(self, answer: Awaitable[Any], token: int | None) -> Any:
         assert self._answer_within is not None
-        outcome = asyncio.ensure_future(answer)
+        outcome = asyncio.ensure_future(_settled(answer))
         try:
             async with asyncio.timeout(self._answer_within):
-                return await asyncio.shield(outcome)
+                value, error = await asyncio.shield(outcome)
         except TimeoutError:
             self._ended(token, reachable=False)
             self._run_late(outcome)
@@ -135,16 +135,17 @@ class Rest:
         except asyncio.CancelledError:
             self._run_late(outcome)  # the caller went away; the call may still land
             raise
+        if error is not None:
+            raise error
+        return value
 
     def _run_late(self, outcome: asyncio.Future[Any]) -> None:
         if outcome.done():
-            _retrieved(outcome)
             return
         if len(self._late) >= LATE_CALLS:
             outcome.cancel()
         self._late.add(outcome)
         outcome.add_done_callback(self._late.discard)
-        outcome.add_done_callback(_retrieved)
 
     async def stream(
         self, path: str, query: Sequence[tuple[str, str]], limits: aiohttp.ClientTimeout
@@ -174,11 +175,14 @@ class Rest:
                 raise ApiUnavailable(f"stream broke: {error!r}") from error
 
 
-def _retrieved(outcome: asyncio.Future[Any]) -> None:
-    """Take a finished late call's error, which nobody awaits any more (asyncio would
-    log it as never retrieved)."""
-    if not outcome.cancelled():
-        outcome.exception()
+async def _settled(answer: Awaitable[Any]) -> tuple[Any, Exception | None]:
+    """*answer*'s value, or the error it raised. A call left to run late ends in neither
+    an error nobody takes (asyncio would log it as never retrieved) nor one raised again at
+    exit (kopf, as it stops, awaits the tasks started after it and raises their errors)."""
+    try:
+        return await answer, None
+    except Exception as error:  # handed to the caller, if one still waits
+        return None, error
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
