@@ -20,7 +20,7 @@ from session_operator.k8s.outage_record import (
     decode_windows,
     encode_windows,
 )
-from session_operator.outage_rule import OutageWindow
+from session_operator.outage_rule import OutageWindow, recorded_outages
 
 pytestmark = pytest.mark.unit
 
@@ -334,3 +334,29 @@ class Unreadable(Record):
             self.reads += 1
             raise ApiUnavailable("the apiserver cannot be reached")
         return await super().read()
+
+
+async def test_an_outage_of_refusals_written_as_going_on_is_recorded_as_over_once_over(
+    fast_polls: None,
+) -> None:
+    # Refusals end at the last one, which may be earlier than the end last written.
+    clock, health, monitor = watched_calls()
+    health.heartbeat_refused()
+    record = Record([])
+    task = asyncio.create_task(monitor.run(record))
+    clock.now += REFUSALS_QUIET / 2
+    going_on = OutageWindow(T0, T0 + REFUSALS_QUIET / 2, ongoing=True)
+    await eventually(lambda: as_merged(record.windows) == [going_on])
+    assert as_merged(record.windows)[0].ongoing
+    clock.now += REFUSALS_QUIET
+    await eventually(lambda: not as_merged(record.windows)[-1].ongoing)
+    assert as_merged(record.windows) == [OutageWindow(T0, T0 + REFUSALS_QUIET / 2)]
+    await stop(task)
+
+
+def as_merged(windows: list[OutageWindow]) -> list[OutageWindow]:
+    """*windows* as the ConfigMap keeps them, merged."""
+    merged: list[OutageWindow] = []
+    for window in windows:
+        merged = recorded_outages(merged, window)
+    return merged

@@ -103,6 +103,9 @@ class OutageMonitor:
         self._unfinished: datetime | None = None
         """The start of an outage recorded as going on when this replica started, which
         lasts until this replica serves heartbeats."""
+        self._written_ongoing: OutageWindow | None = None
+        """The outage going on as this replica last wrote it: once over, the record must
+        say so, though the window that closes it may end earlier (at its last refusal)."""
 
     def add(self, window: OutageWindow) -> None:
         """Remember *window* and share it with the other replicas."""
@@ -164,9 +167,13 @@ class OutageMonitor:
         ongoing = self._ongoing()
         if ongoing is not None:
             writing = recorded_outages(pending, ongoing)
+        elif self._written_ongoing is not None:
+            over = self._written_ongoing
+            writing = recorded_outages(pending, OutageWindow(over.start, over.end))
         try:
             if writing:
                 self._shared = await record.add(writing)
+                self._written_ongoing = ongoing
             elif read:
                 self._shared, _ = await record.read()
         except KubernetesError as error:
