@@ -13,7 +13,6 @@ fails is taken out until it passes again (as an EndpointSlice drops an unready P
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import ssl
 import time
@@ -38,6 +37,8 @@ from session_operator.heartbeat_client import (
 NO_ANSWER = 0
 """The status recorded for a beat that got no HTTP answer."""
 PROBE_PERIOD_SECONDS = 1.0
+CLOSE_PATIENCE_SECONDS = 1.0
+"""How long a closed client has to end before it is cancelled again."""
 _ENDING = frozenset({404, 410})
 
 
@@ -166,11 +167,13 @@ class Fleet:
     async def close(self, keep: int = 0) -> None:
         """Stop every client but the first *keep* started, closing their connections."""
         stopping, self._tasks = self._tasks[keep:], self._tasks[:keep]
-        for task in stopping:
-            task.cancel()
-        for task in stopping:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        pending = set(stopping)
+        while pending:
+            for task in pending:
+                task.cancel()
+            # Again until it ends: a cancellation that comes as aiohttp's own timeout fires
+            # can be lost (aio-libs/aiohttp#5979), and the client then beats on.
+            _, pending = await asyncio.wait(pending, timeout=CLOSE_PATIENCE_SECONDS)
 
     async def _client(
         self, tenant: Tenant, address: str, first_delay: float, beat_every: float | None
