@@ -5,6 +5,7 @@ controller, and the command run as a user runs it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import subprocess
@@ -284,6 +285,13 @@ def leased_body(name: str, expires_at: datetime, state: str = "ready") -> dict[s
             "leaseExpiresAt": expires_at.isoformat().replace("+00:00", "Z"),
         },
     }
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel *task* and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def controller_without_deadlines(reconciler: Reconciler) -> SessionController:

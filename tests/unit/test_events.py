@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.k8s.events import EventRecorder
 from session_operator.models import Session
-from tests.unit.builders import FakeRest, make_body
+from tests.unit.builders import FakeRest, make_body, stop
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 SESSION = Session.from_body(make_body())
@@ -36,12 +35,6 @@ async def posting(recorder: EventRecorder, posters: int = 1) -> asyncio.Task[Non
     task = asyncio.create_task(recorder.run(posters))
     await asyncio.sleep(0)
     return task
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def test_recording_waits_for_no_write_and_the_event_is_posted_after() -> None:

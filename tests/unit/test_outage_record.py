@@ -21,6 +21,7 @@ from session_operator.k8s.outage_record import (
     encode_windows,
 )
 from session_operator.outage_rule import OutageWindow, recorded_outages
+from tests.unit.builders import stop
 
 pytestmark = pytest.mark.unit
 
@@ -167,12 +168,6 @@ async def eventually(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("never happened")
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def test_waiting_for_the_next_poll_starts_no_task() -> None:
