@@ -75,8 +75,24 @@ def pods_of(cluster: Cluster, namespace: str, session: str) -> list[str]:
     return output.split()
 
 
+EVENTS_SETTLED_SECONDS = 0.3
+"""The operator posts Events in the background, a moment after the step they tell: they
+are read until two reads this far apart agree."""
+
+
 def session_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    """The Events about Session *name*, oldest first."""
+    """The Events about Session *name*, oldest first, once none is still arriving."""
+    events = _listed_events(cluster, namespace, name)
+    for _ in range(10):
+        time.sleep(EVENTS_SETTLED_SECONDS)
+        again = _listed_events(cluster, namespace, name)
+        if again == events:
+            break
+        events = again
+    return events
+
+
+def _listed_events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = json.loads(
         cluster.kubectl(
             "get", "events.events.k8s.io", "-n", namespace, "-o", "json",
