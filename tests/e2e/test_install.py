@@ -32,7 +32,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.e2e.heartbeats import call, create_token, heartbeat_path, service_account
-from tests.e2e.sessions import create_session, read_session, wait_for_state
+from tests.e2e.sessions import create_session, event_reasons, read_session, wait_for_state
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "session-lease-operator"
@@ -528,10 +528,7 @@ def test_operator_keeps_leases_with_only_the_chart_permissions(
     assert wait_for(doomed_gone, timeout=15)
     assert pods_of(cluster, namespace, "doomed") == []
 
-    events = json.loads(
-        cluster.kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout
-    )["items"]
-    assert "LeaseExpired" in {event["reason"] for event in events}
+    assert "LeaseExpired" in event_reasons(cluster, namespace, "plain")
     leader = json.loads(
         cluster.kubectl(
             "get", "lease", "session-lease-operator", "-n", release.namespace, "-o", "json"

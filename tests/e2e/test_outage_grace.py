@@ -3,7 +3,6 @@ not charged to clients that were alive, and a client gone before it is stopped a
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -11,7 +10,7 @@ from typing import Any
 
 from tests.e2e.conftest import Cluster, OperatorProcess, wait_for
 from tests.e2e.heartbeats import Reply, call, heartbeat_path, ready_session, service_account
-from tests.e2e.sessions import read_session, wait_for_state
+from tests.e2e.sessions import read_session, session_events, wait_for_state
 
 TTL, INTERVAL = 9, 3
 LEASE = {"lease": {"ttlSeconds": TTL, "heartbeatIntervalSeconds": INTERVAL}}
@@ -25,12 +24,7 @@ def lease_valid(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def events(cluster: Cluster, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
-    listing = cluster.kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout
-    return [
-        event
-        for event in json.loads(listing)["items"]
-        if event["regarding"]["name"] == name and event["reason"] == reason
-    ]
+    return [e for e in session_events(cluster, namespace, name) if e["reason"] == reason]
 
 
 def beat_once_answered(url: str, token: str) -> Reply:

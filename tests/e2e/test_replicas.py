@@ -64,11 +64,16 @@ def test_each_expiry_is_written_once_and_a_standby_takes_over_from_a_killed_lead
         create_session(cluster, namespace, name, SHORT_LEASE)
     for name in names:
         wait_for_state(cluster, namespace, name, {"stopped"}, timeout=15)
-    events = json.loads(
-        cluster.kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout
-    )["items"]
-    expiries = sorted(e["regarding"]["name"] for e in events if e["reason"] == "LeaseExpired")
-    assert expiries == names, "exactly one LeaseExpired Event per session"
+
+    def expiries() -> list[str]:
+        events = json.loads(
+            cluster.kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout
+        )["items"]
+        return sorted(e["regarding"]["name"] for e in events if e["reason"] == "LeaseExpired")
+
+    # Events are posted a moment after the stop they tell.
+    wait_for(lambda: len(expiries()) >= len(names), timeout=5)
+    assert expiries() == names, "exactly one LeaseExpired Event per session"
     assert sum(expired_total(p) for p in replicas.values()) - before == len(names)
     for process in replicas.values():
         assert process.get("/readyz")[0] == 200, "every replica stays ready"
