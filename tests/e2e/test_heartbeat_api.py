@@ -34,7 +34,7 @@ from tests.e2e.heartbeats import (
     ready_session,
     service_account,
 )
-from tests.e2e.sessions import create_session, read_session, wait_for_state
+from tests.e2e.sessions import create_session, event_reasons, read_session, wait_for_state
 
 LONG_LEASE = {"lease": {"ttlSeconds": 120, "heartbeatIntervalSeconds": 2}}
 SHORT_LEASE = {"lease": {"ttlSeconds": 3, "heartbeatIntervalSeconds": 1}}
@@ -369,7 +369,7 @@ async def test_heartbeats_racing_the_expiry_never_revive_and_never_lose_an_exten
 ) -> None:
     token = service_account(cluster, namespace, "player", bind_in=namespace)
     rounds, sessions_per_round = 2, 8
-    outcomes: dict[str, int] = {"extended": 0, "stopped": 0}
+    outcomes: dict[str, int] = {"extended": 0, "stopped": 0, "graced": 0}
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
         for round_number in range(rounds):
             names = [f"race-{round_number}-{index}" for index in range(sessions_per_round)]
@@ -396,8 +396,9 @@ async def test_heartbeats_racing_the_expiry_never_revive_and_never_lose_an_exten
             )
             for name, attempts in zip(names, races, strict=True):
                 final, _ = wait_for_state(cluster, namespace, name, {"stopped"}, timeout=10)
-                extended = _check_race(name, expiries[name], attempts, final)
-                outcomes["extended" if extended else "stopped"] += 1
+                graced = "LeaseGraceGranted" in event_reasons(cluster, namespace, name)
+                extended = _check_race(name, expiries[name], attempts, final, graced=graced)
+                outcomes["graced" if graced else "extended" if extended else "stopped"] += 1
     # The split between the outcomes varies with timing; the invariants above may not.
     print(f"race outcomes: {outcomes}")
     assert sum(outcomes.values()) == rounds * sessions_per_round, outcomes
@@ -415,9 +416,16 @@ async def _race(http: aiohttp.ClientSession, url: str, first: datetime) -> list[
 
 
 def _check_race(
-    name: str, first_expiry: datetime, attempts: list[Attempt], final: dict[str, Any]
+    name: str,
+    first_expiry: datetime,
+    attempts: list[Attempt],
+    final: dict[str, Any],
+    *,
+    graced: bool,
 ) -> bool:
-    """The race's invariants for one session; whether a heartbeat won it."""
+    """The race's invariants for one session; whether a heartbeat won it. *graced*: the
+    operator granted it a grace (lease rule 8) for an outage it saw, as a call that hangs
+    past its deadline on a loaded machine is one."""
     status = final["status"]
     assert status["stopReason"] == "LEASE_EXPIRED", (name, status)
     stopped_at = parse_timestamp(status["stoppedAt"])
@@ -430,9 +438,9 @@ def _check_race(
         assert promised > attempt.sent - timedelta(milliseconds=1), (name, attempt)
         assert stopped_at >= promised, (name, attempt, status)
         assert final_expiry >= promised, (name, attempt, status)
-    if final_expiry > first_expiry:
-        # Only a heartbeat sent before the lease ran out can have extended it.
-        assert any(a.sent < first_expiry for a in acknowledged), (name, attempts)
+    if final_expiry > first_expiry and not graced:
+        # Only a heartbeat sent before the lease ran out (or a grace) can have extended it.
+        assert any(a.sent < first_expiry for a in acknowledged), (name, attempts, status)
     for refusal in (a for a in attempts if a.status == 410 and a.body["state"] != "stopping"):
         # Refused because the operator had stopped it: never acknowledged again after that.
         assert stopped_at <= refusal.answered, (name, refusal, status)
