@@ -242,3 +242,39 @@ async def test_a_backlog_of_reconciles_that_await_nothing_leaves_the_loop_to_the
     at = dict(reconciler.reconciled)["soon"]
     assert soon <= at < soon + timedelta(seconds=0.3)
     assert reconciler.names.index("soon") < len(names) * 3 // 4
+
+
+class StopsThenLabels(Records):
+    """Stops a lapsed Session in a pass that leaves its label to a routine one
+    (``Outcome.again``); the next pass writes the label. Records every other pass."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        super().__init__(clock)
+        self.steps: list[tuple[str, str]] = []
+
+    async def reconcile(self, session: Session) -> Outcome:
+        name = session.ref.name
+        if not name.startswith("lapsed"):
+            return await super().reconcile(session)
+        if (name, "stop") not in self.steps:
+            self.steps.append((name, "stop"))
+            return Outcome(session, None, again=True)
+        self.steps.append((name, "label"))
+        return Outcome(session, None)
+
+
+async def test_a_new_leader_stops_every_lapsed_session_before_it_writes_their_labels() -> None:
+    reconciler = StopsThenLabels(lambda: NOW)
+    controller = standby(reconciler, lambda: NOW)
+    lapsed = [f"lapsed-{index}" for index in range(50)]
+    for index, name in enumerate(lapsed):
+        body = leased_body(name, NOW - timedelta(seconds=60 - index))
+        controller.update(Session.from_body(body))
+
+    controller.leading.set()
+    controller.resync()
+    await run_until(controller, lambda: len(reconciler.steps) >= 100, seconds=10)
+
+    stops = [(name, "stop") for name in lapsed]
+    assert reconciler.steps[:50] == stops
+    assert sorted(reconciler.steps[50:]) == sorted((name, "label") for name in lapsed)

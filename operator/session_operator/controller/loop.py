@@ -9,7 +9,8 @@ it again on the dot. One backstop for the whole operator runs
 every ``expiryCheckInterval`` and queues the live Sessions whose deadline has passed
 (the store knows them without looking at the others), in case a deadline was missed. A
 key queued because its deadline came goes ahead of those queued by events, so a lapse is
-acted on while thousands of routine reconciles wait (as after a takeover).
+acted on while thousands of routine reconciles wait (as after a takeover); what a stop
+leaves for later (its state label, ``Outcome.again``) is queued among the routine ones.
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ class SessionController:
             self._deadlines.cancel(ref)
         else:
             self._deadlines.schedule(ref, outcome.deadline)
+        if outcome.again:
+            self._queue.add(ref)
 
     def _retry_later(self, session: Session, error: KubernetesError | None) -> None:
         metrics.RECONCILE_ERRORS.inc()

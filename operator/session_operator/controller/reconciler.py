@@ -59,6 +59,9 @@ class Outcome:
 
     session: Session | None
     deadline: datetime | None
+    again: bool = False
+    """Look again once the work that is due is done: a step was left for a routine pass
+    (the state label after a stop)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ class Reconciler:
         self._outages = outages
 
     async def reconcile(self, session: Session) -> Outcome:
-        """Take steps until the Session waits for a deadline (or is gone).
+        """Take steps until the Session waits for a deadline (or is gone), or until a stop
+        is written: what follows a stop (its state label) is left to a routine pass
+        (``Outcome.again``), behind the other stops that are due.
 
         Raises ``KubernetesError`` when the apiserver fails; the caller retries.
         """
@@ -146,9 +151,14 @@ class Reconciler:
                     metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
                     metrics.EXPIRY_LAG.observe(lag.total_seconds())
                 if updated.status.state is SessionState.STOPPING:
-                    return await self._release_at_once(updated, step.transition)
+                    released = await self._release_at_once(updated, step.transition)
+                    if isinstance(released, Outcome):
+                        return released
+                    return Outcome(released, None, again=True)
                 self._tell_transition(updated, step.transition)
-                return updated
+                # The stop is done; its label waits behind the stops that are due (a
+                # backlog after a takeover is then one write per stop, not two).
+                return Outcome(updated, None, again=True)
             case ReleaseObjects():
                 return await self._release(session, step)
             case DeleteSession():

@@ -5,11 +5,10 @@ are the Events ``kubectl describe session`` shows.
 
 An Event is recorded at once and posted in the background, a few at a time, as client-go's
 recorders do: a lease decision never waits for the write of its Event, so after a takeover
-the stops of a backlog of lapsed leases take two writes each in a row (status, state label),
-not three. Each Event is named when it is recorded, so ``kubectl describe`` lists them in
-the order they happened whatever order they are posted in. An Event that finds
-:data:`EVENT_BACKLOG` others waiting is dropped, with a warning; those still waiting when
-the process stops are not posted.
+each stop of a backlog of lapsed leases is its status write alone. Each Event is named when
+it is recorded, so ``kubectl describe`` lists them in the order they happened whatever
+order they are posted in. An Event that finds :data:`EVENT_BACKLOG` others waiting is
+dropped, with a warning; those still waiting when the process stops are not posted.
 """
 
 from __future__ import annotations
