@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -694,7 +695,8 @@ def _control_plane(progress: Progress) -> Iterator[tuple[LocalControlPlane, Path
 
 
 def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, pinned: bool) -> int:
-    """The field tier: one table and its JSON (``<timestamp>-field.json``), and with
+    """The field tier: one table and its JSON (``<timestamp>-field.json``), the replicas'
+    logs (``<timestamp>-replica-<x>.log``: warnings and errors, as the chart logs), and with
     *profile* the apiserver's profiles (``<timestamp>-apiserver-<N>.pprof``)."""
     progress = Progress(plan.progress_steps())
     started = time.monotonic()
@@ -704,6 +706,8 @@ def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, pinned: boo
     with _control_plane(progress) as (plane, workdir):
         measurement = measure_field(plan, plane, workdir, progress, profile_to, pinned=pinned)
         results = _until_interrupted(progress, measurement)
+        for log in sorted(workdir.glob("replica-*.log")):
+            shutil.copyfile(log, results_dir / f"{stamp}-{log.name}")
     if results is None:
         return 130
     results.seconds = time.monotonic() - started

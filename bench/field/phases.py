@@ -32,7 +32,7 @@ from bench.population import Lease, adopted_body, create_initialised, default_li
 from harness.kube import ApiCalls
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.models import STATE_LABEL, sessions_path
-from session_operator.timestamps import format_timestamp
+from session_operator.timestamps import format_timestamp, parse_timestamp
 
 P99_FACTOR = 2.0
 """A sustained step's beat p99 is at most this many times the raw patch p99 at its rate."""
@@ -355,6 +355,12 @@ class Failover:
     """Expiry lags (s) of leases that fell due before the new leader took over."""
     lag_after: list[float]
     """Expiry lags (s) of leases that fell due after it."""
+    operator_lag_after: list[float]
+    """The same leases' lags as their ``stoppedAt`` tells (the new leader's own time, before
+    the watch brought the stop here)."""
+    graced: int
+    """Due leases the operator moved on instead of stopping (an outage's grace, lease rule
+    8): their lag holds the grace."""
     due: int
     observed: int
     wrongful: int
@@ -440,9 +446,15 @@ async def failover(
     await scene.replicas.named(leader).wait_ready(scene.http)
     during: list[float] = []
     later: list[float] = []
-    for name, (when, _) in seen.stopped.items():
+    operator_later: list[float] = []
+    for name, (when, status) in seen.stopped.items():
         deadline = deadlines[name].timestamp()
-        (during if deadline < took_over else later).append(when - deadline)
+        if deadline < took_over:
+            during.append(when - deadline)
+            continue
+        later.append(when - deadline)
+        if status.get("stoppedAt"):
+            operator_later.append(parse_timestamp(status["stoppedAt"]).timestamp() - deadline)
     evidence = await scene.stopped_sessions(tenant_namespaces)
     wrongful = len(beats.ended - ended_before) + evidence.stopped
     outage = evidence.outage_seconds(kill_at - 5.0, time.time())
@@ -452,6 +464,8 @@ async def failover(
         takeover_seconds=took_over - killed,
         lag_during=during,
         lag_after=later,
+        operator_lag_after=operator_later,
+        graced=len(seen.graced),
         due=len(deadlines),
         observed=len(seen.stopped),
         wrongful=wrongful,

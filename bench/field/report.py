@@ -221,7 +221,8 @@ def table_rows(results: FieldResults) -> list[list[str]]:
             f"{moved.sessions:,}", f"takeover {moved.takeover_seconds:.1f} s",
             _ms(Latency.of(moved.lag_after).p50_ms), _ms(moved.after_p99_ms),
             f"lag p99 due during takeover {_ms(moved.during_p99_ms)} ({len(moved.lag_during)}), "
-            f"after {_ms(moved.after_p99_ms)} ({len(moved.lag_after)}); "
+            f"after {_ms(moved.after_p99_ms)} ({len(moved.lag_after)}; by their stoppedAt "
+            f"{_ms(Latency.of(moved.operator_lag_after).p99_ms)}); graced {moved.graced}; "
             f"beats {moved.beats.failures}; outage recorded {moved.outage_seconds:.0f} s",
             f"new leader ≤ {TAKEOVER_SECONDS:.0f} s, lag p99 after ≤ 2 s, 0 wrongful",
             _verdict(met, f"{moved.observed}/{moved.due} stopped, {moved.wrongful} wrongful"),
@@ -344,6 +345,8 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "takeover_seconds": round(moved.takeover_seconds, 2),
             "lag_due_during_takeover": lag_summary(moved.lag_during),
             "lag_due_after_takeover": lag_summary(moved.lag_after),
+            "operator_lag_due_after_takeover": lag_summary(moved.operator_lag_after),
+            "graced": moved.graced,
             "due": moved.due, "observed": moved.observed, "wrongful": moved.wrongful,
             "beat_statuses": {str(s): c for s, c in moved.beats.statuses.items()},
             "apiserver": moved.calls.as_dict(),

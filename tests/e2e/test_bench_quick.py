@@ -87,6 +87,8 @@ def test_quick_field_tier_runs_every_phase_with_distinct_tokens(tmp_path: Path) 
     report = json.loads(written[0].read_text())
     assert report["mode"] == "field quick"
     assert report["table"] in run.stdout
+    kept = sorted(log.name.split("-", 1)[1] for log in tmp_path.glob("*-replica-*.log"))
+    assert kept == ["replica-a.log", "replica-b.log"], kept  # the replicas' logs, kept
     for row in ("raw", "pod events", "noop", "expiry", "sustain", "failover", "restart"):
         assert f"| {row}" in report["table"], row
     # Each client's token was its own: after the restart, with the auth caches cold, the

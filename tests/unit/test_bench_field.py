@@ -212,6 +212,8 @@ def failover_with(observed: int, lag_after: list[float]) -> Failover:
         takeover_seconds=13.0,
         lag_during=[5.0] * (observed - len(lag_after)),
         lag_after=lag_after,
+        operator_lag_after=lag_after,
+        graced=0,
         due=300,
         observed=observed,
         wrongful=0,
