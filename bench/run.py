@@ -564,9 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="with --field: profile the apiserver's CPU in each sustain step (Go pprof), and"
-        " the replicas' Python from their restart to ready (py-spy); kept beside the JSON and"
-        " summarised in it",
+        help="with --field: profile the apiserver's CPU (Go pprof) and both replicas' Python"
+        " (py-spy) in each sustain step, and the replicas' from their restart to ready; kept"
+        " beside the JSON and summarised in it",
     )
     parser.add_argument(
         "--pin-control-plane",
@@ -697,7 +697,8 @@ def _control_plane(progress: Progress) -> Iterator[tuple[LocalControlPlane, Path
 def _run_field(plan: FieldPlan, results_dir: Path, *, profile: bool, pinned: bool) -> int:
     """The field tier: one table and its JSON (``<timestamp>-field.json``), the replicas'
     logs (``<timestamp>-replica-<x>.log``: warnings and errors, as the chart logs), and with
-    *profile* the apiserver's profiles (``<timestamp>-apiserver-<N>.pprof``)."""
+    *profile* the profiles (``<timestamp>-apiserver-<N>.pprof``, ``<timestamp>-<replica>-<N>.txt``
+    and ``<timestamp>-<replica>-restart.txt``)."""
     progress = Progress(plan.progress_steps())
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

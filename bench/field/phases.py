@@ -254,6 +254,8 @@ class SustainStep:
     churn_events_per_second: float
     apiserver_profile: str = ""
     """The apiserver's top functions in the window's middle (with ``--profile``)."""
+    replica_profiles: dict[str, str] = field(default_factory=dict)
+    """Each replica's busiest functions over the same part of the window (``--profile``)."""
     unheld: int = 0
     """Sessions the leader did not hold live as the window began: not yet initialised (past
     capacity), or stopped."""
@@ -293,8 +295,9 @@ async def sustain(
 ) -> SustainStep:
     """Start clients for the *tenants* not yet beaten (the fleet already beats the others),
     let them settle for *warm_up*, count how many short of *live_target* the leader holds
-    live, then meter *seconds* with unrelated Pods churning (and, with *profile_to*, the
-    apiserver's CPU profiled for a quarter of it, from a third in)."""
+    live, then meter *seconds* with unrelated Pods churning. With *profile_to* (a path
+    prefix), the apiserver's CPU and both replicas' Python are profiled for a quarter of it,
+    from a third in (``<prefix>-apiserver-<N>.pprof``, ``<prefix>-<replica>-<N>.txt``)."""
     scene.fleet.start(tenants[scene.fleet.running :], spread=5.0)
     settle_until = time.monotonic() + warm_up
     while (left := settle_until - time.monotonic()) > 0:
@@ -304,11 +307,17 @@ async def sustain(
     stop = asyncio.Event()
     events_before = scene.churn.events
     profiled: list[Path] = []
+    replicas_top: dict[str, str] = {}
 
-    async def profile(out: Path) -> None:
+    async def profile(prefix: Path) -> None:
         await asyncio.sleep(seconds / 3)
+        replicas = ReplicaProfiles(prefix, str(len(tenants)))
+        for replica in scene.replicas:
+            await replicas.start(replica.name, replica.process.pid)
+        out = Path(f"{prefix}-apiserver-{len(tenants)}.pprof")
         if await apiserver_profile(scene.api, max(1, round(seconds / 4)), out):
             profiled.append(out)
+        replicas_top.update(await replicas.stop())
 
     async def beside() -> None:
         work = [scene.churn.run(churn_rate, stop)]
@@ -323,8 +332,9 @@ async def sustain(
     top = "".join([await top_functions(out) for out in profiled])
     per_second = window.per_second(events)
     return SustainStep(
-        len(tenants), window, raw_p99_ms, wrongful, per_second, top, unheld, evidence
-    )
+        len(tenants), window, raw_p99_ms, wrongful, per_second, top, replicas_top, unheld,
+        evidence,
+    )  # fmt: skip
 
 
 # -- beats inside the interval --------------------------------------------------------------
@@ -511,7 +521,7 @@ async def restart(
     start until both are ready and the window has ended."""
     stopped_at = time.time()
     scene.replicas.stop()
-    profiles = ReplicaProfiles(profile_to) if profile_to is not None else None
+    profiles = ReplicaProfiles(profile_to, "restart") if profile_to is not None else None
     started = time.monotonic()
     for replica in scene.replicas:
         replica.process.spawn()

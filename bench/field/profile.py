@@ -2,8 +2,9 @@
 the admin), summarised by ``go tool pprof -top``; ``make bench BENCH_ARGS="--field
 --profile"`` takes one in the middle of each sustain window and keeps the ``.pprof`` files
 beside the run's JSON, for ``go tool pprof -http`` or ``-top`` later. The replicas': py-spy
-samples each from its restart until the restart's window ends, and keeps the stacks
-(``<stamp>-<replica>-restart.txt``, py-spy's collapsed form, for ``flamegraph.pl``).
+samples each over the same quarter of each sustain window (``<stamp>-<replica>-<N>.txt``)
+and from its restart until the restart's window ends (``<stamp>-<replica>-restart.txt``),
+and keeps the stacks in py-spy's collapsed form, for ``flamegraph.pl``.
 """
 
 from __future__ import annotations
@@ -55,17 +56,18 @@ TOP_FUNCTIONS = 25
 
 class ReplicaProfiles:
     """py-spy on replica processes, each from when :meth:`start` is told of it until
-    :meth:`stop`; their stacks go to ``<prefix>-<replica>-restart.txt``."""
+    :meth:`stop`; their stacks go to ``<prefix>-<replica>-<phase>.txt``."""
 
-    def __init__(self, prefix: Path) -> None:
+    def __init__(self, prefix: Path, phase: str) -> None:
         self._prefix = prefix
+        self._phase = phase
         self._running: dict[str, tuple[asyncio.subprocess.Process, Path]] = {}
 
     async def start(self, replica: str, pid: int) -> None:
         """Sample *replica* (process *pid*) from now on, if py-spy is installed."""
         if not PY_SPY.exists():
             return
-        out = Path(f"{self._prefix}-{replica}-restart.txt")
+        out = Path(f"{self._prefix}-{replica}-{self._phase}.txt")
         process = await asyncio.create_subprocess_exec(
             str(PY_SPY), "record", "--pid", str(pid), "--rate", str(SAMPLES_PER_SECOND),
             "--format", "raw", "--output", str(out), "--nonblocking",

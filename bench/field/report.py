@@ -270,6 +270,12 @@ def render(results: FieldResults) -> str:
         for step in results.steps
         if step.apiserver_profile
     ]
+    profiles += [
+        f"\n{replica}, {step.sessions:,} clients (the same span; py-spy, by inclusive "
+        f"share):\n{top}"
+        for step in results.steps
+        for replica, top in step.replica_profiles.items()
+    ]
     if results.restart is not None:
         profiles += [
             f"\n{replica} from its restart to ready (py-spy, by inclusive share):\n{top}"
@@ -316,6 +322,7 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
              "calls_per_beat": round(step.calls_per_beat, 4),
              "churn_events_per_s": round(step.churn_events_per_second, 1),
              "apiserver_profile_top": step.apiserver_profile or None,
+             "replica_profiles_top": step.replica_profiles or None,
              "evidence": step.evidence.as_dict(),
              **_window(step.window)}
             for step in results.steps

@@ -74,8 +74,9 @@ async def measure_field(
     pinned: bool = False,
 ) -> FieldResults:
     """Run every field phase against *plane*; the replicas start and stop here. With
-    *profile_to* (a path prefix), each sustain step's apiserver profile is kept there, and
-    the replicas' Python stacks from their restart to ready. If *pinned*, the control plane
+    *profile_to* (a path prefix), each sustain step's apiserver profile and the replicas'
+    Python stacks over the same span are kept there, and the replicas' from their restart
+    to ready. If *pinned*, the control plane
     runs on CPUs of its own (:mod:`bench.field.cpus`)."""
     cert_file, key_file = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert_file))
@@ -179,9 +180,8 @@ async def _phases(
                                   size - len(tenants), ready=beat, must_hold=False)  # fmt: skip
         tenants += grown
         raw_p99 = results.raw_at_rate[size].latency.p99_ms
-        profile = None if profile_to is None else Path(f"{profile_to}-apiserver-{size}.pprof")
         step = await sustain(scene, tenants, namespaces, plan.window, plan.warm_up, raw_p99,
-                             plan.churn_rate, live_target, profile)  # fmt: skip
+                             plan.churn_rate, live_target, profile_to)  # fmt: skip
         results.steps.append(step)
         progress.note(
             f"{size:,} sessions: {'sustained' if step.sustained else 'not sustained'}, "
