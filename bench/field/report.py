@@ -201,14 +201,20 @@ def table_rows(results: FieldResults) -> list[list[str]]:
         best = results.sustained
         sessions = best.sessions if best else 0
         goal = results.goal_sessions
+        # None sustained: fewer than the smallest step tried, which is all that is measured.
+        smallest = min(step.sessions for step in results.steps)
+        shown = f"{sessions:,}" if best else f"< {smallest:,}"
+        detail = f"{sessions / goal:.0%} of the goal" if goal else "-"
+        if best is None and goal:
+            detail = f"no step sustained; the smallest was {smallest / goal:.0%} of the goal"
         rows.append([
-            "sustain", "largest number of sessions sustained at 60 s / 5 s", f"{sessions:,}",
+            "sustain", "largest number of sessions sustained at 60 s / 5 s", shown,
             "", "", "", "", f"≥ {goal:,} (80 % of raw ceiling x 5 s)",
-            _verdict(sessions >= goal, f"{sessions / goal:.0%} of the goal" if goal else "-"),
+            _verdict(sessions >= goal, detail),
         ])  # fmt: skip
         share = _write_rate(best) / results.ceiling_rate if best else 0.0
         rows.append([
-            "sustain", "must-write beats at the largest step sustained", f"{sessions:,}",
+            "sustain", "must-write beats at the largest step sustained", shown,
             f"{_write_rate(best):,.0f}/s" if best else "", "", "", "",
             f"≥ {WRITE_SHARE:.0%} of the raw ceiling ({WRITE_SHARE * results.ceiling_rate:,.0f}/s)",
             _verdict(share >= WRITE_SHARE, f"{share:.0%} of raw"),

@@ -21,9 +21,11 @@ from bench.field.measure import Evidence, OpenLoop, Window, arrivals, even_arriv
 from bench.field.phases import Failover, PodEventCost, SustainStep
 from bench.field.plan import FieldPlan, beat_rate
 from bench.field.profile import busiest
-from bench.load import Latency
+from bench.field.report import FieldResults, table_rows
+from bench.load import Latency, LoadResult
 from bench.run import main, parse_step_sizes
 from harness.kube import ApiCalls, RequestCounts, histogram_quantile, prometheus_samples
+from harness.machine import Machine
 from session_operator.outage_rule import OutageWindow
 
 NO_CALLS = ApiCalls(0, 0, 0, 0, 0, 0)
@@ -85,6 +87,32 @@ def test_a_step_is_sustained_only_without_wrongful_expiries_and_within_twice_raw
 
 def test_a_step_whose_sessions_the_leader_did_not_all_hold_live_is_not_sustained() -> None:
     assert not sustained_step(0.010, wrongful=0, raw_p99_ms=5.0, unheld=1).sustained
+
+
+def results_with_steps(*steps: SustainStep) -> FieldResults:
+    machine = Machine(2, 24.0, "cpu", "linux", "3.11", "v1", "3.6", "1.45", (0.0, 0.0, 0.0))
+    results = FieldResults(machine, "field", "now", steps=list(steps))
+    results.ceiling = LoadResult(32, 10.0, Latency.of([0.01]), Counter({200: 4_000}))  # 400/s
+    return results
+
+
+def sustain_rows(results: FieldResults) -> dict[str, list[str]]:
+    return {row[1]: row for row in table_rows(results) if row[0] == "sustain"}
+
+
+def test_with_no_step_sustained_the_sessions_sustained_are_fewer_than_the_smallest_tried() -> None:
+    rows = sustain_rows(results_with_steps(sustained_step(0.5, wrongful=0, raw_p99_ms=5.0)))
+    largest = rows["largest number of sessions sustained at 60 s / 5 s"]
+    assert largest[2] == "< 100"
+    assert largest[-1] == "missed: no step sustained; the smallest was 6% of the goal"
+    assert rows["must-write beats at the largest step sustained"][2] == "< 100"
+
+
+def test_the_sessions_sustained_are_the_largest_step_sustained() -> None:
+    rows = sustain_rows(results_with_steps(sustained_step(0.010, wrongful=0, raw_p99_ms=5.0)))
+    largest = rows["largest number of sessions sustained at 60 s / 5 s"]
+    assert largest[2] == "100"
+    assert largest[-1] == "missed: 6% of the goal"
 
 
 # --- the replicas' profile at a restart ------------------------------------------------------
