@@ -28,7 +28,6 @@ from bench.field.replicas import FieldReplica
 from bench.field.tenants import Tenant, account_of, mint_tenant_token, workload_session
 from bench.load import Latency, bounded_gather
 from bench.phases import ExpiryWatch, follow_sessions, staggered
-from bench.population import Lease, adopted_body, create_initialised, default_lifecycle
 from harness.kube import ApiCalls
 from session_operator.k8s.rest import MERGE_PATCH
 from session_operator.models import STATE_LABEL, sessions_path
@@ -39,6 +38,8 @@ P99_FACTOR = 2.0
 HOLD_TIMEOUT_SECONDS = 300.0
 HOLD_SECONDS_PER_SESSION = 0.01
 """How long the leader may take to hold Sessions just added: 300 s, plus 10 ms each."""
+START_SECONDS_PER_SESSION = 0.05
+"""How long it may take to start them (a Pod each): 300 s, plus 50 ms each."""
 FIRST_BEAT_TIMEOUT_SECONDS = 120.0
 DUE_LEASE = {"ttlSeconds": 3600, "heartbeatIntervalSeconds": 1}
 """Sessions whose leases the benchmark sets to fall due (never beaten)."""
@@ -126,27 +127,37 @@ async def add_tenants(
     return handed  # in the order handed to *ready*
 
 
-async def seed_sessions(scene: Field, sessions: Sequence[tuple[SessionName, Lease]]) -> None:
-    """Create *sessions* (name, lease) as the operator leaves ready ones (see
-    :func:`bench.population.adopted_body`), while the clients beat; wait until the leader
-    holds them all."""
-    before = await live_sessions(scene)
-    lifecycle = default_lifecycle()
+async def start_sessions(
+    scene: Field, groups: Sequence[tuple[Sequence[SessionName], dict[str, int]]]
+) -> None:
+    """Create each group's Sessions (its names, its lease) as users do, each with a Pod
+    template, while the clients beat; wait until the leader has started them all (each Pod
+    created, Pending: no node) and its work queue is empty, so no write of their start-up
+    falls in a phase begun after."""
+    count = sum(len(refs) for refs, _ in groups)
+    before = (await _leader_metric(scene, "xg2g_sessions", "state")).get("starting", 0.0)
+    for refs, lease in groups:
+        await create_sessions(scene, refs, lease=lease)
+    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + START_SECONDS_PER_SESSION * count
+    while True:
+        starting = (await _leader_metric(scene, "xg2g_sessions", "state")).get("starting", 0.0)
+        waiting = (await _leader_metric(scene, "xg2g_workqueue_depth", "name")).get("sessions")
+        if starting - before >= count and not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the leader started {starting - before:,.0f} of {count:,}")
+        scene.progress.update(0.8 + 0.2 * (starting - before) / count, "Pods created")
+        await asyncio.sleep(0.5)
 
-    async def create(item: tuple[SessionName, Lease]) -> None:
-        await create_initialised(scene.api, adopted_body(*item), lifecycle)
 
-    def done(count: int) -> None:
-        scene.progress.update(0.4 * count / len(sessions), f"seeded {count:,}/{len(sessions):,}")
-
-    await bounded_gather(sessions, create, SETUP_CONCURRENCY, done)
-    await _wait_live(scene, before + len(sessions))
+async def _leader_metric(scene: Field, name: str, label: str) -> dict[str, float]:
+    leader = await scene.replicas.wait_leader(scene.api)
+    return await scene.replicas.named(leader).metric(scene.http, name, label)
 
 
 async def live_sessions(scene: Field) -> int:
     """Sessions the leader holds in a live state."""
-    leader = await scene.replicas.wait_leader(scene.api)
-    states = await scene.replicas.named(leader).metric(scene.http, "xg2g_sessions", "state")
+    states = await _leader_metric(scene, "xg2g_sessions", "state")
     return int(sum(states.get(state, 0) for state in ("new", "starting", "ready")))
 
 

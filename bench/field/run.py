@@ -37,7 +37,7 @@ from bench.field.phases import (
     noop_beats,
     pod_event_cost,
     restart,
-    seed_sessions,
+    start_sessions,
     sustain,
     wait_started,
 )
@@ -76,8 +76,8 @@ async def measure_field(
     """Run every field phase against *plane*; the replicas start and stop here. With
     *profile_to* (a path prefix), each sustain step's apiserver profile and the replicas'
     Python stacks over the same span are kept there, and the replicas' from their restart
-    to ready. If *pinned*, the control plane
-    runs on CPUs of its own (:mod:`bench.field.cpus`)."""
+    to ready. If *pinned*, the control plane runs on CPUs of its own
+    (:mod:`bench.field.cpus`)."""
     cert_file, key_file = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert_file))
     async with (
@@ -270,13 +270,14 @@ async def _expiry_with_pods(plan: FieldPlan, scene: Field, bench: Bench) -> Expi
 
 
 async def _fill_to(plan: FieldPlan, scene: Field) -> int:
-    """Seed idle Sessions (ready, leases of hours) and the due ones, as the operator leaves
-    ready ones, until the replicas hold ``failover_sessions`` live; the number held."""
+    """Add the due Sessions and idle ones (leases of hours), each with a Pod template and
+    started by the leader as users' are, until the replicas hold ``failover_sessions``
+    live; the number held."""
     held = await live_sessions(scene)
-    due = [(SessionName(DUE_NAMESPACE, name), DUE_LEASE) for name in due_names(plan)]
+    due = [SessionName(DUE_NAMESPACE, name) for name in due_names(plan)]
     idle_count = max(0, plan.failover_sessions - held - len(due))
-    idle = [(SessionName(IDLE_NAMESPACE, f"idle-{i:05d}"), IDLER_LEASE) for i in range(idle_count)]
-    await seed_sessions(scene, [*due, *idle])
+    idle = [SessionName(IDLE_NAMESPACE, f"idle-{i:05d}") for i in range(idle_count)]
+    await start_sessions(scene, [(due, DUE_LEASE), (idle, IDLER_LEASE)])
     return held + len(due) + len(idle)
 
 
@@ -310,5 +311,7 @@ def field_notes(plan: FieldPlan) -> list[str]:
         "CPU per beat is each replica's CPU over the window per heartbeat it answered.",
         "Failover: the leader SIGKILLed (no Lease release) while its clients move to the other "
         "replica; leases due from 5 s before the kill, set by status patch, never beaten. "
-        "Restart: both replicas SIGTERMed and started again under the running clients.",
+        "Restart: both replicas SIGTERMed and started again under the running clients. Every "
+        "live Session of both, the due ones included, has a Pod template and the Pod the leader "
+        "made for it.",
     ]
