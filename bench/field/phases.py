@@ -39,7 +39,9 @@ HOLD_TIMEOUT_SECONDS = 300.0
 HOLD_SECONDS_PER_SESSION = 0.01
 """How long the leader may take to hold Sessions just added: 300 s, plus 10 ms each."""
 START_SECONDS_PER_SESSION = 0.05
-"""How long it may take to start them (a Pod each): 300 s, plus 50 ms each."""
+"""How long it may take to initialise and start Sessions with a Pod each, added beside the
+clients: 300 s, plus 50 ms each (about 22 a second were initialised on 2 cores beside 300
+clients, each start being five writes or so)."""
 FIRST_BEAT_TIMEOUT_SECONDS = 120.0
 DUE_LEASE = {"ttlSeconds": 3600, "heartbeatIntervalSeconds": 1}
 """Sessions whose leases the benchmark sets to fall due (never beaten)."""
@@ -56,11 +58,12 @@ async def create_sessions(
     lease: dict[str, int] | None = None,
     created: Callable[[SessionName], None] | None = None,
     must_hold: bool = True,
+    seconds_each: float = HOLD_SECONDS_PER_SESSION,
 ) -> None:
     """Create *refs* as users do (each with a Pod template unless *with_pod* is false), and
     call *created* with each as soon as it is; wait until the leader has initialised them
-    all. Unless *must_hold*, a leader that has not by the hold timeout is no error (a step
-    past capacity: its window tells)."""
+    all, for the hold timeout plus *seconds_each* per live Session. Unless *must_hold*, a
+    leader that has not by then is no error (a step past capacity: its window tells)."""
     before = await live_sessions(scene)
 
     async def create(ref: SessionName) -> None:
@@ -75,7 +78,7 @@ async def create_sessions(
         scene.progress.update(0.2 + 0.6 * count / len(refs), f"sessions {count:,}/{len(refs):,}")
 
     await bounded_gather(refs, create, SETUP_CONCURRENCY, done)
-    await _wait_live(scene, before + len(refs), must_hold=must_hold)
+    await _wait_live(scene, before + len(refs), seconds_each, must_hold=must_hold)
 
 
 async def add_tenants(
@@ -137,7 +140,7 @@ async def start_sessions(
     count = sum(len(refs) for refs, _ in groups)
     before = (await _leader_metric(scene, "xg2g_sessions", "state")).get("starting", 0.0)
     for refs, lease in groups:
-        await create_sessions(scene, refs, lease=lease)
+        await create_sessions(scene, refs, lease=lease, seconds_each=START_SECONDS_PER_SESSION)
     deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + START_SECONDS_PER_SESSION * count
     while True:
         starting = (await _leader_metric(scene, "xg2g_sessions", "state")).get("starting", 0.0)
@@ -197,8 +200,10 @@ async def wait_started(scene: Field, namespace: str, count: int) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _wait_live(scene: Field, live: int, *, must_hold: bool = True) -> None:
-    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + HOLD_SECONDS_PER_SESSION * live
+async def _wait_live(
+    scene: Field, live: int, seconds_each: float, *, must_hold: bool = True
+) -> None:
+    deadline = time.monotonic() + HOLD_TIMEOUT_SECONDS + seconds_each * live
     while (held := await live_sessions(scene)) < live:
         if time.monotonic() > deadline:
             shortfall = f"the leader holds {held:,} of {live:,} live sessions"
