@@ -129,7 +129,7 @@ class LocalNode:
     layout: NodeLayout = field(init=False)
     _daemons: list[_Daemon] = field(default_factory=list, init=False)
     _kernel_settings: dict[str, str] = field(default_factory=dict, init=False)
-    _cgroup_parents: set[Path] = field(default_factory=set, init=False)
+    _cgroups: set[Path] = field(default_factory=set, init=False)
     started_seconds: float = field(default=0.0, init=False)
 
     def __enter__(self) -> LocalNode:
@@ -154,7 +154,7 @@ class LocalNode:
         ports = [free_port() for _ in range(4)]
         self.layout = NodeLayout(workdir / "node", *ports)
         self._kernel_settings = record_kernel_settings(kernel_record(self.namespace.name))
-        self._cgroup_parents = cgroup_parents()
+        self._cgroups = k8s_io_cgroups()
         try:
             self._write_files()
             self._make_network()
@@ -194,7 +194,7 @@ class LocalNode:
         kernel_record(self.namespace.name).unlink(missing_ok=True)
         kill_shims_of(self.layout.containerd_socket)
         _remove_log_links(self.layout.pod_logs_dir)
-        remove_cgroup_parents_made_since(self._cgroup_parents)
+        remove_cgroups_made_since(self._cgroups)
         unmount_under(self.layout.workdir)
         for name in pod_namespaces:
             remove_pinned(name)
@@ -414,18 +414,41 @@ def _remove_log_links(pod_logs_dir: Path) -> None:
             link.unlink(missing_ok=True)
 
 
-def cgroup_parents(root: Path = CGROUP_ROOT) -> set[Path]:
-    """The ``k8s.io`` cgroups there are now: the CRI puts containers under one in each
-    cgroup v1 hierarchy, or under the v2 one (the kubelet makes no QoS cgroups here)."""
-    return {*root.glob(CGROUP_PARENT), *root.glob(f"*/{CGROUP_PARENT}")}
+def k8s_io_cgroups(root: Path = CGROUP_ROOT) -> set[Path]:
+    """The ``k8s.io`` cgroups there are now, and every cgroup below them: the CRI puts each
+    container in a cgroup of its own under a ``k8s.io`` in each cgroup v1 hierarchy, or
+    under the v2 one (the kubelet makes no QoS cgroups here)."""
+    found = {*root.glob(CGROUP_PARENT), *root.glob(f"*/{CGROUP_PARENT}")}
+    for parent in list(found):
+        for directory, below, _files in os.walk(parent):
+            found.update(Path(directory) / name for name in below)
+    return found
 
 
-def remove_cgroup_parents_made_since(before: set[Path], root: Path = CGROUP_ROOT) -> None:
-    """Remove each ``k8s.io`` cgroup that was not there *before* (the node made it) once it
-    is empty (rmdir refuses a cgroup in use); the machine's own, or another node's, stay."""
-    for parent in cgroup_parents(root) - before:
-        with contextlib.suppress(OSError):
-            parent.rmdir()
+def remove_cgroups_made_since(
+    before: set[Path], root: Path = CGROUP_ROOT, wait_seconds: float = 5.0
+) -> None:
+    """Remove each of those cgroups that was not there *before* (the node made it: its
+    containers', and a ``k8s.io`` above them), deepest first. rmdir refuses a cgroup still
+    in use, so the processes of the shims just killed get up to *wait_seconds* to leave;
+    one in use after that stays, as do the machine's own and those there before."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        made = sorted(k8s_io_cgroups(root) - before, key=lambda path: len(path.parts))
+        left = [cgroup for cgroup in reversed(made) if not _removed(cgroup)]
+        if not left or time.monotonic() >= deadline:
+            return
+        time.sleep(0.1)
+
+
+def _removed(cgroup: Path) -> bool:
+    try:
+        cgroup.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def _read(path: Path) -> str:

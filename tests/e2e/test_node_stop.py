@@ -32,7 +32,7 @@ from harness.node import (
     CGROUP_ROOT,
     LocalNode,
     NodeError,
-    cgroup_parents,
+    k8s_io_cgroups,
     node_unavailable_reason,
 )
 from harness.node_config import PAUSE_IMAGE
@@ -47,7 +47,8 @@ _MNT_DETACH = 2
 
 @dataclass(frozen=True)
 class Machine:
-    """The kernel settings the kubelet changes, and the ``k8s.io`` cgroups, at one moment."""
+    """The kernel settings the kubelet changes, and the ``k8s.io`` cgroups (those below
+    them too), at one moment."""
 
     kernel: dict[str, str]
     cgroups: set[Path]
@@ -55,7 +56,7 @@ class Machine:
     @classmethod
     def now(cls) -> Machine:
         """What they are now."""
-        return cls(read_kernel_settings(), cgroup_parents())
+        return cls(read_kernel_settings(), k8s_io_cgroups())
 
 
 @dataclass(frozen=True)

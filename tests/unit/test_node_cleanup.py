@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness.node import (
-    cgroup_parents,
+    k8s_io_cgroups,
     made_by_a_dead_process,
     node_namespace_name,
-    remove_cgroup_parents_made_since,
+    remove_cgroups_made_since,
 )
 from harness.processes import (
     mount_points_in,
@@ -85,21 +85,38 @@ def test_namespaces_the_harness_did_not_name_so_are_never_judged_stale(name: str
 def test_only_the_k8s_io_cgroups_made_since_the_start_are_removed(tmp_path: Path) -> None:
     machines = tmp_path / "pids" / "k8s.io"
     machines.mkdir(parents=True)
-    before = cgroup_parents(tmp_path)
+    before = k8s_io_cgroups(tmp_path)
     made = [tmp_path / "memory" / "k8s.io", tmp_path / "cpu" / "k8s.io"]
     for cgroup in made:
         cgroup.mkdir(parents=True)
     in_use = tmp_path / "cpu" / "k8s.io" / "a-container"
     in_use.mkdir()
+    (in_use / "cgroup.procs").write_text("4242\n")  # rmdir refuses it, as for a live one
 
-    remove_cgroup_parents_made_since(before, tmp_path)
+    remove_cgroups_made_since(before, tmp_path, wait_seconds=0)
 
     assert machines.is_dir(), "a k8s.io cgroup the node did not make stays, empty or not"
     assert not made[0].exists()
     assert in_use.is_dir(), "a cgroup still in use stays (rmdir refuses it)"
 
 
+def test_the_containers_cgroups_the_node_left_under_a_k8s_io_there_before_go(
+    tmp_path: Path,
+) -> None:
+    """A node stopped earlier may have left ``k8s.io`` behind: the next node's containers
+    are below it, and their empty cgroups go when it stops, though ``k8s.io`` stays."""
+    earlier = tmp_path / "memory" / "k8s.io" / "an-earlier-container"
+    earlier.mkdir(parents=True)
+    before = k8s_io_cgroups(tmp_path)
+    sandbox = tmp_path / "memory" / "k8s.io" / "a-sandbox"
+    (sandbox / "nested").mkdir(parents=True)
+
+    remove_cgroups_made_since(before, tmp_path, wait_seconds=0)
+
+    assert k8s_io_cgroups(tmp_path) == before
+
+
 def test_the_k8s_io_cgroup_of_a_cgroup_v2_machine_counts_too(tmp_path: Path) -> None:
     (tmp_path / "k8s.io").mkdir()
     (tmp_path / "memory" / "k8s.io").mkdir(parents=True)
-    assert cgroup_parents(tmp_path) == {tmp_path / "k8s.io", tmp_path / "memory" / "k8s.io"}
+    assert k8s_io_cgroups(tmp_path) == {tmp_path / "k8s.io", tmp_path / "memory" / "k8s.io"}
