@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from session_operator.controller.loop import SessionController
 from session_operator.controller.reconciler import Outcome, Reconciler
-from session_operator.models import Session
+from session_operator.models import Session, SessionRef
 from tests.unit.builders import EXPIRY_CHECK, NOW, controller_without_deadlines, leased_body
 
 
@@ -21,7 +22,12 @@ class StopsNothing(Reconciler):
     def __init__(self) -> None:
         self.reconciled: list[str] = []
 
-    async def reconcile(self, session: Session) -> Outcome:
+    def forget(self, ref: SessionRef) -> None:
+        pass  # keeps nothing of a stop
+
+    async def reconcile(
+        self, session: Session, others_due: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         self.reconciled.append(session.ref.name)
         return Outcome(session, session.status.lease_expires_at)
 

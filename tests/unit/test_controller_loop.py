@@ -30,7 +30,12 @@ class FailsThenWrites(Reconciler):
         self.failures = failures
         self.attempts: list[float] = []
 
-    async def reconcile(self, session: Session) -> Outcome:
+    def forget(self, ref: SessionRef) -> None:
+        pass  # keeps nothing of a stop
+
+    async def reconcile(
+        self, session: Session, others_due: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         self.attempts.append(asyncio.get_running_loop().time())
         if len(self.attempts) <= self.failures:
             raise ApiUnavailable("connection refused")
@@ -137,7 +142,12 @@ class Records(Reconciler):
     def names(self) -> list[str]:
         return [name for name, _ in self.reconciled]
 
-    async def reconcile(self, session: Session) -> Outcome:
+    def forget(self, ref: SessionRef) -> None:
+        pass  # keeps nothing of a stop
+
+    async def reconcile(
+        self, session: Session, others_due: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         self.reconciled.append((session.ref.name, self.clock()))
         await asyncio.sleep(self.pause)
         return Outcome(session, None)
@@ -212,7 +222,9 @@ class Busy(Records):
         super().__init__(clock)
         self.cpu = cpu
 
-    async def reconcile(self, session: Session) -> Outcome:
+    async def reconcile(
+        self, session: Session, others_due: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         self.reconciled.append((session.ref.name, self.clock()))
         until = time.perf_counter() + self.cpu
         while time.perf_counter() < until:
@@ -245,19 +257,25 @@ async def test_a_backlog_of_reconciles_that_await_nothing_leaves_the_loop_to_the
 
 
 class StopsThenLabels(Records):
-    """Stops a lapsed Session in a pass that leaves its label to a routine one
-    (``Outcome.again``); the next pass writes the label. Records every other pass."""
+    """Stops a lapsed Session in a pass that leaves its label to a follow-up one
+    (``Outcome.again``), noting whether other stops were due then; the next pass writes
+    the label. Records every other pass as routine."""
 
     def __init__(self, clock: Callable[[], datetime]) -> None:
         super().__init__(clock)
         self.steps: list[tuple[str, str]] = []
+        self.others_due: list[bool] = []
 
-    async def reconcile(self, session: Session) -> Outcome:
+    async def reconcile(
+        self, session: Session, others_due: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         name = session.ref.name
         if not name.startswith("lapsed"):
+            self.steps.append((name, "routine"))
             return await super().reconcile(session)
         if (name, "stop") not in self.steps:
             self.steps.append((name, "stop"))
+            self.others_due.append(others_due())
             return Outcome(session, None, again=True)
         self.steps.append((name, "label"))
         return Outcome(session, None)
@@ -278,3 +296,24 @@ async def test_a_new_leader_stops_every_lapsed_session_before_it_writes_their_la
     stops = [(name, "stop") for name in lapsed]
     assert reconciler.steps[:50] == stops
     assert sorted(reconciler.steps[50:]) == sorted((name, "label") for name in lapsed)
+
+
+async def test_stops_know_while_others_wait_and_their_follow_ups_go_before_routine_work() -> None:
+    reconciler = StopsThenLabels(lambda: NOW)
+    controller = standby(reconciler, lambda: NOW)
+    lapsed = [f"lapsed-{index}" for index in range(10)]
+    for index, name in enumerate(lapsed):
+        controller.update(Session.from_body(leased_body(name, NOW - timedelta(seconds=60 - index))))
+    live = [f"live-{index}" for index in range(20)]
+    for name in live:
+        controller.update(Session.from_body(leased_body(name, NOW + timedelta(hours=1))))
+
+    controller.leading.set()
+    controller.resync()
+    await run_until(controller, lambda: len(reconciler.steps) >= 40, seconds=10)
+
+    # One worker: each stop but the last has others waiting behind it.
+    assert reconciler.others_due == [True] * 9 + [False]
+    assert reconciler.steps[:10] == [(name, "stop") for name in lapsed]
+    assert sorted(reconciler.steps[10:20]) == sorted((name, "label") for name in lapsed)
+    assert sorted(reconciler.steps[20:]) == sorted((name, "routine") for name in live)

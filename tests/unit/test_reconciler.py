@@ -161,6 +161,61 @@ async def test_an_expiry_whose_pod_takes_time_is_labelled_stopping_and_polled() 
     assert events.reasons == ["LeaseExpired", "Stopped"]
 
 
+async def test_an_expiry_in_a_backlog_is_written_first_and_released_in_a_follow_up() -> None:
+    sessions = StoredSession(with_template(SessionState.READY))
+    owned = Owned([0])
+    reconciler, events = reconciler_over(sessions, owned, EXPIRES_AT)
+
+    stop = await reconciler.reconcile(Session.from_body(sessions.body), others_due=lambda: True)
+
+    # Only the stop's write while other stops wait; nothing released, nothing told yet.
+    assert sessions.writes == ["status"]
+    assert sessions.body["status"]["state"] == "stopping"
+    assert owned.remaining == [0]
+    assert events.reasons == []
+    assert (stop.deadline, stop.again) == (None, True)
+    assert stop.session is not None
+
+    finish = await reconciler.reconcile(stop.session, others_due=lambda: True)
+
+    # The same writes and the one Event as a stop released at once (no "stopping" label).
+    assert owned.remaining == []
+    assert sessions.writes == ["status", "status"]
+    assert sessions.body["status"]["state"] == "stopped"
+    assert events.reasons == ["LeaseExpired"]
+    assert (finish.deadline, finish.again) == (None, True)
+
+
+async def test_a_backlog_stop_whose_pod_takes_time_is_told_then_labelled_and_polled() -> None:
+    sessions = StoredSession(with_template(SessionState.READY))
+    reconciler, events = reconciler_over(sessions, Owned([1]), EXPIRES_AT)
+    stop = await reconciler.reconcile(Session.from_body(sessions.body), others_due=lambda: True)
+    assert stop.session is not None
+
+    release = await reconciler.reconcile(stop.session)
+
+    assert sessions.writes == ["status", "metadata"]
+    assert sessions.body["metadata"]["labels"]["xg2g.io/state"] == "stopping"
+    assert events.reasons == ["LeaseExpired"]
+    assert release.deadline is not None
+
+
+async def test_a_backlog_stop_forgotten_is_released_as_any_stopping_session() -> None:
+    sessions = StoredSession(with_template(SessionState.READY))
+    reconciler, events = reconciler_over(sessions, Owned([0]), EXPIRES_AT)
+    stop = await reconciler.reconcile(Session.from_body(sessions.body), others_due=lambda: True)
+    assert stop.session is not None
+    reconciler.forget(stop.session.ref)
+
+    await reconciler.reconcile(stop.session)
+
+    # What a new leader does with a stopping session: its label, the release, the end's
+    # status and label, and an Event for the end alone.
+    assert sessions.writes == ["status", "metadata", "status", "metadata"]
+    assert sessions.body["status"]["state"] == "stopped"
+    assert events.reasons == ["Stopped"]
+
+
 async def test_a_stop_asked_for_whose_pod_is_gone_at_once_is_told_as_stopped() -> None:
     sessions = StoredSession(stored(spec={"template": {"spec": {}}, "stop": True}))
     reconciler, events = reconciler_over(sessions, Owned([0]), MIDWAY)

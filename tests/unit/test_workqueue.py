@@ -147,6 +147,46 @@ async def test_a_key_that_falls_due_while_active_is_served_first_after_done() ->
     assert [await queue.get() for _ in range(2)] == ["a", "b"]
 
 
+async def test_follow_ups_are_served_after_the_due_keys_and_before_the_routine_ones() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("routine")
+    queue.add_follow_up("release-1")
+    queue.add_due("due")
+    queue.add_follow_up("release-2")
+
+    assert [await queue.get() for _ in range(4)] == ["due", "release-1", "release-2", "routine"]
+    assert queue.due_waiting() is False
+
+
+async def test_a_key_moves_up_a_tier_but_never_down() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    queue.add_follow_up("b")
+    queue.add_follow_up("a")
+    queue.add_due("b")
+    queue.add_follow_up("b")
+    queue.add("b")
+
+    assert queue.due_waiting() is True
+    assert len(queue) == 2
+    assert [await queue.get() for _ in range(2)] == ["b", "a"]
+    assert await nothing_queued(queue)
+
+
+async def test_a_key_added_to_several_tiers_while_active_returns_in_the_highest() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    assert await queue.get() == "a"
+    queue.add_follow_up("b")
+    queue.add("c")
+    queue.add("a")
+    queue.add_follow_up("a")
+    queue.add("a")
+    queue.done("a")
+
+    assert [await queue.get() for _ in range(3)] == ["b", "a", "c"]
+
+
 async def test_each_key_wakes_one_waiting_worker() -> None:
     queue: WorkQueue[str] = WorkQueue()
     workers = [asyncio.create_task(queue.get()) for _ in range(3)]

@@ -10,7 +10,8 @@ every ``expiryCheckInterval`` and queues the live Sessions whose deadline has pa
 (the store knows them without looking at the others), in case a deadline was missed. A
 key queued because its deadline came goes ahead of those queued by events, so a lapse is
 acted on while thousands of routine reconciles wait (as after a takeover); what a stop
-leaves for later (its state label, ``Outcome.again``) is queued among the routine ones.
+leaves for later (``Outcome.again``: its state label; while other stops are due, the
+release of what it holds) is queued between the two.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class SessionController:
         """A Session is gone (a watch event): forget it."""
         self.store.remove(ref)
         self._deadlines.cancel(ref)
+        self._reconciler.forget(ref)
 
     def replace_all(self, sessions: Iterable[Session]) -> None:
         """A fresh listing: forget what it lacks, remember and queue what it holds."""
@@ -86,6 +88,7 @@ class SessionController:
         kept = {session.ref for session in listed}
         for gone in [session.ref for session in self.store if session.ref not in kept]:
             self._deadlines.cancel(gone)
+            self._reconciler.forget(gone)
         self.store.replace_all(listed)
         for ref in kept:
             self._queue.add(ref)
@@ -170,7 +173,7 @@ class SessionController:
         if session is None:
             return
         try:
-            outcome = await self._reconciler.reconcile(session)
+            outcome = await self._reconciler.reconcile(session, self._queue.due_waiting)
         except KubernetesError as error:
             self._retry_later(session, error)
             return
@@ -182,6 +185,7 @@ class SessionController:
         if outcome.session is None:
             self.store.remove(ref)
             self._deadlines.cancel(ref)
+            self._reconciler.forget(ref)
             return
         self.store.update(outcome.session)
         if outcome.deadline is None:
@@ -189,7 +193,7 @@ class SessionController:
         else:
             self._deadlines.schedule(ref, outcome.deadline)
         if outcome.again:
-            self._queue.add(ref)
+            self._queue.add_follow_up(ref)
 
     def _retry_later(self, session: Session, error: KubernetesError | None) -> None:
         metrics.RECONCILE_ERRORS.inc()

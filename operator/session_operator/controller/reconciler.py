@@ -43,7 +43,7 @@ from session_operator.lifecycle import (
     next_step,
     release_step,
 )
-from session_operator.models import Session
+from session_operator.models import Session, SessionRef
 from session_operator.outage_rule import OutageWindow
 from session_operator.session_policy import merged, within_policy
 from session_operator.workload import Workload
@@ -60,8 +60,8 @@ class Outcome:
     session: Session | None
     deadline: datetime | None
     again: bool = False
-    """Look again once the work that is due is done: a step was left for a routine pass
-    (the state label after a stop)."""
+    """Look again once the work that is due is done: a step was left for a follow-up pass
+    (the state label after a stop, the release of what a stop begun in a backlog holds)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,15 @@ class Kubernetes:
     policies: SessionPolicyApi | None = None
     """Where the SessionPolicies of a namespace are read (``None``: none is read, the
     configuration alone applies)."""
+
+
+@dataclass(frozen=True)
+class BegunStop:
+    """A stop written while other stops were due, its release left for later: the stop's
+    own Event, told once its objects are released (with its end, when that is at once)."""
+
+    uid: str
+    stop: Transition
 
 
 class Reconciler:
@@ -93,11 +102,16 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._outages = outages
+        self._stops_begun: dict[SessionRef, BegunStop] = {}
 
-    async def reconcile(self, session: Session) -> Outcome:
+    async def reconcile(
+        self, session: Session, others_due: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         """Take steps until the Session waits for a deadline (or is gone), or until a stop
-        is written: what follows a stop (its state label) is left to a routine pass
-        (``Outcome.again``), behind the other stops that are due.
+        is written: what follows a stop (its state label) is left to a follow-up pass
+        (``Outcome.again``), behind the other stops that are due. While *others_due* says
+        stops wait for a worker, the release of what a stopping Session controls is left
+        to that pass too, so each of them is written before any release.
 
         Raises ``KubernetesError`` when the apiserver fails; the caller retries.
         """
@@ -105,11 +119,11 @@ class Reconciler:
         for _ in range(MAX_STEPS):
             if current is None:
                 return Outcome(None, None)
-            workload = await self._workload(current)
-            settings = await self._settings_for(current)
-            step = next_step(current, self._clock(), settings, workload, self._outages())
+            begun = self._begun_stop(current)
             try:
-                result = await self._apply(current, step)
+                if begun is not None:
+                    return await self._finish_at_once(current, begun)
+                result = await self._take_step(current, others_due)
             except PreconditionFailed:
                 current = await self._kube.sessions.get(current.ref)
                 continue
@@ -119,7 +133,17 @@ class Reconciler:
         logger.warning("%s: still changing after %d steps; will look again", session.ref, MAX_STEPS)
         return Outcome(current, self._clock())
 
-    async def _apply(self, session: Session, step: Step) -> Session | Outcome:
+    async def _take_step(
+        self, session: Session, others_due: Callable[[], bool]
+    ) -> Session | Outcome:
+        workload = await self._workload(session)
+        settings = await self._settings_for(session)
+        step = next_step(session, self._clock(), settings, workload, self._outages())
+        return await self._apply(session, step, others_due)
+
+    async def _apply(
+        self, session: Session, step: Step, others_due: Callable[[], bool]
+    ) -> Session | Outcome:
         ref = session.ref
         match step:
             case InitialiseStatus():
@@ -151,10 +175,11 @@ class Reconciler:
                     metrics.LEASE_EXPIRED.labels(previous_state=step.previous_state.value).inc()
                     metrics.EXPIRY_LAG.observe(lag.total_seconds())
                 if updated.status.state is SessionState.STOPPING:
-                    released = await self._release_at_once(updated, step.transition)
-                    if isinstance(released, Outcome):
-                        return released
-                    return Outcome(released, None, again=True)
+                    if others_due():
+                        # Its Event waits for the release, to be told with its end.
+                        self._stops_begun[ref] = BegunStop(updated.uid, step.transition)
+                        return Outcome(updated, None, again=True)
+                    return await self._finish_at_once(updated, step.transition)
                 self._tell_transition(updated, step.transition)
                 # The stop is done; its label waits behind the stops that are due (a
                 # backlog after a takeover is then one write per stop, not two).
@@ -183,6 +208,26 @@ class Reconciler:
         if now >= step.stop_deadline:
             return await self._transition(session, step.force)
         return Outcome(session, min(now + RELEASE_POLL, step.stop_deadline))
+
+    def forget(self, ref: SessionRef) -> None:
+        """*ref* is gone: drop what was kept of a stop it began."""
+        self._stops_begun.pop(ref, None)
+
+    def _begun_stop(self, session: Session) -> Transition | None:
+        """The stop whose release was left for this pass, if *session* is still stopping
+        from it; what was kept of it goes either way."""
+        begun = self._stops_begun.pop(session.ref, None)
+        if begun is None or begun.uid != session.uid:
+            return None
+        return begun.stop if session.status.state is SessionState.STOPPING else None
+
+    async def _finish_at_once(self, session: Session, stop: Transition) -> Outcome:
+        """Release at once what a session that has just begun to stop controls; its label
+        (for the state it ends in) is left to a follow-up pass."""
+        released = await self._release_at_once(session, stop)
+        if isinstance(released, Outcome):
+            return released
+        return Outcome(released, None, again=True)
 
     async def _release_at_once(self, session: Session, stop: Transition) -> Session | Outcome:
         """Release what a session that has just begun to stop controls. What is gone at
