@@ -111,51 +111,19 @@ async def test_add_after_of_a_queued_key_does_not_queue_it_twice() -> None:
     assert len(queue) == 1
 
 
-async def test_due_keys_are_served_before_routine_ones_in_the_order_they_fell_due() -> None:
+async def test_due_keys_go_first_then_follow_ups_then_routine_ones_each_in_order() -> None:
     queue: WorkQueue[str] = WorkQueue()
     queue.add("routine-1")
+    queue.add_follow_up("release-1")
     queue.add_due("due-1")
     queue.add("routine-2")
+    queue.add_follow_up("release-2")
     queue.add_due("due-2")
 
-    assert [await queue.get() for _ in range(4)] == ["due-1", "due-2", "routine-1", "routine-2"]
-    assert await nothing_queued(queue)
-
-
-async def test_a_waiting_routine_key_that_falls_due_moves_up_and_is_served_once() -> None:
-    queue: WorkQueue[str] = WorkQueue()
-    for key in ("a", "b", "c"):
-        queue.add(key)
-    queue.add_due("c")
-    queue.add("c")
-
-    assert len(queue) == 3
-    assert [await queue.get() for _ in range(3)] == ["c", "a", "b"]
-    assert await nothing_queued(queue)
-
-
-async def test_a_key_that_falls_due_while_active_is_served_first_after_done() -> None:
-    queue: WorkQueue[str] = WorkQueue()
-    queue.add("a")
-    assert await queue.get() == "a"
-    queue.add("b")
-    queue.add("a")
-    queue.add_due("a")
-    queue.done("a")
-
-    assert len(queue) == 2
-    assert [await queue.get() for _ in range(2)] == ["a", "b"]
-
-
-async def test_follow_ups_are_served_after_the_due_keys_and_before_the_routine_ones() -> None:
-    queue: WorkQueue[str] = WorkQueue()
-    queue.add("routine")
-    queue.add_follow_up("release-1")
-    queue.add_due("due")
-    queue.add_follow_up("release-2")
-
-    assert [await queue.get() for _ in range(4)] == ["due", "release-1", "release-2", "routine"]
+    served = [await queue.get() for _ in range(6)]
+    assert served == ["due-1", "due-2", "release-1", "release-2", "routine-1", "routine-2"]
     assert queue.due_waiting() is False
+    assert await nothing_queued(queue)
 
 
 async def test_a_key_moves_up_a_tier_but_never_down() -> None:
@@ -173,18 +141,25 @@ async def test_a_key_moves_up_a_tier_but_never_down() -> None:
     assert await nothing_queued(queue)
 
 
-async def test_a_key_added_to_several_tiers_while_active_returns_in_the_highest() -> None:
+@pytest.mark.parametrize(
+    ("raise_to", "order"),
+    [("add_due", ["a", "f", "r"]), ("add_follow_up", ["f", "a", "r"])],
+)
+async def test_a_key_raised_while_active_returns_in_the_highest_tier_asked(
+    raise_to: str, order: list[str]
+) -> None:
     queue: WorkQueue[str] = WorkQueue()
     queue.add("a")
     assert await queue.get() == "a"
-    queue.add_follow_up("b")
-    queue.add("c")
+    queue.add_follow_up("f")
+    queue.add("r")
     queue.add("a")
-    queue.add_follow_up("a")
+    getattr(queue, raise_to)("a")
     queue.add("a")
     queue.done("a")
 
-    assert [await queue.get() for _ in range(3)] == ["b", "a", "c"]
+    assert len(queue) == 3
+    assert [await queue.get() for _ in range(3)] == order
 
 
 async def test_each_key_wakes_one_waiting_worker() -> None:
