@@ -552,7 +552,11 @@ async def restart(
         await asyncio.gather(*(wait_ready(replica) for replica in scene.replicas))
         while (answered := scene.fleet.stats.first_answered) is None:
             if time.monotonic() - started > FIRST_BEAT_TIMEOUT_SECONDS:
-                raise TimeoutError(f"no heartbeat answered in {FIRST_BEAT_TIMEOUT_SECONDS:.0f}s")
+                readiness = ", ".join(f"{name} {at:.1f} s" for name, at in sorted(ready.items()))
+                raise TimeoutError(
+                    f"no heartbeat answered in {FIRST_BEAT_TIMEOUT_SECONDS:.0f}s"
+                    f" (ready after the start: {readiness})"
+                )
             await asyncio.sleep(0.05)
         return answered - started
 
