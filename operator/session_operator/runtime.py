@@ -29,7 +29,8 @@ from session_operator.config import Settings
 from session_operator.controller.election import LeaderElector, replica_identity
 from session_operator.controller.loop import SessionController
 from session_operator.controller.reconciler import Kubernetes, Reconciler
-from session_operator.handlers.pods import register_pod_handlers
+from session_operator.handlers.login import register_login
+from session_operator.informer.pod_cache import PodCache
 from session_operator.informer.pod_store import PodStore
 from session_operator.informer.session_cache import SessionCache
 from session_operator.informer.session_store import SessionStore
@@ -43,7 +44,6 @@ from session_operator.k8s.rest import Rest
 from session_operator.k8s.session_policies import SessionPolicyApi
 from session_operator.k8s.sessions import SessionApi
 from session_operator.lifecycle import LifecycleSettings
-from session_operator.models import SESSION_LABEL
 
 SESSION_LIST_TIMEOUT_SECONDS = 60.0
 """How long one page of the informer's Session LIST may take (its WATCH has limits of its
@@ -92,17 +92,13 @@ def configure_logging(settings: Settings) -> None:
 
 
 def kopf_settings() -> kopf.OperatorSettings:
-    """kopf's behaviour: it watches the workload Pods only, posts no Events of its own,
-    observes no CRDs or Namespaces, and stops promptly."""
+    """kopf's behaviour: it watches nothing, posts no Events of its own, observes no CRDs
+    or Namespaces, and stops promptly."""
     settings = kopf.OperatorSettings()
-    # The apiserver filters the Pod list and watch (labelSelector): the cluster's other
-    # Pods never reach the operator, and the handler's own label filter never sees them.
-    settings.watching.label_selectors["", "v1", "pods"] = SESSION_LABEL
     settings.posting.enabled = False
-    # Pods are built in and the namespace is fixed (or all): kopf's discovery at start is
-    # enough, and it need not list and watch CustomResourceDefinitions and Namespaces.
+    # It has no resource to discover: it need not list and watch CustomResourceDefinitions
+    # and Namespaces.
     settings.scanning.disabled = True
-    settings.watching.server_timeout = 300
     # Stop promptly on SIGTERM: a lease decision in flight is a compare-and-set write,
     # safe to abandon; the next leader (or restart) decides again.
     settings.queueing.exit_timeout = 0.5
@@ -212,11 +208,12 @@ async def run_operator(settings: Settings) -> None:
         leading.set()
 
     registry = kopf.OperatorRegistry()
-    register_pod_handlers(registry, controller)
+    register_login(registry)
     ready = asyncio.Event()
     # One watch and one store of Sessions in this process: the watch tells the controller,
     # whose store the heartbeat API reads too.
     sessions = SessionCache.for_namespace(calls.informer, settings.namespace, controller)
+    pods = PodCache.for_namespace(calls.informer, settings.namespace, controller.pod_feed)
     routes = build_heartbeat_api(calls.heartbeat_api, settings, utc_now, outages, controller.store)
     admission = admission_routes(settings, calls.heartbeat_api)
 
@@ -234,6 +231,7 @@ async def run_operator(settings: Settings) -> None:
             controller.run(),
             events.run(),
             sessions.run(),
+            pods.run(),
             share_outages(calls.outage_record, outages, settings, serving),
         )
     ]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from session_operator.controller.loop import SessionController
 from session_operator.controller.reconciler import Reconciler
 from session_operator.informer.pod_store import PodStore
-from session_operator.informer.session_cache import SessionCache
+from session_operator.informer.reflector import Reflector
 from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import Invalid
 from session_operator.k8s.rest import Rest
@@ -25,6 +25,7 @@ from session_operator.k8s.watch import Listing, ListWatch, WatchEvent
 from session_operator.lease import SessionState
 from session_operator.lifecycle import JsonPatch, LifecycleSettings
 from session_operator.models import FINALIZER, STATE_LABEL
+from session_operator.workload import PodSummary
 
 T = TypeVar("T")
 
@@ -248,7 +249,15 @@ class ScriptedListWatch(ListWatch):
         await asyncio.Event().wait()
 
 
-async def run_cache_until(cache: SessionCache, done: Callable[[], object]) -> None:
+def listed_pods(*pods: PodSummary) -> PodStore:
+    """A Pod store whose watch has listed exactly *pods*."""
+    store = PodStore()
+    store.replace_all(pods)
+    store.mark_listed()
+    return store
+
+
+async def run_cache_until(cache: Reflector[Any, Any], done: Callable[[], object]) -> None:
     """Run *cache* until *done* holds (at most two seconds)."""
     task = asyncio.create_task(cache.run())
     try:
@@ -300,7 +309,7 @@ def controller_without_deadlines(reconciler: Reconciler) -> SessionController:
     leading = asyncio.Event()
     leading.set()
     return SessionController(
-        reconciler, SessionStore(), PodStore(), lambda: NOW, leading, EXPIRY_CHECK,
+        reconciler, SessionStore(), listed_pods(), lambda: NOW, leading, EXPIRY_CHECK,
         exact_deadlines=False,
     )  # fmt: skip
 

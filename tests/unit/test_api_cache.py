@@ -122,12 +122,12 @@ async def test_an_apiserver_that_cannot_stream_lists_is_listed_in_pages_from_the
     )
     store = SessionStore()
     cache = SessionCache(script, store)
-    with caplog.at_level(logging.INFO, logger="session_operator.informer.session_cache"):
+    with caplog.at_level(logging.INFO, logger="session_operator.informer.reflector"):
         await run_cache_until(cache, lambda: script.lists == 2)
 
     assert script.stream_lists == 1  # refused once, never asked again
     assert [r.getMessage() for r in caplog.records] == [
-        "session cache: the apiserver does not stream lists "
+        "sessions watch: the apiserver does not stream lists "
         "(400: sendInitialEvents is forbidden for watch); listing in pages"
     ]
 
@@ -174,7 +174,7 @@ async def test_object_the_model_cannot_read_is_skipped_not_fatal() -> None:
 async def test_an_unexpected_failure_of_the_watch_lists_again_rather_than_ending_it(
     monkeypatch: Any,
 ) -> None:
-    monkeypatch.setattr("session_operator.informer.session_cache.RETRY_FIRST_SECONDS", 0.01)
+    monkeypatch.setattr("session_operator.informer.reflector.RETRY_FIRST_SECONDS", 0.01)
     script = ScriptedListWatch(
         listings=[Listing([], "10"), Listing([listed_body("a", 30, "id-a")], "30")],
         watches=[[RuntimeError("a payload the client could not read")]],
@@ -210,12 +210,12 @@ def cache_log(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> Callable[[], list[tuple[int, str]]]:
     """Retries within milliseconds; what the cache has logged, as (level, message)."""
-    monkeypatch.setattr("session_operator.informer.session_cache.RETRY_FIRST_SECONDS", 0.001)
-    caplog.set_level(logging.DEBUG, logger="session_operator.informer.session_cache")
+    monkeypatch.setattr("session_operator.informer.reflector.RETRY_FIRST_SECONDS", 0.001)
+    caplog.set_level(logging.DEBUG, logger="session_operator.informer.reflector")
     return lambda: [
         (record.levelno, record.getMessage())
         for record in caplog.records
-        if record.name == "session_operator.informer.session_cache"
+        if record.name == "session_operator.informer.reflector"
     ]
 
 
@@ -231,14 +231,14 @@ async def test_an_unreachable_apiserver_is_told_once_in_short_then_at_debug_unti
     await run_cache_until(SessionCache(script, store), lambda: store.synced)
 
     told = cache_log()
-    reason = "session cache: cannot reach the apiserver at 10.96.0.1:443: connection refused"
+    reason = "sessions watch: cannot reach the apiserver at 10.96.0.1:443: connection refused"
     assert told[:3] == [
         (logging.WARNING, f"{reason}; retrying in 1ms"),
         (logging.DEBUG, f"{reason}; retrying in 2ms"),
         (logging.DEBUG, f"{reason}; retrying in 4ms"),
     ]
     assert told[3][0] == logging.INFO
-    assert told[3][1].startswith("session cache: the apiserver answers again, after ")
+    assert told[3][1].startswith("sessions watch: the apiserver answers again, after ")
     assert len(told) == 4
 
 

@@ -16,11 +16,10 @@ import pytest
 from session_operator.controller import loop
 from session_operator.controller.loop import SessionController
 from session_operator.controller.reconciler import Outcome, Reconciler
-from session_operator.informer.pod_store import PodStore
 from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable
 from session_operator.models import Session, SessionRef
-from tests.unit.builders import NOW, controller_without_deadlines, leased_body
+from tests.unit.builders import NOW, controller_without_deadlines, leased_body, listed_pods
 
 
 class FailsThenWrites(Reconciler):
@@ -156,7 +155,7 @@ class Records(Reconciler):
 def standby(reconciler: Reconciler, clock: Callable[[], datetime]) -> SessionController:
     """A controller of a replica that does not lead (yet), with one worker."""
     return SessionController(
-        reconciler, SessionStore(), PodStore(), clock, asyncio.Event(), timedelta(hours=1),
+        reconciler, SessionStore(), listed_pods(), clock, asyncio.Event(), timedelta(hours=1),
         workers=1,
     )  # fmt: skip
 

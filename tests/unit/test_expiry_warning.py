@@ -24,7 +24,6 @@ from session_operator.expiry_warning import (
     warned,
     warning_instant,
 )
-from session_operator.informer.pod_store import PodStore
 from session_operator.informer.session_store import SessionStore
 from session_operator.lease import SessionState, StopCause
 from session_operator.lifecycle import StopSession, WaitUntil, WarnExpiringSoon, next_step
@@ -37,6 +36,7 @@ from tests.unit.builders import (
     SETTINGS,
     PatchTestFailed,
     apply_patch,
+    listed_pods,
     stored,
 )
 from tests.unit.test_reconciler import Events, NoPods, Owned, StoredSession
@@ -231,7 +231,7 @@ async def test_the_reconciler_writes_the_warning_once_with_one_event() -> None:
     sessions = StoredSession(stored())
     events = Events()
     kube = Kubernetes(sessions, NoPods(), Owned([]), events)
-    reconciler = Reconciler(kube, PodStore(), WARNING, lambda: WARN_AT)
+    reconciler = Reconciler(kube, listed_pods(), WARNING, lambda: WARN_AT)
 
     outcome = await reconciler.reconcile(Session.from_body(sessions.body))
     assert sessions.writes == ["status"]

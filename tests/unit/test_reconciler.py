@@ -4,6 +4,7 @@ step limit, and a deleted one is stopped, released and let go."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from session_operator import metrics
+from session_operator.controller import reconciler as reconciler_module
 from session_operator.controller.reconciler import MAX_STEPS, Kubernetes, Reconciler
 from session_operator.informer.pod_store import PodStore
 from session_operator.k8s.errors import PreconditionFailed
@@ -32,6 +34,7 @@ from tests.unit.builders import (
     PatchTestFailed,
     apply_patch,
     deleting,
+    listed_pods,
     stored,
     with_template,
 )
@@ -98,7 +101,7 @@ class NoPods(PodApi):
 def reconciler_over(sessions: StoredSession, owned: Owned, now: Any) -> tuple[Reconciler, Events]:
     events = Events()
     kube = Kubernetes(sessions, NoPods(), owned, events)
-    return Reconciler(kube, PodStore(), SETTINGS, lambda: now), events
+    return Reconciler(kube, listed_pods(), SETTINGS, lambda: now), events
 
 
 async def test_an_expired_session_is_stopped_then_labelled_and_kept_for_its_retention() -> None:
@@ -312,12 +315,72 @@ async def test_a_pod_named_after_a_session_but_not_its_own_tells_nothing_of_it()
     sessions = StoredSession(with_template(SessionState.STARTING))
     events = Events()
     kube = Kubernetes(sessions, ForgedPod(), Owned([0, 0, 0]), events)
-    reconciler = Reconciler(kube, PodStore(), SETTINGS, lambda: MIDWAY)
+    reconciler = Reconciler(kube, listed_pods(), SETTINGS, lambda: MIDWAY)
 
     await reconciler.reconcile(Session.from_body(sessions.body))
 
     assert sessions.body["status"]["state"] != "ready"
     assert "Ready" not in events.reasons
+
+
+class CountedPods(PodApi):
+    """Reads of a Pod that is running and ready, counted."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def read_workload(self, session: Session) -> PodSummary | None:
+        self.reads += 1
+        return running_pod(session)
+
+
+def running_pod(session: Session) -> PodSummary:
+    return PodSummary(
+        session=session.ref,
+        name=session.ref.name,
+        controller_uid=session.uid,
+        phase="Running",
+        ready=True,
+        message="",
+    )
+
+
+async def test_a_pod_missing_before_the_first_listing_is_awaited_not_read() -> None:
+    sessions = StoredSession(with_template(SessionState.STARTING))
+    session = Session.from_body(sessions.body)
+    pods, store = CountedPods(), PodStore()
+    kube = Kubernetes(sessions, pods, Owned([]), Events())
+    reconciler = Reconciler(kube, store, SETTINGS, lambda: MIDWAY)
+
+    reconcile = asyncio.create_task(reconciler.reconcile(session))
+    await asyncio.sleep(0.05)
+    assert not reconcile.done()  # waiting for the listing
+    store.replace_all([running_pod(session)])
+    store.mark_listed()
+    await reconcile
+
+    assert pods.reads == 0
+    assert sessions.body["status"]["state"] == "ready"
+
+
+async def test_a_pod_listing_that_never_comes_is_waited_for_once_then_pods_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reconciler_module, "POD_LISTING_WAIT", timedelta(milliseconds=200))
+    pods, store = CountedPods(), PodStore()
+    sessions = StoredSession(with_template(SessionState.STARTING))
+    reconciler = Reconciler(
+        Kubernetes(sessions, pods, Owned([]), Events()), store, SETTINGS, lambda: MIDWAY
+    )
+    started = asyncio.get_running_loop().time()
+    for _ in range(3):
+        session = Session.from_body(sessions.body)
+        await reconciler.reconcile(session)
+        store.remove(running_pod(session))  # gone from the watch again
+
+    assert sessions.body["status"]["state"] == "ready"
+    assert pods.reads == 3
+    assert asyncio.get_running_loop().time() - started < 0.4  # one wait, not one per Session
 
 
 def stops_counted(stop_reason: str, reason: str) -> float:

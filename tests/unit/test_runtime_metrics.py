@@ -100,7 +100,7 @@ def test_the_leader_gauge_follows_the_flag_it_reads() -> None:
 async def test_a_watch_started_again_is_one_restart(
     ending: Exception, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("session_operator.informer.session_cache.RETRY_FIRST_SECONDS", 0.001)
+    monkeypatch.setattr("session_operator.informer.reflector.RETRY_FIRST_SECONDS", 0.001)
     script = ScriptedListWatch(
         listings=[Listing([], "10"), Listing([], "20")],
         watches=[[ending], []],

@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from session_operator.api.admission import AdmissionRoutes
 from session_operator.api.server import webhook_app
 from session_operator.controller.reconciler import Kubernetes, Reconciler
-from session_operator.informer.pod_store import PodStore
 from session_operator.k8s.errors import ApiUnavailable, NotFound
 from session_operator.k8s.session_policies import SessionPolicyApi
 from session_operator.lifecycle import InitialiseStatus, LifecycleSettings, next_step
@@ -35,6 +34,7 @@ from tests.unit.builders import (
     SETTINGS,
     TEMPLATE,
     FakeRest,
+    listed_pods,
     make_body,
     stored,
 )
@@ -228,7 +228,7 @@ class NewSession(StoredSession):
 
 def reconciler_with(sessions: StoredSession, policies: Policies) -> Reconciler:
     kube = Kubernetes(sessions, NoPods(), Owned([]), Events(), policies)
-    return Reconciler(kube, PodStore(), SETTINGS, lambda: CREATED_AT)
+    return Reconciler(kube, listed_pods(), SETTINGS, lambda: CREATED_AT)
 
 
 async def test_the_reconciler_initialises_a_session_with_its_namespace_policy() -> None:
@@ -272,7 +272,7 @@ async def test_an_unreachable_apiserver_holds_the_initialisation_back() -> None:
     rest = FakeRest([ApiUnavailable("connection refused")])
     sessions = NewSession(make_body())
     kube = Kubernetes(sessions, NoPods(), Owned([]), Events(), SessionPolicyApi(rest))
-    reconciler = Reconciler(kube, PodStore(), SETTINGS, lambda: CREATED_AT)
+    reconciler = Reconciler(kube, listed_pods(), SETTINGS, lambda: CREATED_AT)
 
     with pytest.raises(ApiUnavailable):  # retried by the controller
         await reconciler.reconcile(Session.from_body(sessions.body))

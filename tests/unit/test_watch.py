@@ -299,3 +299,22 @@ async def test_a_watch_that_cannot_start_or_breaks_off_is_apiserver_unavailable(
     _, failure = await watched(answer)
 
     assert type(failure) is ApiUnavailable
+
+
+async def test_a_label_selector_goes_with_every_page_the_watch_and_the_streaming_list() -> None:
+    rest = PagedRest([page(["a"], "t1"), page(["b"], "", "9")])
+    await ListWatch(rest, PATH, label_selector="xg2g.io/session").list(name_unless_skipped)
+    assert [query.get("labelSelector") for query in rest.queries] == ["xg2g.io/session"] * 2
+
+    stream = StreamingClient(StreamedAnswer(200, [event("BOOKMARK", BOOKMARK)]))
+    selected = ListWatch(Rest(cast(client.ApiClient, stream)), PATH, label_selector="app")
+    _ = [e async for e in selected.watch("7")]
+    _ = [e async for e in selected.watch_list()]
+    assert [("labelSelector", "app") in query for query in stream.queries] == [True, True]
+
+
+async def test_without_a_label_selector_nothing_is_filtered() -> None:
+    stream = StreamingClient(StreamedAnswer(200, [event("BOOKMARK", BOOKMARK)]))
+    _ = [e async for e in ListWatch(Rest(cast(client.ApiClient, stream)), PATH).watch_list()]
+    [query] = stream.queries
+    assert not [name for name, _ in query if name == "labelSelector"]

@@ -1,29 +1,29 @@
 """The control loop: watch events in, reconciles out, one deadline per Session.
 
 The informer's Session watch (``informer.session_cache.SessionCache``) delivers every
-change (``update``, ``remove``, ``replace_all``), which queues the Session; kopf
-delivers the workload Pods' (``observe_pod``). Workers reconcile a Session and hand its
-next deadline (its lease's expiry, its start deadline while it starts, or the instant its
-lease enters the expiry warning window until it is warned) to the scheduler, which queues
-it again on the dot. One backstop for the whole operator runs
-every ``expiryCheckInterval`` and queues the live Sessions whose deadline has passed
-(the store knows them without looking at the others), in case a deadline was missed. A
-key queued because its deadline came goes ahead of those queued by events, so a lapse is
-acted on while thousands of routine reconciles wait (as after a takeover); what a stop
-leaves for later (``Outcome.again``: its state label; while other stops are due, the
-release of what it holds) is queued between the two.
+change (``update``, ``remove``, ``replace_all``), which queues the Session; the Pod watch
+(``informer.pod_cache.PodCache``) delivers the workload Pods' (``pod_feed``). Workers
+reconcile a Session and hand its next deadline (its lease's expiry, its start deadline
+while it starts, or the instant its lease enters the expiry warning window until it is
+warned) to the scheduler, which queues it again on the dot. One backstop for the whole
+operator runs every ``expiryCheckInterval`` and queues the live Sessions whose deadline
+has passed (the store knows them without looking at the others), in case a deadline was
+missed. A key queued because its deadline came goes ahead of those queued by events, so
+a lapse is acted on while thousands of routine reconciles wait (as after a takeover);
+what a stop leaves for later (``Outcome.again``: its state label; while other stops are
+due, the release of what it holds) is queued between the two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from session_operator import metrics
 from session_operator.controller.deadlines import DeadlineScheduler
+from session_operator.controller.pod_feed import PodFeed
 from session_operator.controller.reconciler import Reconciler
 from session_operator.controller.workqueue import WorkQueue
 from session_operator.informer.pod_store import PodStore
@@ -31,7 +31,6 @@ from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.errors import ApiUnavailable, KubernetesError
 from session_operator.lease import LIVE_STATES, next_deadline
 from session_operator.models import Session, SessionRef
-from session_operator.workload import summarize_pod
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -70,6 +69,8 @@ class SessionController:
         self._expiry_check_interval = expiry_check_interval
         self._workers = workers
         self._failures: dict[SessionRef, int] = {}
+        self.pod_feed = PodFeed(pods, self._queue.add)
+        """The sink of the Pod watch (``informer.pod_cache.PodCache``)."""
 
     def update(self, session: Session) -> None:
         """A Session was added or changed (a watch event): remember it and queue it."""
@@ -96,17 +97,6 @@ class SessionController:
     def mark_synced(self) -> None:
         """The store has seen every Session (a listing is loaded)."""
         self.store.mark_synced()
-
-    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """Take one watch event of a labelled Pod: remember it, queue its Session."""
-        pod = summarize_pod(body)
-        if pod is None:
-            return
-        if event_type == "DELETED":
-            self.pods.remove(pod)
-        else:
-            self.pods.update(pod)
-        self._queue.add(pod.session)
 
     def queue_lapsed(self) -> int:
         """The backstop: queue every live Session whose lease has run out; how many.

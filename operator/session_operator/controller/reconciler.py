@@ -7,10 +7,12 @@ never overrides a lease that a heartbeat just extended.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import assert_never
 
 from session_operator import metrics
@@ -49,6 +51,9 @@ from session_operator.session_policy import merged, within_policy
 from session_operator.workload import Workload
 
 MAX_STEPS = 8
+POD_LISTING_WAIT = timedelta(seconds=30)
+"""How long reconciles wait for the Pod watch's first listing before they read a Pod that
+the store lacks from the apiserver (a replica that cannot list Pods still acts)."""
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +108,8 @@ class Reconciler:
         self._clock = clock
         self._outages = outages
         self._stops_begun: dict[SessionRef, BegunStop] = {}
+        # Until when (the loop's clock) reconciles wait for the Pod watch's first listing.
+        self._pod_listing_awaited_until: float | None = None
 
     async def reconcile(
         self, session: Session, others_due: Callable[[], bool] = lambda: False
@@ -295,7 +302,10 @@ class Reconciler:
             return None
         pod = self._pod_store.get(session.ref, session.uid)
         if pod is None and session.status.state is not SessionState.NEW:
-            # Missing from the watch (a fresh start, or really gone): ask before failing.
+            await self._pods_listed()
+            pod = self._pod_store.get(session.ref, session.uid)
+        if pod is None and session.status.state is not SessionState.NEW:
+            # Missing from the watch (just created, or really gone): ask before failing.
             try:
                 pod = await self._kube.pods.read_workload(session)
             except NotFound:
@@ -305,3 +315,16 @@ class Reconciler:
             if pod is not None:
                 self._pod_store.update(pod)
         return Workload(pod)
+
+    async def _pods_listed(self) -> None:
+        """Wait for the Pod watch's first listing, for at most :data:`POD_LISTING_WAIT`
+        after the first reconcile that needed it: at a start or a takeover, the Pods
+        missing from the store are then read in one listing, not by a GET each."""
+        listed = self._pod_store.listed
+        if listed.is_set():
+            return
+        now = asyncio.get_running_loop().time()
+        if self._pod_listing_awaited_until is None:
+            self._pod_listing_awaited_until = now + POD_LISTING_WAIT.total_seconds()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listed.wait(), max(0.0, self._pod_listing_awaited_until - now))

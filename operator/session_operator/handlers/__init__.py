@@ -1,1 +1,1 @@
-"""kopf wiring: which workload Pod events reach the control loop. Thin on purpose."""
+"""kopf wiring: its login only. Thin on purpose."""

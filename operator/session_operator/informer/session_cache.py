@@ -1,51 +1,23 @@
-"""The one watch of Sessions in a process: LIST, then WATCH, into a :class:`SessionSink`
-(client-go's Reflector).
+"""The one watch of Sessions in a process, into a :class:`SessionSink`.
 
 In the operator the sink is the controller, which keeps the store that its workers, its
-expiry backstop and the heartbeat API read; in ``serve-api`` it is a bare store. A LIST
-(at the start, and after a watch that cannot resume) replaces what the sink holds, so a
-Session deleted while the watch was down is forgotten too. Every write the API makes is
-compare-and-set, so a store that lags a little can delay an answer but never make a wrong
-write. Each restart of the watch is counted, and the time of the last event is served as
-``xg2g_watch_last_event_timestamp_seconds{resource="sessions"}`` (``metrics``).
+expiry backstop and the heartbeat API read; in ``serve-api`` it is a bare store. Every
+write the API makes is compare-and-set, so a store that lags a little can delay an answer
+but never make a wrong write.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import socket
-import time
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Protocol
 
-import aiohttp
-
-from session_operator import metrics
-from session_operator.config import format_duration
-from session_operator.k8s.errors import (
-    ApiUnavailable,
-    Invalid,
-    KubernetesError,
-    ResourceVersionExpired,
-)
+from session_operator.informer.reflector import Reflector
 from session_operator.k8s.rest import Rest
-from session_operator.k8s.watch import (
-    ListWatch,
-    WatchEvent,
-    ends_initial_events,
-    skipping_undecodable,
-)
+from session_operator.k8s.watch import ListWatch, skipping_undecodable
 from session_operator.models import Session, SessionRef, sessions_path
 
 RESOURCE = "sessions"
 """The ``resource`` label of the watch's metrics."""
-RETRY_FIRST_SECONDS = 0.2
-RETRY_MAX_SECONDS = 5.0
-
-logger = logging.getLogger(__name__)
 
 
 class SessionSink(Protocol):
@@ -64,21 +36,11 @@ class SessionSink(Protocol):
         """Every Session has been listed."""
 
 
-class SessionCache:
+class SessionCache(Reflector[Session, SessionRef]):
     """Lists and watches Sessions into *sink*."""
 
     def __init__(self, list_watch: ListWatch, sink: SessionSink) -> None:
-        self._list_watch = list_watch
-        self._sink = sink
-        self._resource_version: str | None = None
-        # Since when (the loop's clock) the apiserver has not answered; None while it does.
-        self._failing_since: float | None = None
-        # Unix time of the last event or listing: a float set per event, read when scraped.
-        self._last_event_at = 0.0
-        metrics.WATCH_LAST_EVENT.labels(resource=RESOURCE).set_function(lambda: self._last_event_at)
-        self._restarts = metrics.WATCH_RESTARTS.labels(resource=RESOURCE)
-        # Whether to list by a streaming list; off for good once the apiserver refuses one.
-        self._streaming = True
+        super().__init__(list_watch, sink, _decode, _ref, RESOURCE)
 
     @classmethod
     def for_namespace(cls, rest: Rest, namespace: str | None, sink: SessionSink) -> SessionCache:
@@ -86,141 +48,9 @@ class SessionCache:
         namespaces); *rest*'s deadline bounds each LIST page."""
         return cls(ListWatch(rest, sessions_path(namespace)), sink)
 
-    async def run(self) -> None:
-        """LIST, then WATCH from the listed version, forever; LIST again on 410 Gone. The
-        LIST is a streaming list where the apiserver serves one, else pages.
 
-        Failures are retried with a capped exponential backoff, an unexpected one from a
-        new LIST; the cache keeps serving what it knows meanwhile. Every pass after the
-        first is a restart of the watch, whatever ended the one before.
-        """
-        delay = RETRY_FIRST_SECONDS
-        while True:
-            try:
-                if not (
-                    self._resource_version is None and self._streaming and await self._watch_list()
-                ):
-                    if self._resource_version is None:
-                        await self._relist()
-                    await self._watch()
-                delay = RETRY_FIRST_SECONDS
-            except ResourceVersionExpired:
-                self._answered()
-                self._resource_version = None
-            except KubernetesError as error:
-                self._failed(error, delay)
-                await asyncio.sleep(delay)
-                delay = min(RETRY_MAX_SECONDS, delay * 2)
-            except Exception:
-                # Whatever broke, a replica must not stay Ready behind a watch that ended:
-                # start again from a LIST, as what happened meanwhile is unknown.
-                logger.exception("session cache: the watch failed; listing again in %.1fs", delay)
-                self._resource_version = None
-                await asyncio.sleep(delay)
-                delay = min(RETRY_MAX_SECONDS, delay * 2)
-            self._restarts.inc()
-
-    def _failed(self, error: KubernetesError, delay: float) -> None:
-        """Tell a failed LIST or WATCH: at WARNING the first of an outage, then at DEBUG."""
-        first = self._failing_since is None
-        if first:
-            self._failing_since = asyncio.get_running_loop().time()
-        logger.log(
-            logging.WARNING if first else logging.DEBUG,
-            "session cache: %s; retrying in %s",
-            _failure_reason(error),
-            format_duration(timedelta(seconds=delay)),
-        )
-
-    def _answered(self) -> None:
-        """The apiserver answered: tell the end of an outage, if one was going on."""
-        if self._failing_since is None:
-            return
-        lasted = asyncio.get_running_loop().time() - self._failing_since
-        self._failing_since = None
-        # Whole seconds; a blip shorter than half a second in milliseconds.
-        shown = timedelta(seconds=round(lasted)) or timedelta(milliseconds=round(lasted * 1000))
-        logger.info("session cache: the apiserver answers again, after %s", format_duration(shown))
-
-    async def _relist(self) -> None:
-        listing = await self._list_watch.list(_decode)
-        self._answered()
-        self._listed(listing.items, listing.resource_version)
-
-    def _listed(self, sessions: list[Session], resource_version: str) -> None:
-        """A whole listing: exactly *sessions* exist, as of *resource_version*."""
-        self._sink.replace_all(sessions)
-        self._resource_version = resource_version
-        self._sink.mark_synced()
-        self._last_event_at = time.time()
-
-    async def _watch_list(self) -> bool:
-        """A streaming list, then its watch: the initial events are gathered and handed
-        over whole at the bookmark that ends them, as a LIST's items are; what follows is
-        applied as a watch's events. ``False`` if the apiserver found it invalid: it is
-        listed in pages from then on."""
-        initial: list[Session] | None = []
-        try:
-            async for event in self._list_watch.watch_list():
-                self._answered()
-                if initial is None:
-                    self._apply(event)
-                elif ends_initial_events(event):
-                    version = (event.object.get("metadata") or {}).get("resourceVersion")
-                    self._listed(initial, str(version or ""))
-                    initial = None
-                elif event.type == "ADDED" and (session := _decode(event.object)) is not None:
-                    initial.append(session)
-        except Invalid as refusal:
-            logger.info("session cache: the apiserver does not stream lists (%s); listing in pages",
-                        refusal)  # fmt: skip
-            self._streaming = False
-            return False
-        self._answered()  # the server ended the watch
-        if initial is not None:
-            raise ApiUnavailable("the streaming list ended before its initial events did")
-        return True
-
-    async def _watch(self) -> None:
-        assert self._resource_version is not None
-        async for event in self._list_watch.watch(self._resource_version):
-            self._answered()
-            self._apply(event)
-        self._answered()  # the server ended the watch
-
-    def _apply(self, event: WatchEvent) -> None:
-        self._last_event_at = time.time()
-        version = (event.object.get("metadata") or {}).get("resourceVersion")
-        session = None if event.type == "BOOKMARK" else _decode(event.object)
-        if session is not None and event.type in ("ADDED", "MODIFIED"):
-            self._sink.update(session)
-        elif session is not None and event.type == "DELETED":
-            self._sink.remove(session.ref)
-        if version:
-            self._resource_version = str(version)
-
-
-def _failure_reason(error: KubernetesError) -> str:
-    """Why a call failed, in a few words: for an apiserver that cannot be reached, its
-    address and the system's reason (``cannot reach the apiserver at 10.96.0.1:443:
-    connection refused``) rather than the client's exception with its connection key."""
-    cause = error.__cause__
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        return f"cannot reach the apiserver at {cause.host}:{cause.port}: {_os_reason(cause)}"
-    if isinstance(cause, TimeoutError):
-        return "the apiserver did not answer in time"
-    return str(error)
-
-
-def _os_reason(error: aiohttp.ClientConnectorError) -> str:
-    os_error = error.os_error
-    if isinstance(error, aiohttp.ClientSSLError):
-        return f"TLS failed: {os_error}"
-    if isinstance(os_error, socket.gaierror):
-        return f"name not resolved ({os_error.strerror})"
-    if os_error.errno:
-        return os.strerror(os_error.errno).lower()
-    return str(os_error) or type(os_error).__name__
+def _ref(session: Session) -> SessionRef:
+    return session.ref
 
 
 _decode = skipping_undecodable(Session.from_body, "session cache")

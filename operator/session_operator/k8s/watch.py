@@ -53,11 +53,13 @@ class Listing(Generic[T]):
 
 
 class ListWatch:
-    """LIST and WATCH one collection path, like ``/apis/xg2g.io/v1alpha1/sessions``."""
+    """LIST and WATCH one collection path, like ``/apis/xg2g.io/v1alpha1/sessions``; with
+    *label_selector*, only the objects it selects (the apiserver filters them)."""
 
-    def __init__(self, rest: Rest, path: str) -> None:
+    def __init__(self, rest: Rest, path: str, label_selector: str | None = None) -> None:
         self._rest = rest
         self._path = path
+        self._selection = [("labelSelector", label_selector)] if label_selector else []
 
     async def list(self, decode: Callable[[dict[str, Any]], T | None]) -> Listing[T]:
         """Every object of the collection, with the collection's version, read page by page
@@ -80,7 +82,7 @@ class ListWatch:
         A function of its own so that the page is no longer referenced once it returns:
         a variable of the caller would hold it through the next page's request.
         """
-        query = {"limit": str(LIST_PAGE_SIZE)}
+        query = {"limit": str(LIST_PAGE_SIZE), **dict(self._selection)}
         if token:
             query["continue"] = token
         page = await self._rest.request("GET", self._path, query=query)
@@ -107,6 +109,7 @@ class ListWatch:
             ("resourceVersionMatch", "NotOlderThan"),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
+            *self._selection,
         ]
         async for line in self._rest.stream(self._path, query, _watch_limits()):
             yield _decode_event(line)
@@ -122,6 +125,7 @@ class ListWatch:
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
+            *self._selection,
         ]
         async for line in self._rest.stream(self._path, query, _watch_limits()):
             yield _decode_event(line)
