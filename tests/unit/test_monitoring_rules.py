@@ -164,7 +164,7 @@ def test_selector_thresholds_and_runbook_url_come_from_values(helm: Path, tmp_pa
     }
     objects = render_values(helm, {"metrics": {"prometheusRule": rule}}, tmp_path)
     alerts = {alert["alert"]: alert for alert in rules_of(objects)}
-    watch = 'xg2g_watch_last_event_timestamp_seconds{job="slo", resource="sessions"}'
+    watch = 'xg2g_watch_last_event_timestamp_seconds{job="slo", resource=~"sessions|pods"}'
     assert watch in alerts["SessionOperatorWatchStalled"]["expr"]
     assert alerts["SessionOperatorExpiryLagHigh"]["expr"].endswith("\n> 1.5")
     assert alerts["SessionOperatorHeartbeatErrors"]["expr"].endswith("\n> 0.2")
