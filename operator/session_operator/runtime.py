@@ -183,6 +183,14 @@ async def lead_once_outages_known(elector: LeaderElector, outages: OutageMonitor
     await elector.run()
 
 
+async def watch_pods_once_sessions_listed(pods: PodCache, sessions: SessionStore) -> None:
+    """Run the Pod watch once the Sessions are listed: at a start, the listing that makes
+    the replica ready has the loop and the apiserver to itself; reconciles that need a Pod
+    meanwhile wait for the Pods' listing (``Reconciler._pods_listed``)."""
+    await sessions.wait_synced()
+    await pods.run()
+
+
 async def run_operator(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: watch Sessions, keep their leases, serve the heartbeat
     API, probes and metrics."""
@@ -231,7 +239,7 @@ async def run_operator(settings: Settings) -> None:
             controller.run(),
             events.run(),
             sessions.run(),
-            pods.run(),
+            watch_pods_once_sessions_listed(pods, controller.store),
             share_outages(calls.outage_record, outages, settings, serving),
         )
     ]

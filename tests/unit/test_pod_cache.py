@@ -4,6 +4,7 @@ wait for the first listing rather than read each missing Pod."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from session_operator.controller.pod_feed import PodFeed
 from session_operator.informer.pod_cache import PodCache, pods_path
 from session_operator.informer.pod_store import PodStore
+from session_operator.informer.session_store import SessionStore
 from session_operator.k8s.watch import Listing, WatchEvent
 from session_operator.models import SESSION_LABEL, SessionRef
+from session_operator.runtime import watch_pods_once_sessions_listed
 from session_operator.workload import PodSummary
 from tests.unit.builders import ScriptedListWatch, run_cache_until
 
@@ -98,3 +101,22 @@ async def test_the_watch_lists_then_follows_the_pods_into_the_store() -> None:
     assert sorted(queued[:2], key=str) == [SessionRef("media", "a"), SessionRef("media", "b")]
     assert queued[2:] == [SessionRef("media", "a"), SessionRef("media", "b")]
     assert script.watched_from == ["10"]
+
+
+class StartsWatching(PodCache):
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        self.started.set()
+
+
+async def test_the_pod_watch_starts_once_the_sessions_are_listed() -> None:
+    sessions, pods = SessionStore(), StartsWatching()
+    watching = asyncio.create_task(watch_pods_once_sessions_listed(pods, sessions))
+    await asyncio.sleep(0.05)
+    assert not pods.started.is_set()  # the Session listing, which makes a replica ready, first
+
+    sessions.mark_synced()
+    await asyncio.wait_for(watching, 1)
+    assert pods.started.is_set()

@@ -40,6 +40,8 @@ class PodStore:
         self._pods = {}
         for pod in pods:
             self._pods.setdefault(pod.session, {})[pod.name] = pod
+        if not before:  # the first listing: every Session it names is news
+            return set(self._pods)
         return {
             session
             for session in before.keys() | self._pods.keys()

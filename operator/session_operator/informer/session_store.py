@@ -13,6 +13,7 @@ on: no template, no labels but the state label, no annotations, no finalizer lis
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -33,17 +34,21 @@ class SessionStore:
         self._by_id: dict[str, SessionRef] = {}
         self._expiries: KeyedHeap[SessionRef] = KeyedHeap()
         self._expiring_soon: set[SessionRef] = set()
-        self._synced = False
+        self._synced = asyncio.Event()
 
     @property
     def synced(self) -> bool:
         """True once a full listing has been loaded (and from then on): a Session it does
         not know does not exist, as far as the watch has told."""
-        return self._synced
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        """Return once a full listing has been loaded."""
+        await self._synced.wait()
 
     def mark_synced(self) -> None:
         """Say that a full listing has been loaded."""
-        self._synced = True
+        self._synced.set()
 
     def update(self, session: Session) -> Session:
         """Keep *session* unless a newer version is already stored; return the kept one."""
