@@ -565,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         action="store_true",
         help="with --field: profile the apiserver's CPU (Go pprof) and both replicas' Python"
-        " (py-spy) in each sustain step, and the replicas' from their restart to ready; kept"
+        " (py-spy) in each sustain step, the standby's through the failover, and the replicas'"
+        " from their restart to ready; kept"
         " beside the JSON and summarised in it",
     )
     parser.add_argument(

@@ -398,6 +398,12 @@ class Failover:
     capacity all along leaves none stopped."""
     evidence: Evidence = field(default_factory=Evidence)
     """The tenant Sessions stopped and the outage record at the phase's end."""
+    lag_by_due: list[tuple[float, float]] = field(default_factory=list)
+    """Each lease due after the takeover: (seconds from the takeover to its deadline, its
+    lag in seconds), earliest first; where in the takeover's wake the lag lies."""
+    replica_profiles: dict[str, str] = field(default_factory=dict)
+    """The standby's busiest functions from before the kill until every due lease was seen
+    stopped (with ``--profile``)."""
 
     @property
     def after_p99_ms(self) -> float:
@@ -430,11 +436,13 @@ async def failover(
     due: Sequence[str],
     tenant_namespaces: Sequence[str],
     spread: float,
+    profile_to: Path | None = None,
 ) -> Failover:
     """Set the *due* Sessions' leases to fall due over *spread* seconds from 5 s before the
     kill, kill the leader (SIGKILL: no Lease release), and watch the standby take over and
     stop them while the clients go on beating. The killed replica is started again after,
-    as its Deployment would."""
+    as its Deployment would. With *profile_to*, py-spy samples the standby from before
+    the kill until every due lease is seen stopped."""
     leader = await scene.replicas.wait_leader(scene.api)
     kill_at = time.time() + 8.0
     deadlines = staggered(due, datetime.fromtimestamp(kill_at - 5.0, UTC), spread)
@@ -451,6 +459,11 @@ async def failover(
     ended_before = set(scene.fleet.stats.ended)
     before = await scene.api.request_counts()
     scene.fleet.window()
+    profiles = ReplicaProfiles(profile_to, "failover") if profile_to is not None else None
+    if profiles is not None:
+        for standby in scene.replicas:
+            if standby.name != leader:
+                await profiles.start(standby.name, standby.process.pid)
     await asyncio.sleep(max(0.0, kill_at - time.time()))
     killed = time.time()
     scene.replicas.named(leader).process.kill()
@@ -463,6 +476,7 @@ async def failover(
     last = max(deadlines.values()).timestamp()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(seen.all_stopped.wait(), max(0.0, last - time.time()) + 30.0)
+    profiled = await profiles.stop() if profiles is not None else {}
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
@@ -473,12 +487,14 @@ async def failover(
     during: list[float] = []
     later: list[float] = []
     operator_later: list[float] = []
+    by_due: list[tuple[float, float]] = []
     for name, (when, status) in seen.stopped.items():
         deadline = deadlines[name].timestamp()
         if deadline < took_over:
             during.append(when - deadline)
             continue
         later.append(when - deadline)
+        by_due.append((deadline - took_over, when - deadline))
         if status.get("stoppedAt"):
             operator_later.append(parse_timestamp(status["stoppedAt"]).timestamp() - deadline)
     evidence = await scene.stopped_sessions(tenant_namespaces)
@@ -499,6 +515,8 @@ async def failover(
         calls=after.since(before),
         outage_seconds=outage,
         evidence=evidence,
+        lag_by_due=sorted(by_due),
+        replica_profiles=profiled,
     )
 
 

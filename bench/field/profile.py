@@ -2,9 +2,11 @@
 the admin), summarised by ``go tool pprof -top``; ``make bench BENCH_ARGS="--field
 --profile"`` takes one in the middle of each sustain window and keeps the ``.pprof`` files
 beside the run's JSON, for ``go tool pprof -http`` or ``-top`` later. The replicas': py-spy
-samples each over the same quarter of each sustain window (``<stamp>-<replica>-<N>.txt``)
-and from its restart until the restart's window ends (``<stamp>-<replica>-restart.txt``),
-and keeps the stacks in py-spy's collapsed form, for ``flamegraph.pl``.
+samples each over the same quarter of each sustain window (``<stamp>-<replica>-<N>.txt``),
+the standby from before the leader is killed until every due lease is seen stopped
+(``<stamp>-<replica>-failover.txt``), and each replica from its restart until the
+restart's window ends (``<stamp>-<replica>-restart.txt``), and keeps the stacks in
+py-spy's collapsed form, for ``flamegraph.pl``.
 """
 
 from __future__ import annotations

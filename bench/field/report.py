@@ -282,6 +282,12 @@ def render(results: FieldResults) -> str:
         for step in results.steps
         for replica, top in step.replica_profiles.items()
     ]
+    if results.failover is not None:
+        profiles += [
+            f"\n{replica} (the standby) from before the kill until every due lease was seen "
+            f"stopped (py-spy, by inclusive share):\n{top}"
+            for replica, top in results.failover.replica_profiles.items()
+        ]
     if results.restart is not None:
         profiles += [
             f"\n{replica} from its restart to ready (py-spy, by inclusive share):\n{top}"
@@ -365,6 +371,10 @@ def as_json(results: FieldResults, table: str) -> dict[str, Any]:
             "apiserver": moved.calls.as_dict(),
             "outage_seconds": round(moved.outage_seconds, 1),
             "evidence": moved.evidence.as_dict(),
+            "lag_by_due_after_takeover": [
+                [round(due, 2), round(lag, 3)] for due, lag in moved.lag_by_due
+            ],
+            "replica_profiles_top": moved.replica_profiles or None,
         }  # fmt: skip
     if results.restart is not None:
         restarted = results.restart

@@ -201,7 +201,7 @@ async def _phases(
     due = due_names(plan)
     progress.start("failover", "the leader killed while leases fall due")
     results.failover = await failover(scene, bench, live, DUE_NAMESPACE, due, namespaces,
-                                      plan.due_spread)  # fmt: skip
+                                      plan.due_spread, profile_to)  # fmt: skip
     progress.start("restart", "both replicas restarted")
     results.restart = await restart(scene, live - plan.due_sessions, plan.cold_seconds, namespaces,
                                     profile_to)  # fmt: skip
