@@ -8,6 +8,7 @@ Reading is lenient about the offset and the fraction, strict about everything el
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -16,7 +17,8 @@ _RFC3339 = re.compile(
     r"[Tt]"
     r"(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})"
     r"(?:\.(?P<fraction>\d+))?"
-    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,  # digits 0-9 only
 )
 
 
@@ -43,6 +45,11 @@ def parse_timestamp(text: str) -> datetime:
     (digits beyond microseconds are truncated). Anything else, including a missing offset,
     raises ``ValueError`` naming the text.
     """
+    if isinstance(text, str) and _canonical(text):
+        # The two forms the apiserver and the operator write, read without the pattern:
+        # every replica reads one per Session at a start.
+        with contextlib.suppress(ValueError):  # out of range: the error below names it
+            return datetime.fromisoformat(text)
     match = _RFC3339.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp like 2026-11-23T10:00:05.123Z: {text!r}")
@@ -72,6 +79,19 @@ def parse_timestamp(text: str) -> datetime:
     except (ValueError, OverflowError) as error:
         raise ValueError(f"RFC 3339 timestamp out of range ({error}): {text!r}") from None
     return parsed
+
+
+def _canonical(text: str) -> bool:
+    """Whether *text* has the shape ``YYYY-MM-DDTHH:MM:SSZ`` or ``YYYY-MM-DDTHH:MM:SS.mmmZ``
+    (ASCII; its digits are left to ``datetime.fromisoformat``)."""
+    return (
+        (len(text) == 20 or (len(text) == 24 and text[19] == "."))
+        and text[-1] == "Z"
+        and text[4] == text[7] == "-"
+        and text[10] == "T"
+        and text[13] == text[16] == ":"
+        and text.isascii()
+    )
 
 
 def instant_or_none(value: object) -> datetime | None:

@@ -81,6 +81,10 @@ def test_parse_accepts_rfc3339_forms(text: str, expected: datetime) -> None:
         "2026-11-23T24:00:05Z",
         "2026-11-23T10:00:05+24:00",
         "20261123T100005Z",
+        "2026-11-23T10:00:05,123Z",
+        "2026-W48-1T10:00:05Z",
+        "2026-11-23T10:00:0\u0665Z",
+        "2026-11-23T10:00:60.000Z",
     ],
 )
 def test_parse_rejects_anything_else_with_value_error(text: str) -> None:
