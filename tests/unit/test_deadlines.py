@@ -296,3 +296,21 @@ async def test_compaction_keeps_every_other_key_in_deadline_order() -> None:
     assert fired.keys == keys
     for key, deadline in deadlines.items():
         assert fired.at(key) >= deadline
+
+
+async def test_scheduling_all_at_once_fires_each_in_deadline_order_and_replaces_older_ones() -> (
+    None
+):
+    clock, fired, scheduler = make()
+    base = clock()
+    async with running(scheduler):
+        scheduler.schedule("moved", base + ms(20))
+        scheduler.schedule("kept", base + ms(90))
+        offsets = {"c": 120, "a": 40, "moved": 150, "b": 80}
+        scheduler.schedule_all((key, base + ms(offset)) for key, offset in offsets.items())
+        assert len(scheduler) == 5
+        await fired.until(5)
+        await asyncio.sleep(0.05)
+
+    assert fired.keys == ["a", "b", "kept", "c", "moved"]
+    assert fired.at("moved") >= base + ms(150)

@@ -262,10 +262,10 @@ def test_the_store_counts_the_live_sessions_told_they_are_expiring_soon() -> Non
     assert store.count_expiring_soon() == 2
 
     plain = Session.from_body(stored())
-    left = dataclasses.replace(plain, ref=dataclasses.replace(plain.ref, name="a"))
+    left = dataclasses.replace(plain, ref=plain.ref._replace(name="a"))
     store.update(dataclasses.replace(left, resource_version="2"))  # a heartbeat took it out
     assert store.count_expiring_soon() == 1
-    store.remove(dataclasses.replace(plain.ref, name="b"))
+    store.remove(plain.ref._replace(name="b"))
     assert store.count_expiring_soon() == 0
 
 

@@ -195,6 +195,22 @@ def test_a_starting_session_is_due_at_its_start_deadline_when_that_comes_first()
     assert [ref.name for ref in store.lapsed(at("2026-11-23T10:01:00+00:00"))] == ["starting"]
 
 
+def test_live_deadlines_name_each_live_session_with_its_next_deadline() -> None:
+    store = SessionStore()
+    store.update(expiring("ready", "1", "2026-11-23T10:02:00Z"))
+    store.update(
+        expiring("starting", "2", "2026-11-23T10:10:00Z", "starting", "2026-11-23T10:01:00Z")
+    )
+    store.update(expiring("over", "3", "2026-11-23T10:00:30Z", state="stopped"))
+    store.update(expiring("gone", "4", "2026-11-23T10:03:00Z"))
+    store.remove(SessionRef(namespace="media", name="gone"))
+
+    assert sorted((ref.name, deadline) for ref, deadline in store.live_deadlines()) == [
+        ("ready", at("2026-11-23T10:02:00+00:00")),
+        ("starting", at("2026-11-23T10:01:00+00:00")),
+    ]
+
+
 def test_lapsed_costs_only_what_lapsed(monkeypatch: pytest.MonkeyPatch) -> None:
     store = SessionStore()
     for number in range(10_000):

@@ -174,3 +174,17 @@ async def test_each_key_wakes_one_waiting_worker() -> None:
     assert len(pending) == 1
     for task in pending:
         task.cancel()
+
+
+async def test_adding_all_queues_each_routine_key_once_and_moves_none_down() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("held")
+    assert await queue.get() == "held"
+    queue.add_due("due")
+    queue.add_all(["r1", "due", "r2", "r1", "held"])
+
+    assert len(queue) == 3
+    assert [await queue.get() for _ in range(3)] == ["due", "r1", "r2"]
+    queue.done("held")  # added while held: queued again once done
+    assert await queue.get() == "held"
+    assert await nothing_queued(queue)

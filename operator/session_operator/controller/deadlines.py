@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -26,6 +26,11 @@ class DeadlineScheduler(Generic[K]):
         """Fire for *key* at *deadline*, replacing any earlier deadline of *key*."""
         if self._deadlines.set(key, deadline):
             self._changed.set()
+
+    def schedule_all(self, entries: Iterable[tuple[K, datetime]]) -> None:
+        """:meth:`schedule` each (key, deadline), in O(n) for n keys in all."""
+        self._deadlines.set_many(entries)
+        self._changed.set()
 
     def cancel(self, key: K) -> None:
         """Forget *key*'s deadline."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from enum import IntEnum
 from typing import Generic, TypeVar
 
@@ -58,6 +58,12 @@ class WorkQueue(Generic[K]):
         """Queue *key* among the routine keys unless it is already waiting."""
         self._add(key, Tier.ROUTINE)
 
+    def add_all(self, keys: Iterable[K]) -> None:
+        """:meth:`add` each of *keys*, all queued at one instant."""
+        now = time.monotonic()
+        for key in keys:
+            self._add(key, Tier.ROUTINE, now)
+
     def add_follow_up(self, key: K) -> None:
         """Queue *key* behind the due keys, ahead of the routine ones."""
         self._add(key, Tier.FOLLOW_UP)
@@ -99,7 +105,7 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._tier_of)
 
-    def _add(self, key: K, tier: Tier) -> None:
+    def _add(self, key: K, tier: Tier, now: float | None = None) -> None:
         if key in self._active:
             self._dirty[key] = min(tier, self._dirty.get(key, tier))
             return
@@ -107,7 +113,7 @@ class WorkQueue(Generic[K]):
         if waits_in is None:
             self._stats.adds += 1
             self._stats.depth += 1
-            self._tiers[tier][key] = time.monotonic()
+            self._tiers[tier][key] = time.monotonic() if now is None else now
             self._tier_of[key] = tier
             self._waiting.release()
         elif tier < waits_in:

@@ -98,6 +98,11 @@ class SessionStore:
         before *now*, earliest first."""
         return list(self._expiries.due(now))
 
+    def live_deadlines(self) -> list[tuple[SessionRef, datetime]]:
+        """Each live Session with its next deadline (:func:`lease.next_deadline`), in no
+        order."""
+        return self._expiries.items()
+
     def count_by_state(self) -> Counter[str]:
         """How many known sessions are in each state (``unknown`` before initialisation)."""
         return Counter(
