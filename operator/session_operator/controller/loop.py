@@ -175,7 +175,8 @@ class SessionController:
             self._deadlines.cancel(ref)
             self._reconciler.forget(ref)
             return
-        self.store.update(outcome.session)
+        if outcome.session is not session:  # most reconciles change nothing
+            self.store.update(outcome.session)
         if outcome.deadline is None:
             self._deadlines.cancel(ref)
         else:
