@@ -227,8 +227,8 @@ def table_rows(results: FieldResults) -> list[list[str]]:
             f"{moved.sessions:,}", f"takeover {moved.takeover_seconds:.1f} s",
             _ms(Latency.of(moved.lag_after).p50_ms), _ms(moved.after_p99_ms),
             f"lag p99 due during takeover {_ms(moved.during_p99_ms)} ({len(moved.lag_during)}), "
-            f"after {_ms(moved.after_p99_ms)} ({len(moved.lag_after)}; by their stoppedAt "
-            f"{_ms(Latency.of(moved.operator_lag_after).p99_ms)}); graced {moved.graced}; "
+            f"after {_ms(moved.after_p99_ms)} ({len(moved.lag_after)}{_by_stopped_at(moved)}); "
+            f"graced {moved.graced}; "
             f"beats {moved.beats.failures}; outage recorded {moved.outage_seconds:.0f} s",
             f"new leader ≤ {TAKEOVER_SECONDS:.0f} s, lag p99 after ≤ 2 s, 0 wrongful",
             _verdict(met, f"{moved.observed}/{moved.due} stopped, {moved.wrongful} wrongful"),
@@ -253,6 +253,14 @@ def table_rows(results: FieldResults) -> list[list[str]]:
                 + f"; {restarted.wrongful} wrongful; beats {restarted.cold.beats.failures}"),
         ])  # fmt: skip
     return rows
+
+
+def _by_stopped_at(moved: Failover) -> str:
+    """The lag p99 after the takeover as the Sessions' ``stoppedAt`` tells it, where they
+    have one (a Session with a Pod is ``stopping`` when first seen stopped: none yet)."""
+    if not moved.operator_lag_after:
+        return ""
+    return f"; by their stoppedAt {_ms(Latency.of(moved.operator_lag_after).p99_ms)}"
 
 
 def render(results: FieldResults) -> str:
