@@ -20,7 +20,7 @@ import kopf
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient
 
-from session_operator import metrics
+from session_operator import heap, metrics
 from session_operator.api.admission import AdmissionRoutes
 from session_operator.api.server import start_server
 from session_operator.api.wiring import build_heartbeat_api
@@ -188,7 +188,26 @@ async def watch_pods_once_sessions_listed(pods: PodCache, sessions: SessionStore
     the replica ready has the loop and the apiserver to itself; reconciles that need a Pod
     meanwhile wait for the Pods' listing (``Reconciler._pods_listed``)."""
     await sessions.wait_synced()
+    heap.freeze("the Session listing")
     await pods.run()
+
+
+async def freeze_once_pods_listed(pods: PodStore) -> None:
+    """Put the listed Pods out of the garbage collector's reach (``heap``)."""
+    await pods.listed.wait()
+    heap.freeze("the Pod listing")
+
+
+def take_the_lead(controller: SessionController) -> Callable[[], None]:
+    """What a replica does as it wins the Lease: the heap out of the garbage collector's
+    reach, so that the resync's allocations set off no full collection, then the
+    controller's resync."""
+
+    def took_it() -> None:
+        heap.freeze("winning the Lease")
+        controller.resync()
+
+    return took_it
 
 
 async def run_operator(settings: Settings) -> None:
@@ -210,7 +229,9 @@ async def run_operator(settings: Settings) -> None:
     if settings.leader_election:
         leases = LeaseApi(calls.controller, settings.leader_election_namespace, LEADER_LEASE_NAME)
         electors.append(
-            LeaderElector(leases, identity, utc_now, leading, controller.resync, outages.add)
+            LeaderElector(
+                leases, identity, utc_now, leading, take_the_lead(controller), outages.add
+            )
         )
     else:
         leading.set()
@@ -240,6 +261,7 @@ async def run_operator(settings: Settings) -> None:
             events.run(),
             sessions.run(),
             watch_pods_once_sessions_listed(pods, controller.store),
+            freeze_once_pods_listed(controller.pods),
             share_outages(calls.outage_record, outages, settings, serving),
         )
     ]

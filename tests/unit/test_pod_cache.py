@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from session_operator import heap
 from session_operator.controller.pod_feed import PodFeed
 from session_operator.informer.pod_cache import PodCache, pods_path
 from session_operator.informer.pod_store import PodStore
@@ -111,7 +112,11 @@ class StartsWatching(PodCache):
         self.started.set()
 
 
-async def test_the_pod_watch_starts_once_the_sessions_are_listed() -> None:
+async def test_the_pod_watch_starts_once_the_sessions_are_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frozen: list[str] = []
+    monkeypatch.setattr(heap, "freeze", frozen.append)
     sessions, pods = SessionStore(), StartsWatching()
     watching = asyncio.create_task(watch_pods_once_sessions_listed(pods, sessions))
     await asyncio.sleep(0.05)
@@ -120,3 +125,4 @@ async def test_the_pod_watch_starts_once_the_sessions_are_listed() -> None:
     sessions.mark_synced()
     await asyncio.wait_for(watching, 1)
     assert pods.started.is_set()
+    assert frozen == ["the Session listing"]  # the listed Sessions, out of the collector's reach
