@@ -186,7 +186,8 @@ async def lead_once_outages_known(elector: LeaderElector, outages: OutageMonitor
 async def watch_pods_once_sessions_listed(pods: PodCache, sessions: SessionStore) -> None:
     """Run the Pod watch once the Sessions are listed: at a start, the listing that makes
     the replica ready has the loop and the apiserver to itself; reconciles that need a Pod
-    meanwhile wait for the Pods' listing (``Reconciler._pods_listed``)."""
+    meanwhile wait for the Pods' listing (``Reconciler._pods_listed``). The listed Sessions
+    are put out of the garbage collector's reach first (``heap``)."""
     await sessions.wait_synced()
     heap.freeze("the Session listing")
     await pods.run()
@@ -203,11 +204,11 @@ def take_the_lead(controller: SessionController) -> Callable[[], None]:
     reach, so that the resync's allocations set off no full collection, then the
     controller's resync."""
 
-    def took_it() -> None:
+    def lead() -> None:
         heap.freeze("winning the Lease")
         controller.resync()
 
-    return took_it
+    return lead
 
 
 async def run_operator(settings: Settings) -> None:

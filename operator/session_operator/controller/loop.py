@@ -116,8 +116,8 @@ class SessionController:
         done (a stop, a label). The live ones whose deadline (lease expiry or start
         deadline) has passed go first, earliest first; the other live ones get their
         deadline at once, so one that passes while the rest wait is queued ahead of them
-        on the dot. The store knows those deadlines already: at 50,000 Sessions this holds
-        the loop for a tenth of what reading each Session's lease again did.
+        on the dot. Those deadlines are the store's, kept for the backstop: one pass, with
+        no lease read again.
         """
         now = self._clock()
         for ref in self.store.lapsed(now):
