@@ -379,8 +379,9 @@ class Failover:
     takeover_seconds: float
     lag_during: list[float]
     """Expiry lags (s) of leases that fell due before the new leader took over."""
-    lag_after: list[float]
-    """Expiry lags (s) of leases that fell due after it."""
+    lag_by_due: list[tuple[float, float]]
+    """Each lease due after the takeover: (seconds from the takeover to its deadline, its
+    lag in seconds), earliest first; where in the takeover's wake the lag lies."""
     operator_lag_after: list[float]
     """The same leases' lags as their ``stoppedAt`` tells (the new leader's own time, before
     the watch brought the stop here)."""
@@ -398,12 +399,14 @@ class Failover:
     capacity all along leaves none stopped."""
     evidence: Evidence = field(default_factory=Evidence)
     """The tenant Sessions stopped and the outage record at the phase's end."""
-    lag_by_due: list[tuple[float, float]] = field(default_factory=list)
-    """Each lease due after the takeover: (seconds from the takeover to its deadline, its
-    lag in seconds), earliest first; where in the takeover's wake the lag lies."""
     replica_profiles: dict[str, str] = field(default_factory=dict)
     """The standby's busiest functions from before the kill until every due lease was seen
     stopped (with ``--profile``)."""
+
+    @property
+    def lag_after(self) -> list[float]:
+        """Expiry lags (s) of leases that fell due after the takeover."""
+        return [lag for _, lag in self.lag_by_due]
 
     @property
     def after_p99_ms(self) -> float:
@@ -485,7 +488,6 @@ async def failover(
     scene.replicas.named(leader).process.spawn()
     await scene.replicas.named(leader).wait_ready(scene.http)
     during: list[float] = []
-    later: list[float] = []
     operator_later: list[float] = []
     by_due: list[tuple[float, float]] = []
     for name, (when, status) in seen.stopped.items():
@@ -493,7 +495,6 @@ async def failover(
         if deadline < took_over:
             during.append(when - deadline)
             continue
-        later.append(when - deadline)
         by_due.append((deadline - took_over, when - deadline))
         if status.get("stoppedAt"):
             operator_later.append(parse_timestamp(status["stoppedAt"]).timestamp() - deadline)
@@ -505,7 +506,7 @@ async def failover(
         killed=leader,
         takeover_seconds=took_over - killed,
         lag_during=during,
-        lag_after=later,
+        lag_by_due=sorted(by_due),
         operator_lag_after=operator_later,
         graced=len(seen.graced),
         due=len(deadlines),
@@ -515,7 +516,6 @@ async def failover(
         calls=after.since(before),
         outage_seconds=outage,
         evidence=evidence,
-        lag_by_due=sorted(by_due),
         replica_profiles=profiled,
     )
 

@@ -239,7 +239,7 @@ def failover_with(observed: int, lag_after: list[float]) -> Failover:
         killed="replica-a",
         takeover_seconds=13.0,
         lag_during=[5.0] * (observed - len(lag_after)),
-        lag_after=lag_after,
+        lag_by_due=[(float(index), lag) for index, lag in enumerate(lag_after)],
         operator_lag_after=lag_after,
         graced=0,
         due=300,
