@@ -157,17 +157,24 @@ async def metered_window(
     seconds: float,
     label: str,
     beside: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    until: asyncio.Future[Any] | None = None,
 ) -> Window:
     """Let the running load go on for *seconds* (with *beside* running too, if given), and
     measure it: apiserver counters, CPU and peak memory, heartbeat results, the clients'
-    beats."""
+    beats. With *until*, the window first lasts until that is done (however it ends: its
+    awaiter sees how), then *seconds* more."""
     served_before = await scene.served()
     before = await scene.api.request_counts()
     scene.fleet.window()
     started = time.monotonic()
     async with scene.meter() as meter:
         side = asyncio.create_task(beside()) if beside is not None else None
-        while (elapsed := time.monotonic() - started) < seconds:
+        while until is not None and not until.done():
+            elapsed = time.monotonic() - started
+            scene.progress.update(0.0, f"{label}: {elapsed:.0f} s, waiting")
+            await asyncio.wait({until}, timeout=1.0)
+        tail = time.monotonic()
+        while (elapsed := time.monotonic() - tail) < seconds:
             scene.progress.update(elapsed / seconds, f"{label}: {elapsed:.0f}/{seconds:.0f} s")
             await asyncio.sleep(min(1.0, seconds - elapsed))
         if side is not None:

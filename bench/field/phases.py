@@ -531,7 +531,8 @@ class Restart:
     ready_seconds: dict[str, float]
     first_beat_seconds: float
     cold: Window
-    """The window from the start on: the auth caches' cold cost."""
+    """The window from the start until *cold_seconds* after the first heartbeat answered:
+    the start-up's peak memory and the auth caches' cold cost."""
     wrongful: int = 0
     """Sessions stopped under their beating clients (must be 0)."""
     replica_profiles: dict[str, str] = field(default_factory=dict)
@@ -550,8 +551,9 @@ async def restart(
     profile_to: Path | None = None,
 ) -> Restart:
     """Stop both replicas (SIGTERM), start both, and time them to ready (the store synced)
-    and to the first heartbeat answered; meter the window from the start on, the auth
-    caches' cold cost included. With *profile_to*, py-spy samples each replica from its
+    and to the first heartbeat answered; meter the window from the start until
+    *cold_seconds* after that first answer, the start-up listing's peak memory and the
+    auth caches' cold cost included. With *profile_to*, py-spy samples each replica from its
     start until both are ready and the window has ended."""
     stopped_at = time.time()
     scene.replicas.stop()
@@ -579,7 +581,7 @@ async def restart(
         return answered - started
 
     observing = asyncio.create_task(observe())
-    cold = await metered_window(scene, cold_seconds, "restarted: cold caches")
+    cold = await metered_window(scene, cold_seconds, "restarted: cold caches", until=observing)
     first_beat = await observing
     profiled = await profiles.stop() if profiles is not None else {}
     evidence = await scene.stopped_sessions(tenant_namespaces)

@@ -244,7 +244,8 @@ def table_rows(results: FieldResults) -> list[list[str]]:
             _ms(cold.beats.latency.p99_ms),
             f"first beat answered {restarted.first_beat_seconds:.1f} s after the restart; cold "
             f"caches: TokenReviews {cold.per_second(cold.calls.token_reviews):.1f}/s, "
-            f"SARs {cold.per_second(cold.calls.access_reviews):.1f}/s over {cold.seconds:.0f} s; "
+            f"SARs {cold.per_second(cold.calls.access_reviews):.1f}/s over the {cold.seconds:.0f} s"
+            f" from the start; {_cpu(cold.cost, 'replica-a')}; {_cpu(cold.cost, 'replica-b')}; "
             f"outage recorded {restarted.outage_seconds:.0f} s",
             f"ready ≤ {READY_SECONDS:.0f} s at {READY_GOAL_SESSIONS:,}"
             + ("" if bound else " (not this N)"),

@@ -311,7 +311,8 @@ def field_notes(plan: FieldPlan) -> list[str]:
         "CPU per beat is each replica's CPU over the window per heartbeat it answered.",
         "Failover: the leader SIGKILLed (no Lease release) while its clients move to the other "
         "replica; leases due from 5 s before the kill, set by status patch, never beaten. "
-        "Restart: both replicas SIGTERMed and started again under the running clients. Every "
-        "live Session of both, the due ones included, has a Pod template and the Pod the leader "
-        "made for it.",
+        "Restart: both replicas SIGTERMed and started again under the running clients, metered "
+        f"from their start until {plan.cold_seconds:.0f} s after the first beat answered (the "
+        "start-up listing's peak memory and the cold auth caches). Every live Session of both, "
+        "the due ones included, has a Pod template and the Pod the leader made for it.",
     ]
