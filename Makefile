@@ -151,11 +151,13 @@ deploy: helm kind controlplane image ## build the image, load it into kind, inst
 TEST_PATH_DIR = $(abspath $(VENV))/test-path
 PYTEST        = PATH=$(abspath $(BIN)):$(TEST_PATH_DIR) $(BIN)/python -m pytest
 TIERS         = unit e2e
+# The e2e tier ends with its slowest tests, so where its time goes is in every log.
+E2E_ARGS      = --durations=15
 
 .PHONY: test
 test: check-machine prepare ## install and build everything the tests need, then run unit and e2e tests
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
-	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+	$(PYTEST) tests/e2e $(E2E_ARGS) $(PYTEST_ARGS)
 
 .PHONY: prerequisites
 prerequisites: ## check the machine: OS and apt, root, Python, Go, make, git (one line each)
@@ -179,7 +181,7 @@ test-unit: check-machine prepare ## fast tests of the pure logic and the chart, 
 .PHONY: test-e2e
 test-e2e: TIERS = e2e
 test-e2e: check-machine prepare ## tests against the real local control plane (and a node, as root)
-	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+	$(PYTEST) tests/e2e $(E2E_ARGS) $(PYTEST_ARGS)
 
 # The kind tier, opt-in: make kind-node-image kind-up deploy on the Docker engine in
 # DOCKER_HOST, or on a kind engine the test starts (harness/kind_engine.py; as root), then a
